@@ -1,0 +1,168 @@
+"""RFC 9457 problem details: every 4xx/5xx body Taskline sends is ``application/problem+json``.
+
+Handlers are registered on base classes, so each branch of the ``TasklineError`` tree maps to
+one status here and nowhere else. Unexpected exceptions become a bare 500: the traceback goes
+to the server log, never to the client.
+"""
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from taskline.domain.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    InvalidInputError,
+    InvalidTransitionError,
+    NotFoundError,
+    StorageError,
+    TasklineError,
+    UnsupportedFormatError,
+)
+
+__all__ = ["PROBLEM_MEDIA_TYPE", "install_problem_handlers", "problem_response"]
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+_TYPE_BASE = "https://taskline.dev/problems/"
+logger = logging.getLogger("taskline.api")
+
+_STATUS_BY_ERROR: list[tuple[type[TasklineError], int, str]] = [
+    (NotFoundError, 404, "not-found"),
+    (InvalidTransitionError, 409, "invalid-transition"),
+    (AlreadyExistsError, 409, "already-exists"),
+    (ConflictError, 409, "conflict"),
+    (InvalidInputError, 422, "invalid-input"),
+    (UnsupportedFormatError, 400, "unsupported-format"),
+    (StorageError, 503, "storage-unavailable"),
+    (TasklineError, 400, "bad-request"),
+]
+
+_TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Content too large",
+    415: "Unsupported media type",
+    422: "Invalid input",
+    500: "Internal server error",
+    503: "Service unavailable",
+}
+
+
+class ProblemResponse(Response):
+    """A problem details body, serialised with orjson."""
+
+    media_type = PROBLEM_MEDIA_TYPE
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    *,
+    slug: str | None = None,
+    title: str | None = None,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> ProblemResponse:
+    """Build a problem+json response; ``extra`` members are added to the body."""
+    body: dict[str, Any] = {
+        "type": _TYPE_BASE + slug if slug else "about:blank",
+        "title": title or _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+    }
+    if instance:
+        body["instance"] = instance
+    body.update(extra)
+    return ProblemResponse(body, status_code=status, headers=headers)
+
+
+def _for_taskline_error(request: Request, exc: TasklineError) -> ProblemResponse:
+    status, slug = next(
+        (status, slug) for kind, status, slug in _STATUS_BY_ERROR if isinstance(exc, kind)
+    )
+    extra: dict[str, Any] = {}
+    if isinstance(exc, InvalidTransitionError):
+        extra = {"current": exc.current, "requested": exc.requested, "allowed": exc.allowed}
+    elif isinstance(exc, AlreadyExistsError):
+        extra = {"ids": exc.resource_ids}
+    elif isinstance(exc, UnsupportedFormatError):
+        extra = {"supported": exc.supported}
+    elif isinstance(exc, InvalidInputError) and exc.field:
+        extra = {"errors": [{"field": exc.field, "message": exc.detail}]}
+    if isinstance(exc, StorageError):
+        logger.error("storage error on %s %s: %s", request.method, request.url.path, exc.detail)
+    return problem_response(
+        status, exc.detail, slug=slug, title=exc.title, instance=request.url.path, **extra
+    )
+
+
+def _field_path(location: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in location]
+    if parts and parts[0] in {"body", "query", "path", "header"}:
+        parts = parts[1:] if len(parts) > 1 else parts
+    return ".".join(parts)
+
+
+def _for_validation_error(request: Request, exc: RequestValidationError) -> ProblemResponse:
+    errors = [
+        {"field": _field_path(error.get("loc", ())), "message": _message(error)}
+        for error in exc.errors()
+    ]
+    first = errors[0] if errors else {"field": "body", "message": "invalid request"}
+    detail = f"{first['field']}: {first['message']}"
+    if len(errors) > 1:
+        detail += f" (and {len(errors) - 1} more)"
+    return problem_response(
+        422, detail, slug="invalid-input", instance=request.url.path, errors=errors
+    )
+
+
+def _message(error: dict[str, Any]) -> str:
+    message = str(error.get("msg", "invalid"))
+    if error.get("type") == "json_invalid":
+        return "request body is not valid JSON"
+    return message.removeprefix("Value error, ")
+
+
+def _for_http_exception(request: Request, exc: StarletteHTTPException) -> ProblemResponse:
+    detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = f"no route for {request.method} {request.url.path}"
+    elif exc.status_code == 405:
+        detail = f"{request.method} is not allowed on {request.url.path}"
+    return problem_response(
+        exc.status_code,
+        detail,
+        instance=request.url.path,
+        headers=dict(exc.headers) if exc.headers else None,
+    )
+
+
+def _for_unexpected(request: Request, exc: Exception) -> ProblemResponse:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem_response(
+        500,
+        "the server failed to handle this request; the error is in the server log",
+        instance=request.url.path,
+    )
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Register the handlers that turn every error into problem details."""
+    app.add_exception_handler(TasklineError, _for_taskline_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _for_validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _for_http_exception)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _for_unexpected)

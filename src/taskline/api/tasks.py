@@ -1,0 +1,116 @@
+"""Task routes: list, create, read, replace, patch, delete."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+
+from taskline.api.deps import DatabaseDep
+from taskline.domain.errors import InvalidInputError
+from taskline.domain.models import Task, TaskCreate, TaskPage, TaskPatch, TaskReplace
+from taskline.domain.queries import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, SortField, TaskQuery
+from taskline.domain.status import TaskStatus
+from taskline.store.tasks import TaskStore
+
+__all__ = ["parse_task_query", "router"]
+
+router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
+
+
+def parse_task_query(
+    status_filter: list[str],
+    agent: str | None,
+    tag: str | None,
+    q: str | None,
+    sort: str,
+    limit: int,
+    offset: int,
+) -> TaskQuery:
+    """Build a :class:`TaskQuery` from query parameters, naming the bad one on error.
+
+    ``status`` may be repeated or comma-separated; ``sort`` is a field name, ``-`` prefixed for
+    descending order.
+    """
+    statuses: list[TaskStatus] = []
+    for value in (v for raw in status_filter for v in raw.split(",") if v.strip()):
+        try:
+            statuses.append(TaskStatus(value.strip()))
+        except ValueError:
+            allowed = ", ".join(s.value for s in TaskStatus)
+            raise InvalidInputError(
+                f"unknown status {value!r}; use one of: {allowed}", field="status"
+            ) from None
+    descending = sort.startswith("-")
+    try:
+        sort_field = SortField(sort.removeprefix("-"))
+    except ValueError:
+        allowed = ", ".join(f.value for f in SortField)
+        raise InvalidInputError(
+            f"cannot sort by {sort!r}; use one of: {allowed} (prefix '-' for descending)",
+            field="sort",
+        ) from None
+    return TaskQuery(
+        statuses=tuple(statuses),
+        agent_id=agent or None,
+        tag=tag or None,
+        search=q.strip() if q and q.strip() else None,
+        sort=sort_field,
+        descending=descending,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@router.get("/", response_model=TaskPage, summary="List tasks")
+async def list_tasks(
+    database: DatabaseDep,
+    response: Response,
+    status_filter: Annotated[
+        list[str], Query(alias="status", description="Status filter; repeat or comma-separate.")
+    ] = [],  # noqa: B006 - FastAPI copies defaults per request
+    agent: Annotated[str | None, Query(description="Assigned agent id.")] = None,
+    tag: Annotated[str | None, Query(description="Tasks carrying this tag.")] = None,
+    q: Annotated[str | None, Query(description="Text search in title and description.")] = None,
+    sort: Annotated[str, Query(description="Sort field, '-' prefix for descending.")] = (
+        "-created_at"
+    ),
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> TaskPage:
+    query = parse_task_query(status_filter, agent, tag, q, sort, limit, offset)
+    async with database.read() as session:
+        page = await TaskStore(session).page(query)
+    response.headers["X-Total-Count"] = str(page.total)
+    return page
+
+
+@router.post("/", response_model=Task, status_code=status.HTTP_201_CREATED, summary="Create a task")
+async def create_task(body: TaskCreate, database: DatabaseDep, response: Response) -> Task:
+    async with database.write() as session:
+        task = await TaskStore(session).create(body)
+    response.headers["Location"] = f"/api/v1/tasks/{task.id}"
+    return task
+
+
+@router.get("/{task_id}", response_model=Task, summary="Get a task")
+async def get_task(task_id: str, database: DatabaseDep) -> Task:
+    async with database.read() as session:
+        return await TaskStore(session).get(task_id)
+
+
+@router.put("/{task_id}", response_model=Task, summary="Replace a task's fields")
+async def replace_task(task_id: str, body: TaskReplace, database: DatabaseDep) -> Task:
+    async with database.write() as session:
+        return await TaskStore(session).replace(task_id, body)
+
+
+@router.patch("/{task_id}", response_model=Task, summary="Change some of a task's fields")
+async def patch_task(task_id: str, body: TaskPatch, database: DatabaseDep) -> Task:
+    async with database.write() as session:
+        return await TaskStore(session).patch(task_id, body.changes())
+
+
+@router.delete("/{task_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a task")
+async def delete_task(task_id: str, database: DatabaseDep) -> Response:
+    async with database.write() as session:
+        await TaskStore(session).delete(task_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

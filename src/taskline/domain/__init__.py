@@ -1,0 +1,1 @@
+"""Pure models and rules: tasks, agents, status transitions, validation. Imports nothing of ours."""

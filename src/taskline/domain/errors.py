@@ -1,0 +1,112 @@
+"""The error tree of Taskline. The ``api`` layer maps each branch to one HTTP status.
+
+::
+
+    TasklineError
+    ├── NotFoundError            (404) a task, agent, section or subtask id that does not exist
+    ├── ConflictError            (409) the request contradicts the current state
+    │   ├── InvalidTransitionError     a status change the state machine refuses
+    │   └── AlreadyExistsError         an id that is taken (for example on import)
+    ├── InvalidInputError        (422) well-formed JSON whose content is wrong
+    ├── UnsupportedFormatError   (400) an export format Taskline does not write
+    └── StorageError             (503) the database failed or is unreachable
+"""
+
+from collections.abc import Sequence
+
+__all__ = [
+    "AlreadyExistsError",
+    "ConflictError",
+    "InvalidInputError",
+    "InvalidTransitionError",
+    "NotFoundError",
+    "StorageError",
+    "TasklineError",
+    "UnsupportedFormatError",
+]
+
+
+class TasklineError(Exception):
+    """Base of every error Taskline raises on purpose."""
+
+    title = "Taskline error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class NotFoundError(TasklineError):
+    """A resource named in the request does not exist."""
+
+    title = "Not found"
+
+    def __init__(self, kind: str, resource_id: str) -> None:
+        super().__init__(f"{kind} {resource_id!r} does not exist")
+        self.kind = kind
+        self.resource_id = resource_id
+
+
+class ConflictError(TasklineError):
+    """The request is valid but contradicts the current state."""
+
+    title = "Conflict"
+
+
+class InvalidTransitionError(ConflictError):
+    """A status change that the task state machine does not allow."""
+
+    title = "Invalid status transition"
+
+    def __init__(self, task_id: str, current: str, requested: str, allowed: Sequence[str]) -> None:
+        allowed_text = ", ".join(allowed) if allowed else "none"
+        super().__init__(
+            f"task {task_id!r} cannot go from {current!r} to {requested!r}; "
+            f"allowed from {current!r}: {allowed_text}"
+        )
+        self.task_id = task_id
+        self.current = current
+        self.requested = requested
+        self.allowed = list(allowed)
+
+
+class AlreadyExistsError(ConflictError):
+    """An identifier that is already taken."""
+
+    title = "Already exists"
+
+    def __init__(self, kind: str, resource_ids: Sequence[str]) -> None:
+        shown = ", ".join(repr(i) for i in resource_ids[:10])
+        more = f" and {len(resource_ids) - 10} more" if len(resource_ids) > 10 else ""
+        super().__init__(f"{kind} already exist: {shown}{more}")
+        self.kind = kind
+        self.resource_ids = list(resource_ids)
+
+
+class InvalidInputError(TasklineError):
+    """Content that parses but is wrong; ``field`` names the offending field when known."""
+
+    title = "Invalid input"
+
+    def __init__(self, detail: str, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.field = field
+
+
+class UnsupportedFormatError(TasklineError):
+    """An export format that Taskline does not write."""
+
+    title = "Unsupported format"
+
+    def __init__(self, requested: str, supported: Sequence[str]) -> None:
+        super().__init__(
+            f"format {requested!r} is not supported; supported formats: {', '.join(supported)}"
+        )
+        self.requested = requested
+        self.supported = list(supported)
+
+
+class StorageError(TasklineError):
+    """The database failed or could not be reached; the driver's error is the ``__cause__``."""
+
+    title = "Storage unavailable"

@@ -1,0 +1,294 @@
+"""Pydantic models of the task board: what is stored, what clients send, what they receive.
+
+Read models (``Task``, ``Section``, ``Subtask``, ``Agent``, ``Message``) describe stored
+resources. Write models (``TaskCreate``, ``TaskReplace``, ``TaskPatch``, ...) describe request
+bodies; they forbid unknown fields so a misspelt field is an error, never a silent drop.
+"""
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    model_validator,
+)
+
+from taskline.domain.ids import ID_PATTERN
+from taskline.domain.status import AgentStatus, Priority, TaskStatus
+
+__all__ = [
+    "Agent",
+    "AgentCreate",
+    "AgentPatch",
+    "AuthorKind",
+    "Fraction",
+    "Message",
+    "MessageCreate",
+    "Reorder",
+    "Section",
+    "SectionCreate",
+    "SectionPatch",
+    "Subtask",
+    "SubtaskCreate",
+    "SubtaskPatch",
+    "Tag",
+    "Task",
+    "TaskCreate",
+    "TaskPage",
+    "TaskPatch",
+    "TaskReplace",
+    "Title",
+    "utc_now",
+]
+
+MAX_TITLE = 500
+MAX_TEXT = 100_000
+MAX_TAGS = 50
+
+
+def utc_now() -> datetime:
+    """Return the current time, timezone-aware in UTC, truncated to milliseconds."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def _strip_nonempty(value: str) -> str:
+    stripped = value.strip()
+    if not stripped:
+        raise ValueError("must not be empty or only whitespace")
+    return stripped
+
+
+def _check_id(value: str) -> str:
+    if not ID_PATTERN.match(value):
+        raise ValueError("must look like 'prefix_abc123' (lowercase letters, digits)")
+    return value
+
+
+Title = Annotated[str, Field(max_length=MAX_TITLE), AfterValidator(_strip_nonempty)]
+Text = Annotated[str, Field(max_length=MAX_TEXT)]
+Tag = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_strip_nonempty)]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+ResourceId = Annotated[str, Field(max_length=80), AfterValidator(_check_id)]
+
+
+def _dedupe(tags: list[str]) -> list[str]:
+    return list(dict.fromkeys(tags))
+
+
+Tags = Annotated[list[Tag], Field(max_length=MAX_TAGS), AfterValidator(_dedupe)]
+
+
+class _Read(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class _Write(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- read models ----------------------------------------------------------------------------
+
+
+class Subtask(_Read):
+    id: str
+    title: str
+    done: bool
+    notes: str
+    position: int
+
+
+class Section(_Read):
+    id: str
+    title: str
+    position: int
+    subtasks: list[Subtask]
+
+
+class Task(_Read):
+    id: str
+    title: str
+    description: str
+    status: TaskStatus
+    priority: Priority
+    progress: float
+    confidence: float | None
+    assigned_agent_id: str | None
+    tags: list[str]
+    result: JsonValue | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    sections: list[Section]
+
+
+class TaskPage(BaseModel):
+    """One page of a task listing; ``total`` counts every match, not just this page."""
+
+    items: list[Task]
+    total: int
+    limit: int
+    offset: int
+
+
+class Agent(_Read):
+    id: str
+    name: str
+    kind: str
+    status: AgentStatus
+    current_task_id: str | None
+    last_seen_at: datetime | None
+    # Stored rows call it ``metadata_`` (``metadata`` is reserved by SQLAlchemy).
+    metadata: dict[str, JsonValue] = Field(validation_alias=AliasChoices("metadata_", "metadata"))
+    created_at: datetime
+    updated_at: datetime
+
+
+class AuthorKind(StrEnum):
+    """Who wrote a message in a task's thread."""
+
+    HUMAN = "human"
+    AGENT = "agent"
+    SYSTEM = "system"
+
+
+class Message(_Read):
+    id: str
+    task_id: str
+    author_kind: AuthorKind
+    author: str
+    content: str
+    created_at: datetime
+
+
+# --- write models ---------------------------------------------------------------------------
+
+
+class SubtaskCreate(_Write):
+    title: Title
+    done: bool = False
+    notes: Text = ""
+
+
+class SectionCreate(_Write):
+    title: Title
+    subtasks: list[SubtaskCreate] = Field(default_factory=list, max_length=1000)
+
+
+class TaskCreate(_Write):
+    """Body of ``POST /tasks/``. Only ``title`` is required."""
+
+    title: Title
+    description: Text = ""
+    status: TaskStatus = TaskStatus.PENDING
+    priority: Priority = Priority.MEDIUM
+    progress: Fraction = 0.0
+    confidence: Fraction | None = None
+    assigned_agent_id: ResourceId | None = None
+    tags: Tags = Field(default_factory=list)
+    result: JsonValue | None = None
+    sections: list[SectionCreate] = Field(default_factory=list, max_length=200)
+
+
+class TaskReplace(_Write):
+    """Body of ``PUT /tasks/{id}``: replaces the task's fields.
+
+    Omitted fields take their defaults, except ``status`` (omitted: unchanged; a change must be
+    a transition the state machine allows) and ``sections`` (omitted: unchanged; given: the
+    whole structure is replaced).
+    """
+
+    title: Title
+    description: Text = ""
+    status: TaskStatus | None = None
+    priority: Priority = Priority.MEDIUM
+    progress: Fraction = 0.0
+    confidence: Fraction | None = None
+    assigned_agent_id: ResourceId | None = None
+    tags: Tags = Field(default_factory=list)
+    result: JsonValue | None = None
+    sections: list[SectionCreate] | None = None
+
+
+class TaskPatch(_Write):
+    """Body of ``PATCH /tasks/{id}``: only the fields present change (``null`` clears)."""
+
+    title: Title | None = None
+    description: Text | None = None
+    status: TaskStatus | None = None
+    priority: Priority | None = None
+    progress: Fraction | None = None
+    confidence: Fraction | None = None
+    assigned_agent_id: ResourceId | None = None
+    tags: Tags | None = None
+    result: JsonValue | None = None
+
+    @model_validator(mode="after")
+    def _no_null_for_required(self) -> "TaskPatch":
+        for name in ("title", "description", "status", "priority", "progress", "tags"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        """Return the fields the client actually sent."""
+        return self.model_dump(include=self.model_fields_set)
+
+
+class SectionPatch(_Write):
+    title: Title
+
+
+class SubtaskPatch(_Write):
+    title: Title | None = None
+    done: bool | None = None
+    notes: Text | None = None
+    section_id: ResourceId | None = Field(
+        default=None, description="Move the subtask to the end of another section of the task."
+    )
+
+
+class Reorder(_Write):
+    """A new order: every id of the collection exactly once."""
+
+    ids: list[ResourceId] = Field(max_length=1000)
+
+
+class AgentCreate(_Write):
+    id: ResourceId | None = Field(default=None, description="Optional stable id (agent_...).")
+    name: Title
+    kind: Annotated[str, Field(min_length=1, max_length=64)] = "generic"
+    status: AgentStatus = AgentStatus.IDLE
+    metadata: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class AgentPatch(_Write):
+    name: Title | None = None
+    kind: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    status: AgentStatus | None = None
+    current_task_id: ResourceId | None = None
+    metadata: dict[str, JsonValue] | None = None
+
+    @model_validator(mode="after")
+    def _no_null_for_required(self) -> "AgentPatch":
+        for name in ("name", "kind", "status", "metadata"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        """Return the fields the client actually sent."""
+        return self.model_dump(include=self.model_fields_set)
+
+
+class MessageCreate(_Write):
+    author_kind: AuthorKind = AuthorKind.HUMAN
+    author: Annotated[str, Field(min_length=1, max_length=200)] = "user"
+    content: Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]

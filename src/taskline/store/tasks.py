@@ -1,0 +1,235 @@
+"""Reading and writing tasks with their tags, sections and subtasks."""
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Select, case, delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from taskline.domain.errors import InvalidInputError, NotFoundError
+from taskline.domain.ids import new_id
+from taskline.domain.models import SectionCreate, Task, TaskCreate, TaskPage, TaskReplace, utc_now
+from taskline.domain.queries import SortField, TaskQuery
+from taskline.domain.status import (
+    TERMINAL_STATUSES,
+    Priority,
+    TaskStatus,
+    check_transition,
+    status_timestamps,
+)
+from taskline.store.tables import AgentRow, SectionRow, SubtaskRow, TagRow, TaskRow
+
+__all__ = ["TaskStore", "load_options"]
+
+_PRIORITY_ORDER = case({p.value: p.rank for p in Priority}, value=TaskRow.priority, else_=-1)
+_SORT_COLUMNS: dict[SortField, Any] = {
+    SortField.CREATED_AT: TaskRow.created_at,
+    SortField.UPDATED_AT: TaskRow.updated_at,
+    SortField.PRIORITY: _PRIORITY_ORDER,
+    SortField.PROGRESS: TaskRow.progress,
+    SortField.TITLE: func.lower(TaskRow.title),
+    SortField.STATUS: TaskRow.status,
+}
+
+
+def load_options() -> tuple[Any, ...]:
+    """Eager loads for a whole task: three extra queries however many tasks are read."""
+    return (
+        selectinload(TaskRow.sections).selectinload(SectionRow.subtasks),
+        selectinload(TaskRow.tag_rows),
+    )
+
+
+class TaskStore:
+    """Task operations inside one transaction (the caller owns the session)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # --- reading ----------------------------------------------------------------------------
+
+    async def get(self, task_id: str) -> Task:
+        """Return the task; raise :class:`NotFoundError` if there is none."""
+        return Task.model_validate(await self.get_row(task_id))
+
+    async def get_row(self, task_id: str, *, for_update: bool = False) -> TaskRow:
+        """Return the task's row with everything loaded (optionally locked for update)."""
+        statement = select(TaskRow).where(TaskRow.id == task_id).options(*load_options())
+        if for_update:
+            statement = statement.with_for_update()
+        row = (
+            await self.session.execute(statement.execution_options(populate_existing=True))
+        ).scalar_one_or_none()
+        if row is None:
+            raise NotFoundError("task", task_id)
+        return row
+
+    async def page(self, query: TaskQuery) -> TaskPage:
+        """Return one page of tasks matching ``query`` and the total number of matches."""
+        filtered = _filtered(select(TaskRow.id), query)
+        total = (
+            await self.session.execute(select(func.count()).select_from(filtered.subquery()))
+        ).scalar_one()
+        order = _SORT_COLUMNS[query.sort]
+        ordering = (order.desc(), TaskRow.id.desc()) if query.descending else (order, TaskRow.id)
+        statement = (
+            _filtered(select(TaskRow), query)
+            .options(*load_options())
+            .order_by(*ordering)
+            .limit(query.limit)
+            .offset(query.offset)
+        )
+        rows = (await self.session.execute(statement)).scalars().all()
+        return TaskPage(
+            items=[Task.model_validate(row) for row in rows],
+            total=total,
+            limit=query.limit,
+            offset=query.offset,
+        )
+
+    async def all(self, query: TaskQuery | None = None) -> list[Task]:
+        """Return every task matching ``query`` (no paging), oldest first."""
+        statement = (
+            select(TaskRow).options(*load_options()).order_by(TaskRow.created_at, TaskRow.id)
+        )
+        if query is not None:
+            statement = _filtered(statement, query)
+        rows = (await self.session.execute(statement)).scalars().all()
+        return [Task.model_validate(row) for row in rows]
+
+    # --- writing ----------------------------------------------------------------------------
+
+    async def create(self, data: TaskCreate, *, task_id: str | None = None) -> Task:
+        """Insert a task with its sections and subtasks; return it as stored."""
+        await self._check_agent(data.assigned_agent_id)
+        now = utc_now()
+        row = TaskRow(
+            id=task_id or new_id("task"),
+            title=data.title,
+            description=data.description,
+            status=data.status.value,
+            priority=data.priority.value,
+            progress=1.0 if data.status == TaskStatus.COMPLETED else data.progress,
+            confidence=data.confidence,
+            assigned_agent_id=data.assigned_agent_id,
+            result=data.result,
+            created_at=now,
+            updated_at=now,
+            started_at=now if data.status != TaskStatus.PENDING else None,
+            completed_at=now if data.status in TERMINAL_STATUSES else None,
+        )
+        row.tag_rows = _tag_rows(data.tags)
+        row.sections = _section_rows(data.sections)
+        self.session.add(row)
+        await self.session.flush()
+        return await self.get(row.id)
+
+    async def replace(self, task_id: str, data: TaskReplace) -> Task:
+        """Replace the task's fields as described on :class:`TaskReplace`."""
+        row = await self.get_row(task_id, for_update=True)
+        fields = data.model_dump(exclude={"status", "sections", "tags"})
+        if data.status is not None:
+            fields["status"] = data.status
+        fields["tags"] = data.tags
+        await self._apply(row, fields)
+        if data.sections is not None:
+            row.sections = _section_rows(data.sections)
+        await self.session.flush()
+        return await self.get(task_id)
+
+    async def patch(self, task_id: str, changes: dict[str, Any]) -> Task:
+        """Change only the given fields (already validated by :class:`TaskPatch`)."""
+        row = await self.get_row(task_id, for_update=True)
+        await self._apply(row, changes)
+        await self.session.flush()
+        return await self.get(task_id)
+
+    async def delete(self, task_id: str) -> None:
+        """Delete the task and everything in it; agents working on it are released."""
+        result = await self.session.execute(delete(TaskRow).where(TaskRow.id == task_id))
+        if result.rowcount == 0:  # type: ignore[attr-defined]
+            raise NotFoundError("task", task_id)
+        await self.session.execute(
+            update(AgentRow).where(AgentRow.current_task_id == task_id).values(current_task_id=None)
+        )
+
+    async def touch(self, row: TaskRow) -> None:
+        """Mark the task as changed now."""
+        row.updated_at = utc_now()
+
+    async def _apply(self, row: TaskRow, fields: dict[str, Any]) -> None:
+        now = utc_now()
+        if "assigned_agent_id" in fields:
+            await self._check_agent(fields["assigned_agent_id"])
+        if "status" in fields:
+            current = TaskStatus(row.status)
+            new = TaskStatus(fields.pop("status"))
+            check_transition(row.id, current, new)
+            for name, value in status_timestamps(
+                current, new, started_at=row.started_at, now=now
+            ).items():
+                setattr(row, name, value)
+            row.status = new.value
+            if new == TaskStatus.COMPLETED and "progress" not in fields:
+                row.progress = 1.0
+        if "priority" in fields:
+            row.priority = Priority(fields.pop("priority")).value
+        if "tags" in fields:
+            row.tag_rows = _tag_rows(fields.pop("tags"))
+        for name, value in fields.items():
+            setattr(row, name, value)
+        row.updated_at = now
+
+    async def _check_agent(self, agent_id: str | None) -> None:
+        if agent_id is None:
+            return
+        found = await self.session.scalar(select(AgentRow.id).where(AgentRow.id == agent_id))
+        if found is None:
+            raise InvalidInputError(f"agent {agent_id!r} does not exist", field="assigned_agent_id")
+
+
+def _filtered(statement: Select[Any], query: TaskQuery) -> Select[Any]:
+    if query.statuses:
+        statement = statement.where(TaskRow.status.in_([s.value for s in query.statuses]))
+    if query.agent_id:
+        statement = statement.where(TaskRow.assigned_agent_id == query.agent_id)
+    if query.tag:
+        tagged = select(TagRow.task_id).where(TagRow.tag == query.tag)
+        statement = statement.where(TaskRow.id.in_(tagged))
+    if query.search:
+        pattern = f"%{_escape_like(query.search.lower())}%"
+        statement = statement.where(
+            or_(
+                func.lower(TaskRow.title).like(pattern, escape="\\"),
+                func.lower(TaskRow.description).like(pattern, escape="\\"),
+            )
+        )
+    if query.ids:
+        statement = statement.where(TaskRow.id.in_(query.ids))
+    return statement
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _tag_rows(tags: Iterable[str]) -> list[TagRow]:
+    return [TagRow(tag=tag, position=i) for i, tag in enumerate(tags)]
+
+
+def _section_rows(sections: Sequence[SectionCreate]) -> list[SectionRow]:
+    return [
+        SectionRow(
+            id=new_id("sec"),
+            title=section.title,
+            position=i,
+            subtasks=[
+                SubtaskRow(
+                    id=new_id("sub"), title=sub.title, done=sub.done, notes=sub.notes, position=j
+                )
+                for j, sub in enumerate(section.subtasks)
+            ],
+        )
+        for i, section in enumerate(sections)
+    ]

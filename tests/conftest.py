@@ -1,0 +1,63 @@
+"""Fixtures: real servers on real databases (SQLite files and PostgreSQL)."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from taskline.settings import Settings
+from tests.support.databases import create_pg_database, drop_pg_database, empty_database
+from tests.support.server import LiveServer
+
+
+@pytest.fixture(scope="session")
+def pg_database_url() -> Iterator[str]:
+    """One PostgreSQL database for the session, created empty and dropped at the end."""
+    url = create_pg_database()
+    yield url
+    drop_pg_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database with no rows: a new SQLite file, or the session's PostgreSQL emptied."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'taskline.db'}"
+    url: str = request.getfixturevalue("pg_database_url")
+    empty_database(url)
+    return url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A new SQLite database file (for tests that do not depend on the backend)."""
+    return f"sqlite+aiosqlite:///{tmp_path / 'taskline.db'}"
+
+
+def _serve(database_url: str) -> Iterator[LiveServer]:
+    server = LiveServer(Settings(database_url=database_url))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def server(database_url: str) -> Iterator[LiveServer]:
+    """A running server on each backend (the test runs once per backend)."""
+    yield from _serve(database_url)
+
+
+@pytest.fixture
+def sqlite_server(sqlite_url: str) -> Iterator[LiveServer]:
+    """A running server on a fresh SQLite database."""
+    yield from _serve(sqlite_url)
+
+
+@pytest.fixture
+def client(server: LiveServer) -> Iterator[httpx.Client]:
+    """An HTTP client for ``server``."""
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        yield http

@@ -106,7 +106,9 @@ def report(name: str, timings: list[float], baseline: list[float] | None) -> Non
     p50, p99 = statistics.median(timings), percentile(timings, 0.99)
     ratio = ""
     if baseline:
-        ratio = f"  ({p50 / statistics.median(baseline):.1f}x / {p99 / percentile(baseline, 0.99):.1f}x baseline)"
+        p50_ratio = p50 / statistics.median(baseline)
+        p99_ratio = p99 / percentile(baseline, 0.99)
+        ratio = f"  ({p50_ratio:.1f}x / {p99_ratio:.1f}x baseline)"
     print(f"{name:<34} p50 {p50:7.2f} ms   p99 {p99:7.2f} ms{ratio}")
 
 
@@ -141,14 +143,27 @@ def main() -> None:
     url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
     started = time.perf_counter()
     ids = asyncio.run(seed(url, args.tasks))
-    print(f"seeded {len(ids)} tasks x {SECTIONS} sections x {SUBTASKS} subtasks "
-          f"in {time.perf_counter() - started:.1f} s")
+    print(
+        f"seeded {len(ids)} tasks x {SECTIONS} sections x {SUBTASKS} subtasks "
+        f"in {time.perf_counter() - started:.1f} s"
+    )
 
     port = 18000 + random.randrange(1000)
     pin = ["taskset", "-c", "0"] if (os.cpu_count() or 1) > 1 else []
     server = subprocess.Popen(
-        [*pin, sys.executable, "-m", "taskline", "serve", "--port", str(port),
-         "--database-url", url, "--log-level", "warning"],
+        [
+            *pin,
+            sys.executable,
+            "-m",
+            "taskline",
+            "serve",
+            "--port",
+            str(port),
+            "--database-url",
+            url,
+            "--log-level",
+            "warning",
+        ],
     )
     if pin:
         os.sched_setaffinity(0, {1})
@@ -167,8 +182,11 @@ def main() -> None:
             baseline = measure(client, ["/health"] * n)
             listing = measure(client, ["/api/v1/tasks/?limit=50"] * n)
             deep = measure(
-                client, [f"/api/v1/tasks/?limit=50&offset={random.randrange(9000)}&sort=-priority"
-                         for _ in range(n // 4)]
+                client,
+                [
+                    f"/api/v1/tasks/?limit=50&offset={random.randrange(9000)}&sort=-priority"
+                    for _ in range(n // 4)
+                ],
             )
             getting = measure(client, [f"/api/v1/tasks/{random.choice(ids)}" for _ in range(n)])
             report("GET /health (baseline)", baseline, None)

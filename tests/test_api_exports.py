@@ -21,7 +21,7 @@ def fill_board(client: httpx.Client) -> list[dict[str, Any]]:
         client.post(
             "/api/v1/tasks/",
             json={
-                "title": "=HYPERLINK(\"http://evil\")",
+                "title": '=HYPERLINK("http://evil")',
                 "description": "Formula in the title",
                 "tags": ["@risk", "csv"],
                 "assigned_agent_id": agent["id"],
@@ -117,7 +117,7 @@ def test_csv_has_one_row_per_subtask_and_neutralises_formulas(client: httpx.Clie
     rows = list(csv.DictReader(io.StringIO(response.text)))
     first = [r for r in rows if r["task_id"] == tasks[0]["id"]]
     assert [r["subtask_title"] for r in first] == ["first", "'+second", "third", ""]
-    assert all(r["task_title"] == "'=HYPERLINK(\"http://evil\")" for r in first)
+    assert all(r["task_title"] == '\'=HYPERLINK("http://evil")' for r in first)
     assert first[0]["subtask_done"] == "true" and first[1]["subtask_done"] == "false"
     plain = [r for r in rows if r["task_id"] == tasks[1]["id"]]
     assert len(plain) == 1 and plain[0]["subtask_id"] == ""

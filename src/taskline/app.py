@@ -12,12 +12,29 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from taskline import __version__
-from taskline.api import agents, exports, messages, meta, sections, tasks
+from taskline.api import (
+    agents,
+    clients,
+    events,
+    exports,
+    messages,
+    meta,
+    sections,
+    status,
+    stream,
+    tasks,
+    ws,
+)
 from taskline.api.body_limit import BodySizeLimit
 from taskline.api.problems import install_problem_handlers
+from taskline.bus import EventBus, MemoryNotifier, Notifier, RedisNotifier
 from taskline.demo import seed_demo_board
+from taskline.domain.events import EventIn, WebSocketMessage
+from taskline.domain.ids import new_id
+from taskline.realtime import ConnectionManager
 from taskline.settings import Settings
 from taskline.store.database import Database
+from taskline.store.events import EventLog
 
 __all__ = ["create_app"]
 
@@ -32,6 +49,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """
     settings = settings or Settings()
     database = Database(settings.database_url)
+    connections = ConnectionManager(
+        database,
+        heartbeat_interval=settings.heartbeat_interval,
+        stale_after=settings.stale_after,
+        outbox_size=settings.outbox_size,
+        offline_queue_size=settings.offline_queue_size,
+        offline_queue_ttl=settings.offline_queue_ttl,
+    )
+
+    async def persist(task_id: str, batch: list[EventIn]) -> list[WebSocketMessage]:
+        async with database.write() as session:
+            log = EventLog(session, keep_last=settings.event_retention)
+            return await log.append(task_id, batch)
+
+    notifier: Notifier = (
+        RedisNotifier(settings.redis_url, origin=new_id("proc"))
+        if settings.redis_url
+        else MemoryNotifier()
+    )
+    bus = EventBus(persist=persist, notifier=notifier)
+    bus.add_listener(connections.on_committed)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -41,9 +79,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             created = await seed_demo_board(database)
             if created:
                 logger.info("created %d sample tasks", created)
+        await bus.start()
+        await connections.start()
         try:
             yield
         finally:
+            await connections.stop()
+            await bus.close()
             await database.dispose()
 
     app = FastAPI(
@@ -54,6 +96,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.database = database
+    app.state.bus = bus
+    app.state.connections = connections
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
@@ -64,6 +108,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["*"],
         )
     # exports first: its fixed paths (/tasks/export/..., /tasks/import) must win over /{task_id}
-    for module in (meta, exports, tasks, sections, messages, agents):
+    for module in (
+        meta,
+        exports,
+        tasks,
+        sections,
+        messages,
+        agents,
+        events,
+        stream,
+        status,
+        clients,
+        ws,
+    ):
         app.include_router(module.router)
     return app

@@ -33,6 +33,35 @@ class Settings(BaseSettings):
         default=(), description="Origins allowed to call the API from a browser (CORS)."
     )
     log_level: str = Field(default="info", description="uvicorn log level.")
+    # --- real-time delivery
+    redis_url: str | None = Field(
+        default=None,
+        description="redis://host:port/db to share live events between server processes; "
+        "unset: one process, in-memory bus.",
+    )
+    heartbeat_interval: float = Field(
+        default=20.0, gt=0, description="Seconds between server heartbeats on live connections."
+    )
+    stale_after: float = Field(
+        default=300.0, gt=0, description="Close a WebSocket with no client frame for this long."
+    )
+    outbox_size: int = Field(
+        default=1024, ge=16, description="Frames a connection may have waiting (else 4008)."
+    )
+    offline_queue_size: int = Field(
+        default=100, ge=1, description="Personal messages kept per offline client."
+    )
+    offline_queue_ttl: float = Field(
+        default=86_400.0, gt=0, description="Seconds an offline client's queue is kept."
+    )
+    ws_max_message_bytes: int = Field(
+        default=65_536, ge=1024, description="Largest client WebSocket frame (else 1009)."
+    )
+    event_retention: int | None = Field(
+        default=None,
+        ge=1,
+        description="Keep only the newest N events per task (unset: keep everything).",
+    )
     # --- demo
     seed_demo: bool = Field(
         default=False, description="Create sample tasks at start-up when the board is empty."

@@ -47,7 +47,7 @@ def create_pg_database() -> str:
     name = f"taskline_test_{uuid.uuid4().hex[:12]}"
     try:
         asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    except (OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError) as exc:
         unavailable("PostgreSQL at " + PG_HOST + ":5432", str(exc) or type(exc).__name__)
     return f"postgresql+asyncpg://{PG_HOST}:5432/{name}"
 

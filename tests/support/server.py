@@ -6,6 +6,7 @@ import threading
 import time
 
 import uvicorn
+from fastapi import FastAPI
 
 from taskline.app import create_app
 from taskline.settings import Settings
@@ -26,6 +27,7 @@ class LiveServer:
     def __init__(self, settings: Settings, *, port: int | None = None) -> None:
         self.settings = settings
         self.port = port or free_port()
+        self.app: FastAPI | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -42,9 +44,8 @@ class LiveServer:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", self.port))
-        config = uvicorn.Config(
-            create_app(self.settings), log_level="warning", lifespan="on", ws_ping_interval=None
-        )
+        self.app = create_app(self.settings)
+        config = uvicorn.Config(self.app, log_level="warning", lifespan="on", ws_ping_interval=None)
         server = uvicorn.Server(config)
         errors: list[BaseException] = []
 

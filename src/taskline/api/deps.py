@@ -4,10 +4,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from taskline.bus import EventBus
 from taskline.settings import Settings
 from taskline.store.database import Database
 
-__all__ = ["DatabaseDep", "SettingsDep"]
+__all__ = ["BusDep", "DatabaseDep", "SettingsDep"]
 
 
 def _database(request: Request) -> Database:
@@ -20,5 +21,11 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
+def _bus(request: Request) -> EventBus:
+    bus: EventBus = request.app.state.bus
+    return bus
+
+
+BusDep = Annotated[EventBus, Depends(_bus)]
 DatabaseDep = Annotated[Database, Depends(_database)]
 SettingsDep = Annotated[Settings, Depends(_settings)]

@@ -4,8 +4,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from taskline.api.deps import DatabaseDep
+from taskline.api.deps import BusDep, DatabaseDep
+from taskline.api.recording import record, record_task_change
 from taskline.domain.errors import InvalidInputError
+from taskline.domain.events import WebSocketEventType
 from taskline.domain.models import Task, TaskCreate, TaskPage, TaskPatch, TaskReplace
 from taskline.domain.queries import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, SortField, TaskQuery
 from taskline.domain.status import TaskStatus
@@ -84,9 +86,14 @@ async def list_tasks(
 
 
 @router.post("/", response_model=Task, status_code=status.HTTP_201_CREATED, summary="Create a task")
-async def create_task(body: TaskCreate, database: DatabaseDep, response: Response) -> Task:
+async def create_task(
+    body: TaskCreate, database: DatabaseDep, bus: BusDep, response: Response
+) -> Task:
+    """Create the task and log ``task_created`` in the same transaction."""
     async with database.write() as session:
         task = await TaskStore(session).create(body)
+        events = await record_task_change(session, task, before=None)
+    await bus.dispatch(events)
     response.headers["Location"] = f"/api/v1/tasks/{task.id}"
     return task
 
@@ -98,19 +105,37 @@ async def get_task(task_id: str, database: DatabaseDep) -> Task:
 
 
 @router.put("/{task_id}", response_model=Task, summary="Replace a task's fields")
-async def replace_task(task_id: str, body: TaskReplace, database: DatabaseDep) -> Task:
+async def replace_task(task_id: str, body: TaskReplace, database: DatabaseDep, bus: BusDep) -> Task:
+    """Replace the fields; logs ``task_updated`` (and the status event if it moved)."""
     async with database.write() as session:
-        return await TaskStore(session).replace(task_id, body)
+        store = TaskStore(session)
+        before = await store.get(task_id)
+        task = await store.replace(task_id, body)
+        events = await record_task_change(
+            session, task, before=before, changed=body.model_fields_set
+        )
+    await bus.dispatch(events)
+    return task
 
 
 @router.patch("/{task_id}", response_model=Task, summary="Change some of a task's fields")
-async def patch_task(task_id: str, body: TaskPatch, database: DatabaseDep) -> Task:
+async def patch_task(task_id: str, body: TaskPatch, database: DatabaseDep, bus: BusDep) -> Task:
+    """Change the fields sent; logs ``task_updated`` (and the status event if it moved)."""
+    changes = body.changes()
     async with database.write() as session:
-        return await TaskStore(session).patch(task_id, body.changes())
+        store = TaskStore(session)
+        before = await store.get(task_id)
+        task = await store.patch(task_id, changes)
+        events = await record_task_change(session, task, before=before, changed=changes)
+    await bus.dispatch(events)
+    return task
 
 
 @router.delete("/{task_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a task")
-async def delete_task(task_id: str, database: DatabaseDep) -> Response:
+async def delete_task(task_id: str, database: DatabaseDep, bus: BusDep) -> Response:
+    """Delete the task; its log keeps a final ``task_deleted`` event."""
     async with database.write() as session:
         await TaskStore(session).delete(task_id)
+        events = await record(session, task_id, WebSocketEventType.TASK_DELETED, {})
+    await bus.dispatch(events)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

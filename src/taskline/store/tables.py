@@ -26,10 +26,13 @@ from sqlalchemy.types import JSON
 __all__ = [
     "AgentRow",
     "Base",
+    "EventRow",
+    "LogMetaRow",
     "MessageRow",
     "SectionRow",
     "SubtaskRow",
     "TagRow",
+    "TaskLogRow",
     "TaskRow",
     "UTCDateTime",
 ]
@@ -173,3 +176,44 @@ class MessageRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (Index("ix_messages_task_id_created_at", "task_id", "created_at"),)
+
+
+class TaskLogRow(Base):
+    """The head of a task's event log. Kept when the task is deleted, so seqs never restart."""
+
+    __tablename__ = "task_logs"
+
+    task_id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    last_seq: Mapped[int] = mapped_column(Integer)
+    first_seq: Mapped[int] = mapped_column(Integer)  # first seq still retained (1 = everything)
+    state: Mapped[Any] = mapped_column(JsonType, nullable=True)  # shared state document
+    state_version: Mapped[int] = mapped_column(Integer)
+
+
+class EventRow(Base):
+    """One committed event. ``(task_id, seq)`` is unique and gapless per task."""
+
+    __tablename__ = "events"
+
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    task_id: Mapped[str] = mapped_column(String(80))
+    seq: Mapped[int] = mapped_column(Integer)
+    event_type: Mapped[str] = mapped_column(String(40))
+    data: Mapped[Any] = mapped_column(JsonType)
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    source: Mapped[str | None] = mapped_column(String(200))
+    client_id: Mapped[str | None] = mapped_column(String(80))
+    run_id: Mapped[str | None] = mapped_column(String(80))
+    parent_run_id: Mapped[str | None] = mapped_column(String(80))
+    agent_id: Mapped[str | None] = mapped_column(String(80))
+
+    __table_args__ = (Index("ix_events_task_id_seq", "task_id", "seq", unique=True),)
+
+
+class LogMetaRow(Base):
+    """Facts about this database's log, such as its ``epoch`` (a stable random id)."""
+
+    __tablename__ = "log_meta"
+
+    key: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))

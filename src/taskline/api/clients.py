@@ -1,0 +1,40 @@
+"""Personal messages to one WebSocket client, delivered now or queued while it is away."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Request
+from pydantic import BaseModel, JsonValue
+
+from taskline.domain.errors import InvalidInputError
+from taskline.domain.ids import ID_PATTERN
+from taskline.realtime import ConnectionManager
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1/clients", tags=["events"])
+
+
+class Delivery(BaseModel):
+    client_id: str
+    delivered: bool
+    queued: int
+
+
+@router.post("/{client_id}/messages", response_model=Delivery, summary="Message one client")
+async def send_personal_message(
+    client_id: str,
+    request: Request,
+    body: Annotated[dict[str, JsonValue], Body(description="Any JSON object.")],
+) -> Delivery:
+    """Send ``body`` to the client as a ``personal_message`` event.
+
+    Delivered at once if the client is connected; otherwise queued (up to the offline queue
+    size, oldest dropped) and delivered in order when it reconnects with its ``client_id``.
+    """
+    if not ID_PATTERN.match(client_id):
+        raise InvalidInputError("client_id must look like 'client_abc123'", field="client_id")
+    manager: ConnectionManager = request.app.state.connections
+    delivered = await manager.send_personal_message(client_id, dict(body))
+    return Delivery(
+        client_id=client_id, delivered=delivered, queued=manager.offline.depth(client_id)
+    )

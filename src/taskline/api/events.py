@@ -1,0 +1,126 @@
+"""Event log routes: publish (for agents), history, recent events, shared state."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Request
+from pydantic import BaseModel, Field, JsonValue, ValidationError
+
+from taskline.api.deps import BusDep, DatabaseDep
+from taskline.domain.errors import InvalidInputError
+from taskline.domain.events import EventIn, WebSocketMessage
+from taskline.store.events import EventLog
+
+__all__ = ["MAX_BATCH", "router"]
+
+router = APIRouter(prefix="/api/v1", tags=["events"])
+
+MAX_BATCH = 1000
+
+
+class PublishResult(BaseModel):
+    """What a publish stored: the events' ids and seqs, in the order sent."""
+
+    task_id: str
+    seqs: list[int]
+    ids: list[str]
+    last_seq: int
+
+
+class TaskStateOut(BaseModel):
+    task_id: str
+    version: int
+    state: JsonValue
+
+
+class EventPage(BaseModel):
+    task_id: str
+    events: list[WebSocketMessage]
+    first_seq: int = Field(description="Oldest seq still retained (1 unless trimmed).")
+    last_seq: int
+
+
+def parse_events(body: Any) -> list[EventIn]:
+    """Accept one event, a list of events, or ``{"events": [...]}``; name the bad field."""
+    if isinstance(body, dict) and "events" in body and "event_type" not in body:
+        items = body["events"]
+    elif isinstance(body, list):
+        items = body
+    else:
+        items = [body]
+    if not isinstance(items, list) or not items:
+        raise InvalidInputError("events: send one event or a non-empty list", field="events")
+    if len(items) > MAX_BATCH:
+        raise InvalidInputError(
+            f"events: a batch holds at most {MAX_BATCH} events, got {len(items)}", field="events"
+        )
+    events = []
+    for index, item in enumerate(items):
+        try:
+            events.append(EventIn.model_validate(item))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            path = ".".join(str(p) for p in ("events", index, *first["loc"]))
+            raise InvalidInputError(f"{path}: {first['msg']}", field=path) from None
+    return events
+
+
+@router.post("/tasks/{task_id}/events", response_model=PublishResult, summary="Publish events")
+async def publish_events(
+    task_id: str,
+    request: Request,
+    database: DatabaseDep,
+    bus: BusDep,
+    body: Annotated[Any, Body(description="One event, a list, or {'events': [...]}")],
+) -> PublishResult:
+    """Store one event or a batch (up to 1,000), all or nothing, then deliver them live.
+
+    Re-sending an event ``id`` that is stored already returns its seq and stores nothing.
+    """
+    events = parse_events(body)
+    keep_last = request.app.state.settings.event_retention
+    async with database.write() as session:
+        committed = await EventLog(session, keep_last=keep_last).append(task_id, events)
+    await bus.dispatch(committed)
+    seqs = [m.seq or 0 for m in committed]
+    return PublishResult(
+        task_id=task_id, seqs=seqs, ids=[m.id for m in committed], last_seq=max(seqs)
+    )
+
+
+@router.get("/tasks/{task_id}/events", response_model=EventPage, summary="A task's event log")
+async def task_events(
+    task_id: str,
+    database: DatabaseDep,
+    since: Annotated[int, Query(ge=0, description="Return events with seq > since.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    types: Annotated[str | None, Query(description="Comma-separated event types.")] = None,
+) -> EventPage:
+    wanted = [t.strip() for t in types.split(",") if t.strip()] if types else []
+    async with database.read() as session:
+        log = EventLog(session)
+        head = await log.head(task_id)
+        events = await log.read(task_id, since=since, limit=limit, types=wanted)
+    return EventPage(
+        task_id=task_id, events=events, first_seq=head.first_seq, last_seq=head.last_seq
+    )
+
+
+@router.get("/events", response_model=list[WebSocketMessage], summary="Recent events")
+async def recent_events(
+    database: DatabaseDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    types: Annotated[str | None, Query(description="Comma-separated event types.")] = None,
+    task_id: str | None = None,
+) -> list[WebSocketMessage]:
+    """The newest events across all tasks, oldest of them first."""
+    wanted = [t.strip() for t in types.split(",") if t.strip()] if types else []
+    async with database.read() as session:
+        return await EventLog(session).recent(limit=limit, types=wanted, task_id=task_id)
+
+
+@router.get("/tasks/{task_id}/state", response_model=TaskStateOut, summary="Shared state")
+async def task_state(task_id: str, database: DatabaseDep) -> TaskStateOut:
+    """The task's shared state document and its version (each snapshot or patch adds one)."""
+    async with database.read() as session:
+        state = await EventLog(session).state(task_id)
+    return TaskStateOut(task_id=task_id, version=state.version, state=state.document)

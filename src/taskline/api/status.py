@@ -1,0 +1,33 @@
+"""``GET /api/v1/websocket/status``: live connections, queues, bus statistics, uptime."""
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from taskline.api.deps import BusDep
+from taskline.realtime import ConnectionManager
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1", tags=["events"])
+
+
+@router.get("/websocket/status", summary="Live connection status")
+async def websocket_status(request: Request, bus: BusDep) -> dict[str, Any]:
+    manager: ConnectionManager = request.app.state.connections
+    stats = manager.get_stats()
+    return {
+        "connections_total": stats["connections"],
+        "connections_per_task": stats["tasks"],
+        "board_connections": stats["board_connections"],
+        "clients": [info.model_dump(mode="json") for info in manager.all_connections()],
+        "offline_queues": stats["offline_queues"],
+        "delivery": {
+            "connections_opened": stats["connections_opened"],
+            "slow_consumers_closed": stats["slow_consumers_closed"],
+            "stale_closed": stats["stale_closed"],
+        },
+        "bus": bus.get_stats(),
+        "uptime_seconds": stats["uptime_seconds"],
+        "epoch": await manager.epoch(),
+    }

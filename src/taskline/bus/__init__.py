@@ -1,0 +1,22 @@
+"""The event bus: in-process handlers, history and stats; memory and Redis notifiers.
+
+It may import only :mod:`taskline.domain`; the app injects how events are persisted.
+"""
+
+from taskline.bus.event_bus import Attribution, BusState, EventBus, PersistEvents
+from taskline.bus.notifier import BatchCallback, MemoryNotifier, Notifier
+from taskline.bus.redis_notifier import RedisNotifier
+from taskline.bus.subscription import Handler, Subscription
+
+__all__ = [
+    "Attribution",
+    "BatchCallback",
+    "BusState",
+    "EventBus",
+    "Handler",
+    "MemoryNotifier",
+    "Notifier",
+    "PersistEvents",
+    "RedisNotifier",
+    "Subscription",
+]

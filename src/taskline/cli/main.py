@@ -1,0 +1,86 @@
+"""The root ``taskline`` group and the console-script entry point ``main()``.
+
+Errors end here: SDK errors become one ``error: ...`` line and a documented exit code
+(see :class:`~taskline.cli.errors.ExitCode`); anything unexpected is reported the same way
+unless ``--debug`` asks for the traceback.
+"""
+
+from typing import Any
+
+import click
+
+from taskline import __version__
+from taskline.cli.agents import agents
+from taskline.cli.context import CliState
+from taskline.cli.db import db
+from taskline.cli.errors import CliError, ExitCode, from_client_error
+from taskline.cli.serve import serve
+from taskline.cli.tasks import tasks
+from taskline.sdk import DEFAULT_TIMEOUT, DEFAULT_URL, TasklineClientError
+
+__all__ = ["main", "taskline"]
+
+
+class TasklineGroup(click.Group):
+    """A group that turns every error of its commands into a :class:`CliError`."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except TasklineClientError as exc:
+            raise from_client_error(exc) from exc
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            state = ctx.find_object(CliState)
+            if state is not None and state.debug:
+                raise
+            raise CliError(
+                f"unexpected {type(exc).__name__}: {exc}",
+                ExitCode.ERROR,
+                ["run again with --debug to see the traceback"],
+            ) from exc
+
+
+@click.group(
+    cls=TasklineGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.option(
+    "--url",
+    envvar="TASKLINE_URL",
+    default=DEFAULT_URL,
+    show_default=True,
+    show_envvar=True,
+    metavar="URL",
+    help="The Taskline server to talk to.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_TIMEOUT,
+    show_default=True,
+    help="Seconds to wait for the server.",
+)
+@click.option("--debug", is_flag=True, hidden=True, help="Show tracebacks of unexpected errors.")
+@click.version_option(__version__, "--version", "-V", prog_name="taskline")
+@click.pass_context
+def taskline(ctx: click.Context, url: str, timeout: float, debug: bool) -> None:
+    """Taskline: a task board where AI agents and people work on the same tasks, live.
+
+    \b
+    Exit codes: 0 ok, 1 error, 2 usage, 3 server unreachable, 4 not found,
+    5 invalid input, 6 conflict (e.g. a refused status change).
+    """
+    ctx.obj = CliState(url=url, timeout=timeout, debug=debug)
+
+
+taskline.add_command(serve)
+taskline.add_command(db)
+taskline.add_command(tasks)
+taskline.add_command(agents)
+
+
+def main() -> None:
+    """Run the ``taskline`` command line (the console script)."""
+    taskline(prog_name="taskline")

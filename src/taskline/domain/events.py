@@ -1,0 +1,318 @@
+"""The event vocabulary and the envelope every event travels in, on every wire.
+
+A *task event* belongs to one task's durable log and carries a per-task ``seq`` (1, 2, 3, ...
+with no gaps, in commit order). *Connection messages* (``connection_established``,
+``heartbeat``, ``error``, ``gap``, personal messages, queue notices) are not logged and have
+``seq = None``.
+
+Each event type has a data schema (:data:`DATA_SCHEMAS`); :func:`validate_data` checks a
+payload against it and names the bad field.
+"""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
+
+from taskline.domain.errors import InvalidInputError
+from taskline.domain.models import Fraction
+from taskline.domain.status import AgentStatus
+
+__all__ = [
+    "CONNECTION_EVENTS",
+    "DATA_SCHEMAS",
+    "LOGGED_EVENTS",
+    "STATUS_EVENTS",
+    "ConnectionInfo",
+    "EventIn",
+    "WebSocketEventType",
+    "WebSocketMessage",
+    "validate_data",
+]
+
+
+class WebSocketEventType(StrEnum):
+    """Every event type Taskline knows. The spec's values are kept verbatim."""
+
+    # connection
+    CONNECTION_ESTABLISHED = "connection_established"
+    CONNECTION_CLOSED = "connection_closed"
+    HEARTBEAT = "heartbeat"
+    ERROR = "error"
+    GAP = "gap"
+    PERSONAL_MESSAGE = "personal_message"
+    QUEUE_OVERFLOW = "queue_overflow"
+    QUEUE_EXPIRED = "queue_expired"
+    # task life
+    TASK_CREATED = "task_created"
+    TASK_STARTED = "task_started"
+    TASK_UPDATED = "task_updated"
+    TASK_PAUSED = "task_paused"
+    TASK_RESUMED = "task_resumed"
+    TASK_COMPLETED = "task_completed"
+    TASK_FAILED = "task_failed"
+    TASK_CANCELLED = "task_cancelled"
+    TASK_DELETED = "task_deleted"
+    SUBTASK_UPDATED = "subtask_updated"
+    # agent work (AG-UI foundation)
+    MESSAGE_START = "message.start"
+    MESSAGE_DELTA = "message.delta"
+    MESSAGE_END = "message.end"
+    TOOL_CALL_START = "tool_call.start"
+    TOOL_CALL_ARGS = "tool_call.args"
+    TOOL_CALL_END = "tool_call.end"
+    TOOL_CALL_RESULT = "tool_call.result"
+    STATE_SNAPSHOT = "state.snapshot"
+    STATE_PATCH = "state.patch"
+    STEP_START = "step.start"
+    STEP_END = "step.end"
+    AGENT_STATUS_CHANGE = "agent_status_change"
+    PROGRESS_UPDATE = "progress_update"
+    CONFIDENCE_UPDATE = "confidence_update"
+    CUSTOM = "custom"
+
+
+E = WebSocketEventType
+
+#: Types that are never stored in a task's log.
+CONNECTION_EVENTS = frozenset(
+    {
+        E.CONNECTION_ESTABLISHED,
+        E.CONNECTION_CLOSED,
+        E.HEARTBEAT,
+        E.GAP,
+        E.PERSONAL_MESSAGE,
+        E.QUEUE_OVERFLOW,
+        E.QUEUE_EXPIRED,
+    }
+)
+#: Types a task's log may hold (``error`` may be logged by an agent reporting a failure).
+LOGGED_EVENTS = frozenset(set(E) - CONNECTION_EVENTS)
+
+#: Task status each status event moves the task to.
+STATUS_EVENTS: dict[WebSocketEventType, str] = {
+    E.TASK_STARTED: "in_progress",
+    E.TASK_RESUMED: "in_progress",
+    E.TASK_PAUSED: "paused",
+    E.TASK_COMPLETED: "completed",
+    E.TASK_FAILED: "failed",
+    E.TASK_CANCELLED: "cancelled",
+}
+
+
+class _Data(BaseModel):
+    """Base of event payload schemas: unknown keys are kept (agents may add context)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class _Empty(_Data):
+    pass
+
+
+class TaskLifeData(_Data):
+    reason: str | None = None
+    result: JsonValue | None = None
+    error: str | None = None
+
+
+class TaskChangeData(_Data):
+    task: dict[str, JsonValue] | None = None
+    changes: list[str] = Field(default_factory=list)
+
+
+class SubtaskData(_Data):
+    subtask_id: str
+    section_id: str | None = None
+    done: bool | None = None
+    title: str | None = None
+
+
+class MessageStartData(_Data):
+    message_id: Annotated[str, Field(min_length=1, max_length=200)]
+    role: Literal["assistant", "user", "system", "developer"] = "assistant"
+
+
+class MessageDeltaData(_Data):
+    message_id: Annotated[str, Field(min_length=1, max_length=200)]
+    delta: str
+
+
+class MessageEndData(_Data):
+    message_id: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class ToolCallStartData(_Data):
+    tool_call_id: Annotated[str, Field(min_length=1, max_length=200)]
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    args: JsonValue | None = None
+    parent_message_id: str | None = None
+
+
+class ToolCallArgsData(_Data):
+    tool_call_id: Annotated[str, Field(min_length=1, max_length=200)]
+    delta: str
+
+
+class ToolCallEndData(_Data):
+    tool_call_id: Annotated[str, Field(min_length=1, max_length=200)]
+    name: str | None = None
+    result: JsonValue | None = None
+    error: str | None = None
+    duration_ms: Annotated[float, Field(ge=0)] | None = None
+
+
+class ToolCallResultData(_Data):
+    tool_call_id: Annotated[str, Field(min_length=1, max_length=200)]
+    content: JsonValue
+    message_id: str | None = None
+
+
+class StateSnapshotData(_Data):
+    snapshot: JsonValue
+    version: int | None = None
+
+
+class PatchOperation(BaseModel):
+    """One RFC 6902 operation."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    op: Literal["add", "remove", "replace", "move", "copy", "test"]
+    path: str
+    value: JsonValue | None = None
+    from_: str | None = Field(default=None, alias="from")
+
+
+class StatePatchData(_Data):
+    patch: Annotated[list[PatchOperation], Field(min_length=1, max_length=10_000)]
+    version: int | None = None
+
+
+class StepData(_Data):
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class AgentStatusData(_Data):
+    agent_id: str
+    status: AgentStatus
+    previous: AgentStatus | None = None
+
+
+class ProgressData(_Data):
+    progress: Fraction
+    message: str | None = None
+    confidence: Fraction | None = None
+
+
+class ConfidenceData(_Data):
+    confidence: Fraction
+
+
+class ErrorData(_Data):
+    message: str
+    code: str | None = None
+
+
+class CustomData(_Data):
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    value: JsonValue = None
+
+
+DATA_SCHEMAS: dict[WebSocketEventType, type[_Data]] = {
+    E.TASK_CREATED: TaskChangeData,
+    E.TASK_UPDATED: TaskChangeData,
+    E.TASK_DELETED: TaskChangeData,
+    E.TASK_STARTED: TaskLifeData,
+    E.TASK_PAUSED: TaskLifeData,
+    E.TASK_RESUMED: TaskLifeData,
+    E.TASK_COMPLETED: TaskLifeData,
+    E.TASK_FAILED: TaskLifeData,
+    E.TASK_CANCELLED: TaskLifeData,
+    E.SUBTASK_UPDATED: SubtaskData,
+    E.MESSAGE_START: MessageStartData,
+    E.MESSAGE_DELTA: MessageDeltaData,
+    E.MESSAGE_END: MessageEndData,
+    E.TOOL_CALL_START: ToolCallStartData,
+    E.TOOL_CALL_ARGS: ToolCallArgsData,
+    E.TOOL_CALL_END: ToolCallEndData,
+    E.TOOL_CALL_RESULT: ToolCallResultData,
+    E.STATE_SNAPSHOT: StateSnapshotData,
+    E.STATE_PATCH: StatePatchData,
+    E.STEP_START: StepData,
+    E.STEP_END: StepData,
+    E.AGENT_STATUS_CHANGE: AgentStatusData,
+    E.PROGRESS_UPDATE: ProgressData,
+    E.CONFIDENCE_UPDATE: ConfidenceData,
+    E.ERROR: ErrorData,
+    E.CUSTOM: CustomData,
+}
+
+
+def validate_data(
+    event_type: WebSocketEventType, data: dict[str, Any], *, field_prefix: str = "data"
+) -> dict[str, Any]:
+    """Check ``data`` against the schema of ``event_type``; return it normalised.
+
+    Raises:
+        InvalidInputError: naming the first bad field as ``{field_prefix}.{path}``.
+    """
+    schema = DATA_SCHEMAS.get(event_type, _Empty)
+    try:
+        model = schema.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        path = ".".join(str(p) for p in (field_prefix, *first["loc"]))
+        raise InvalidInputError(f"{path}: {first['msg']}", field=path) from None
+    return model.model_dump(mode="json", by_alias=True, exclude_none=False)
+
+
+class WebSocketMessage(BaseModel):
+    """The envelope. ``seq`` is the per-task log position (``None`` for connection messages).
+
+    ``run_id``/``parent_run_id``/``agent_id`` attribute the event to the run and the agent
+    that produced it, so two agents (or an agent and its sub-agent) on one task stay apart.
+    """
+
+    id: str
+    seq: int | None = None
+    task_id: str | None = None
+    event_type: WebSocketEventType
+    data: dict[str, JsonValue] = Field(default_factory=dict)
+    timestamp: datetime
+    source: str | None = None
+    client_id: str | None = None
+    run_id: str | None = None
+    parent_run_id: str | None = None
+    agent_id: str | None = None
+
+
+class EventIn(BaseModel):
+    """An event as a publisher sends it; the server assigns ``seq`` (and ``id``/``timestamp``
+    when absent). Re-sending the same ``id`` is idempotent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: Annotated[str, Field(min_length=1, max_length=80)] | None = None
+    event_type: WebSocketEventType
+    data: dict[str, JsonValue] = Field(default_factory=dict)
+    timestamp: datetime | None = None
+    source: Annotated[str, Field(max_length=200)] | None = None
+    client_id: Annotated[str, Field(max_length=80)] | None = None
+    run_id: Annotated[str, Field(max_length=80)] | None = None
+    parent_run_id: Annotated[str, Field(max_length=80)] | None = None
+    agent_id: Annotated[str, Field(max_length=80)] | None = None
+
+
+class ConnectionInfo(BaseModel):
+    """What the server knows about one live WebSocket connection."""
+
+    client_id: str
+    task_id: str | None
+    connected_at: datetime
+    last_seen: datetime
+    user_agent: str | None = None
+    remote_address: str | None = None
+    messages_sent: int = 0
+    outbox_depth: int = 0

@@ -1,0 +1,17 @@
+"""WebSocket close codes Taskline uses (RFC 6455 §7.4; 4000-4999 are application codes)."""
+
+from enum import IntEnum
+
+__all__ = ["CloseCode"]
+
+
+class CloseCode(IntEnum):
+    """Why the server closed a connection. Every code but ``UNKNOWN_TASK`` invites a resume."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001  #: the server is shutting down; reconnect with ``since`` later
+    MESSAGE_TOO_BIG = 1009  #: a client frame was larger than the limit
+    SLOW_CONSUMER = 4008  #: the client read too slowly and its outbox overflowed
+    UNKNOWN_TASK = 4404  #: the task does not exist
+    STALE = 4408  #: no client activity within ``stale_after`` seconds
+    EPOCH_MISMATCH = 4409  #: the ``since`` cursor belongs to another database's log

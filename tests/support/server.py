@@ -5,10 +5,9 @@ import socket
 import threading
 import time
 
-import uvicorn
 from fastapi import FastAPI
 
-from taskline.app import create_app
+from taskline.server import TasklineServer, build_server
 from taskline.settings import Settings
 
 __all__ = ["LiveServer", "free_port"]
@@ -28,7 +27,7 @@ class LiveServer:
         self.settings = settings
         self.port = port or free_port()
         self.app: FastAPI | None = None
-        self._server: uvicorn.Server | None = None
+        self._server: TasklineServer | None = None
         self._thread: threading.Thread | None = None
 
     @property
@@ -44,9 +43,8 @@ class LiveServer:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", self.port))
-        self.app = create_app(self.settings)
-        config = uvicorn.Config(self.app, log_level="warning", lifespan="on", ws_ping_interval=None)
-        server = uvicorn.Server(config)
+        server = build_server(self.settings, log_level="warning", ws_ping_interval=None)
+        self.app = server.app
         errors: list[BaseException] = []
 
         def run() -> None:

@@ -34,9 +34,6 @@ def serve(
     Migrations are applied at start-up.
     """
     # Server imports stay here so client commands do not pay for them.
-    import uvicorn
-
-    from taskline.app import create_app
     from taskline.cli.config import check_database, load_settings, safe_database_url
 
     settings = load_settings(
@@ -49,10 +46,9 @@ def serve(
         f"Taskline serving on http://{shown_host}:{settings.port} "
         f"(database: {safe_database_url(settings.database_url)})"
     )
-    config = uvicorn.Config(
-        create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level
-    )
-    server = uvicorn.Server(config)
+    from taskline.server import build_server
+
+    server = build_server(settings)
     server.run()
     if not server.started:
         raise CliError("the server did not start; see the log above", ExitCode.ERROR)

@@ -1,0 +1,50 @@
+"""Running a Taskline app under uvicorn, with a shutdown that closes live streams first.
+
+uvicorn's own shutdown closes WebSockets with 1012 and then waits for open responses to end,
+which a Server-Sent Events stream never does. :class:`TasklineServer` first lets the
+ConnectionManager close every WebSocket with 1001 (going away) and end every SSE stream, so
+clients know to resume elsewhere or later, and shutdown does not hang.
+"""
+
+import socket
+
+import uvicorn
+from fastapi import FastAPI
+
+from taskline.app import create_app
+from taskline.realtime import ConnectionManager
+from taskline.settings import Settings
+
+__all__ = ["TasklineServer", "build_server"]
+
+
+class TasklineServer(uvicorn.Server):
+    """A uvicorn server that closes Taskline's live connections before its own shutdown."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self.app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        connections: ConnectionManager | None = getattr(self.app.state, "connections", None)
+        if connections is not None:
+            await connections.stop()
+        await super().shutdown(sockets)
+
+
+def build_server(settings: Settings, **config: object) -> TasklineServer:
+    """Build the app for ``settings`` and a server for it; ``config`` goes to uvicorn.
+
+    WebSocket compression is off (``ws_per_message_deflate``): compressing every frame for
+    every subscriber separately costs several times the fan-out throughput (design.md).
+    """
+    app = create_app(settings)
+    options: dict[str, object] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "ws_per_message_deflate": False,
+        "ws_max_size": settings.ws_max_message_bytes * 4,
+    }
+    options.update(config)
+    return TasklineServer(uvicorn.Config(app, **options), app)  # type: ignore[arg-type]

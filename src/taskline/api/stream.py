@@ -62,7 +62,7 @@ async def stream_task(
         await queue.put(None)
 
     client = request.client
-    subscriber = await manager.connect(
+    subscriber = await manager.attach(
         sender,
         closer,
         task_id,

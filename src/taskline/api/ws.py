@@ -13,7 +13,6 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
-from starlette.websockets import WebSocketState
 
 from taskline.domain.events import WebSocketEventType
 from taskline.domain.models import utc_now
@@ -52,21 +51,13 @@ async def _serve(websocket: WebSocket, task_id: str | None) -> None:
         await websocket.close(1008, "since must be a non-negative integer")
         return
 
-    async def closer(code: int, reason: str) -> None:
-        if websocket.application_state != WebSocketState.DISCONNECTED:
-            await websocket.close(code, reason)
-
-    client = websocket.client
     subscriber = await manager.connect(
-        websocket.send_text,
-        closer,
+        websocket,
         task_id,
         websocket.query_params.get("client_id") or None,
         since=since,
         epoch=websocket.query_params.get("epoch") or None,
         batch=websocket.query_params.get("batch") in {"1", "true", "yes"},
-        user_agent=websocket.headers.get("user-agent"),
-        remote_address=f"{client.host}:{client.port}" if client else None,
     )
     if subscriber is None:
         return

@@ -21,6 +21,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from starlette.websockets import WebSocket, WebSocketState
+
 from taskline.domain.errors import NotFoundError
 from taskline.domain.events import ConnectionInfo, WebSocketEventType, WebSocketMessage
 from taskline.domain.ids import new_id
@@ -171,6 +173,38 @@ class ConnectionManager:
     # --- connecting -------------------------------------------------------------------------
 
     async def connect(
+        self,
+        websocket: WebSocket,
+        task_id: str | None,
+        client_id: str | None = None,
+        *,
+        since: int | None = None,
+        epoch: str | None = None,
+        batch: bool = False,
+    ) -> Subscriber | None:
+        """Register an accepted WebSocket for ``task_id`` (``None``: the board).
+
+        See :meth:`attach` for what happens; this only adapts the WebSocket to it.
+        """
+
+        async def closer(code: int, reason: str) -> None:
+            if websocket.application_state != WebSocketState.DISCONNECTED:
+                await websocket.close(code, reason)
+
+        client = websocket.client
+        return await self.attach(
+            websocket.send_text,
+            closer,
+            task_id,
+            client_id,
+            since=since,
+            epoch=epoch,
+            batch=batch,
+            user_agent=websocket.headers.get("user-agent"),
+            remote_address=f"{client.host}:{client.port}" if client else None,
+        )
+
+    async def attach(
         self,
         sender: Sender,
         closer: Closer,

@@ -14,7 +14,9 @@
 // A benchmark event carries `"bm":[run, k, t]` in its data: run id, publisher sequence number
 // and the publish time in ms since the epoch (the publisher's time.time() * 1000). A frame may
 // be one envelope or a JSON array of envelopes (Taskline's ?batch=1): every "bm" marker in it is
-// one delivery. Finding markers in the raw bytes instead of parsing JSON keeps this client
+// one delivery. Order is judged by the envelope's server-assigned "seq" (the nearest "seq"
+// before the marker): a seq not above the last one received on that socket is a duplicate or an
+// out-of-order delivery (publish order k is not used: concurrent POSTs may commit in any order). Finding markers in the raw bytes instead of parsing JSON keeps this client
 // cheap, so it is not the bottleneck; frames without a marker (connection_established,
 // heartbeats) are counted as frames only. Latency = receive time - t, on the same machine clock.
 
@@ -35,6 +37,7 @@ function parseArgs(argv) {
 
 const options = parseArgs(process.argv);
 const MARK = Buffer.from('"bm"');
+const SEQ = Buffer.from('"seq"');
 const OPEN_BRACKET = 0x5b;
 const CLOSE_BRACKET = 0x5d;
 
@@ -82,10 +85,29 @@ const stats = {
 const closes = {}; // close code -> count, for sockets closed by the server before "stop"
 let stopping = false;
 let windowStart = { ms: now(), cpu: process.cpuUsage() };
+// Per second of the window (from "start"): deliveries and the worst latency seen.
+const newTimeline = () => Array.from({ length: 600 }, () => ({ delivered: 0, maxLatency: 0 }));
+let timeline = newTimeline();
+
+// The value of the nearest "seq" key before `end` in a frame (-1 if none or not a number).
+function seqBefore(data, end) {
+  const key = data.lastIndexOf(SEQ, end);
+  if (key === -1) return -1;
+  let i = data.indexOf(0x3a, key + SEQ.length) + 1; // ':'
+  while (data[i] === 0x20) i += 1;
+  let value = 0;
+  let digits = 0;
+  while (data[i] >= 0x30 && data[i] <= 0x39) {
+    value = value * 10 + (data[i] - 0x30);
+    i += 1;
+    digits += 1;
+  }
+  return digits ? value : -1;
+}
 
 class Subscriber {
   constructor() {
-    this.lastK = -1;
+    this.lastSeq = -1;
     this.delivered = 0;
     this.established = false;
     this.socket = null;
@@ -109,15 +131,20 @@ class Subscriber {
         stats.stale += 1;
         continue;
       }
-      const k = Number(parts[1]);
       const latency = received - Number(parts[2]);
-      if (k === this.lastK) stats.duplicates += 1;
-      else if (k < this.lastK) stats.outOfOrder += 1;
-      else this.lastK = k;
+      const seq = seqBefore(data, open);
+      if (seq === this.lastSeq) stats.duplicates += 1;
+      else if (seq < this.lastSeq) stats.outOfOrder += 1;
+      else this.lastSeq = seq;
       this.delivered += 1;
       stats.delivered += 1;
       stats.latencySum += latency;
       if (latency > stats.latencyMax) stats.latencyMax = latency;
+      const second = Math.floor((received - windowStart.ms) / 1000);
+      if (second >= 0 && second < timeline.length) {
+        timeline[second].delivered += 1;
+        if (latency > timeline[second].maxLatency) timeline[second].maxLatency = latency;
+      }
       if (stats.firstMs === null) stats.firstMs = received;
       stats.lastMs = received;
       record(latency);
@@ -219,6 +246,9 @@ function summary() {
     first_receipt_ms: stats.firstMs,
     last_receipt_ms: stats.lastMs,
     window_ms: round(now() - windowStart.ms),
+    timeline: timeline
+      .slice(0, Math.ceil((now() - windowStart.ms) / 1000))
+      .map((t) => [t.delivered, round(t.maxLatency)]),
     cpu_user_ms: round(cpu.user / 1000),
     cpu_system_ms: round(cpu.system / 1000),
     rss_mb: round(process.memoryUsage().rss / 1048576),
@@ -238,6 +268,7 @@ commands.on("line", (line) => {
   const command = line.trim();
   if (command === "start") {
     windowStart = { ms: now(), cpu: process.cpuUsage() };
+    timeline = newTimeline();
   } else if (command === "status") {
     const closed = Object.values(closes).reduce((a, b) => a + b, 0);
     emit({ type: "status", delivered: stats.delivered, closed });

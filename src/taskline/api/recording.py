@@ -48,8 +48,8 @@ async def record_task_change(
     event (``task_started``, ``task_completed``, ...) when the status moved."""
     snapshot = task.model_dump(mode="json")
     if before is None:
-        await EventLog(session).open(task.id)
-        return await record(session, task.id, E.TASK_CREATED, {"task": snapshot})
+        created = EventIn(event_type=E.TASK_CREATED, data={"task": snapshot})
+        return [await EventLog(session).start(task.id, created, source="api")]
     events = [
         EventIn(event_type=E.TASK_UPDATED, data={"task": snapshot, "changes": sorted(changed)})
     ]

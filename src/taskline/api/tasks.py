@@ -6,6 +6,7 @@ from fastapi import APIRouter, Query, Response, status
 
 from taskline.api.deps import BusDep, DatabaseDep
 from taskline.api.recording import record, record_task_change
+from taskline.api.responses import JSONBytes
 from taskline.domain.errors import InvalidInputError
 from taskline.domain.events import WebSocketEventType
 from taskline.domain.models import Task, TaskCreate, TaskPage, TaskPatch, TaskReplace
@@ -65,7 +66,6 @@ def parse_task_query(
 @router.get("/", response_model=TaskPage, summary="List tasks")
 async def list_tasks(
     database: DatabaseDep,
-    response: Response,
     status_filter: Annotated[
         list[str], Query(alias="status", description="Status filter; repeat or comma-separate.")
     ] = [],  # noqa: B006 - FastAPI copies defaults per request
@@ -77,12 +77,12 @@ async def list_tasks(
     ),
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
     offset: Annotated[int, Query(ge=0)] = 0,
-) -> TaskPage:
+) -> Response:
     query = parse_task_query(status_filter, agent, tag, q, sort, limit, offset)
     async with database.read() as session:
-        page = await TaskStore(session).page(query)
-    response.headers["X-Total-Count"] = str(page.total)
-    return page
+        page = await TaskStore(session).page_document(query)
+    # Served as bytes straight from the documents: no model is built on this hot path.
+    return JSONBytes(page, headers={"X-Total-Count": str(page["total"])})
 
 
 @router.post("/", response_model=Task, status_code=status.HTTP_201_CREATED, summary="Create a task")
@@ -99,9 +99,9 @@ async def create_task(
 
 
 @router.get("/{task_id}", response_model=Task, summary="Get a task")
-async def get_task(task_id: str, database: DatabaseDep) -> Task:
+async def get_task(task_id: str, database: DatabaseDep) -> Response:
     async with database.read() as session:
-        return await TaskStore(session).get(task_id)
+        return JSONBytes(await TaskStore(session).get_document(task_id))
 
 
 @router.put("/{task_id}", response_model=Task, summary="Replace a task's fields")

@@ -80,6 +80,34 @@ class EventLog:
 
     # --- writing ----------------------------------------------------------------------------
 
+    async def start(
+        self, task_id: str, first: EventIn, *, source: str | None = None
+    ) -> WebSocketMessage:
+        """Create the log of a task that has none yet, holding ``first`` as seq 1.
+
+        One flush, no reads: the fast path for a new task (``task_created``).
+        """
+        data = validate_data(first.event_type, dict(first.data))
+        self.session.add(
+            TaskLogRow(task_id=task_id, last_seq=1, first_seq=1, state=None, state_version=0)
+        )
+        row = EventRow(
+            id=first.id or new_id("evt"),
+            task_id=task_id,
+            seq=1,
+            event_type=first.event_type.value,
+            data=data,
+            timestamp=first.timestamp or utc_now(),
+            source=first.source or source,
+            client_id=first.client_id,
+            run_id=first.run_id,
+            parent_run_id=first.parent_run_id,
+            agent_id=first.agent_id,
+        )
+        self.session.add(row)
+        await self.session.flush()
+        return _message(row)
+
     async def open(self, task_id: str) -> None:
         """Create the (empty) log of a new task; a log that exists already is kept."""
         if await self.session.get(TaskLogRow, task_id) is None:

@@ -19,6 +19,11 @@ from taskline.domain.status import (
     status_timestamps,
 )
 from taskline.store.tables import AgentRow, SectionRow, SubtaskRow, TagRow, TaskRow
+from taskline.store.task_reads import (
+    TASK_COLUMNS,
+    load_task_documents,
+    load_tasks,
+)
 
 __all__ = ["TaskStore", "load_options"]
 
@@ -51,7 +56,15 @@ class TaskStore:
 
     async def get(self, task_id: str) -> Task:
         """Return the task; raise :class:`NotFoundError` if there is none."""
-        return Task.model_validate(await self.get_row(task_id))
+        return Task.model_validate(await self.get_document(task_id))
+
+    async def get_document(self, task_id: str) -> dict[str, Any]:
+        """Return the task as a document (see :mod:`taskline.store.task_reads`)."""
+        statement = select(*TASK_COLUMNS).where(TaskRow.id == task_id)
+        documents = await load_task_documents(self.session, statement)
+        if not documents:
+            raise NotFoundError("task", task_id)
+        return documents[0]
 
     async def get_row(self, task_id: str, *, for_update: bool = False) -> TaskRow:
         """Return the task's row with everything loaded (optionally locked for update)."""
@@ -67,36 +80,36 @@ class TaskStore:
 
     async def page(self, query: TaskQuery) -> TaskPage:
         """Return one page of tasks matching ``query`` and the total number of matches."""
-        filtered = _filtered(select(TaskRow.id), query)
-        total = (
-            await self.session.execute(select(func.count()).select_from(filtered.subquery()))
-        ).scalar_one()
+        return TaskPage.model_validate(await self.page_document(query))
+
+    async def page_document(self, query: TaskQuery) -> dict[str, Any]:
+        """:meth:`page` as a document: ``{items, total, limit, offset}``."""
         order = _SORT_COLUMNS[query.sort]
         ordering = (order.desc(), TaskRow.id.desc()) if query.descending else (order, TaskRow.id)
         statement = (
-            _filtered(select(TaskRow), query)
-            .options(*load_options())
+            _filtered(select(*TASK_COLUMNS), query)
             .order_by(*ordering)
             .limit(query.limit)
             .offset(query.offset)
         )
-        rows = (await self.session.execute(statement)).scalars().all()
-        return TaskPage(
-            items=[Task.model_validate(row) for row in rows],
-            total=total,
-            limit=query.limit,
-            offset=query.offset,
-        )
+        filtered = _filtered(select(TaskRow.id), query).subquery()
+        total = (
+            await self.session.execute(select(func.count()).select_from(filtered))
+        ).scalar_one()
+        items = await load_task_documents(self.session, statement)
+        return {
+            "items": items,
+            "total": total,
+            "limit": query.limit,
+            "offset": query.offset,
+        }
 
     async def all(self, query: TaskQuery | None = None) -> list[Task]:
         """Return every task matching ``query`` (no paging), oldest first."""
-        statement = (
-            select(TaskRow).options(*load_options()).order_by(TaskRow.created_at, TaskRow.id)
-        )
+        statement = select(*TASK_COLUMNS).order_by(TaskRow.created_at, TaskRow.id)
         if query is not None:
             statement = _filtered(statement, query)
-        rows = (await self.session.execute(statement)).scalars().all()
-        return [Task.model_validate(row) for row in rows]
+        return await load_tasks(self.session, statement)
 
     # --- writing ----------------------------------------------------------------------------
 
@@ -123,7 +136,7 @@ class TaskStore:
         row.sections = _section_rows(data.sections)
         self.session.add(row)
         await self.session.flush()
-        return await self.get(row.id)
+        return Task.model_validate(row)  # everything is in memory: no need to read it back
 
     async def replace(self, task_id: str, data: TaskReplace) -> Task:
         """Replace the task's fields as described on :class:`TaskReplace`."""

@@ -1,0 +1,875 @@
+"""Fan-out benchmark: one task, many WebSocket subscribers, Taskline against a naive server.
+
+Usage: ``.venv/bin/python benchmarks/fanout.py [--subscribers 1000] [--rates 50,200,500]
+[--duration 10] [--idle 5000] [--quick]``
+
+One run measures, on 127.0.0.1 only (issue 3, "Benchmark"):
+
+- **Fan-out.** N subscribers (Node ``ws`` client, ``benchmarks/node/subscribers.mjs``, no
+  permessage-deflate) on one task; a publisher posts ``custom`` events at fixed rates and then
+  as fast as it is acknowledged (batches of 100). Each event carries ``"bm": [run, k, t]``,
+  ``t`` being the wall-clock time in ms when its batch was sent, so the subscribers measure
+  publish → receipt latency on the same clock. Reported per mode: events offered, deliveries
+  expected (events times subscribers), % delivered, deliveries/s, latency p50/p99, out-of-order
+  deliveries, subscribers the server closed, and the CPU used by the server, by Node and by
+  this publisher. Taskline is run with single-event frames (the default) and with
+  ``?batch=1`` (one JSON array per send); the naive server (``benchmarks/naive_server.py``)
+  is run the same way, and Taskline/naive ratios are printed.
+- **Memory per idle connection.** RSS of each server before and after ``--idle`` connections.
+- **Ingest.** Events per second durably stored through ``POST /api/v1/tasks/{id}/events``
+  with no subscriber: one event per request (sequential and 8 concurrent), and batches of 100.
+
+Every mode gets a fresh server process (a fresh SQLite file for Taskline), pinned to CPU 0 with
+``taskset``; Node and this publisher run on CPU 1. Fixed-rate publishing is open loop: every
+10 ms the events that are due go out in one POST, with up to 64 POSTs in flight, so a slow
+server does not slow the offered rate down until that cap; the publisher's lag behind the
+schedule is reported. A mode's deliveries are counted until all arrived or ``--grace``
+seconds after the last publish; deliveries/s = delivered / (last receipt - first publish).
+Results are printed as a table and written to ``benchmarks/results/fanout-<UTC time>.json``.
+Every child process is ended when the run ends, also on Ctrl+C or an error.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+BENCH_DIR = Path(__file__).resolve().parent
+PROJECT_DIR = BENCH_DIR.parent
+NODE_DIR = BENCH_DIR / "node"
+RESULTS_DIR = BENCH_DIR / "results"
+SERVER_CPU = 0
+CLIENT_CPU = 1
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+MAX_BATCH = 1000
+FRAMINGS = {"single": "", "batch": "?batch=1"}
+#: (server, framing) pairs measured for every mode, in this order.
+TARGETS = (("taskline", "single"), ("taskline", "batch"), ("naive", "single"))
+
+
+# --- settings ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Config:
+    subscribers: int
+    rates: tuple[int, ...]
+    duration: float
+    grace: float
+    idle: int
+    saturate_batch: int
+    max_inflight: int
+    ingest_seconds: float
+    targets: tuple[tuple[str, str], ...]
+    ingest: bool
+    pin: bool
+    quick: bool
+
+
+def parse_args(argv: list[str] | None = None) -> Config:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--subscribers", type=int, default=None, help="default 1000 (quick 100)")
+    parser.add_argument("--rates", default=None, help="events/s, comma-separated (50,200,500)")
+    parser.add_argument("--duration", type=float, default=None, help="seconds per mode (10)")
+    parser.add_argument("--grace", type=float, default=None, help="drain time per mode (5)")
+    parser.add_argument("--idle", type=int, default=None, help="idle connections (5000)")
+    parser.add_argument("--saturate-batch", type=int, default=100)
+    parser.add_argument("--max-inflight", type=int, default=64, help="POSTs in flight at most")
+    parser.add_argument("--ingest-seconds", type=float, default=None, help="per ingest case (3)")
+    parser.add_argument("--quick", action="store_true", help="100 subscribers, 3 s, 50,200/s")
+    parser.add_argument(
+        "--targets",
+        default=",".join(f"{k}:{f}" for k, f in TARGETS),
+        help="server:framing pairs to measure (default: all three)",
+    )
+    parser.add_argument("--no-ingest", action="store_true", help="skip the ingest measurement")
+    args = parser.parse_args(argv)
+    quick: bool = args.quick
+
+    def pick(value: Any, full: Any, short: Any) -> Any:
+        return value if value is not None else (short if quick else full)
+
+    rates = pick(args.rates, "50,200,500", "50,200")
+    return Config(
+        subscribers=pick(args.subscribers, 1000, 100),
+        rates=tuple(int(r) for r in rates.split(",") if r.strip()),
+        duration=pick(args.duration, 10.0, 3.0),
+        grace=pick(args.grace, 5.0, 2.0),
+        idle=pick(args.idle, 5000, 500),
+        saturate_batch=args.saturate_batch,
+        max_inflight=args.max_inflight,
+        ingest_seconds=pick(args.ingest_seconds, 3.0, 1.0),
+        targets=tuple(
+            (kind, framing)
+            for kind, framing in (pair.split(":") for pair in args.targets.split(",") if pair)
+        ),
+        ingest=not args.no_ingest,
+        pin=(os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None,
+        quick=quick,
+    )
+
+
+# --- processes --------------------------------------------------------------------------------
+
+
+class Children:
+    """Every child process this run started, so all of them can be ended on any exit."""
+
+    def __init__(self) -> None:
+        self._pids: dict[int, str] = {}
+
+    def add(self, pid: int, name: str) -> None:
+        self._pids[pid] = name
+
+    def forget(self, pid: int) -> None:
+        self._pids.pop(pid, None)
+
+    def kill_all(self) -> None:
+        for pid in list(self._pids):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(pid, 0)
+            self._pids.pop(pid, None)
+
+
+CHILDREN = Children()
+
+
+def wrapper(cpu: int, pin: bool) -> list[str]:
+    """The command prefix that pins a child to ``cpu`` and kills it if we die."""
+    prefix = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
+    if pin:
+        prefix += ["taskset", "-c", str(cpu)]
+    return prefix
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads), from /proc/<pid>/stat."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def raise_open_files_limit(wanted: int) -> int:
+    """Raise our (and so our children's) open-files limit; returns the soft limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = max(soft, wanted)
+    if hard != resource.RLIM_INFINITY and target > hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, target))
+            return target
+        except (ValueError, OSError):
+            target = hard
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def ensure_node_modules() -> None:
+    """Install the pinned ``ws`` package (``npm ci``) when ``node_modules`` is missing."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        raise SystemExit("fanout: node and npm are needed (apt-get install nodejs npm)")
+    if (NODE_DIR / "node_modules" / "ws" / "package.json").exists():
+        return
+    print("installing the Node load generator (npm ci in benchmarks/node) ...", flush=True)
+    command = ["npm", "ci", "--no-audit", "--no-fund"]
+    if not (NODE_DIR / "package-lock.json").exists():
+        command[1] = "install"
+    subprocess.run(command, cwd=NODE_DIR, check=True, timeout=300)
+
+
+# --- servers ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    kind: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.process.pid)
+
+    def rss(self) -> int:
+        return rss_kb(self.process.pid)
+
+
+def start_server(kind: str, workdir: Path, config: Config) -> Server:
+    port = free_port()
+    if kind == "taskline":
+        database = workdir / f"taskline-{port}.db"
+        command = [
+            str(Path(sys.executable).parent / "taskline"),
+            "serve",
+            "--port",
+            str(port),
+            "--database-url",
+            f"sqlite+aiosqlite:///{database}",
+            "--log-level",
+            "warning",
+        ]
+    else:
+        command = [sys.executable, str(BENCH_DIR / "naive_server.py"), "--port", str(port)]
+    log = workdir / f"{kind}-{port}.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [*wrapper(SERVER_CPU, config.pin), *command],
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+        )
+    CHILDREN.add(process.pid, kind)
+    return Server(kind, port, process, log)
+
+
+async def wait_ready(server: Server, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(base_url=server.base, timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            if server.process.poll() is not None:
+                break
+            with contextlib.suppress(httpx.TransportError):
+                if (await client.get("/health")).status_code == 200:
+                    return
+            await asyncio.sleep(0.05)
+    tail = server.log.read_text(errors="replace")[-2000:]
+    raise RuntimeError(f"{server.kind} server did not start on port {server.port}:\n{tail}")
+
+
+def stop_server(server: Server) -> None:
+    if server.process.poll() is None:
+        server.process.terminate()
+        try:
+            server.process.wait(10)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait(5)
+    CHILDREN.forget(server.process.pid)
+
+
+# --- the Node subscribers ---------------------------------------------------------------------
+
+
+class NodeSubscribers:
+    """One ``node subscribers.mjs`` process and its line protocol (see that file)."""
+
+    def __init__(self, process: asyncio.subprocess.Process, log: Path) -> None:
+        self.process = process
+        self.log = log
+        self.messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def open(
+        cls, url: str, count: int, run: int, deadline: float, workdir: Path, config: Config
+    ) -> "NodeSubscribers":
+        log = workdir / f"node-{run}-{count}.log"
+        with log.open("wb") as errors:
+            process = await asyncio.create_subprocess_exec(
+                *wrapper(CLIENT_CPU, config.pin),
+                "node",
+                str(NODE_DIR / "subscribers.mjs"),
+                "--url",
+                url,
+                "--count",
+                str(count),
+                "--run",
+                str(run),
+                "--deadline",
+                str(int(deadline)),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=errors,
+            )
+        CHILDREN.add(process.pid, "node")
+        return cls(process, log)
+
+    async def _read(self) -> None:
+        assert self.process.stdout is not None
+        async for line in self.process.stdout:
+            with contextlib.suppress(json.JSONDecodeError):
+                self.messages.put_nowait(json.loads(line))
+        self.messages.put_nowait({"type": "exit"})
+
+    async def expect(self, kind: str, timeout: float) -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await self.messages.get()
+                if message["type"] == kind:
+                    return message
+                if message["type"] == "exit":
+                    tail = self.log.read_text(errors="replace")[-2000:]
+                    raise RuntimeError(f"node exited while we waited for {kind!r}:\n{tail}")
+
+    async def send(self, command: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(f"{command}\n".encode())
+        await self.process.stdin.drain()
+
+    async def status(self) -> dict[str, Any]:
+        await self.send("status")
+        return await self.expect("status", 10.0)
+
+    async def stop(self) -> dict[str, Any]:
+        await self.send("stop")
+        return await self.expect("summary", 30.0)
+
+    async def close(self) -> None:
+        if self.process.returncode is None:
+            with contextlib.suppress(Exception):
+                assert self.process.stdin is not None
+                self.process.stdin.close()
+            try:
+                await asyncio.wait_for(self.process.wait(), 5.0)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+        self.reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.reader
+        CHILDREN.forget(self.process.pid)
+
+
+# --- the publisher ----------------------------------------------------------------------------
+
+
+def bench_event(run: int, k: int, sent_ms: float) -> dict[str, Any]:
+    """A ``custom`` event the subscribers recognise: run id, sequence number, send time."""
+    return {
+        "event_type": "custom",
+        "data": {"name": "bench", "value": {"bm": [run, k, round(sent_ms, 3)]}},
+    }
+
+
+@dataclass
+class Publishing:
+    """What a publisher did in one mode."""
+
+    planned: int = 0
+    offered: int = 0
+    posts: int = 0
+    errors: int = 0
+    first_error: str | None = None
+    started_ms: float = 0.0
+    lags_ms: list[float] = field(default_factory=list)
+    inflight: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+async def post_events(
+    client: httpx.AsyncClient, path: str, events: list[dict[str, Any]], outcome: Publishing
+) -> None:
+    try:
+        response = await client.post(path, json={"events": events})
+        outcome.posts += 1
+        if response.status_code >= 400:
+            outcome.errors += 1
+            outcome.first_error = outcome.first_error or f"{response.status_code} {response.text}"
+    except httpx.HTTPError as exc:
+        outcome.errors += 1
+        outcome.first_error = outcome.first_error or repr(exc)
+
+
+async def publish_at_rate(
+    client: httpx.AsyncClient, path: str, run: int, rate: int, config: Config
+) -> Publishing:
+    """Open loop: every 10 ms, send the events due so far (up to ``max_inflight`` POSTs)."""
+    outcome = Publishing(planned=round(rate * config.duration), started_ms=time.time() * 1000)
+    start = time.monotonic()
+    tick = 0.01
+    next_tick = start
+    while (now := time.monotonic()) < start + config.duration:
+        due = min(outcome.planned, int(rate * (now - start)) + 1) - outcome.offered
+        if due > 0 and len(outcome.inflight) < config.max_inflight:
+            count = min(due, MAX_BATCH)
+            outcome.lags_ms.append((now - (start + outcome.offered / rate)) * 1000)
+            sent_ms = time.time() * 1000
+            events = [bench_event(run, outcome.offered + i, sent_ms) for i in range(count)]
+            outcome.offered += count
+            task = asyncio.create_task(post_events(client, path, events, outcome))
+            outcome.inflight.add(task)
+            task.add_done_callback(outcome.inflight.discard)
+        next_tick += tick
+        await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
+    return outcome
+
+
+async def publish_saturating(
+    client: httpx.AsyncClient, path: str, run: int, config: Config
+) -> Publishing:
+    """Closed loop: a batch of ``saturate_batch`` events, the next one as soon as it is acked."""
+    outcome = Publishing(started_ms=time.time() * 1000)
+    end = time.monotonic() + config.duration
+    while time.monotonic() < end:
+        sent_ms = time.time() * 1000
+        events = [
+            bench_event(run, outcome.offered + i, sent_ms) for i in range(config.saturate_batch)
+        ]
+        outcome.offered += len(events)
+        await post_events(client, path, events, outcome)
+    outcome.planned = outcome.offered
+    return outcome
+
+
+async def drain(
+    node: NodeSubscribers, expected: int, outcome: Publishing, grace: float
+) -> dict[str, Any]:
+    """Wait until every delivery arrived, or nothing moves any more, or ``grace`` passed."""
+    end = time.monotonic() + grace
+    last, last_change = -1, time.monotonic()
+    while True:
+        status = await node.status()
+        now = time.monotonic()
+        if status["delivered"] >= expected or now >= end:
+            return status
+        if status["delivered"] != last:
+            last, last_change = status["delivered"], now
+        elif not outcome.inflight and now - last_change > 1.0:
+            return status
+        await asyncio.sleep(0.1)
+
+
+# --- one fan-out mode -------------------------------------------------------------------------
+
+
+def percentile(samples: list[float], fraction: float) -> float | None:
+    if not samples:
+        return None
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+async def create_task(client: httpx.AsyncClient) -> str:
+    response = await client.post("/api/v1/tasks/", json={"title": "fan-out benchmark"})
+    response.raise_for_status()
+    task_id: str = response.json()["id"]
+    return task_id
+
+
+async def run_mode(
+    kind: str, framing: str, rate: int | None, run: int, workdir: Path, config: Config
+) -> dict[str, Any]:
+    """One mode against a fresh server: connect, publish, drain, measure."""
+    server = start_server(kind, workdir, config)
+    try:
+        await wait_ready(server)
+        limits = httpx.Limits(max_connections=config.max_inflight + 4)
+        async with httpx.AsyncClient(base_url=server.base, timeout=120.0, limits=limits) as client:
+            task_id = await create_task(client)
+            path = f"/api/v1/tasks/{task_id}/events"
+            url = f"ws://127.0.0.1:{server.port}/ws/tasks/{task_id}{FRAMINGS[framing]}"
+            deadline = config.duration + config.grace + 300
+            node = await NodeSubscribers.open(
+                url, config.subscribers, run, deadline, workdir, config
+            )
+            try:
+                ready = await node.expect("ready", 60 + config.subscribers / 50)
+                # Warm-up (run 0, ignored by the subscribers' counts).
+                await client.post(path, json={"events": [bench_event(0, 0, time.time() * 1000)]})
+                await asyncio.sleep(0.5)
+                await node.send("start")
+                server_cpu, own_cpu = server.cpu(), time.process_time()
+                if rate is None:
+                    outcome = await publish_saturating(client, path, run, config)
+                else:
+                    outcome = await publish_at_rate(client, path, run, rate, config)
+                expected = outcome.offered * config.subscribers
+                await drain(node, expected, outcome, config.grace)
+                summary = await node.stop()
+                server_cpu = server.cpu() - server_cpu
+                own_cpu = time.process_time() - own_cpu
+                for task in list(outcome.inflight):
+                    task.cancel()
+                await asyncio.gather(*outcome.inflight, return_exceptions=True)
+            finally:
+                await node.close()
+    finally:
+        stop_server(server)
+    return mode_result(kind, framing, rate, config, ready, outcome, summary, server_cpu, own_cpu)
+
+
+def mode_result(
+    kind: str,
+    framing: str,
+    rate: int | None,
+    config: Config,
+    ready: dict[str, Any],
+    outcome: Publishing,
+    summary: dict[str, Any],
+    server_cpu: float,
+    own_cpu: float,
+) -> dict[str, Any]:
+    expected = outcome.offered * config.subscribers
+    delivered = summary["delivered"]
+    window_s = summary["window_ms"] / 1000
+    last = summary["last_receipt_ms"]
+    span_s = (last - outcome.started_ms) / 1000 if last else 0.0
+    node_cpu = (summary["cpu_user_ms"] + summary["cpu_system_ms"]) / 1000
+    return {
+        "server": kind,
+        "framing": framing,
+        "mode": f"{rate}/s" if rate else "saturated",
+        "rate": rate,
+        "subscribers": config.subscribers,
+        "connected": ready["connected"],
+        "connect_ms": ready["connect_ms"],
+        "events_planned": outcome.planned,
+        "events_offered": outcome.offered,
+        "posts": outcome.posts,
+        "publish_errors": outcome.errors,
+        "first_publish_error": outcome.first_error,
+        "publisher_lag_p99_ms": percentile(outcome.lags_ms, 0.99),
+        "deliveries_expected": expected,
+        "delivered": delivered,
+        "delivered_pct": 100 * delivered / expected if expected else 0.0,
+        "deliveries_per_s": delivered / span_s if span_s > 0 else 0.0,
+        "delivery_span_s": span_s,
+        "latency_ms": summary["latency_ms"],
+        "frames": summary["frames"],
+        "out_of_order": summary["out_of_order"],
+        "duplicates": summary["duplicates"],
+        "closed_by_server": summary["closes"],
+        "timeline": summary["timeline"],
+        "min_per_subscriber": summary["min_per_subscriber"],
+        "max_per_subscriber": summary["max_per_subscriber"],
+        "window_s": window_s,
+        "server_cpu_s": server_cpu,
+        "server_cpu_pct": 100 * server_cpu / window_s if window_s else 0.0,
+        "node_cpu_s": node_cpu,
+        "node_cpu_pct": 100 * node_cpu / window_s if window_s else 0.0,
+        "publisher_cpu_s": own_cpu,
+    }
+
+
+# --- idle memory and ingest ---------------------------------------------------------------------
+
+
+async def idle_memory(kind: str, workdir: Path, config: Config, run: int) -> dict[str, Any]:
+    """RSS of a fresh server before and after ``config.idle`` idle connections to one task."""
+    server = start_server(kind, workdir, config)
+    try:
+        await wait_ready(server)
+        async with httpx.AsyncClient(base_url=server.base, timeout=30.0) as client:
+            task_id = await create_task(client)
+        url = f"ws://127.0.0.1:{server.port}/ws/tasks/{task_id}"
+        warm = await NodeSubscribers.open(url, 20, run, 120, workdir, config)
+        try:
+            await warm.expect("ready", 60)
+            await warm.stop()
+        finally:
+            await warm.close()
+        await asyncio.sleep(1.0)
+        before = server.rss()
+        node = await NodeSubscribers.open(url, config.idle, run, 600, workdir, config)
+        try:
+            ready = await node.expect("ready", 120 + config.idle / 20)
+            await asyncio.sleep(2.0)
+            after = server.rss()
+            await node.stop()
+        finally:
+            await node.close()
+    finally:
+        stop_server(server)
+    connected = ready["connected"]
+    return {
+        "server": kind,
+        "connections": connected,
+        "failed": ready["failed"],
+        "connect_ms": ready["connect_ms"],
+        "rss_before_kb": before,
+        "rss_after_kb": after,
+        "kb_per_connection": (after - before) / connected if connected else None,
+    }
+
+
+def progress_event(k: int) -> dict[str, Any]:
+    return {
+        "event_type": "progress_update",
+        "data": {"progress": (k % 100) / 100, "message": f"step {k}"},
+    }
+
+
+async def ingest(workdir: Path, config: Config) -> dict[str, Any]:
+    """Events/s stored through the publish API (no subscriber): single, concurrent, batched."""
+    server = start_server("taskline", workdir, config)
+    results: dict[str, Any] = {}
+    try:
+        await wait_ready(server)
+        async with httpx.AsyncClient(base_url=server.base, timeout=60.0) as client:
+            task_id = await create_task(client)
+            path = f"/api/v1/tasks/{task_id}/events"
+            counter = 0
+
+            async def worker(batch: int, end: float) -> int:
+                nonlocal counter
+                stored = 0
+                while time.monotonic() < end:
+                    events = [progress_event(counter + i) for i in range(batch)]
+                    counter += batch
+                    response = await client.post(path, json={"events": events})
+                    response.raise_for_status()
+                    stored += batch
+                return stored
+
+            await worker(10, time.monotonic() + 0.3)  # warm-up
+            for name, batch, workers in (
+                ("single_sequential", 1, 1),
+                ("single_8_concurrent", 1, 8),
+                ("batch100_sequential", 100, 1),
+            ):
+                cpu = server.cpu()
+                started = time.monotonic()
+                end = started + config.ingest_seconds
+                stored = sum(await asyncio.gather(*(worker(batch, end) for _ in range(workers))))
+                elapsed = time.monotonic() - started
+                results[name] = {
+                    "events": stored,
+                    "events_per_s": stored / elapsed,
+                    "server_cpu_pct": 100 * (server.cpu() - cpu) / elapsed,
+                }
+            response = await client.get(path, params={"limit": 1, "since": counter - 1})
+            response.raise_for_status()
+            results["stored_last_seq"] = response.json().get("last_seq")
+            results["posted_events"] = counter
+    finally:
+        stop_server(server)
+    return results
+
+
+# --- reporting ----------------------------------------------------------------------------------
+
+
+def ratios(modes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    naive = {m["mode"]: m for m in modes if m["server"] == "naive"}
+    rows = []
+    for m in modes:
+        base = naive.get(m["mode"])
+        if m["server"] != "taskline" or base is None:
+            continue
+        p99, base_p99 = m["latency_ms"]["p99"], base["latency_ms"]["p99"]
+        rows.append(
+            {
+                "mode": m["mode"],
+                "framing": m["framing"],
+                "deliveries_per_s_ratio": (
+                    m["deliveries_per_s"] / base["deliveries_per_s"]
+                    if base["deliveries_per_s"]
+                    else None
+                ),
+                "p99_ratio": p99 / base_p99 if p99 is not None and base_p99 else None,
+                "delivered_pct": m["delivered_pct"],
+                "naive_delivered_pct": base["delivered_pct"],
+            }
+        )
+    return rows
+
+
+def fmt(value: float | None, spec: str = ",.0f", suffix: str = "") -> str:
+    return "-" if value is None else f"{value:{spec}}{suffix}"
+
+
+def mode_line(m: dict[str, Any]) -> str:
+    latency = m["latency_ms"]
+    closed = sum(m["closed_by_server"].values())
+    return (
+        f"{m['server']:<9}{m['framing']:<7}{m['mode']:>10}{m['events_offered']:>9,}"
+        f"{m['deliveries_expected']:>12,}{fmt(m['delivered_pct'], '.1f', '%'):>8}"
+        f"{fmt(m['deliveries_per_s']):>10}{fmt(latency['p50'], ',.1f'):>9}"
+        f"{fmt(latency['p99'], ',.1f'):>10}{fmt(m['server_cpu_pct'], '.0f', '%'):>6}"
+        f"{fmt(m['node_cpu_pct'], '.0f', '%'):>6}{m['out_of_order']:>9,}{closed:>6}"
+        f"{fmt(m['publisher_lag_p99_ms'], ',.0f'):>7}"
+    )
+
+
+HEADER = (
+    f"{'server':<9}{'frames':<7}{'mode':>10}{'events':>9}{'expected':>12}{'deliv%':>8}"
+    f"{'deliv/s':>10}{'p50 ms':>9}{'p99 ms':>10}{'srv':>6}{'node':>6}{'reorder':>9}"
+    f"{'cut':>6}{'lag':>7}"
+)
+
+
+def print_report(results: dict[str, Any]) -> None:
+    config = results["config"]
+    print()
+    print(
+        f"Fan-out: {config['subscribers']} subscribers of one task, {config['duration']:g} s "
+        f"per mode, server on CPU {SERVER_CPU}, Node + publisher on CPU {CLIENT_CPU}"
+        + ("" if config["pin"] else " (NOT pinned)")
+    )
+    print(HEADER)
+    for m in results["modes"]:
+        print(mode_line(m))
+    print(
+        "  srv/node = CPU of the server / of Node over the window; reorder = deliveries older "
+        "than one already received; cut = subscribers closed by the server; lag = publisher's "
+        "p99 ms behind schedule"
+    )
+    print()
+    print("Taskline / naive          deliveries/s     p99 latency   delivered% (naive)")
+    for r in results["ratios"]:
+        print(
+            f"  {r['mode']:>10} {r['framing']:<8}{fmt(r['deliveries_per_s_ratio'], '.2f', 'x'):>14}"
+            f"{fmt(r['p99_ratio'], '.3f', 'x'):>16}"
+            f"   {r['delivered_pct']:.1f}% ({r['naive_delivered_pct']:.1f}%)"
+        )
+    print()
+    for m in results["idle_memory"]:
+        print(
+            f"Idle memory {m['server']:<9} {m['connections']:>6,} connections: "
+            f"{fmt(m['kb_per_connection'], '.1f')} KB each "
+            f"(RSS {m['rss_before_kb'] / 1024:.0f} → {m['rss_after_kb'] / 1024:.0f} MB)"
+        )
+    ingested = results.get("ingest", {})
+    if ingested:
+        print()
+        for name in ("single_sequential", "single_8_concurrent", "batch100_sequential"):
+            row = ingested[name]
+            print(
+                f"Ingest {name:<22} {row['events_per_s']:>9,.0f} events/s stored "
+                f"(server CPU {row['server_cpu_pct']:.0f}%)"
+            )
+
+
+def environment(config: Config, open_files: int) -> dict[str, Any]:
+    node_version = subprocess.run(
+        ["node", "--version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    ws_package = json.loads((NODE_DIR / "node_modules" / "ws" / "package.json").read_text())
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False, cwd=PROJECT_DIR
+    ).stdout.strip()
+    return {
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "node": node_version,
+        "ws": ws_package["version"],
+        "taskline_commit": commit or None,
+        "open_files_limit": open_files,
+        "load_average": os.getloadavg(),
+    }
+
+
+# --- main ---------------------------------------------------------------------------------------
+
+
+async def run_all(config: Config, workdir: Path) -> dict[str, Any]:
+    started = time.monotonic()
+    modes: list[dict[str, Any]] = []
+    plan: list[int | None] = [*config.rates, None]
+    run = 1
+
+    ingested: dict[str, Any] = {}
+    if config.ingest:
+        print("ingest (events stored through the publish API) ...", flush=True)
+        ingested = await ingest(workdir, config)
+
+    for kind, framing in config.targets:
+        for rate in plan:
+            label = f"{rate}/s" if rate else "saturated"
+            print(f"{kind} {framing} {label} ...", end=" ", flush=True)
+            result = await run_mode(kind, framing, rate, run, workdir, config)
+            run += 1
+            modes.append(result)
+            print(
+                f"{result['delivered_pct']:.1f}% delivered, "
+                f"{result['deliveries_per_s']:,.0f}/s, p99 {fmt(result['latency_ms']['p99'])} ms",
+                flush=True,
+            )
+
+    memory = []
+    for kind in dict.fromkeys(kind for kind, _ in config.targets):
+        if not config.idle:
+            break
+        print(f"idle memory {kind}, {config.idle} connections ...", flush=True)
+        memory.append(await idle_memory(kind, workdir, config, run))
+        run += 1
+
+    return {
+        "modes": modes,
+        "ratios": ratios(modes),
+        "idle_memory": memory,
+        "ingest": ingested,
+        "elapsed_s": time.monotonic() - started,
+    }
+
+
+def interrupt(signum: int, frame: object) -> None:
+    """SIGTERM handler: end the run like Ctrl+C, so the children are ended too."""
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> None:
+    config = parse_args(argv)
+    open_files = raise_open_files_limit(max(65_536, config.idle * 2 + 1024))
+    if open_files < config.idle + 256:
+        raise SystemExit(f"fanout: open-files limit {open_files} is too low for --idle")
+    ensure_node_modules()
+    if config.pin:
+        os.sched_setaffinity(0, {CLIENT_CPU})
+    else:
+        print("fanout: fewer than 2 CPUs or no taskset: nothing is pinned", file=sys.stderr)
+    signal.signal(signal.SIGTERM, interrupt)
+    workdir = Path(tempfile.mkdtemp(prefix="taskline-fanout-"))
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    try:
+        results = asyncio.run(run_all(config, workdir))
+    except KeyboardInterrupt:
+        print("\nfanout: interrupted; children ended", file=sys.stderr)
+        raise SystemExit(130) from None
+    finally:
+        CHILDREN.kill_all()
+        shutil.rmtree(workdir, ignore_errors=True)
+    results = {
+        "benchmark": "fanout",
+        "started_utc": stamp,
+        "config": asdict(config),
+        "environment": environment(config, open_files),
+        **results,
+    }
+    print_report(results)
+    RESULTS_DIR.mkdir(exist_ok=True)
+    target = RESULTS_DIR / f"fanout-{stamp}.json"
+    target.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nresults: {target.relative_to(PROJECT_DIR)}  (whole run {results['elapsed_s']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -389,15 +389,18 @@ class Publishing:
     first_error: str | None = None
     started_ms: float = 0.0
     lags_ms: list[float] = field(default_factory=list)
+    acks_ms: list[float] = field(default_factory=list)
     inflight: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 async def post_events(
     client: httpx.AsyncClient, path: str, events: list[dict[str, Any]], outcome: Publishing
 ) -> None:
+    started = time.monotonic()
     try:
         response = await client.post(path, json={"events": events})
         outcome.posts += 1
+        outcome.acks_ms.append((time.monotonic() - started) * 1000)
         if response.status_code >= 400:
             outcome.errors += 1
             outcome.first_error = outcome.first_error or f"{response.status_code} {response.text}"
@@ -555,6 +558,10 @@ def mode_result(
         "publish_errors": outcome.errors,
         "first_publish_error": outcome.first_error,
         "publisher_lag_p99_ms": percentile(outcome.lags_ms, 0.99),
+        "publish_ack_ms": {
+            "p50": percentile(outcome.acks_ms, 0.5),
+            "p99": percentile(outcome.acks_ms, 0.99),
+        },
         "deliveries_expected": expected,
         "delivered": delivered,
         "delivered_pct": 100 * delivered / expected if expected else 0.0,
@@ -713,14 +720,14 @@ def mode_line(m: dict[str, Any]) -> str:
         f"{fmt(m['deliveries_per_s']):>10}{fmt(latency['p50'], ',.1f'):>9}"
         f"{fmt(latency['p99'], ',.1f'):>10}{fmt(m['server_cpu_pct'], '.0f', '%'):>6}"
         f"{fmt(m['node_cpu_pct'], '.0f', '%'):>6}{m['out_of_order']:>9,}{closed:>6}"
-        f"{fmt(m['publisher_lag_p99_ms'], ',.0f'):>7}"
+        f"{fmt(m['publisher_lag_p99_ms'], ',.0f'):>7}{fmt(m['publish_ack_ms']['p99'], ',.0f'):>8}"
     )
 
 
 HEADER = (
     f"{'server':<9}{'frames':<7}{'mode':>10}{'events':>9}{'expected':>12}{'deliv%':>8}"
     f"{'deliv/s':>10}{'p50 ms':>9}{'p99 ms':>10}{'srv':>6}{'node':>6}{'reorder':>9}"
-    f"{'cut':>6}{'lag':>7}"
+    f"{'cut':>6}{'lag':>7}{'ack99':>8}"
 )
 
 
@@ -738,7 +745,7 @@ def print_report(results: dict[str, Any]) -> None:
     print(
         "  srv/node = CPU of the server / of Node over the window; reorder = deliveries older "
         "than one already received; cut = subscribers closed by the server; lag = publisher's "
-        "p99 ms behind schedule"
+        "p99 ms behind schedule; ack99 = p99 ms from sending a POST to its response"
     )
     print()
     print("Taskline / naive          deliveries/s     p99 latency   delivered% (naive)")

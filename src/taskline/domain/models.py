@@ -7,7 +7,7 @@ bodies; they forbid unknown fields so a misspelt field is an error, never a sile
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import (
     AfterValidator,
@@ -217,7 +217,24 @@ class TaskReplace(_Write):
     sections: list[SectionCreate] | None = None
 
 
-class TaskPatch(_Write):
+class _Patch(_Write):
+    """A partial update: only the fields present change; ``_not_nullable`` ones refuse null."""
+
+    _not_nullable: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="after")
+    def _no_null_for_required(self) -> Self:
+        for name in self._not_nullable:
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        """Return the fields the client actually sent."""
+        return self.model_dump(include=self.model_fields_set)
+
+
+class TaskPatch(_Patch):
     """Body of ``PATCH /tasks/{id}``: only the fields present change (``null`` clears)."""
 
     title: Title | None = None
@@ -230,16 +247,14 @@ class TaskPatch(_Write):
     tags: Tags | None = None
     result: JsonValue | None = None
 
-    @model_validator(mode="after")
-    def _no_null_for_required(self) -> "TaskPatch":
-        for name in ("title", "description", "status", "priority", "progress", "tags"):
-            if name in self.model_fields_set and getattr(self, name) is None:
-                raise ValueError(f"{name} cannot be null")
-        return self
-
-    def changes(self) -> dict[str, Any]:
-        """Return the fields the client actually sent."""
-        return self.model_dump(include=self.model_fields_set)
+    _not_nullable: ClassVar[tuple[str, ...]] = (
+        "title",
+        "description",
+        "status",
+        "priority",
+        "progress",
+        "tags",
+    )
 
 
 class SectionPatch(_Write):
@@ -269,23 +284,14 @@ class AgentCreate(_Write):
     metadata: dict[str, JsonValue] = Field(default_factory=dict)
 
 
-class AgentPatch(_Write):
+class AgentPatch(_Patch):
     name: Title | None = None
     kind: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     status: AgentStatus | None = None
     current_task_id: ResourceId | None = None
     metadata: dict[str, JsonValue] | None = None
 
-    @model_validator(mode="after")
-    def _no_null_for_required(self) -> "AgentPatch":
-        for name in ("name", "kind", "status", "metadata"):
-            if name in self.model_fields_set and getattr(self, name) is None:
-                raise ValueError(f"{name} cannot be null")
-        return self
-
-    def changes(self) -> dict[str, Any]:
-        """Return the fields the client actually sent."""
-        return self.model_dump(include=self.model_fields_set)
+    _not_nullable: ClassVar[tuple[str, ...]] = ("name", "kind", "status", "metadata")
 
 
 class MessageCreate(_Write):

@@ -91,19 +91,7 @@ class EventLog:
         self.session.add(
             TaskLogRow(task_id=task_id, last_seq=1, first_seq=1, state=None, state_version=0)
         )
-        row = EventRow(
-            id=first.id or new_id("evt"),
-            task_id=task_id,
-            seq=1,
-            event_type=first.event_type.value,
-            data=data,
-            timestamp=first.timestamp or utc_now(),
-            source=first.source or source,
-            client_id=first.client_id,
-            run_id=first.run_id,
-            parent_run_id=first.parent_run_id,
-            agent_id=first.agent_id,
-        )
+        row = _event_row(task_id, 1, first, data, now=utc_now(), source=source)
         self.session.add(row)
         await self.session.flush()
         return _message(row)
@@ -166,19 +154,7 @@ class EventLog:
             if task is not None:
                 data = await self._apply(task, log, event, data, prefix, now)
             log.last_seq += 1
-            row = EventRow(
-                id=event.id or new_id("evt"),
-                task_id=task_id,
-                seq=log.last_seq,
-                event_type=event.event_type.value,
-                data=data,
-                timestamp=event.timestamp or now,
-                source=event.source or source,
-                client_id=event.client_id,
-                run_id=event.run_id,
-                parent_run_id=event.parent_run_id,
-                agent_id=event.agent_id,
-            )
+            row = _event_row(task_id, log.last_seq, event, data, now=now, source=source)
             seen_ids.add(row.id)
             self.session.add(row)
             committed.append(_message(row))
@@ -370,6 +346,30 @@ class EventLog:
             )
         subtask.done = bool(data["done"])
         data["section_id"] = subtask.section_id
+
+
+def _event_row(
+    task_id: str,
+    seq: int,
+    event: EventIn,
+    data: dict[str, Any],
+    *,
+    now: datetime,
+    source: str | None,
+) -> EventRow:
+    return EventRow(
+        id=event.id or new_id("evt"),
+        task_id=task_id,
+        seq=seq,
+        event_type=event.event_type.value,
+        data=data,
+        timestamp=event.timestamp or now,
+        source=event.source or source,
+        client_id=event.client_id,
+        run_id=event.run_id,
+        parent_run_id=event.parent_run_id,
+        agent_id=event.agent_id,
+    )
 
 
 def _message(row: EventRow) -> WebSocketMessage:

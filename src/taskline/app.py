@@ -13,8 +13,10 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from taskline import __version__
 from taskline.api import (
+    agent_ws,
     agents,
     clients,
+    control,
     events,
     exports,
     messages,
@@ -32,6 +34,8 @@ from taskline.demo import seed_demo_board
 from taskline.domain.events import EventIn, WebSocketMessage
 from taskline.domain.ids import new_id
 from taskline.realtime import ConnectionManager
+from taskline.realtime.agents import AgentHub
+from taskline.realtime.ingest import Ingest
 from taskline.settings import Settings
 from taskline.store.database import Database
 from taskline.store.events import EventLog
@@ -70,6 +74,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     bus = EventBus(persist=persist, notifier=notifier)
     bus.add_listener(connections.on_committed)
+    ingest = Ingest(database, bus, keep_last=settings.event_retention)
+    agents_hub = AgentHub(
+        database,
+        ingest,
+        stale_after=settings.stale_after,
+        heartbeat_interval=settings.heartbeat_interval,
+        queue_size=settings.offline_queue_size,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -81,9 +93,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 logger.info("created %d sample tasks", created)
         await bus.start()
         await connections.start()
+        await agents_hub.start()
         try:
             yield
         finally:
+            await agents_hub.stop()
             await connections.stop()
             await bus.close()
             await database.dispose()
@@ -98,6 +112,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.database = database
     app.state.bus = bus
     app.state.connections = connections
+    app.state.ingest = ingest
+    app.state.agents = agents_hub
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
@@ -119,7 +135,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         stream,
         status,
         clients,
+        control,
         ws,
+        agent_ws,
     ):
         app.include_router(module.router)
     return app

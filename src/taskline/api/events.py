@@ -5,9 +5,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, Request
 from pydantic import BaseModel, Field, JsonValue, ValidationError
 
-from taskline.api.deps import BusDep, DatabaseDep
+from taskline.api.deps import DatabaseDep
 from taskline.domain.errors import InvalidInputError
 from taskline.domain.events import EventIn, WebSocketMessage
+from taskline.realtime.ingest import Ingest
 from taskline.store.events import EventLog
 
 __all__ = ["MAX_BATCH", "router"]
@@ -68,19 +69,14 @@ def parse_events(body: Any) -> list[EventIn]:
 async def publish_events(
     task_id: str,
     request: Request,
-    database: DatabaseDep,
-    bus: BusDep,
     body: Annotated[Any, Body(description="One event, a list, or {'events': [...]}")],
 ) -> PublishResult:
     """Store one event or a batch (up to 1,000), all or nothing, then deliver them live.
 
     Re-sending an event ``id`` that is stored already returns its seq and stores nothing.
     """
-    events = parse_events(body)
-    keep_last = request.app.state.settings.event_retention
-    async with database.write() as session:
-        committed = await EventLog(session, keep_last=keep_last).append(task_id, events)
-    await bus.dispatch(committed)
+    ingest: Ingest = request.app.state.ingest
+    committed = await ingest.publish(task_id, parse_events(body))
     seqs = [m.seq or 0 for m in committed]
     return PublishResult(
         task_id=task_id, seqs=seqs, ids=[m.id for m in committed], last_seq=max(seqs)

@@ -25,7 +25,12 @@ from taskline.domain.errors import (
     UnsupportedFormatError,
 )
 
-__all__ = ["PROBLEM_MEDIA_TYPE", "install_problem_handlers", "problem_response"]
+__all__ = [
+    "PROBLEM_MEDIA_TYPE",
+    "install_problem_handlers",
+    "problem_body",
+    "problem_response",
+]
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 _TYPE_BASE = "https://taskline.dev/problems/"
@@ -89,24 +94,35 @@ def problem_response(
     return ProblemResponse(body, status_code=status, headers=headers)
 
 
-def _for_taskline_error(request: Request, exc: TasklineError) -> ProblemResponse:
+def problem_body(exc: TasklineError, *, instance: str | None = None) -> dict[str, Any]:
+    """The problem details of one of our errors (used over HTTP and on WebSockets)."""
     status, slug = next(
         (status, slug) for kind, status, slug in _STATUS_BY_ERROR if isinstance(exc, kind)
     )
-    extra: dict[str, Any] = {}
+    body: dict[str, Any] = {
+        "type": _TYPE_BASE + slug,
+        "title": exc.title,
+        "status": status,
+        "detail": exc.detail,
+    }
+    if instance:
+        body["instance"] = instance
     if isinstance(exc, InvalidTransitionError):
-        extra = {"current": exc.current, "requested": exc.requested, "allowed": exc.allowed}
+        body.update(current=exc.current, requested=exc.requested, allowed=exc.allowed)
     elif isinstance(exc, AlreadyExistsError):
-        extra = {"ids": exc.resource_ids}
+        body["ids"] = exc.resource_ids
     elif isinstance(exc, UnsupportedFormatError):
-        extra = {"supported": exc.supported}
+        body["supported"] = exc.supported
     elif isinstance(exc, InvalidInputError) and exc.field:
-        extra = {"errors": [{"field": exc.field, "message": exc.detail}]}
+        body["errors"] = [{"field": exc.field, "message": exc.detail}]
+    return body
+
+
+def _for_taskline_error(request: Request, exc: TasklineError) -> ProblemResponse:
     if isinstance(exc, StorageError):
         logger.error("storage error on %s %s: %s", request.method, request.url.path, exc.detail)
-    return problem_response(
-        status, exc.detail, slug=slug, title=exc.title, instance=request.url.path, **extra
-    )
+    body = problem_body(exc, instance=request.url.path)
+    return ProblemResponse(body, status_code=body["status"])
 
 
 def _field_path(location: tuple[Any, ...] | list[Any]) -> str:

@@ -1,0 +1,163 @@
+"""The agent WebSocket: presence, acknowledged publishing, and commands from people."""
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+import pytest
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
+
+from tests.support.server import LiveServer
+from tests.support.ws import open_ws
+
+
+async def frame(ws: ClientConnection, timeout: float = 10.0) -> dict[str, Any]:
+    message: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+    return message
+
+
+async def wait_for_status(client: httpx.Client, agent_id: str, status: str) -> dict[str, Any]:
+    for _ in range(100):
+        agent: dict[str, Any] = client.get(f"/api/v1/agents/{agent_id}").json()
+        if agent.get("status") == status:
+            return agent
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"agent never became {status}")
+
+
+async def test_connection_makes_the_agent_online_and_loss_offline(
+    server: LiveServer, client: httpx.Client
+) -> None:
+    """An unknown agent is registered on connect (idle); it goes offline when it leaves,
+    and the change is logged on its current task."""
+    url = f"{server.ws_url}/ws/agents/agent_presence?name=Presence&kind=test"
+    async with open_ws(url) as ws:
+        welcome = await frame(ws)
+        assert welcome["type"] == "welcome" and welcome["agent_id"] == "agent_presence"
+        agent = client.get("/api/v1/agents/agent_presence").json()
+        assert (agent["name"], agent["kind"], agent["status"]) == ("Presence", "test", "idle")
+        task = client.post(
+            "/api/v1/tasks/", json={"title": "t", "assigned_agent_id": "agent_presence"}
+        ).json()
+        client.patch("/api/v1/agents/agent_presence", json={"current_task_id": task["id"]})
+    await wait_for_status(client, "agent_presence", "offline")
+    events = client.get(
+        f"/api/v1/tasks/{task['id']}/events", params={"types": "agent_status_change"}
+    ).json()["events"]
+    assert events[-1]["data"]["status"] == "offline"
+    assert events[-1]["data"]["previous"] == "idle"
+
+
+async def test_publish_is_acknowledged_with_seqs_and_refusals_are_nacked(
+    server: LiveServer, client: httpx.Client
+) -> None:
+    """A publish frame is stored and acked with its seqs; a bad one gets a nack with the
+    problem details; a re-sent batch stores nothing twice."""
+    task_id = client.post("/api/v1/tasks/", json={"title": "t"}).json()["id"]
+    async with open_ws(f"{server.ws_url}/ws/agents/agent_pub") as ws:
+        await frame(ws)
+        batch = {
+            "type": "publish",
+            "batch_id": "b1",
+            "task_id": task_id,
+            "events": [
+                {"id": "evt_one", "event_type": "progress_update", "data": {"progress": 0.1}},
+                {"id": "evt_two", "event_type": "step.start", "data": {"name": "read"}},
+            ],
+        }
+        await ws.send(json.dumps(batch))
+        ack = await frame(ws)
+        assert ack == {
+            "type": "ack",
+            "batch_id": "b1",
+            "task_id": task_id,
+            "seqs": [2, 3],
+            "last_seq": 3,
+        }
+        await ws.send(json.dumps(batch))
+        assert (await frame(ws))["seqs"] == [2, 3]
+        bad = {
+            **batch,
+            "batch_id": "b2",
+            "events": [{"event_type": "progress_update", "data": {"progress": 2}}],
+        }
+        await ws.send(json.dumps(bad))
+        nack = await frame(ws)
+        assert nack["type"] == "nack" and nack["batch_id"] == "b2" and nack["status"] == 422
+        assert nack["error"]["errors"][0]["field"] == "events.0.data.progress"
+        await ws.send(json.dumps({**batch, "batch_id": "b3", "task_id": "task_none"}))
+        assert (await frame(ws))["status"] == 404
+        await ws.send("{nope")
+        assert (await frame(ws))["code"] == "invalid_json"
+        await ws.send(json.dumps({"type": "heartbeat"}))
+        assert (await frame(ws))["type"] == "heartbeat"
+    log = client.get(f"/api/v1/tasks/{task_id}/events").json()["events"]
+    assert [e["id"] for e in log[1:]] == ["evt_one", "evt_two"]
+    assert all(e["agent_id"] == "agent_pub" for e in log[1:])
+    assert log[1]["source"] == "agent:agent_pub"
+
+
+async def test_commands_reach_the_connected_agent_or_wait_for_it(
+    server: LiveServer, client: httpx.Client
+) -> None:
+    """pause / resume / cancel and messages go to the task's agent; while it is away they are
+    queued and delivered, in order, when it connects."""
+    agent = client.post("/api/v1/agents/", json={"id": "agent_ctl", "name": "Ctl"}).json()
+    task_id = client.post(
+        "/api/v1/tasks/",
+        json={"title": "t", "assigned_agent_id": agent["id"], "status": "in_progress"},
+    ).json()["id"]
+    async with open_ws(f"{server.ws_url}/ws/agents/agent_ctl") as ws:
+        await frame(ws)
+        paused = client.post(f"/api/v1/tasks/{task_id}/pause").json()
+        assert paused["status"] == "paused" and paused["delivered"] is True
+        command = await frame(ws)
+        assert (command["type"], command["command"], command["task_id"]) == (
+            "command",
+            "pause",
+            task_id,
+        )
+        client.post(f"/api/v1/tasks/{task_id}/resume")
+        assert (await frame(ws))["command"] == "resume"
+        posted = client.post(f"/api/v1/tasks/{task_id}/messages", json={"content": "Look at docs/"})
+        assert posted.status_code == 201 and posted.json()["delivered"] is True
+        message = await frame(ws)
+        assert message["command"] == "message" and message["message"]["content"] == "Look at docs/"
+    await wait_for_status(client, "agent_ctl", "offline")
+    queued = client.post(f"/api/v1/tasks/{task_id}/messages", json={"content": "still there?"})
+    assert queued.json()["delivered"] is False
+    cancelled = client.post(f"/api/v1/tasks/{task_id}/cancel").json()
+    assert cancelled["status"] == "cancelled" and cancelled["delivered"] is False
+    assert client.post(f"/api/v1/tasks/{task_id}/pause").status_code == 409
+    async with open_ws(f"{server.ws_url}/ws/agents/agent_ctl") as ws:
+        assert (await frame(ws))["type"] == "welcome"
+        first, second = await frame(ws), await frame(ws)
+    assert (first["command"], first["message"]["content"]) == ("message", "still there?")
+    assert second["command"] == "cancel"
+    kinds = [
+        e["event_type"] for e in client.get(f"/api/v1/tasks/{task_id}/events").json()["events"]
+    ]
+    assert {"task_paused", "task_resumed", "task_cancelled", "custom"} <= set(kinds)
+
+
+def test_next_task_is_the_oldest_pending_assigned_one(client: httpx.Client) -> None:
+    """next-task gives the oldest pending task assigned to the agent, 204 when none."""
+    agent_id = client.post("/api/v1/agents/", json={"name": "Worker"}).json()["id"]
+    assert client.get(f"/api/v1/agents/{agent_id}/next-task").status_code == 204
+    first = client.post("/api/v1/tasks/", json={"title": "1", "assigned_agent_id": agent_id}).json()
+    client.post("/api/v1/tasks/", json={"title": "2", "assigned_agent_id": agent_id})
+    client.post("/api/v1/tasks/", json={"title": "other"})
+    assert client.get(f"/api/v1/agents/{agent_id}/next-task").json()["id"] == first["id"]
+    client.patch(f"/api/v1/tasks/{first['id']}", json={"status": "in_progress"})
+    assert client.get(f"/api/v1/agents/{agent_id}/next-task").json()["title"] == "2"
+    assert client.get("/api/v1/agents/agent_nobody/next-task").status_code == 404
+
+
+async def test_bad_agent_id_is_refused(server: LiveServer) -> None:
+    """An agent id that does not look like agent_… is closed with 1008."""
+    async with open_ws(f"{server.ws_url}/ws/agents/Bad%20Id") as ws:
+        with pytest.raises(ConnectionClosed):
+            await frame(ws)
+        assert ws.close_code == 1008

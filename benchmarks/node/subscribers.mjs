@@ -39,7 +39,6 @@ const options = parseArgs(process.argv);
 const MARK = Buffer.from('"bm"');
 const SEQ = Buffer.from('"seq"');
 const OPEN_BRACKET = 0x5b;
-const CLOSE_BRACKET = 0x5d;
 
 // Latency histogram: 0.1 ms buckets below 1 s, 10 ms buckets from 1 s to 120 s.
 const FINE = 10_000;
@@ -89,6 +88,32 @@ let windowStart = { ms: now(), cpu: process.cpuUsage() };
 const newTimeline = () => Array.from({ length: 600 }, () => ({ delivered: 0, maxLatency: 0 }));
 let timeline = newTimeline();
 
+// Reads the JSON number at data[i] (after any spaces or one comma); leaves `cursor` after it.
+// Numbers here are plain decimals (no exponent): run ids, counters, epoch milliseconds.
+let cursor = 0;
+function readNumber(data, start) {
+  let i = start;
+  while (data[i] === 0x20 || data[i] === 0x2c) i += 1;
+  const negative = data[i] === 0x2d;
+  if (negative) i += 1;
+  let value = 0;
+  while (data[i] >= 0x30 && data[i] <= 0x39) {
+    value = value * 10 + (data[i] - 0x30);
+    i += 1;
+  }
+  if (data[i] === 0x2e) {
+    i += 1;
+    let scale = 0.1;
+    while (data[i] >= 0x30 && data[i] <= 0x39) {
+      value += (data[i] - 0x30) * scale;
+      scale /= 10;
+      i += 1;
+    }
+  }
+  cursor = i;
+  return negative ? -value : value;
+}
+
 // The value of the nearest "seq" key before `end` in a frame (-1 if none or not a number).
 function seqBefore(data, end) {
   const key = data.lastIndexOf(SEQ, end);
@@ -123,15 +148,16 @@ class Subscriber {
     let position = data.indexOf(MARK);
     while (position !== -1) {
       const open = data.indexOf(OPEN_BRACKET, position + MARK.length);
-      const close = data.indexOf(CLOSE_BRACKET, open);
-      if (open === -1 || close === -1) break;
-      const parts = data.toString("latin1", open + 1, close).split(",");
-      position = data.indexOf(MARK, close);
-      if (Number(parts[0]) !== options.run) {
+      if (open === -1) break;
+      const run = readNumber(data, open + 1);
+      readNumber(data, cursor); // k: publish order, not used (see the header)
+      const sent = readNumber(data, cursor);
+      position = data.indexOf(MARK, cursor);
+      if (run !== options.run) {
         stats.stale += 1;
         continue;
       }
-      const latency = received - Number(parts[2]);
+      const latency = received - sent;
       const seq = seqBefore(data, open);
       if (seq === this.lastSeq) stats.duplicates += 1;
       else if (seq < this.lastSeq) stats.outOfOrder += 1;

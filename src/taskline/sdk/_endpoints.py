@@ -7,7 +7,7 @@ of input) and send nothing. Client faces wrap each one in a method that does the
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from taskline.domain.models import Agent, Message, Task, TaskPage
+from taskline.domain.models import Agent, Message, Section, Subtask, Task, TaskPage
 from taskline.sdk._http import (
     Call,
     counts,
@@ -17,14 +17,23 @@ from taskline.sdk._http import (
     model,
     model_list,
     no_content,
+    optional_model,
     path_id,
+    seqs,
 )
+from taskline.sdk._models import EventPage, MessagePosted, TaskControl, TaskState
 
 __all__ = [
+    "add_section",
+    "add_subtask",
+    "control",
     "create_agent",
     "create_task",
     "delete_agent",
+    "delete_section",
+    "delete_subtask",
     "delete_task",
+    "events",
     "export",
     "get_agent",
     "get_task",
@@ -33,11 +42,20 @@ __all__ = [
     "list_agents",
     "list_messages",
     "list_tasks",
+    "next_task",
     "post_message",
+    "publish",
+    "rename_section",
     "replace_task",
+    "state",
+    "toggle_subtask",
     "update_agent",
+    "update_subtask",
     "update_task",
 ]
+
+#: The task commands people send to agents (``POST /api/v1/tasks/{id}/<command>``).
+CONTROL_COMMANDS = frozenset({"pause", "resume", "cancel"})
 
 TASKS = "/api/v1/tasks"
 AGENTS = "/api/v1/agents"
@@ -137,9 +155,90 @@ def delete_agent(agent_id: str) -> Call[None]:
     return Call("DELETE", _agent(agent_id), no_content)
 
 
-def post_message(task_id: str, fields: Mapping[str, Any]) -> Call[Message]:
-    return Call("POST", f"{_task(task_id)}/messages", model(Message), json=_body(fields))
+def post_message(task_id: str, fields: Mapping[str, Any]) -> Call[MessagePosted]:
+    return Call("POST", f"{_task(task_id)}/messages", model(MessagePosted), json=_body(fields))
 
 
 def list_messages(task_id: str) -> Call[list[Message]]:
     return Call("GET", f"{_task(task_id)}/messages", model_list(Message))
+
+
+# --- sections and subtasks
+
+
+def _position(position: int | None) -> dict[str, int] | None:
+    return {"position": position} if position is not None else None
+
+
+def add_section(task_id: str, fields: Mapping[str, Any], position: int | None) -> Call[Section]:
+    return Call(
+        "POST",
+        f"{_task(task_id)}/sections",
+        model(Section),
+        params=_position(position),
+        json=_body(fields),
+    )
+
+
+def rename_section(task_id: str, section_id: str, title: str) -> Call[Section]:
+    path = f"{_task(task_id)}/sections/{path_id(section_id)}"
+    return Call("PATCH", path, model(Section), json={"title": title})
+
+
+def delete_section(task_id: str, section_id: str) -> Call[None]:
+    return Call("DELETE", f"{_task(task_id)}/sections/{path_id(section_id)}", no_content)
+
+
+def add_subtask(
+    task_id: str, section_id: str, fields: Mapping[str, Any], position: int | None
+) -> Call[Subtask]:
+    return Call(
+        "POST",
+        f"{_task(task_id)}/sections/{path_id(section_id)}/subtasks",
+        model(Subtask),
+        params=_position(position),
+        json=_body(fields),
+    )
+
+
+def update_subtask(task_id: str, subtask_id: str, changes: Mapping[str, Any]) -> Call[Subtask]:
+    path = f"{_task(task_id)}/subtasks/{path_id(subtask_id)}"
+    return Call("PATCH", path, model(Subtask), json=_body(changes))
+
+
+def toggle_subtask(task_id: str, subtask_id: str) -> Call[Subtask]:
+    return Call("POST", f"{_task(task_id)}/subtasks/{path_id(subtask_id)}/toggle", model(Subtask))
+
+
+def delete_subtask(task_id: str, subtask_id: str) -> Call[None]:
+    return Call("DELETE", f"{_task(task_id)}/subtasks/{path_id(subtask_id)}", no_content)
+
+
+# --- events, state and control
+
+
+def publish(task_id: str, events: list[Any]) -> Call[list[int]]:
+    return Call("POST", f"{_task(task_id)}/events", seqs, json={"events": jsonable(events)})
+
+
+def events(task_id: str, *, since: int, limit: int, types: Iterable[str] | None) -> Call[EventPage]:
+    params: dict[str, Any] = {"since": since, "limit": limit}
+    if types is not None:
+        wanted = [types] if isinstance(types, str) else [str(t) for t in types]
+        params["types"] = ",".join(wanted)
+    return Call("GET", f"{_task(task_id)}/events", model(EventPage), params=params)
+
+
+def state(task_id: str) -> Call[TaskState]:
+    return Call("GET", f"{_task(task_id)}/state", model(TaskState))
+
+
+def control(task_id: str, command: str) -> Call[TaskControl]:
+    """``pause``, ``resume`` or ``cancel``; anything else raises ``ValueError`` (no request)."""
+    if command not in CONTROL_COMMANDS:
+        raise ValueError(f"unknown command {command!r}; use one of: pause, resume, cancel")
+    return Call("POST", f"{_task(task_id)}/{command}", model(TaskControl))
+
+
+def next_task(agent_id: str) -> Call[Task | None]:
+    return Call("GET", f"{_agent(agent_id)}/next-task", optional_model(Task))

@@ -4,15 +4,23 @@
 
     TasklineClientError            base of everything below
     ├── ClientClosedError          the client was used after close() (also a RuntimeError)
+    ├── RunStateError              a run was used outside its life (also a RuntimeError)
+    ├── InvalidEvent               an event failed the SDK's own check; nothing was sent
+    │                              (also a ValueError)
+    ├── ConnectionReplacedError    another connection took over this agent (close 4000)
+    ├── CursorVoidError            a subscription's cursor is not from this log (close 4409)
     ├── ServerUnreachableError     connection refused, DNS failure, or no answer in time
+    │   └── DeliveryTimeoutError   events still unacknowledged when a wait ran out
     ├── UnexpectedResponseError    a 2xx answer the SDK cannot read (not the expected JSON)
     └── ApiError                   the server answered with an RFC 9457 problem (4xx/5xx)
         ├── NotFound               404: the task, agent or route does not exist
         ├── Conflict               409: an invalid status transition, an id that is taken
-        └── InvalidRequest         400, 413, 422: the request itself is wrong
+        ├── InvalidRequest         400, 413, 422: the request itself is wrong
+        └── EventRejected          a published batch was refused (``nack``), all or nothing
 
 "The request failed" (``ServerUnreachableError``) and "the server said no" (``ApiError``) are
-separate branches, so callers can retry the first and report the second.
+separate branches, so callers can retry the first and report the second. The live side (runs
+and subscriptions) retries the first branch itself and surfaces only what retrying cannot fix.
 """
 
 from typing import Any
@@ -21,8 +29,14 @@ __all__ = [
     "ApiError",
     "ClientClosedError",
     "Conflict",
+    "ConnectionReplacedError",
+    "CursorVoidError",
+    "DeliveryTimeoutError",
+    "EventRejected",
+    "InvalidEvent",
     "InvalidRequest",
     "NotFound",
+    "RunStateError",
     "ServerUnreachableError",
     "TasklineClientError",
     "UnexpectedResponseError",
@@ -108,3 +122,94 @@ class Conflict(ApiError):
 
 class InvalidRequest(ApiError):
     """400, 413 or 422: malformed, too large, or semantically invalid input."""
+
+
+class EventRejected(ApiError):
+    """The server refused a published batch (a ``nack``); none of its events were stored.
+
+    A rejection is final: re-sending the same batch fails the same way. It is raised from the
+    next :meth:`~taskline.sdk.Run.flush` (or when the run ends), not from the call that queued
+    the event, because events travel in batches.
+
+    Attributes:
+        task_id: the task the batch was for.
+        batch_id: the SDK's id of the batch.
+        event_ids: the ids of every event in the refused batch, in order.
+        problem, status, detail, errors: as for :class:`ApiError`; ``errors`` name the field,
+            counted inside the batch (``events.3.data.progress``).
+    """
+
+    def __init__(
+        self,
+        problem: dict[str, Any],
+        *,
+        task_id: str,
+        batch_id: str,
+        event_ids: list[str],
+    ) -> None:
+        super().__init__(problem)
+        self.task_id = task_id
+        self.batch_id = batch_id
+        self.event_ids = event_ids
+
+
+class RunStateError(TasklineClientError, RuntimeError):
+    """A run was used outside its life: before entering, after leaving, or finished twice."""
+
+
+class InvalidEvent(TasklineClientError, ValueError):
+    """An event failed the SDK's check against the event schemas; nothing was queued.
+
+    ``field`` names the offending field (``data.progress``). Checking before queuing keeps one
+    bad event from getting a whole batch of good ones refused.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class ConnectionReplacedError(TasklineClientError):
+    """Another connection for the same agent took over (close code 4000).
+
+    The SDK does not fight back by reconnecting, which would make two processes with one
+    agent id evict each other forever; events not yet acknowledged stay unsent.
+    """
+
+    def __init__(self, agent_id: str) -> None:
+        super().__init__(
+            f"agent {agent_id!r} connected from elsewhere; this connection was replaced"
+        )
+        self.agent_id = agent_id
+
+
+class CursorVoidError(TasklineClientError):
+    """A subscription's cursor (``since``, ``epoch``) does not belong to the server's log.
+
+    The server was pointed at another (or a reset) database. Seqs from the old log mean
+    nothing in the new one, so the subscription stops rather than guess.
+    """
+
+    def __init__(self, task_id: str, since: int | None, epoch: str | None, reason: str) -> None:
+        super().__init__(
+            f"cannot resume task {task_id!r} at seq {since} (epoch {epoch}): {reason}"
+        )
+        self.task_id = task_id
+        self.since = since
+        self.epoch = epoch
+
+
+class DeliveryTimeoutError(ServerUnreachableError):
+    """Events were still unacknowledged when a wait ran out (``flush_timeout``).
+
+    The events stay buffered and are still sent if the connection comes back before the run
+    closes; ``unacknowledged`` counts them at the moment of the timeout.
+    """
+
+    def __init__(self, url: str, unacknowledged: int, timeout: float) -> None:
+        super().__init__(
+            url,
+            f"{unacknowledged} events not acknowledged within {timeout:g} s",
+            timed_out=True,
+        )
+        self.unacknowledged = unacknowledged

@@ -1,7 +1,7 @@
 """The HTTP layer every client face shares: one description of a call, one error mapping.
 
 A :class:`Call` says what to send and how to read the answer; it does no I/O. A client face
-(the synchronous :class:`~taskline.sdk.Client` today, an async twin later) sends the request
+(:class:`~taskline.sdk.Client` or :class:`~taskline.sdk.AsyncClient`) sends the request
 inside :func:`transport_errors` and hands the response to :meth:`Call.handle`, so endpoints,
 error translation and parsing are written once.
 """
@@ -40,7 +40,9 @@ __all__ = [
     "model",
     "model_list",
     "no_content",
+    "optional_model",
     "path_id",
+    "seqs",
     "transport_errors",
 ]
 
@@ -176,6 +178,29 @@ def model_list(kind: type[M]) -> Parser[list[M]]:
             raise _unexpected(response, f"not a list of {kind.__name__}: {exc}") from exc
 
     return parse
+
+
+def optional_model(kind: type[M]) -> Parser[M | None]:
+    """Parse the body as one ``kind``, or return None for 204 No Content."""
+    parse_model = model(kind)
+
+    def parse(response: httpx.Response) -> M | None:
+        if response.status_code == 204:
+            return None
+        return parse_model(response)
+
+    return parse
+
+
+def seqs(response: httpx.Response) -> list[int]:
+    """Parse a publish answer: the ``seqs`` the server gave the events, in the order sent."""
+    body = json_object(response)
+    values = body.get("seqs")
+    if not isinstance(values, list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in values
+    ):
+        raise _unexpected(response, "expected 'seqs', a list of integers")
+    return values
 
 
 def json_object(response: httpx.Response) -> dict[str, Any]:

@@ -1,10 +1,11 @@
 """Event log routes: publish (for agents), history, recent events, shared state."""
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request
 from pydantic import BaseModel, Field, JsonValue, ValidationError
 
+from taskline.agui import from_agui
 from taskline.api.deps import DatabaseDep
 from taskline.domain.errors import InvalidInputError
 from taskline.domain.events import EventIn, WebSocketMessage
@@ -40,9 +41,18 @@ class EventPage(BaseModel):
     last_seq: int
 
 
-def parse_events(body: Any) -> list[EventIn]:
-    """Accept one event, a list of events, or ``{"events": [...]}``; name the bad field."""
-    if isinstance(body, dict) and "events" in body and "event_type" not in body:
+def parse_events(body: Any, *, agui: bool = False) -> list[EventIn]:
+    """Accept one event, a list of events, or ``{"events": [...]}``; name the bad field.
+
+    With ``agui`` the events are AG-UI events (camelCase, validated by the official models)
+    and are translated as ``taskline.agui`` documents.
+    """
+    if (
+        isinstance(body, dict)
+        and "events" in body
+        and "event_type" not in body
+        and "type" not in body
+    ):
         items = body["events"]
     elif isinstance(body, list):
         items = body
@@ -54,6 +64,14 @@ def parse_events(body: Any) -> list[EventIn]:
         raise InvalidInputError(
             f"events: a batch holds at most {MAX_BATCH} events, got {len(items)}", field="events"
         )
+    if agui:
+        events = []
+        for index, item in enumerate(items):
+            if not isinstance(item, dict):
+                field = f"events.{index}"
+                raise InvalidInputError(f"{field}: must be a JSON object", field=field)
+            events.append(from_agui(item, field=f"events.{index}"))
+        return events
     events = []
     for index, item in enumerate(items):
         try:
@@ -70,13 +88,17 @@ async def publish_events(
     task_id: str,
     request: Request,
     body: Annotated[Any, Body(description="One event, a list, or {'events': [...]}")],
+    format: Annotated[
+        Literal["taskline", "agui"],
+        Query(description="agui: the events are AG-UI protocol events (camelCase JSON)."),
+    ] = "taskline",
 ) -> PublishResult:
     """Store one event or a batch (up to 1,000), all or nothing, then deliver them live.
 
     Re-sending an event ``id`` that is stored already returns its seq and stores nothing.
     """
     ingest: Ingest = request.app.state.ingest
-    committed = await ingest.publish(task_id, parse_events(body))
+    committed = await ingest.publish(task_id, parse_events(body, agui=format == "agui"))
     seqs = [m.seq or 0 for m in committed]
     return PublishResult(
         task_id=task_id, seqs=seqs, ids=[m.id for m in committed], last_seq=max(seqs)

@@ -92,6 +92,15 @@ def count_words(text: str) -> int:
     return len(text.split())
 
 
+def _closes(fence: str, opening: re.Match[str] | None, line: str) -> bool:
+    """Whether ``line`` closes a code block opened by ``fence`` (same character, no shorter,
+    nothing after it but spaces)."""
+    if opening is None:
+        return False
+    run = opening.group(1)
+    return run[0] == fence[0] and len(run) >= len(fence) and not line.strip().lstrip(fence[0])
+
+
 def _markdown_lines(text: str) -> Iterator[tuple[int, str]]:
     """Yield ``(line number, line)`` for lines outside front matter and fenced code."""
     lines = text.splitlines()
@@ -110,9 +119,8 @@ def _markdown_lines(text: str) -> Iterator[tuple[int, str]]:
                 fence = opening.group(1)
                 continue
             yield index + 1, line
-        elif opening and opening.group(1)[0] == fence[0] and len(opening.group(1)) >= len(fence):
-            if not line.strip().lstrip(fence[0]):
-                fence = None
+        elif _closes(fence, opening, line):
+            fence = None
 
 
 def find_headings(text: str) -> list[Heading]:
@@ -174,8 +182,9 @@ def find_links(text: str) -> list[Link]:
     """Return the relative links of Markdown ``text``: inline links, images and definitions.
 
     Skipped: targets with a scheme (``http:``, ``https:``, ``mailto:``, ...), protocol-
-    relative ``//host`` targets, pure ``#anchors``, links inside code. Link text with nested
-    brackets is fine since only the ``](target)`` part is matched.
+    relative ``//host`` targets, pure ``#anchors``, links inside code, footnote definitions
+    (``[^1]: ...``). Link text with nested brackets is fine since only the ``](target)``
+    part is matched, so an image inside a link yields both targets.
     """
     links: list[Link] = []
     for number, line in _markdown_lines(text):

@@ -9,18 +9,36 @@ gets the overall summary. Several topics in one message get several answers.
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import Protocol
 
 from taskline.agent.review import FileReview, FolderReview
 
-__all__ = ["HumanMessage", "answer_message", "describe_file", "format_size"]
+__all__ = [
+    "HumanMessage",
+    "MessageLike",
+    "answer_message",
+    "describe_file",
+    "format_size",
+    "summary_sentence",
+]
 
 #: Items listed at most per topic in one answer.
 MAX_LISTED = 5
 
 
+class MessageLike(Protocol):
+    """Anything with an author and a content, such as the SDK's ``HumanMessage``."""
+
+    @property
+    def author(self) -> str: ...
+
+    @property
+    def content(self) -> str: ...
+
+
 @dataclass(frozen=True, slots=True)
 class HumanMessage:
-    """A message a person sent to the agent during its run."""
+    """A message a person sent to the agent during its run (the minimal :class:`MessageLike`)."""
 
     author: str
     content: str
@@ -49,7 +67,8 @@ def _more(total: int) -> str:
 def describe_file(review: FileReview) -> str:
     """One sentence about one file: its kind and, for text, its figures."""
     if review.skipped:
-        return f"`{review.path}` was skipped: {review.kind.value.replace('_', ' ')} ({review.detail})."
+        reason = review.kind.value.replace("_", " ")
+        return f"`{review.path}` was skipped: {reason} ({review.detail})."
     todo = sum(m.marker == "TODO" for m in review.markers)
     fixme = len(review.markers) - todo
     return (
@@ -99,8 +118,7 @@ def _largest(review: FolderReview) -> str:
 def _headings(review: FolderReview) -> str:
     with_headings = [f for f in review.files if f.headings]
     return (
-        f"{_plural(review.headings, 'heading')} in "
-        f"{_plural(len(with_headings), 'Markdown file')}."
+        f"{_plural(review.headings, 'heading')} in {_plural(len(with_headings), 'Markdown file')}."
     )
 
 
@@ -125,7 +143,8 @@ def _confidence(review: FolderReview) -> str:
     )
 
 
-def _summary(review: FolderReview) -> str:
+def summary_sentence(review: FolderReview) -> str:
+    """One sentence with the folder's main figures (what a message with no topic gets)."""
     return (
         f"{_plural(len(review.files), 'file')} reviewed, {_plural(review.words, 'word')}, "
         f"{review.marker_count('TODO')} TODO, {review.marker_count('FIXME')} FIXME, "
@@ -157,5 +176,5 @@ def answer_message(content: str, review: FolderReview) -> str:
         if any(word in lowered for word in words):
             parts.append(answer(review))
     if not parts:
-        parts.append(_summary(review))
+        parts.append(summary_sentence(review))
     return " ".join(parts)

@@ -19,11 +19,13 @@ from pathlib import Path
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_FILES",
+    "SAMPLE_DOCS",
     "SKIPPED_DIRS",
     "Document",
     "FileKind",
     "FolderError",
     "Listing",
+    "check_folder",
     "list_files",
     "read_document",
 ]
@@ -32,6 +34,8 @@ __all__ = [
 DEFAULT_MAX_FILES = 500
 #: Larger files are not read (kind ``too_large``).
 DEFAULT_MAX_BYTES = 1_048_576
+#: A tiny folder shipped with the package for the demo (``taskline agent run --sample``).
+SAMPLE_DOCS = Path(__file__).parent / "sample_docs"
 #: Folder names never entered, besides every hidden folder (a name starting with ``.``).
 SKIPPED_DIRS = frozenset({".git", "node_modules", "__pycache__"})
 
@@ -102,6 +106,20 @@ def _os_reason(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
 
 
+def check_folder(root: str | os.PathLike[str]) -> Path:
+    """Return ``root`` as a :class:`~pathlib.Path` if it is an existing folder.
+
+    Raises:
+        FolderError: ``root`` does not exist (``no such folder``) or is not a folder.
+    """
+    base = Path(root)
+    if not base.exists():
+        raise FolderError(base, "no such folder")
+    if not base.is_dir():
+        raise FolderError(base, "not a folder")
+    return base
+
+
 def list_files(root: str | os.PathLike[str], *, max_files: int = DEFAULT_MAX_FILES) -> Listing:
     """List the files under ``root`` recursively, skipping :data:`SKIPPED_DIRS` and hidden folders.
 
@@ -119,11 +137,7 @@ def list_files(root: str | os.PathLike[str], *, max_files: int = DEFAULT_MAX_FIL
     """
     if max_files < 1:
         raise ValueError(f"max_files must be at least 1, got {max_files}")
-    base = Path(root)
-    if not base.exists():
-        raise FolderError(base, "no such folder")
-    if not base.is_dir():
-        raise FolderError(base, "not a folder")
+    base = check_folder(root)
     files: list[str] = []
     unlisted: list[tuple[str, str]] = []
     # A stack of (relative folder, entries still to visit) keeps deep trees off the call stack.

@@ -244,7 +244,10 @@ def review_path(
         for name in listing.files
     ]
     return folder_review(
-        listing.root, reviews, truncated=listing.truncated, max_files=max_files,
+        listing.root,
+        reviews,
+        truncated=listing.truncated,
+        max_files=max_files,
         unlisted_dirs=listing.unlisted_dirs,
     )
 

@@ -36,9 +36,14 @@ async def agent_socket(websocket: WebSocket, agent_id: str) -> None:
             await websocket.close(code, reason)
 
     params = websocket.query_params
-    await hub.connect(
-        agent_id, websocket.send_text, close, name=params.get("name"), kind=params.get("kind")
-    )
+    try:
+        await hub.connect(
+            agent_id, websocket.send_text, close, name=params.get("name"), kind=params.get("kind")
+        )
+    except (WebSocketDisconnect, RuntimeError, OSError, TimeoutError):
+        # The agent left while being welcomed: forget it quietly (it will reconnect).
+        await hub.disconnect(agent_id, 1001, "connection lost during welcome")
+        return
     reason = "agent left"
     try:
         while True:

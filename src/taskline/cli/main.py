@@ -10,12 +10,14 @@ from typing import Any
 import click
 
 from taskline import __version__
+from taskline.cli.agent import agent
 from taskline.cli.agents import agents
 from taskline.cli.context import CliState
 from taskline.cli.db import db
 from taskline.cli.errors import CliError, ExitCode, from_client_error
 from taskline.cli.serve import serve
 from taskline.cli.tasks import tasks
+from taskline.cli.watch import watch
 from taskline.sdk import DEFAULT_TIMEOUT, DEFAULT_URL, TasklineClientError
 
 __all__ = ["main", "taskline"]
@@ -79,6 +81,8 @@ taskline.add_command(serve)
 taskline.add_command(db)
 taskline.add_command(tasks)
 taskline.add_command(agents)
+taskline.add_command(agent)
+taskline.add_command(watch)
 
 
 def main() -> None:

@@ -19,7 +19,12 @@ _LOG_LEVELS = click.Choice(["critical", "error", "warning", "info", "debug", "tr
     metavar="URL",
     help="SQLAlchemy async URL.  [default: sqlite+aiosqlite:///./taskline.db]",
 )
-@click.option("--demo/--no-demo", default=None, help="Create sample tasks when the board is empty.")
+@click.option(
+    "--demo/--no-demo",
+    default=None,
+    help="Create sample tasks when the board is empty, and start the built-in agent on the "
+    "sample folder so a task progresses live.",
+)
 @click.option("--log-level", type=_LOG_LEVELS, help="uvicorn log level.  [default: info]")
 def serve(
     host: str | None,
@@ -49,6 +54,13 @@ def serve(
     from taskline.server import build_server
 
     server = build_server(settings)
+    if settings.seed_demo:
+        from taskline.cli.demo import start_demo_agent
+
+        local = "127.0.0.1" if settings.host in {"0.0.0.0", "::"} else shown_host
+        url = f"http://{local}:{settings.port}"
+        start_demo_agent(url)
+        click.echo(f"Live demo: open {url}/ in a browser, or run: taskline watch <task id>")
     server.run()
     if not server.started:
         raise CliError("the server did not start; see the log above", ExitCode.ERROR)

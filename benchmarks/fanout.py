@@ -29,6 +29,9 @@ the previous POST is included (no coordinated omission); events still unsent ``-
 seconds after the ``--duration`` count as not delivered. A mode's deliveries are counted until
 all arrived, or nothing arrived for 1 s after the last answer, or ``--grace`` seconds after
 publishing stopped; deliveries/s = delivered / (last receipt - first publish).
+The machine may be shared: each mode reports how busy each core was, and a mode whose server
+core was full and more than 25% busy with other work is run again (``--retries``, while within
+``--time-budget`` seconds), keeping the least disturbed attempt (all attempts are in the JSON).
 Results are printed as a table and written to ``benchmarks/results/fanout-<UTC time>.json``.
 Every child process is ended when the run ends, also on Ctrl+C or an error.
 """
@@ -63,6 +66,8 @@ CLIENT_CPU = 1
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 MAX_BATCH = 1000
 FRAMINGS = {"single": "", "batch": "?batch=1"}
+#: Above this share of the server's core used by others, a mode is flagged as contended.
+CONTENDED_PCT = 25
 #: (server, framing) pairs measured for every mode, in this order.
 TARGETS = (("taskline", "single"), ("taskline", "batch"), ("naive", "single"))
 
@@ -80,6 +85,8 @@ class Config:
     saturate_batch: int
     max_inflight: int
     ingest_seconds: float
+    retries: int
+    time_budget: float
     targets: tuple[tuple[str, str], ...]
     ingest: bool
     pin: bool
@@ -96,6 +103,18 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument("--saturate-batch", type=int, default=100)
     parser.add_argument("--max-inflight", type=int, default=1, help="POSTs in flight at most")
     parser.add_argument("--ingest-seconds", type=float, default=None, help="per ingest case (3)")
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=1,
+        help="run a mode again (up to this many times) when other work shared the server's core",
+    )
+    parser.add_argument(
+        "--time-budget",
+        type=float,
+        default=540,
+        help="retry only while the whole run is expected to end within this many seconds",
+    )
     parser.add_argument("--quick", action="store_true", help="100 subscribers, 3 s, 50,200/s")
     parser.add_argument(
         "--targets",
@@ -119,6 +138,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
         saturate_batch=args.saturate_batch,
         max_inflight=args.max_inflight,
         ingest_seconds=pick(args.ingest_seconds, 3.0, 1.0),
+        retries=args.retries,
+        time_budget=args.time_budget,
         targets=tuple(
             (kind, framing)
             for kind, framing in (pair.split(":") for pair in args.targets.split(",") if pair)
@@ -176,6 +197,34 @@ def cpu_seconds(pid: int) -> float:
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat[stat.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
+def core_times() -> dict[int, tuple[int, int, int]]:
+    """Per CPU: (busy, total, steal) jiffies from /proc/stat (busy includes irq and softirq)."""
+    times = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *values = line.split()
+        if not name.startswith("cpu") or name == "cpu":
+            continue
+        user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in values[:8])
+        busy = user + nice + system + irq + softirq
+        times[int(name[3:])] = (busy, busy + idle + iowait + steal, steal)
+    return times
+
+
+def core_usage(
+    before: dict[int, tuple[int, int, int]], after: dict[int, tuple[int, int, int]]
+) -> dict[str, dict[str, float]]:
+    """Busy and steal % of each CPU between two ``core_times()`` readings."""
+    usage = {}
+    for cpu, (busy, total, steal) in after.items():
+        busy0, total0, steal0 = before.get(cpu, (0, 0, 0))
+        span = max(1, total - total0)
+        usage[str(cpu)] = {
+            "busy_pct": 100 * (busy - busy0) / span,
+            "steal_pct": 100 * (steal - steal0) / span,
+        }
+    return usage
 
 
 def rss_kb(pid: int) -> int:
@@ -522,6 +571,7 @@ async def run_mode(
                 await asyncio.sleep(0.5)
                 await node.send("start")
                 server_cpu, own_cpu = server.cpu(), time.process_time()
+                cores = core_times()
                 if rate is None:
                     outcome = await publish_saturating(client, path, run, config)
                 else:
@@ -530,6 +580,7 @@ async def run_mode(
                 await drain(node, expected, outcome, config.grace)
                 summary = await node.stop()
                 server_cpu = server.cpu() - server_cpu
+                cores_used = core_usage(cores, core_times())
                 own_cpu = time.process_time() - own_cpu
                 for task in list(outcome.inflight):
                     task.cancel()
@@ -538,7 +589,10 @@ async def run_mode(
                 await node.close()
     finally:
         stop_server(server)
-    return mode_result(kind, framing, rate, config, ready, outcome, summary, server_cpu, own_cpu)
+    result = mode_result(kind, framing, rate, config, ready, outcome, summary, server_cpu, own_cpu)
+    result["cores"] = cores_used
+    result["others_on_server_core_pct"] = others_on_server_core(result)
+    return result
 
 
 def mode_result(
@@ -566,6 +620,7 @@ def mode_result(
         "subscribers": config.subscribers,
         "connected": ready["connected"],
         "connect_ms": ready["connect_ms"],
+        "connect_retries": ready.get("retries", 0),
         "events_planned": outcome.planned,
         "events_sent": outcome.offered,
         "posts": outcome.posts,
@@ -632,6 +687,7 @@ async def idle_memory(kind: str, workdir: Path, config: Config, run: int) -> dic
         "server": kind,
         "connections": connected,
         "failed": ready["failed"],
+        "connect_retries": ready.get("retries", 0),
         "connect_ms": ready["connect_ms"],
         "rss_before_kb": before,
         "rss_after_kb": after,
@@ -725,6 +781,24 @@ def fmt(value: float | None, spec: str = ",.0f", suffix: str = "") -> str:
     return "-" if value is None else f"{value:{spec}}{suffix}"
 
 
+def core(m: dict[str, Any], cpu: int) -> str:
+    usage = m.get("cores", {}).get(str(cpu))
+    return fmt(usage["busy_pct"], ".0f", "%") if usage else "-"
+
+
+def contended(m: dict[str, Any]) -> bool:
+    """Whether other work took a share of the server's core while that core was full."""
+    usage = m.get("cores", {}).get(str(SERVER_CPU))
+    others = others_on_server_core(m)
+    return bool(usage and others is not None and others > CONTENDED_PCT and usage["busy_pct"] > 90)
+
+
+def others_on_server_core(m: dict[str, Any]) -> float | None:
+    """How much of the server's core went to anything but the server (softirq included)."""
+    usage = m.get("cores", {}).get(str(SERVER_CPU))
+    return max(0.0, usage["busy_pct"] - m["server_cpu_pct"]) if usage else None
+
+
 def mode_line(m: dict[str, Any]) -> str:
     latency = m["latency_ms"]
     closed = sum(m["closed_by_server"].values())
@@ -734,7 +808,9 @@ def mode_line(m: dict[str, Any]) -> str:
         f"{m['deliveries_expected']:>12,}{fmt(m['delivered_pct'], '.1f', '%'):>8}"
         f"{fmt(m['deliveries_per_s']):>10}{fmt(latency['p50'], ',.1f'):>9}"
         f"{fmt(latency['p99'], ',.1f'):>10}{fmt(m['server_cpu_pct'], '.0f', '%'):>6}"
-        f"{fmt(m['node_cpu_pct'], '.0f', '%'):>6}{m['out_of_order']:>9,}{closed:>6}"
+        f"{fmt(m['node_cpu_pct'], '.0f', '%'):>6}{core(m, SERVER_CPU):>5}{core(m, CLIENT_CPU):>5}"
+        f"{fmt(others_on_server_core(m), '.0f', '%'):>6}"
+        f"{m['out_of_order']:>9,}{closed:>6}"
         f"{fmt(m['publish_ack_ms']['p99'], ',.0f'):>8}"
     )
 
@@ -742,7 +818,19 @@ def mode_line(m: dict[str, Any]) -> str:
 HEADER = (
     f"{'server':<9}{'frames':<7}{'mode':>10}{'events':>9}{'sent':>6}{'expected':>12}"
     f"{'deliv%':>8}{'deliv/s':>10}{'p50 ms':>9}{'p99 ms':>10}{'srv':>6}{'node':>6}"
-    f"{'reorder':>9}{'cut':>6}{'ack99':>8}"
+    f"{'c' + str(SERVER_CPU):>5}{'c' + str(CLIENT_CPU):>5}{'oth':>6}{'reorder':>9}{'cut':>6}"
+    f"{'ack99':>8}"
+)
+
+
+LEGEND = (
+    "events = planned events; sent = % of them posted; expected = events x subscribers",
+    "srv / node = CPU time of the server / of Node over the window, as % of one core",
+    f"c{SERVER_CPU} / c{CLIENT_CPU} = how busy each core was (every process, irq and softirq)",
+    f"oth = c{SERVER_CPU} minus the server: loopback softirq (~5-15%) plus anyone else's work;",
+    "      well above that, the server shared its core and that mode's figures are too low",
+    "reorder = deliveries whose seq is below one already received on that socket",
+    "cut = subscribers the server closed; ack99 = p99 ms from sending a POST to its answer",
 )
 
 
@@ -757,12 +845,14 @@ def print_report(results: dict[str, Any]) -> None:
     print(HEADER)
     for m in results["modes"]:
         print(mode_line(m))
-    print(
-        "  events = planned (sent = % of them posted within the duration); srv/node = CPU of "
-        "the server / of Node over the window; reorder = deliveries whose seq is below one "
-        "already received; cut = subscribers closed by the server; ack99 = p99 ms from sending "
-        "a POST to its answer"
-    )
+    for line in LEGEND:
+        print(f"  {line}")
+    disturbed = [m for m in results["modes"] if contended(m)]
+    if disturbed:
+        print(
+            f"  WARNING: {len(disturbed)} of {len(results['modes'])} modes shared the server's "
+            f"full core with other work (oth > {CONTENDED_PCT}%): rerun on a quiet machine"
+        )
     print()
     print("Taskline / naive          deliveries/s     p99 latency   delivered% (naive)")
     for r in results["ratios"]:
@@ -824,18 +914,47 @@ async def run_all(config: Config, workdir: Path) -> dict[str, Any]:
         print("ingest (events stored through the publish API) ...", flush=True)
         ingested = await ingest(workdir, config)
 
+    mode_time = config.duration + config.grace + 25  # with server start and connecting
+    idle_time = 60 if config.idle else 0
+    remaining = len(config.targets) * len(plan)
     for kind, framing in config.targets:
         for rate in plan:
+            remaining -= 1
             label = f"{rate}/s" if rate else "saturated"
-            print(f"{kind} {framing} {label} ...", end=" ", flush=True)
-            result = await run_mode(kind, framing, rate, run, workdir, config)
-            run += 1
-            modes.append(result)
-            print(
-                f"{result['delivered_pct']:.1f}% delivered, "
-                f"{result['deliveries_per_s']:,.0f}/s, p99 {fmt(result['latency_ms']['p99'])} ms",
-                flush=True,
-            )
+            attempts: list[dict[str, Any]] = []
+            while True:
+                print(f"{kind} {framing} {label} ...", end=" ", flush=True)
+                result = await run_mode(kind, framing, rate, run, workdir, config)
+                run += 1
+                attempts.append(result)
+                others = others_on_server_core(result) or 0.0
+                print(
+                    f"{result['delivered_pct']:.1f}% delivered, "
+                    f"{result['deliveries_per_s']:,.0f}/s, "
+                    f"p99 {fmt(result['latency_ms']['p99'])} ms, "
+                    f"others on the server's core {others:.0f}%",
+                    flush=True,
+                )
+                # A mode whose core was shared with other work is run again while the rest of
+                # the run still fits in the time budget.
+                left = (remaining + 1) * mode_time + idle_time
+                if (
+                    not contended(result)
+                    or len(attempts) > config.retries
+                    or time.monotonic() - started + left > config.time_budget
+                ):
+                    break
+            best = min(attempts, key=lambda m: others_on_server_core(m) or 0.0)
+            best["attempts"] = [
+                {
+                    "others_on_server_core_pct": others_on_server_core(m),
+                    "deliveries_per_s": m["deliveries_per_s"],
+                    "delivered_pct": m["delivered_pct"],
+                    "latency_ms": m["latency_ms"],
+                }
+                for m in attempts
+            ]
+            modes.append(best)
 
     memory = []
     for kind in dict.fromkeys(kind for kind, _ in config.targets):

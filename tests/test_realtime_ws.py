@@ -382,3 +382,23 @@ async def test_events_update_task_state(client: httpx.Client) -> None:
     task = client.get(f"/api/v1/tasks/{task_id}").json()
     assert (task["status"], task["result"], task["progress"]) == ("completed", "ok", 1.0)
     assert client.post(url, json={"event_type": "task_paused"}).status_code == 422
+
+
+async def test_batch_mode_delivers_arrays_in_seq_order(
+    server: LiveServer, client: httpx.Client
+) -> None:
+    """With batch=1 every frame is a JSON array; replayed and live events arrive once, in
+    order, whatever the batching."""
+    task_id = new_task(client)
+    publish(client, task_id, [progress(i) for i in range(5)])  # seqs 2..6
+    async with open_ws(f"{server.ws_url}/ws/tasks/{task_id}?since=0&batch=1") as ws:
+        seqs: list[int] = []
+        publishing = asyncio.get_running_loop().run_in_executor(
+            None, lambda: [publish(client, task_id, [progress(i)] * 7) for i in range(20)]
+        )
+        while not seqs or seqs[-1] < 6 + 140:
+            frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert isinstance(frame, list)
+            seqs.extend(m["seq"] for m in frame if m["seq"] is not None)
+        await publishing
+    assert seqs == list(range(1, 6 + 140 + 1))

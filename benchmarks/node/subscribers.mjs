@@ -4,7 +4,7 @@
 //                             [--deadline 120] [--concurrency 200]
 //
 // Protocol with the driver (benchmarks/fanout.py), one JSON object per line:
-//   stdout  {"type":"ready", connected, failed, connect_ms}   when every socket is open and has
+//   stdout  {"type":"ready", connected, failed, retries, connect_ms}   when every socket is open and has
 //                                                            received its first frame (or failed)
 //   stdin   start    marks the start of the measured window (CPU time and clock baseline)
 //   stdin   status   -> stdout {"type":"status", delivered, closed}
@@ -181,6 +181,7 @@ class Subscriber {
 const subscribers = [];
 let established = 0;
 let failed = 0;
+let retries = 0; // connection attempts that failed before the first frame and were retried
 let attempted = 0;
 let pending = 0;
 const connectStarted = now();
@@ -211,7 +212,10 @@ function open(subscriber, attempt) {
   socket.on("close", (code) => {
     if (stopping) return;
     if (!subscriber.established) {
-      if (attempt < 3) setTimeout(() => open(subscriber, attempt + 1), 100 * (attempt + 1));
+      if (attempt < 3) {
+        retries += 1;
+        setTimeout(() => open(subscriber, attempt + 1), 100 * (attempt + 1));
+      }
       else onFailed();
       return;
     }
@@ -237,6 +241,7 @@ function checkReady() {
     type: "ready",
     connected: established,
     failed,
+    retries,
     connect_ms: Math.round(now() - connectStarted),
   });
 }
@@ -289,6 +294,7 @@ function stop() {
   setTimeout(() => process.exit(0), 50);
 }
 
+process.stdout.on("error", () => process.exit(0)); // the driver went away
 const commands = createInterface({ input: process.stdin });
 commands.on("line", (line) => {
   const command = line.trim();

@@ -15,6 +15,7 @@ from taskline import __version__
 from taskline.api import (
     agent_ws,
     agents,
+    agui,
     clients,
     control,
     events,
@@ -39,6 +40,7 @@ from taskline.realtime.ingest import Ingest
 from taskline.settings import Settings
 from taskline.store.database import Database
 from taskline.store.events import EventLog
+from taskline.web import routes as web_routes
 
 __all__ = ["create_app"]
 
@@ -138,6 +140,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         control,
         ws,
         agent_ws,
+        agui,
     ):
         app.include_router(module.router)
+    app.include_router(web_routes.router)  # the browser UI at /ui/ (GET / serves it to browsers)
     return app

@@ -59,10 +59,16 @@ class RunView:
     calls: dict[str, _Call] = field(default_factory=dict)  # started, not yet in a message
     last_seq: int = 0
 
-    def apply(self, message: WebSocketMessage) -> list[BaseEvent]:
-        """Fold one stored event in; return the AG-UI events a live viewer gets for it."""
+    def apply(
+        self, message: WebSocketMessage, translated: list[BaseEvent] | None = None
+    ) -> list[BaseEvent]:
+        """Fold one stored event in; return the AG-UI events a live viewer gets for it.
+
+        ``translated`` is ``to_agui(message)`` when the caller has it already (viewers of one
+        task share it); the events are not modified.
+        """
         self.last_seq = message.seq or self.last_seq
-        events = to_agui(message)
+        events = to_agui(message) if translated is None else translated
         out: list[BaseEvent] = []
         for event in events:
             kind = event.type.value
@@ -121,6 +127,16 @@ class RunView:
         self.calls = {}
 
     def _fold(self, event: BaseEvent) -> None:
+        # the commonest events first, without a JSON round trip
+        if isinstance(event, TextMessageContentEvent):
+            if event.message_id in self.text:
+                role, text = self.text[event.message_id]
+                self.text[event.message_id] = (role, text + event.delta)
+            return
+        if isinstance(event, ToolCallArgsEvent):
+            if event.tool_call_id in self.calls:
+                self.calls[event.tool_call_id].args += event.delta
+            return
         data: dict[str, Any] = json.loads(event.model_dump_json(by_alias=True))
         kind = data["type"]
         if kind == "STATE_SNAPSHOT":

@@ -1,5 +1,16 @@
-"""AG-UI endpoints. ``GET /api/v1/tasks/{task_id}/agui``: the task's runs as an AG-UI
-event stream (SSE) for any number of viewers, replayed from the log, then live.
+"""AG-UI endpoints.
+
+``POST /api/v1/agui``: run an AG-UI request (what ``HttpAgent.runAgent`` calls); the work is
+done by :class:`~taskline.agui.gateway.AguiGateway`. An invalid ``RunAgentInput`` is a 422
+problem before anything is streamed; once streaming, failures are ``RUN_ERROR`` events and the
+body ends right after the terminal event.
+
+``GET /api/v1/tasks/{task_id}/agui``: the task's runs as an AG-UI event stream (SSE) for any
+number of viewers, replayed from the log, then live. ``?until=run_end`` ends the body after
+the first terminal event (``RUN_FINISHED``/``RUN_ERROR``) it sends: that of the run in
+progress, of the first run after the ``Last-Event-ID`` cursor (``Last-Event-ID: 0`` replays
+the task's first run), or of the next run when none is open. A client that resolves only when
+the body ends (``HttpAgent``) needs it; without it the stream stays open across runs.
 
 A viewer joining mid-run first gets the prelude of :class:`~taskline.agui.projection.RunView`
 (RUN_STARTED, STATE_SNAPSHOT, MESSAGES_SNAPSHOT, re-opened message and tool calls), so the
@@ -8,15 +19,18 @@ official client accepts the stream. Each frame carries ``id: <seq>``; reconnecti
 """
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Literal
 
 from ag_ui.core import BaseEvent
 from ag_ui.encoder import EventEncoder
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
+from taskline.agui.gateway import AguiGateway
 from taskline.agui.projection import RunView
+from taskline.agui.translate import to_agui
 from taskline.api.deps import DatabaseDep
 from taskline.domain.errors import InvalidInputError, NotFoundError
 from taskline.domain.events import WebSocketEventType, WebSocketMessage
@@ -29,6 +43,33 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1", tags=["ag-ui"])
 _ENCODER = EventEncoder()
+
+
+#: An SSE comment put after a terminal event (clients ignore comments); with ``until`` the
+#: body ends there. JSON data never holds a raw newline, so only a real frame can match.
+_RUN_END = "\n\n: run-end\n\n"
+
+
+def _ended(events: list[BaseEvent]) -> bool:
+    return any(e.type.value in {"RUN_FINISHED", "RUN_ERROR"} for e in events)
+
+
+#: The AG-UI events and frames of recent log events, shared by every viewer (translated and
+#: encoded once per event, not once per viewer). Keyed by event id and seq; bounded.
+_SHARED: OrderedDict[tuple[str, int], tuple[list[BaseEvent], str]] = OrderedDict()
+_SHARED_SIZE = 4096
+
+
+def _translated(message: WebSocketMessage, seq: int) -> tuple[list[BaseEvent], str]:
+    key = (message.id, seq)
+    found = _SHARED.get(key)
+    if found is None:
+        events = to_agui(message)
+        found = (events, _frames(events, seq))
+        _SHARED[key] = found
+        if len(_SHARED) > _SHARED_SIZE:
+            _SHARED.popitem(last=False)
+    return found
 
 
 def _frames(events: list[BaseEvent], seq: int | None) -> str:
@@ -63,6 +104,10 @@ async def watch_agui(
     request: Request,
     database: DatabaseDep,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    until: Annotated[
+        Literal["run_end"] | None,
+        Query(description="run_end: end the body after the current (or next) run's end."),
+    ] = None,
 ) -> StreamingResponse:
     since: int | None = None
     if last_event_id:
@@ -83,7 +128,13 @@ async def watch_agui(
                 message is not None and message.event_type == WebSocketEventType.HEARTBEAT
             )
             return ": heartbeat\n\n" if is_heartbeat else ""
-        return _frames(view.apply(message), message.seq)
+        translated, encoded = _translated(message, message.seq)
+        events = view.apply(message, translated)
+        same = len(events) == len(translated) and all(
+            a is b for a, b in zip(events, translated, strict=True)
+        )
+        text = encoded if same else _frames(events, message.seq)
+        return text[:-2] + _RUN_END if until and text and _ended(events) else text
 
     async def sender(text: str) -> None:
         if text:
@@ -114,8 +165,45 @@ async def watch_agui(
                     return
                 manager.touch(client_id)
                 yield item
+                if until and _RUN_END in item:
+                    return
         finally:
             await manager.disconnect(client_id, CloseCode.NORMAL, "stream ended")
+
+    return StreamingResponse(
+        body(),
+        media_type=_ENCODER.get_content_type(),
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _gateway(request: Request) -> AguiGateway:
+    state = request.app.state
+    gateway: AguiGateway | None = getattr(state, "agui_gateway", None)
+    if gateway is None:
+        gateway = AguiGateway(
+            state.database,
+            state.ingest,
+            state.connections,
+            state.agents,
+            base_url=str(request.base_url),
+        )
+        state.agui_gateway = gateway
+    return gateway
+
+
+@router.post(
+    "/agui",
+    summary="Run an AG-UI request (RunAgentInput in, AG-UI SSE out)",
+    response_class=StreamingResponse,
+)
+async def run_agui(request: Request) -> StreamingResponse:
+    gateway = _gateway(request)
+    prepared = await gateway.prepare(await request.body())  # 422 before streaming
+
+    async def body() -> AsyncIterator[str]:
+        async for event in gateway.run(prepared):
+            yield _ENCODER.encode(event)
 
     return StreamingResponse(
         body(),

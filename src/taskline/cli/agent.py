@@ -33,7 +33,7 @@ def _check_agent_id(ctx: click.Context, param: click.Parameter, value: str) -> s
 
 @click.group()
 def agent() -> None:
-    """Run Taskline's built-in agent."""
+    """Run Taskline's built-in agent, or attach a remote AG-UI agent to a task."""
 
 
 @agent.command("run")

@@ -12,6 +12,7 @@ import click
 from taskline import __version__
 from taskline.cli.agent import agent
 from taskline.cli.agents import agents
+from taskline.cli.attach import attach
 from taskline.cli.context import CliState
 from taskline.cli.db import db
 from taskline.cli.errors import CliError, ExitCode, from_client_error
@@ -81,6 +82,7 @@ taskline.add_command(serve)
 taskline.add_command(db)
 taskline.add_command(tasks)
 taskline.add_command(agents)
+agent.add_command(attach)
 taskline.add_command(agent)
 taskline.add_command(watch)
 

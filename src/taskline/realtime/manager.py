@@ -351,14 +351,34 @@ class ConnectionManager:
         self.offline.push(client_id, frame, now=time.monotonic())
         return False
 
-    async def broadcast_to_task(self, task_id: str, messages: Sequence[WebSocketMessage]) -> int:
+    async def broadcast_to_task(
+        self, task_id: str, messages: WebSocketMessage | Sequence[WebSocketMessage]
+    ) -> int:
         """Deliver ``messages`` (committed events of ``task_id`` in seq order, or seq-less
-        notices) to the task's subscribers; return how many subscribers were offered them."""
+        notices) to the task's subscribers; return how many subscribers were offered them.
+
+        Each event is encoded once. A run of consecutive seqs is also joined once, and a
+        batch-mode subscriber that is up to date takes it as one outbox entry (one seq check,
+        one wake-up) instead of one per event.
+        """
+        if isinstance(messages, WebSocketMessage):
+            messages = [messages]
         subscribers = self._by_task.get(task_id)
         if not subscribers or not messages:
             return 0
         frames = [encode(m) for m in messages]
+        chunk: str | None = None
+        first, last = messages[0].seq, messages[-1].seq
+        consecutive = first is not None and last is not None and last - first == len(messages) - 1
         for subscriber in list(subscribers):
+            if consecutive and subscriber.batch and subscriber.formatter is None:
+                chunk = chunk if chunk is not None else ",".join(frames)
+                taken = subscriber.offer_chunk(first or 0, last or 0, chunk)
+                if taken is True:
+                    continue
+                if taken is False:
+                    self._cut_slow(subscriber)
+                    continue
             self._offer(subscriber, messages, frames)
         return len(subscribers)
 

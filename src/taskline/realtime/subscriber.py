@@ -114,6 +114,20 @@ class Subscriber:
                 return False
         return True
 
+    def offer_chunk(self, first_seq: int, last_seq: int, chunk: str) -> bool | None:
+        """Queue events ``first_seq..last_seq`` already joined as one chunk (batch mode).
+
+        Returns True when queued, False when the outbox overflowed, None when the chunk does
+        not follow on exactly (the caller falls back to :meth:`offer`, which skips duplicates
+        and finds gaps).
+        """
+        if self.state != SubscriberState.LIVE or first_seq != self.last_seq + 1:
+            return None
+        if not self.outbox.put(chunk):
+            return False
+        self.last_seq = last_seq
+        return True
+
     def queue(self, frame: str, seq: int | None = None) -> bool:
         """Queue one frame during replay; advances ``last_seq`` for log events."""
         if seq is not None:

@@ -1,38 +1,115 @@
 """Taskline's client library for agents and scripts.
 
-Imports only ``taskline.domain`` and httpx, so it works without the server's dependencies::
+Imports only ``taskline.domain``, httpx and websockets, so it works without the server's
+dependencies. Two faces share every REST endpoint: :class:`Client` (blocking) and
+:class:`AsyncClient`::
 
     from taskline.sdk import Client, NotFound
 
     with Client("http://127.0.0.1:8000") as taskline:
         page = taskline.list_tasks(status="in_progress")
 
+An agent reports its work through a run (events batched over one WebSocket, acknowledged,
+re-sent after a lost connection) and people follow it with a subscription::
+
+    async with AsyncClient(url) as taskline:
+        async with taskline.run(task_id, agent="agent_reviewer") as run:
+            await run.progress(0.5, "Halfway")
+
+        async with taskline.subscribe(task_id, since=0) as events:
+            async for event in events:
+                ...
+
 Errors form one tree under :class:`TasklineClientError` (drawn in ``_errors.py``).
 """
 
-from taskline.sdk._client import DEFAULT_TIMEOUT, DEFAULT_URL, Client
+from taskline.sdk._async_client import AgentConnection, AsyncClient
+from taskline.sdk._client import Client
+from taskline.sdk._config import (
+    CLIENT_DEFAULT,
+    DEFAULT_HEARTBEAT_INTERVAL,
+    DEFAULT_TIMEOUT,
+    DEFAULT_URL,
+    Backoff,
+    DeliveryOptions,
+)
 from taskline.sdk._errors import (
     ApiError,
     ClientClosedError,
     Conflict,
+    ConnectionReplacedError,
+    CursorVoidError,
+    DeliveryTimeoutError,
+    EventRejected,
+    InvalidEvent,
     InvalidRequest,
     NotFound,
+    RunStateError,
     ServerUnreachableError,
     TasklineClientError,
     UnexpectedResponseError,
 )
+from taskline.sdk._models import (
+    Command,
+    EventPage,
+    HumanMessage,
+    MessagePosted,
+    TaskControl,
+    TaskState,
+)
+from taskline.sdk._run import (
+    MessageStream,
+    Run,
+    RunPhase,
+    RunState,
+    Step,
+    SubtaskRef,
+    ToolCall,
+)
+from taskline.sdk._subscription import Subscription, SubscriptionState
+from taskline.sdk._sync import SyncMessageStream, SyncRun, SyncSubscription
 
 __all__ = [
+    "CLIENT_DEFAULT",
+    "DEFAULT_HEARTBEAT_INTERVAL",
     "DEFAULT_TIMEOUT",
     "DEFAULT_URL",
+    "AgentConnection",
     "ApiError",
+    "AsyncClient",
+    "Backoff",
     "Client",
     "ClientClosedError",
+    "Command",
     "Conflict",
+    "ConnectionReplacedError",
+    "CursorVoidError",
+    "DeliveryOptions",
+    "DeliveryTimeoutError",
+    "EventPage",
+    "EventRejected",
+    "HumanMessage",
+    "InvalidEvent",
     "InvalidRequest",
+    "MessagePosted",
+    "MessageStream",
     "NotFound",
+    "Run",
+    "RunPhase",
+    "RunState",
+    "RunStateError",
     "ServerUnreachableError",
+    "Step",
+    "Subscription",
+    "SubscriptionState",
+    "SubtaskRef",
+    "SyncMessageStream",
+    "SyncRun",
+    "SyncSubscription",
+    "TaskControl",
+    "TaskState",
     "TasklineClientError",
+    "ToolCall",
     "UnexpectedResponseError",
 ]
 

@@ -1,40 +1,36 @@
-"""The synchronous client: one method per REST endpoint, returning domain models."""
+"""The synchronous client: one method per REST endpoint, returning domain models, plus
+blocking runs and subscriptions (see ``_sync.py``)."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from enum import Enum
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import httpx
 
-from taskline.domain.models import Agent, Message, Task, TaskPage
+from taskline.domain.models import Agent, Message, Section, Subtask, Task, TaskPage
 from taskline.sdk import _endpoints as api
+from taskline.sdk._async_client import AsyncClient, EventLike, event_payloads
+from taskline.sdk._config import (
+    DEFAULT_HEARTBEAT_INTERVAL,
+    DEFAULT_TIMEOUT,
+    DEFAULT_URL,
+    Backoff,
+    DeliveryOptions,
+)
 from taskline.sdk._errors import ClientClosedError
-from taskline.sdk._http import Call, transport_errors
+from taskline.sdk._http import Call, request_headers, server_url, transport_errors
+from taskline.sdk._models import EventPage, MessagePosted, TaskControl, TaskState
+from taskline.sdk._sync import LoopThread, SyncRun, SyncSubscription
 
-__all__ = ["DEFAULT_TIMEOUT", "DEFAULT_URL", "Client"]
+__all__ = ["Client"]
 
 T = TypeVar("T")
-
-DEFAULT_URL = "http://127.0.0.1:8000"
-#: Seconds allowed for each of connect, read, write and pool acquisition.
-DEFAULT_TIMEOUT = 10.0
 
 
 class _State(Enum):
     OPEN = "open"
     CLOSED = "closed"
-
-
-def _server_url(url: str) -> str:
-    """Return ``url`` without a trailing slash, or raise ``ValueError`` if it is not http(s)."""
-    try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL as exc:
-        raise ValueError(f"invalid server URL {url!r}: {exc}") from exc
-    if parsed.scheme not in {"http", "https"} or not parsed.host:
-        raise ValueError(f"invalid server URL {url!r}: expected http(s)://host[:port]")
-    return url.rstrip("/")
 
 
 class Client:
@@ -50,7 +46,9 @@ class Client:
         url: the server's base URL; a path prefix (behind a reverse proxy) is kept.
         token: sent as ``Authorization: Bearer <token>`` when given.
         timeout: seconds for each of connect, read, write and pool; ``None`` waits forever.
-        transport: an httpx transport to use instead of the network (tests, custom TLS).
+        delivery: buffering, batching, timeouts and backoff of :meth:`run`'s events.
+        transport: an httpx transport to use instead of the network (tests, custom TLS; REST
+            calls only).
 
     Raises:
         ValueError: ``url`` is not an ``http://`` or ``https://`` URL with a host.
@@ -60,6 +58,9 @@ class Client:
     :class:`InvalidRequest`), or :class:`ClientClosedError` after :meth:`close`. Input is
     validated by the server only, so a bad field surfaces as :class:`InvalidRequest` with
     per-field ``errors``.
+
+    :meth:`run` and :meth:`subscribe` (the live features) run an :class:`AsyncClient` on an
+    event loop in a background thread, started on first use and stopped by :meth:`close`.
     """
 
     def __init__(
@@ -68,20 +69,23 @@ class Client:
         *,
         token: str | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
+        delivery: DeliveryOptions | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.url = _server_url(url)
-        headers = {"Accept": "application/json"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
+        self.url = server_url(url)
+        self.delivery = delivery or DeliveryOptions()
+        self._token = token
+        self._timeout = timeout
         self._http = httpx.Client(
             base_url=self.url,
-            headers=headers,
+            headers=request_headers(token),
             timeout=httpx.Timeout(timeout),
             transport=transport,
             follow_redirects=False,
         )
         self._state = _State.OPEN
+        self._loop: LoopThread | None = None
+        self._live_client: AsyncClient | None = None
 
     def __repr__(self) -> str:
         return f"<Client {self.url} {self._state.value}>"
@@ -101,10 +105,18 @@ class Client:
         self.close()
 
     def close(self) -> None:
-        """Close the connection pool. Calling it again does nothing; the client cannot reopen."""
+        """Close the connection pool and the live side's background thread (agent connections
+        close without waiting for acknowledgements: leave runs first for that). Calling it
+        again does nothing; the client cannot reopen."""
         if self._state is _State.OPEN:
             self._state = _State.CLOSED
             self._http.close()
+            loop, live = self._loop, self._live_client
+            self._loop = self._live_client = None
+            if loop is not None:
+                if live is not None:
+                    loop.call(live.aclose())
+                loop.stop()
 
     @property
     def closed(self) -> bool:
@@ -113,6 +125,16 @@ class Client:
     def _check_open(self) -> None:
         if self._state is not _State.OPEN:
             raise ClientClosedError(f"expected an open client, got {self._state.value}")
+
+    def _live(self) -> tuple[LoopThread, AsyncClient]:
+        """The background loop and the async client living on it (started on first use)."""
+        self._check_open()
+        if self._loop is None or self._live_client is None:
+            self._loop = LoopThread(f"taskline-sdk-{id(self):x}")
+            self._live_client = AsyncClient(
+                self.url, token=self._token, timeout=self._timeout, delivery=self.delivery
+            )
+        return self._loop, self._live_client
 
     def _send(self, call: Call[T]) -> T:
         """Send ``call`` and return its parsed answer; the one place this face does I/O."""
@@ -228,15 +250,161 @@ class Client:
         """Delete the agent; :class:`NotFound` if unknown."""
         self._send(api.delete_agent(agent_id))
 
-    # --- messages
+    def next_task(self, agent_id: str) -> Task | None:
+        """Return the oldest ``pending`` task assigned to the agent, or None when there is none.
+
+        Raises :class:`NotFound` for an unknown agent.
+        """
+        return self._send(api.next_task(agent_id))
+
+    # --- sections and subtasks
+
+    def add_section(
+        self,
+        task_id: str,
+        title: str,
+        subtasks: Iterable[str | Mapping[str, Any]] = (),
+        *,
+        position: int | None = None,
+    ) -> Section:
+        """Add a section, optionally with subtasks (titles or ``SubtaskCreate`` fields).
+
+        ``position`` 0 puts it first; None (default) last. Logs ``task_updated``.
+        """
+        items = [{"title": s} if isinstance(s, str) else dict(s) for s in subtasks]
+        return self._send(api.add_section(task_id, {"title": title, "subtasks": items}, position))
+
+    def rename_section(self, task_id: str, section_id: str, title: str) -> Section:
+        """Rename a section; :class:`NotFound` if it is not in the task."""
+        return self._send(api.rename_section(task_id, section_id, title))
+
+    def delete_section(self, task_id: str, section_id: str) -> None:
+        """Delete a section and its subtasks; :class:`NotFound` if it is not in the task."""
+        self._send(api.delete_section(task_id, section_id))
+
+    def add_subtask(
+        self,
+        task_id: str,
+        section_id: str,
+        title: str,
+        *,
+        done: bool = False,
+        notes: str = "",
+        position: int | None = None,
+    ) -> Subtask:
+        """Add a subtask to a section (``position`` 0 first; None last)."""
+        fields = {"title": title, "done": done, "notes": notes}
+        return self._send(api.add_subtask(task_id, section_id, fields, position))
+
+    def update_subtask(self, task_id: str, subtask_id: str, **changes: Any) -> Subtask:
+        """Change ``title``, ``done``, ``notes``, or move it to another section
+        (``section_id``); logs ``subtask_updated``."""
+        return self._send(api.update_subtask(task_id, subtask_id, changes))
+
+    def toggle_subtask(self, task_id: str, subtask_id: str) -> Subtask:
+        """Flip the subtask's ``done``; logs ``subtask_updated``."""
+        return self._send(api.toggle_subtask(task_id, subtask_id))
+
+    def delete_subtask(self, task_id: str, subtask_id: str) -> None:
+        """Delete a subtask; :class:`NotFound` if it is not in the task."""
+        self._send(api.delete_subtask(task_id, subtask_id))
+
+    # --- messages and control
 
     def post_message(
         self, task_id: str, content: str, author: str = "user", *, author_kind: str = "human"
-    ) -> Message:
-        """Add a message to the task's thread; ``author_kind`` is human, agent or system."""
+    ) -> MessagePosted:
+        """Add a message to the task's thread and deliver it to the task's agent.
+
+        ``author_kind`` is human, agent or system. ``delivered`` on the answer is False when
+        the agent was not connected (it gets the message when it connects).
+        """
         fields = {"content": content, "author": author, "author_kind": author_kind}
         return self._send(api.post_message(task_id, fields))
 
     def list_messages(self, task_id: str) -> list[Message]:
         """Return the task's messages, oldest first; :class:`NotFound` if the task is unknown."""
         return self._send(api.list_messages(task_id))
+
+    def pause(self, task_id: str) -> TaskControl:
+        """Pause the task (``paused``) and tell its agent; :class:`Conflict` if it cannot be
+        paused. ``delivered`` is False when the agent was not connected (queued for it)."""
+        return self._send(api.control(task_id, "pause"))
+
+    def resume(self, task_id: str) -> TaskControl:
+        """Resume a paused task (``in_progress``) and tell its agent."""
+        return self._send(api.control(task_id, "resume"))
+
+    def cancel(self, task_id: str) -> TaskControl:
+        """Cancel the task and tell its agent to stop."""
+        return self._send(api.control(task_id, "cancel"))
+
+    # --- events
+
+    def publish(self, task_id: str, events: EventLike | Iterable[EventLike]) -> list[int]:
+        """Publish events over REST, all or nothing; return their seqs in the order sent.
+
+        ``events`` is one event or several, as dicts or :class:`EventIn`; events without an
+        ``id`` get one. At most 1,000 per call (more is :class:`InvalidRequest`). A re-sent
+        id stores nothing new and returns the stored seq. For a stream of events from an
+        agent, :meth:`run` is much faster (batched over one connection).
+        """
+        return self._send(api.publish(task_id, event_payloads(events)))
+
+    def events(
+        self,
+        task_id: str,
+        since: int = 0,
+        limit: int = 1000,
+        types: str | Iterable[str] | None = None,
+    ) -> EventPage:
+        """Return the task's logged events with ``seq > since`` (at most ``limit``, 1-10,000),
+        optionally only the given ``types``."""
+        return self._send(api.events(task_id, since=since, limit=limit, types=types))
+
+    def state(self, task_id: str) -> TaskState:
+        """Return the task's shared state document and its version."""
+        return self._send(api.state(task_id))
+
+    # --- live: subscriptions and runs
+
+    def subscribe(
+        self,
+        task_id: str,
+        *,
+        since: int | None = None,
+        include_connection_messages: bool = False,
+        backoff: Backoff | None = None,
+        heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
+    ) -> SyncSubscription:
+        """Follow the task's events live, blocking; see :meth:`AsyncClient.subscribe`.
+
+        Use it as ``with client.subscribe(task_id, since=0) as events: for event in
+        events: ...``; it reconnects and resumes by itself.
+        """
+        loop, live = self._live()
+        subscription = live.subscribe(
+            task_id,
+            since=since,
+            include_connection_messages=include_connection_messages,
+            backoff=backoff,
+            heartbeat_interval=heartbeat_interval,
+        )
+        return SyncSubscription(loop, subscription)
+
+    def run(
+        self,
+        task_id: str,
+        *,
+        agent: str | Agent,
+        name: str | None = None,
+        kind: str | None = None,
+        parent_run_id: str | None = None,
+    ) -> SyncRun:
+        """Report work on a task as ``agent`` from sync code: ``with client.run(...) as run:``.
+
+        The same contract as :meth:`AsyncClient.run` and :class:`Run`, with blocking methods.
+        """
+        loop, live = self._live()
+        run = live.run(task_id, agent=agent, name=name, kind=kind, parent_run_id=parent_run_id)
+        return SyncRun(loop, run)

@@ -7,9 +7,31 @@ says what ``None`` means where ``None`` is allowed.
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from enum import Enum
+from typing import Final, Literal
 
-__all__ = ["DEFAULT_HEARTBEAT_INTERVAL", "Backoff", "DeliveryOptions"]
+__all__ = [
+    "CLIENT_DEFAULT",
+    "DEFAULT_HEARTBEAT_INTERVAL",
+    "DEFAULT_TIMEOUT",
+    "DEFAULT_URL",
+    "Backoff",
+    "ClientDefault",
+    "DeliveryOptions",
+]
 
+
+class _Sentinel(Enum):
+    CLIENT_DEFAULT = "client default"
+
+
+#: "Use the client's setting" (as opposed to ``None``, which means "no limit").
+CLIENT_DEFAULT: Final = _Sentinel.CLIENT_DEFAULT
+ClientDefault = Literal[_Sentinel.CLIENT_DEFAULT]
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+#: Seconds allowed for each of connect, read, write and pool acquisition of REST calls.
+DEFAULT_TIMEOUT = 10.0
 #: Seconds between the heartbeats a live connection sends (the server's ``stale_after`` is
 #: 300 s by default, so 20 s leaves a wide margin).
 DEFAULT_HEARTBEAT_INTERVAL = 20.0
@@ -72,6 +94,10 @@ class DeliveryOptions:
         buffer_size: events that may be waiting (queued or sent but not acknowledged). When it
             is full, publishing awaits until acknowledgements free room; nothing is dropped.
         batch_size: most events per batch (the server accepts up to 1,000).
+        max_batch_bytes: most bytes of encoded events per batch; a single event larger than
+            this is refused when it is published (:class:`InvalidEvent`). The default stays
+            under the server's WebSocket frame limit (256 KiB with default settings: uvicorn's
+            ``ws_max_size``), which closes the connection on larger frames.
         linger: seconds an event may wait for companions while earlier batches are still
             unacknowledged; with nothing in flight, an event leaves at once.
         max_in_flight: batches sent and not yet acknowledged at any moment (>= 1).
@@ -89,6 +115,7 @@ class DeliveryOptions:
 
     buffer_size: int = 10_000
     batch_size: int = 500
+    max_batch_bytes: int = 196_608
     linger: float = 0.02
     max_in_flight: int = 4
     flush_timeout: float | None = 60.0
@@ -102,6 +129,8 @@ class DeliveryOptions:
             raise ValueError("DeliveryOptions.buffer_size must be >= 1")
         if not 1 <= self.batch_size <= 1000:
             raise ValueError("DeliveryOptions.batch_size must be between 1 and 1000")
+        if self.max_batch_bytes < 1024:
+            raise ValueError("DeliveryOptions.max_batch_bytes must be >= 1024")
         if self.linger < 0:
             raise ValueError("DeliveryOptions.linger must be >= 0")
         if self.max_in_flight < 1:

@@ -191,9 +191,7 @@ class CursorVoidError(TasklineClientError):
     """
 
     def __init__(self, task_id: str, since: int | None, epoch: str | None, reason: str) -> None:
-        super().__init__(
-            f"cannot resume task {task_id!r} at seq {since} (epoch {epoch}): {reason}"
-        )
+        super().__init__(f"cannot resume task {task_id!r} at seq {since} (epoch {epoch}): {reason}")
         self.task_id = task_id
         self.since = since
         self.epoch = epoch

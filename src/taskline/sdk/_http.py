@@ -42,7 +42,9 @@ __all__ = [
     "no_content",
     "optional_model",
     "path_id",
+    "request_headers",
     "seqs",
+    "server_url",
     "transport_errors",
 ]
 
@@ -247,6 +249,25 @@ def download(fallback: str) -> Parser[tuple[str, bytes]]:
 
 
 # --- request helpers --------------------------------------------------------------------------
+
+
+def server_url(url: str) -> str:
+    """Return ``url`` without a trailing slash, or raise ``ValueError`` if it is not http(s)."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"invalid server URL {url!r}: {exc}") from exc
+    if parsed.scheme not in {"http", "https"} or not parsed.host:
+        raise ValueError(f"invalid server URL {url!r}: expected http(s)://host[:port]")
+    return url.rstrip("/")
+
+
+def request_headers(token: str | None) -> dict[str, str]:
+    """The headers every request carries (HTTP and WebSocket upgrades alike)."""
+    headers = {"Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return headers
 
 
 def path_id(value: str) -> str:

@@ -80,15 +80,18 @@ class HumanMessage:
 class Command:
     """A command from a person, delivered over the agent connection.
 
-    ``command`` is ``pause``, ``resume``, ``cancel`` or ``message`` (then ``message`` is set).
-    The hub has already changed the task's status when the command arrives; the command asks
-    the agent to act on it.
+    ``command`` is ``pause``, ``resume``, ``cancel``, ``message`` (then ``message`` is set)
+    or ``run`` (an AG-UI run handed to the agent; ``run`` holds the client's
+    ``RunAgentInput`` as AG-UI JSON). The hub has already changed the task's status when a
+    pause, resume or cancel arrives; the command asks the agent to act on it. Unknown
+    commands are passed on as they are.
     """
 
     id: str
     command: str
     task_id: str
     message: HumanMessage | None = None
+    run: dict[str, Any] | None = None
 
     @classmethod
     def from_wire(cls, frame: dict[str, Any]) -> "Command":
@@ -98,9 +101,11 @@ class Command:
         message = (
             HumanMessage.from_wire(task_id, raw_message) if isinstance(raw_message, dict) else None
         )
+        raw_run = frame.get("run")
         return cls(
             id=str(frame.get("id", "")),
             command=str(frame.get("command", "")),
             task_id=task_id,
             message=message,
+            run=dict(raw_run) if isinstance(raw_run, dict) else None,
         )

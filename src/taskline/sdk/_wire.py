@@ -62,6 +62,9 @@ async def open_socket(
 ) -> ClientConnection:
     """Open a WebSocket (no compression) or raise.
 
+    Like httpx, ``websockets`` (15 and later) honours the proxy environment variables
+    (``HTTPS_PROXY``, ``NO_PROXY``, ...).
+
     Raises:
         Dropped: refused, reset, timed out, or a 5xx answer to the upgrade: try again later.
         NotFound: the upgrade was answered 404 (wrong URL, or a server without this route).
@@ -76,7 +79,6 @@ async def open_socket(
             close_timeout=close_timeout,
             max_size=MAX_INCOMING_FRAME,
             max_queue=64,
-            proxy=None,
         )
     except InvalidStatus as exc:
         status = exc.response.status_code

@@ -1,0 +1,502 @@
+"""The AG-UI run gateway behind ``POST /api/v1/agui`` (what AG-UI's ``HttpAgent`` calls).
+
+One request is one run: :meth:`AguiGateway.prepare` validates the ``RunAgentInput`` and finds
+(or creates) the task, then :meth:`AguiGateway.run` yields the run's AG-UI events:
+``RUN_STARTED`` first (echoing ``threadId``/``runId``, with ``protocolVersion``), the run's
+events, then exactly one terminal event (``RUN_FINISHED`` or ``RUN_ERROR``), and nothing after.
+
+**Thread → task.** ``threadId`` is the task id when it is a valid Taskline id of an existing
+task, or of a task to create (``task_…``-style ids are kept as they are). Any other
+``threadId`` (the official client sends UUIDs) maps to the derived id
+``task_<first 32 hex digits of sha256(threadId)>``: the same thread always reaches the same
+task, with nothing stored. A task created for a run is titled from the last user message.
+
+**Who serves the run**, in this order:
+
+1. *An agent connected for the task* (its assigned agent, else an agent whose current task it
+   is, connected to the hub at ``/ws/agents/{id}``; the built-in agent does not count): it gets
+   a ``run`` command carrying the ``RunAgentInput`` (docs/agent-protocol.md). The gateway then
+   streams the task's events of that run (``run_id`` = the ``runId``; AG-UI events ingested
+   with ``?format=agui`` carry no run id and are taken too) until the run's terminal event.
+   If the agent disconnects first, the task is failed with the reason and the stream ends
+   with ``RUN_ERROR``.
+2. *The built-in agent*, when the last user message names a folder (the whole message, or its
+   last word): :func:`~taskline.agent.runner.review_folder` runs as a background task through
+   the SDK against this same server, its events stamped with ``run_id`` = the ``runId``. The
+   review keeps going if the client leaves.
+3. *The built-in agent answering a question* about its last report (the task's result): one
+   text message, then ``RUN_FINISHED`` with the report as ``result``. Nothing is stored.
+4. Otherwise: ``RUN_ERROR`` (code ``no_agent``) saying why.
+
+Edge cases: every wait is bounded (``start_timeout`` for an agent's first event,
+``idle_timeout`` between events); a run that ends without a terminal event in the log (the
+built-in agent crashed, or the task was completed/cancelled elsewhere) ends with
+``RUN_ERROR``. ``RUN_STARTED`` events from the log are not repeated (the gateway already sent
+one), and the terminal ``RUN_FINISHED`` always echoes the request's ``threadId``/``runId``.
+"""
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ag_ui.core import (
+    PROTOCOL_VERSION,
+    BaseEvent,
+    RunAgentInput,
+    RunErrorEvent,
+    RunFinishedEvent,
+    RunStartedEvent,
+    StateSnapshotEvent,
+    TextMessageContentEvent,
+    TextMessageEndEvent,
+    TextMessageStartEvent,
+)
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from taskline.agent.runner import DEFAULT_AGENT_ID, review_folder
+from taskline.agui.translate import AGUI_KEY, to_agui
+from taskline.domain.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    TasklineError,
+)
+from taskline.domain.events import EventIn, WebSocketEventType, WebSocketMessage
+from taskline.domain.ids import ID_PATTERN, new_id
+from taskline.domain.models import MAX_TITLE, Task, TaskCreate
+from taskline.domain.status import TaskStatus
+from taskline.realtime import CloseCode, ConnectionManager
+from taskline.realtime.agents import AgentHub
+from taskline.realtime.ingest import Ingest
+from taskline.sdk import AsyncClient, Run
+from taskline.store.database import Database
+from taskline.store.events import EventLog
+from taskline.store.tables import AgentRow
+from taskline.store.tasks import TaskStore
+
+__all__ = ["AguiGateway", "PreparedRun", "task_id_for_thread"]
+
+logger = logging.getLogger("taskline.agui")
+
+E = WebSocketEventType
+_TERMINAL = {"RUN_FINISHED", "RUN_ERROR"}
+_WORD = re.compile(r"[a-z0-9]{3,}")
+
+
+def task_id_for_thread(thread_id: str) -> str:
+    """The task id that serves AG-UI thread ``thread_id`` (see the module docstring)."""
+    if ID_PATTERN.match(thread_id):
+        return thread_id
+    return "task_" + hashlib.sha256(thread_id.encode()).hexdigest()[:32]
+
+
+def _text(content: Any) -> str:
+    """The text of a message's content (a string, or content parts of which text is kept)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(getattr(part, "text", "") or "") for part in content).strip()
+    return ""
+
+
+def _last_user_text(run_input: RunAgentInput) -> str:
+    for message in reversed(run_input.messages or []):
+        if getattr(message, "role", None) == "user":
+            return _text(getattr(message, "content", "")).strip()
+    return ""
+
+
+def _folder(instruction: str) -> Path | None:
+    """The folder an instruction names: the whole text, or its last word (``review ./docs``)."""
+    candidates = [instruction]
+    words = instruction.split()
+    if len(words) > 1:
+        candidates.append(words[-1])
+    for candidate in candidates:
+        path = Path(candidate.strip().strip("'\"`")).expanduser()
+        if candidate and path.is_dir():
+            return path
+    return None
+
+
+def _answer(question: str, report: str) -> str:
+    """Answer ``question`` from a Markdown report: its lines sharing most words with it."""
+    wanted = set(_WORD.findall(question.lower()))
+    lines = [line.strip() for line in report.splitlines() if line.strip()]
+    scored = sorted(
+        ((len(wanted & set(_WORD.findall(line.lower()))), i) for i, line in enumerate(lines)),
+        key=lambda item: (-item[0], item[1]),
+    )
+    best = sorted(i for score, i in scored[:5] if score > 0)
+    if not best:
+        head = " ".join(lines[:3])
+        return f"My last report does not mention that directly. It begins: {head}"
+    return "From my last report:\n" + "\n".join(lines[i] for i in best)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedRun:
+    """A validated run request and the task it works on."""
+
+    input: RunAgentInput
+    task: Task
+    instruction: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Feed:
+    """The events of one task after a seq (``None`` once the subscription is closed)."""
+
+    queue: "asyncio.Queue[WebSocketMessage | None]"
+    client_id: str
+
+
+class _RunClient(AsyncClient):
+    """An SDK client whose runs use a given run id (the AG-UI ``runId``)."""
+
+    def __init__(self, url: str, run_id: str) -> None:
+        super().__init__(url)
+        self._run_id = run_id
+
+    def run(
+        self,
+        task_id: str,
+        *,
+        agent: Any,
+        name: str | None = None,
+        kind: str | None = None,
+        parent_run_id: str | None = None,
+    ) -> Run:
+        run = super().run(task_id, agent=agent, name=name, kind=kind, parent_run_id=parent_run_id)
+        run.run_id = self._run_id
+        return run
+
+
+Alive = Callable[[], Awaitable[str | None]]
+
+
+class AguiGateway:
+    """Runs AG-UI requests (see the module docstring).
+
+    Args:
+        base_url: this server's URL, for the built-in agent's SDK client.
+        start_timeout: seconds a connected agent gets to publish the run's first event.
+        idle_timeout: longest silence between two events of a run before it is given up.
+        poll: how often (seconds) a silent run checks that its agent is still there.
+    """
+
+    def __init__(
+        self,
+        database: Database,
+        ingest: Ingest,
+        connections: ConnectionManager,
+        hub: AgentHub,
+        *,
+        base_url: str = "http://127.0.0.1:8000",
+        start_timeout: float = 30.0,
+        idle_timeout: float = 300.0,
+        poll: float = 0.25,
+    ) -> None:
+        self.database = database
+        self.ingest = ingest
+        self.connections = connections
+        self.hub = hub
+        self.base_url = base_url
+        self.start_timeout = start_timeout
+        self.idle_timeout = idle_timeout
+        self.poll = poll
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # --- request ----------------------------------------------------------------------------
+
+    async def prepare(self, raw: bytes) -> PreparedRun:
+        """Validate the body and find or create the task.
+
+        Raises:
+            InvalidInputError: the body is not a ``RunAgentInput`` (names the first bad field).
+        """
+        try:
+            run_input = RunAgentInput.model_validate_json(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            path = ".".join(str(p) for p in first["loc"]) or "body"
+            raise InvalidInputError(f"{path}: {first['msg']}", field=path) from None
+        if len(run_input.run_id) > 80 or not run_input.run_id:
+            raise InvalidInputError("runId: 1 to 80 characters", field="runId")
+        instruction = _last_user_text(run_input)
+        task_id = task_id_for_thread(run_input.thread_id)
+        task = await self._task_for(task_id, instruction)
+        return PreparedRun(run_input, task, instruction)
+
+    async def _task_for(self, task_id: str, instruction: str) -> Task:
+        """The task ``task_id``, created (titled from ``instruction``) if it does not exist.
+
+        Two first runs of one thread at once: the loser of the insert reads the winner's task.
+        """
+        async with self.database.read() as session:
+            with contextlib.suppress(NotFoundError):
+                return await TaskStore(session).get(task_id)
+        title = " ".join(instruction.split())[:MAX_TITLE] or "AG-UI thread"
+        try:
+            async with self.database.write() as session:
+                task = await TaskStore(session).create(
+                    TaskCreate(title=title, tags=["ag-ui"]), task_id=task_id
+                )
+                snapshot = task.model_dump(mode="json")
+                event = EventIn(event_type=E.TASK_CREATED, data={"task": snapshot})
+                created = await EventLog(session).start(task.id, event, source="agui")
+        except ConflictError:
+            async with self.database.read() as session:
+                return await TaskStore(session).get(task_id)
+        await self.ingest.bus.dispatch([created])
+        return task
+
+    # --- run --------------------------------------------------------------------------------
+
+    async def run(self, prepared: PreparedRun) -> AsyncIterator[BaseEvent]:
+        """The run's AG-UI events, ``RUN_STARTED`` first and one terminal event last."""
+        run_input = prepared.input
+        yield RunStartedEvent(
+            thread_id=run_input.thread_id,
+            run_id=run_input.run_id,
+            protocol_version=PROTOCOL_VERSION,
+        )
+        try:
+            async for event in self._serve(prepared):
+                if event.type.value == "RUN_FINISHED":
+                    # echo the request's ids (an agent's own RUN_FINISHED may carry others)
+                    event = event.model_copy(
+                        update={"thread_id": run_input.thread_id, "run_id": run_input.run_id}
+                    )
+                yield event
+                if event.type.value in _TERMINAL:
+                    return
+            yield RunErrorEvent(message="the run ended without a result", code="incomplete")
+        except Exception as exc:  # the stream has started: report, never raise
+            logger.exception("AG-UI run %s failed", run_input.run_id)
+            yield RunErrorEvent(message=f"the gateway failed: {exc}", code="gateway_error")
+
+    async def _serve(self, prepared: PreparedRun) -> AsyncIterator[BaseEvent]:
+        task = prepared.task
+        agent_id = await self._connected_agent(task.id)
+        if agent_id is not None:
+            async for event in self._external(prepared, agent_id):
+                yield event
+            return
+        folder = _folder(prepared.instruction)
+        if folder is not None:
+            async for event in self._review(prepared, folder):
+                yield event
+            return
+        async with self.database.read() as session:
+            current = await TaskStore(session).get(task.id)
+            state = (await EventLog(session).state(task.id)).document
+        if prepared.instruction and isinstance(current.result, str) and current.result:
+            for event in self._reply(prepared, state, current.result):
+                yield event
+            return
+        reason = (
+            "no question to answer: the last user message is empty"
+            if not prepared.instruction
+            else f"{prepared.instruction[:200]!r} is not a folder on the server, and there "
+            "is no report yet to answer questions about"
+        )
+        yield RunErrorEvent(
+            message=f"No agent is connected for task {task.id}, and the built-in agent cannot "
+            f"serve this run: {reason}. Send a folder path to review, or connect an agent.",
+            code="no_agent",
+        )
+
+    async def _connected_agent(self, task_id: str) -> str | None:
+        """A connected agent (not the built-in one) working on the task, if any."""
+        async with self.database.read() as session:
+            task = await TaskStore(session).get(task_id)
+            candidates = [task.assigned_agent_id] if task.assigned_agent_id else []
+            rows = await session.scalars(
+                select(AgentRow.id).where(AgentRow.current_task_id == task_id)
+            )
+            candidates += [str(r) for r in rows]
+        for agent_id in candidates:
+            if agent_id and agent_id != DEFAULT_AGENT_ID and self.hub.is_connected(agent_id):
+                return agent_id
+        return None
+
+    # --- the three ways of serving a run ----------------------------------------------------
+
+    async def _external(self, prepared: PreparedRun, agent_id: str) -> AsyncIterator[BaseEvent]:
+        run_input = prepared.input
+        task_id = prepared.task.id
+        since = await self._head(task_id)
+        frame = {
+            "type": "command",
+            "id": new_id("cmd"),
+            "command": "run",
+            "task_id": task_id,
+            "run": run_input.model_dump(mode="json", by_alias=True, exclude_none=True),
+        }
+
+        async def alive() -> str | None:
+            if self.hub.is_connected(agent_id):
+                return None
+            reason = f"agent {agent_id} disconnected during AG-UI run {run_input.run_id}"
+            await self._fail(task_id, run_input.run_id, reason)
+            return reason
+
+        async with self._follow(task_id, since) as feed:
+            await self.hub.reply(agent_id, frame)
+            async for event in self._events(feed, run_input.run_id, alive, self.start_timeout):
+                yield event
+
+    async def _review(self, prepared: PreparedRun, folder: Path) -> AsyncIterator[BaseEvent]:
+        run_input = prepared.input
+        task_id = prepared.task.id
+        since = await self._head(task_id)
+        url = self.base_url
+        job: asyncio.Task[Any] | None = None
+
+        async def work() -> None:
+            async with _RunClient(url, run_input.run_id) as client:
+                await review_folder(client, task_id, folder)
+
+        async def alive() -> str | None:
+            if job is None or not job.done():
+                return None
+            if job.cancelled():
+                return "the built-in agent was stopped"
+            error = job.exception()
+            if error is not None:
+                return f"the built-in agent failed: {error}"
+            return "the built-in agent ended without finishing the run"
+
+        async with self._follow(task_id, since) as feed:
+            job = asyncio.create_task(work(), name=f"agui-review-{run_input.run_id}")
+            self._background.add(job)
+            job.add_done_callback(self._background.discard)
+            async for event in self._events(feed, run_input.run_id, alive, self.start_timeout):
+                yield event
+
+    def _reply(self, prepared: PreparedRun, state: Any, report: str) -> list[BaseEvent]:
+        message_id = f"msg_{prepared.input.run_id}"[:80]
+        events: list[BaseEvent] = []
+        if state is not None:
+            events.append(StateSnapshotEvent(snapshot=state))
+        events += [
+            TextMessageStartEvent(message_id=message_id, role="assistant"),
+            TextMessageContentEvent(
+                message_id=message_id, delta=_answer(prepared.instruction, report)
+            ),
+            TextMessageEndEvent(message_id=message_id),
+            RunFinishedEvent(
+                thread_id=prepared.input.thread_id, run_id=prepared.input.run_id, result=report
+            ),
+        ]
+        return events
+
+    # --- following the log ------------------------------------------------------------------
+
+    async def _head(self, task_id: str) -> int:
+        async with self.database.read() as session:
+            return (await EventLog(session).head(task_id)).last_seq
+
+    @contextlib.asynccontextmanager
+    async def _follow(self, task_id: str, since: int) -> AsyncIterator["_Feed"]:
+        """Subscribe to the task's events after ``since`` (replayed, then live)."""
+        queue: asyncio.Queue[WebSocketMessage | None] = asyncio.Queue()
+
+        def formatter(message: WebSocketMessage | None, frame: str) -> str:
+            if message is not None and message.seq is not None:
+                queue.put_nowait(message)
+            return ""
+
+        async def sender(text: str) -> None:
+            return None
+
+        async def closer(code: int, reason: str) -> None:
+            queue.put_nowait(None)
+
+        subscriber = await self.connections.attach(
+            sender, closer, task_id, since=since, user_agent="agui-gateway", formatter=formatter
+        )
+        if subscriber is None:
+            raise NotFoundError("task", task_id)
+        try:
+            yield _Feed(queue, subscriber.client_id)
+        finally:
+            await self.connections.disconnect(subscriber.client_id, CloseCode.NORMAL, "run ended")
+
+    async def _events(
+        self,
+        feed: "_Feed",
+        run_id: str,
+        alive: Alive,
+        first_timeout: float,
+    ) -> AsyncIterator[BaseEvent]:
+        """Translate the run's events from ``feed`` until its terminal event (bounded waits)."""
+        queue = feed.queue
+        loop = asyncio.get_running_loop()
+        started = False
+        last = loop.time()
+        while True:
+            self.connections.touch(feed.client_id)  # a reader that waits is not stale
+            try:
+                message = await asyncio.wait_for(queue.get(), self.poll)
+            except TimeoutError:
+                reason = await alive()
+                if reason is not None:
+                    # drain what arrived meanwhile: the terminal event may be there
+                    while not queue.empty():
+                        pending = queue.get_nowait()
+                        if pending is None:
+                            break
+                        for event in self._of_run(pending, run_id):
+                            yield event
+                            if event.type.value in _TERMINAL:
+                                return
+                    yield RunErrorEvent(message=reason, code="agent_gone")
+                    return
+                limit = self.idle_timeout if started else first_timeout
+                if loop.time() - last > limit:
+                    what = "published nothing" if not started else "went silent"
+                    yield RunErrorEvent(
+                        message=f"the agent {what} for {limit:g} s; the run is given up",
+                        code="timeout",
+                    )
+                    return
+                continue
+            if message is None:
+                yield RunErrorEvent(message="the event stream closed", code="closed")
+                return
+            for event in self._of_run(message, run_id):
+                started = True
+                last = loop.time()
+                yield event
+                if event.type.value in _TERMINAL:
+                    return
+
+    def _of_run(self, message: WebSocketMessage, run_id: str) -> list[BaseEvent]:
+        """The AG-UI events of ``message`` if it belongs to the run (else none)."""
+        ingested = isinstance(message.data.get(AGUI_KEY), dict)
+        if message.run_id != run_id and not (message.run_id is None and ingested):
+            return []
+        return [e for e in to_agui(message) if e.type.value != "RUN_STARTED"]
+
+    async def _fail(self, task_id: str, run_id: str, reason: str) -> None:
+        """Mark the task failed with ``reason`` (starting it first if it is still pending)."""
+        async with self.database.read() as session:
+            status = (await TaskStore(session).get(task_id)).status
+        if status not in {TaskStatus.PENDING, TaskStatus.IN_PROGRESS, TaskStatus.PAUSED}:
+            return
+        events = [EventIn(event_type=E.TASK_FAILED, data={"error": reason}, run_id=run_id)]
+        if status == TaskStatus.PENDING:
+            events.insert(0, EventIn(event_type=E.TASK_STARTED, run_id=run_id))
+        try:
+            await self.ingest.publish(task_id, events, source="agui-gateway")
+        except TasklineError:
+            logger.warning("could not mark task %s failed: %s", task_id, reason)

@@ -1,0 +1,523 @@
+"""The asynchronous client: the REST API (shared with :class:`~taskline.sdk.Client`), live
+subscriptions, and agent runs."""
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import httpx
+
+from taskline.domain.events import EventIn
+from taskline.domain.ids import ID_PATTERN, new_id
+from taskline.domain.models import Agent, Message, Section, Subtask, Task, TaskPage
+from taskline.sdk import _endpoints as api
+from taskline.sdk._agent import AgentLink, LinkState
+from taskline.sdk._config import (
+    DEFAULT_HEARTBEAT_INTERVAL,
+    DEFAULT_TIMEOUT,
+    DEFAULT_URL,
+    Backoff,
+    DeliveryOptions,
+)
+from taskline.sdk._errors import ClientClosedError
+from taskline.sdk._http import Call, request_headers, server_url, transport_errors
+from taskline.sdk._models import Command, EventPage, MessagePosted, TaskControl, TaskState
+from taskline.sdk._run import CommandCallback, Run
+from taskline.sdk._subscription import Subscription
+
+__all__ = ["AgentConnection", "AsyncClient", "event_payloads"]
+
+T = TypeVar("T")
+
+logger = logging.getLogger("taskline.sdk")
+
+EventLike = EventIn | Mapping[str, Any]
+
+
+def event_payloads(events: EventLike | Iterable[EventLike]) -> list[dict[str, Any]]:
+    """Turn one event or several (dicts or :class:`EventIn`) into JSON objects with ids.
+
+    An event without an ``id`` gets a fresh ``evt_…`` one, so re-sending the list after an
+    uncertain failure stores nothing twice. The caller's dicts are not modified.
+
+    Raises:
+        TypeError: an item is neither a mapping nor an :class:`EventIn`.
+    """
+    items: Iterable[EventLike]
+    items = [events] if isinstance(events, EventIn | Mapping) else events
+    payloads: list[dict[str, Any]] = []
+    for item in items:
+        if isinstance(item, EventIn):
+            payload = item.model_dump(mode="json", exclude_none=True)
+        elif isinstance(item, Mapping):
+            payload = dict(item)
+        else:
+            raise TypeError(f"events must be dicts or EventIn, not {type(item).__name__}")
+        payload.setdefault("id", new_id("evt"))
+        payloads.append(payload)
+    return payloads
+
+
+class AsyncClient:
+    """An asynchronous Taskline client: REST, live subscriptions and agent runs.
+
+    Example::
+
+        async with AsyncClient("http://127.0.0.1:8000") as taskline:
+            task = await taskline.create_task("Review the docs")
+            async with taskline.run(task.id, agent="agent_reviewer") as run:
+                await run.progress(0.5, "Halfway")
+
+    Args:
+        url: the server's base URL; a path prefix (behind a reverse proxy) is kept.
+        token: sent as ``Authorization: Bearer <token>`` on requests and WebSocket upgrades.
+        timeout: seconds for each of connect, read, write and pool on REST calls; ``None``
+            waits forever.
+        delivery: buffering, batching, timeouts and backoff of runs' events.
+        transport: an httpx transport to use instead of the network (REST calls only).
+
+    Raises:
+        ValueError: ``url`` is not an ``http://`` or ``https://`` URL with a host.
+
+    REST methods raise what :class:`~taskline.sdk.Client`'s raise. A closed client cannot be
+    reopened (:class:`ClientClosedError`).
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        token: str | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        delivery: DeliveryOptions | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.url = server_url(url)
+        self.delivery = delivery or DeliveryOptions()
+        self._headers = request_headers(token)
+        self._http = httpx.AsyncClient(
+            base_url=self.url,
+            headers=self._headers,
+            timeout=httpx.Timeout(timeout),
+            transport=transport,
+            follow_redirects=False,
+        )
+        self._agents: dict[str, tuple[AgentLink, int]] = {}
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<AsyncClient {self.url} {'closed' if self._closed else 'open'}>"
+
+    # --- lifecycle
+
+    async def __aenter__(self) -> Self:
+        self._check_open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close agent connections (without waiting for acknowledgements: leave runs first
+        for that) and the connection pool. Calling it again does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        links, self._agents = [link for link, _ in self._agents.values()], {}
+        for link in links:
+            await link.close(flush=False)
+        await self._http.aclose()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClientClosedError("expected an open client, got closed")
+
+    async def _send(self, call: Call[T]) -> T:
+        """Send ``call`` and return its parsed answer; the one place this face does REST I/O."""
+        self._check_open()
+        request = call.request(self._http)
+        with transport_errors(self.url):
+            response = await self._http.send(request)
+        return call.handle(response)
+
+    # --- service
+
+    async def health(self) -> dict[str, Any]:
+        """Return the health answer (``status``, ``database``, ``version``)."""
+        return await self._send(api.health())
+
+    # --- tasks
+
+    async def list_tasks(
+        self,
+        status: str | Iterable[str] | None = None,
+        agent: str | None = None,
+        tag: str | None = None,
+        q: str | None = None,
+        sort: str = "-created_at",
+        limit: int = 50,
+        offset: int = 0,
+    ) -> TaskPage:
+        """Return one page of tasks; see :meth:`Client.list_tasks`."""
+        return await self._send(
+            api.list_tasks(
+                status=status, agent=agent, tag=tag, q=q, sort=sort, limit=limit, offset=offset
+            )
+        )
+
+    async def get_task(self, task_id: str) -> Task:
+        """Return the task with its sections and subtasks; :class:`NotFound` if unknown."""
+        return await self._send(api.get_task(task_id))
+
+    async def create_task(self, title: str, **fields: Any) -> Task:
+        """Create a task; ``fields`` are the other ``TaskCreate`` fields."""
+        return await self._send(api.create_task({"title": title, **fields}))
+
+    async def update_task(self, task_id: str, **changes: Any) -> Task:
+        """Change only the given fields (PATCH); a refused status change is a :class:`Conflict`."""
+        return await self._send(api.update_task(task_id, changes))
+
+    async def replace_task(self, task_id: str, title: str, **fields: Any) -> Task:
+        """Replace the task's fields (PUT); an omitted ``status``/``sections`` is kept."""
+        return await self._send(api.replace_task(task_id, {"title": title, **fields}))
+
+    async def delete_task(self, task_id: str) -> None:
+        """Delete the task with its sections and messages; :class:`NotFound` if unknown."""
+        await self._send(api.delete_task(task_id))
+
+    # --- sections and subtasks
+
+    async def add_section(
+        self,
+        task_id: str,
+        title: str,
+        subtasks: Iterable[str | Mapping[str, Any]] = (),
+        *,
+        position: int | None = None,
+    ) -> Section:
+        """Add a section, optionally with subtasks (titles or ``SubtaskCreate`` fields).
+
+        ``position`` 0 puts it first; None (default) last.
+        """
+        return await self._send(api.add_section(task_id, _section(title, subtasks), position))
+
+    async def rename_section(self, task_id: str, section_id: str, title: str) -> Section:
+        """Rename a section; :class:`NotFound` if it is not in the task."""
+        return await self._send(api.rename_section(task_id, section_id, title))
+
+    async def delete_section(self, task_id: str, section_id: str) -> None:
+        """Delete a section and its subtasks."""
+        await self._send(api.delete_section(task_id, section_id))
+
+    async def add_subtask(
+        self,
+        task_id: str,
+        section_id: str,
+        title: str,
+        *,
+        done: bool = False,
+        notes: str = "",
+        position: int | None = None,
+    ) -> Subtask:
+        """Add a subtask to a section (``position`` 0 first; None last)."""
+        fields = {"title": title, "done": done, "notes": notes}
+        return await self._send(api.add_subtask(task_id, section_id, fields, position))
+
+    async def update_subtask(self, task_id: str, subtask_id: str, **changes: Any) -> Subtask:
+        """Change ``title``, ``done``, ``notes`` or move it (``section_id``); logs
+        ``subtask_updated``."""
+        return await self._send(api.update_subtask(task_id, subtask_id, changes))
+
+    async def toggle_subtask(self, task_id: str, subtask_id: str) -> Subtask:
+        """Flip the subtask's ``done``."""
+        return await self._send(api.toggle_subtask(task_id, subtask_id))
+
+    async def delete_subtask(self, task_id: str, subtask_id: str) -> None:
+        """Delete a subtask."""
+        await self._send(api.delete_subtask(task_id, subtask_id))
+
+    # --- export and import
+
+    async def export(self, fmt: str, task_id: str | None = None) -> tuple[str, bytes]:
+        """Export every task (or only ``task_id``); see :meth:`Client.export`."""
+        return await self._send(api.export(fmt, task_id))
+
+    async def import_tasks(self, data: bytes, mode: str = "create") -> dict[str, int]:
+        """Import a JSON export; see :meth:`Client.import_tasks`."""
+        return await self._send(api.import_tasks(data, mode))
+
+    # --- agents
+
+    async def list_agents(self, status: str | None = None) -> list[Agent]:
+        """Return every agent, or only those with ``status``."""
+        return await self._send(api.list_agents(status))
+
+    async def get_agent(self, agent_id: str) -> Agent:
+        """Return the agent; :class:`NotFound` if unknown."""
+        return await self._send(api.get_agent(agent_id))
+
+    async def create_agent(self, name: str, **fields: Any) -> Agent:
+        """Register an agent; ``fields`` are ``id``, ``kind``, ``status``, ``metadata``."""
+        return await self._send(api.create_agent({"name": name, **fields}))
+
+    async def update_agent(self, agent_id: str, **changes: Any) -> Agent:
+        """Change only the given fields of the agent (PATCH)."""
+        return await self._send(api.update_agent(agent_id, changes))
+
+    async def delete_agent(self, agent_id: str) -> None:
+        """Delete the agent; :class:`NotFound` if unknown."""
+        await self._send(api.delete_agent(agent_id))
+
+    async def next_task(self, agent_id: str) -> Task | None:
+        """Return the oldest ``pending`` task assigned to the agent, or None when there is none.
+
+        Raises :class:`NotFound` for an unknown agent.
+        """
+        return await self._send(api.next_task(agent_id))
+
+    # --- messages and control
+
+    async def post_message(
+        self, task_id: str, content: str, author: str = "user", *, author_kind: str = "human"
+    ) -> MessagePosted:
+        """Add a message to the task's thread and deliver it to the task's agent.
+
+        ``delivered`` on the answer is False when the agent was not connected (it gets the
+        message when it connects).
+        """
+        fields = {"content": content, "author": author, "author_kind": author_kind}
+        return await self._send(api.post_message(task_id, fields))
+
+    async def list_messages(self, task_id: str) -> list[Message]:
+        """Return the task's messages, oldest first."""
+        return await self._send(api.list_messages(task_id))
+
+    async def pause(self, task_id: str) -> TaskControl:
+        """Pause the task and tell its agent; :class:`Conflict` if it cannot be paused."""
+        return await self._send(api.control(task_id, "pause"))
+
+    async def resume(self, task_id: str) -> TaskControl:
+        """Resume a paused task and tell its agent."""
+        return await self._send(api.control(task_id, "resume"))
+
+    async def cancel(self, task_id: str) -> TaskControl:
+        """Cancel the task and tell its agent to stop."""
+        return await self._send(api.control(task_id, "cancel"))
+
+    # --- events
+
+    async def publish(self, task_id: str, events: EventLike | Iterable[EventLike]) -> list[int]:
+        """Publish events over REST, all or nothing; return their seqs in the order sent.
+
+        ``events`` is one event or several, as dicts or :class:`EventIn`; events without an
+        ``id`` get one. At most 1,000 per call (more is :class:`InvalidRequest`). A re-sent
+        id stores nothing new and returns the stored seq. For a stream of events from an
+        agent, :meth:`run` is much faster (batched over one connection).
+        """
+        return await self._send(api.publish(task_id, event_payloads(events)))
+
+    async def events(
+        self,
+        task_id: str,
+        since: int = 0,
+        limit: int = 1000,
+        types: str | Iterable[str] | None = None,
+    ) -> EventPage:
+        """Return the task's logged events with ``seq > since`` (at most ``limit``, 1-10,000),
+        optionally only the given ``types``."""
+        return await self._send(api.events(task_id, since=since, limit=limit, types=types))
+
+    async def state(self, task_id: str) -> TaskState:
+        """Return the task's shared state document and its version."""
+        return await self._send(api.state(task_id))
+
+    def subscribe(
+        self,
+        task_id: str,
+        *,
+        since: int | None = None,
+        include_connection_messages: bool = False,
+        backoff: Backoff | None = None,
+        heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
+        client_id: str | None = None,
+    ) -> Subscription:
+        """Follow the task's events live; see :class:`Subscription`.
+
+        ``since=None`` starts with what happens from now on; ``since=0`` replays the whole
+        log first; ``since=N`` resumes after seq N. Nothing connects until iteration starts.
+        """
+        self._check_open()
+        return Subscription(
+            self.url,
+            task_id,
+            headers=self._headers,
+            since=since,
+            include_connection_messages=include_connection_messages,
+            backoff=backoff or self.delivery.backoff,
+            heartbeat_interval=heartbeat_interval,
+            connect_timeout=self.delivery.connect_timeout,
+            close_timeout=self.delivery.close_timeout,
+            client_id=client_id,
+        )
+
+    # --- agents at work
+
+    def run(
+        self,
+        task_id: str,
+        *,
+        agent: str | Agent,
+        name: str | None = None,
+        kind: str | None = None,
+        parent_run_id: str | None = None,
+    ) -> Run:
+        """Start reporting work on a task as ``agent``; use the :class:`Run` with ``async with``.
+
+        ``agent`` is an :class:`Agent` or an id (``agent_…``); an unknown id is registered by
+        the server with ``name`` and ``kind``.
+        """
+        self._check_open()
+        return Run(self, task_id, agent, name=name, kind=kind, parent_run_id=parent_run_id)
+
+    def connect_agent(
+        self, agent: str | Agent, *, name: str | None = None, kind: str | None = None
+    ) -> "AgentConnection":
+        """Keep ``agent`` connected (online, receiving commands) across several runs.
+
+        Without it each run connects and disconnects the agent. Example::
+
+            async with client.connect_agent("agent_worker") as agent:
+                while (task := await client.next_task(agent.agent_id)) is not None:
+                    async with client.run(task.id, agent=agent.agent_id) as run:
+                        ...
+        """
+        self._check_open()
+        agent_id = agent.id if isinstance(agent, Agent) else agent
+        return AgentConnection(self, agent_id, name=name, kind=kind)
+
+    async def _acquire_agent(self, agent_id: str, name: str | None, kind: str | None) -> AgentLink:
+        """Return the agent's shared connection, starting it for the first user.
+
+        Raises:
+            ValueError: ``agent_id`` is not ``agent_`` followed by lowercase letters and digits
+                (the server would refuse the connection).
+        """
+        self._check_open()
+        if not (ID_PATTERN.match(agent_id) and agent_id.startswith("agent_")):
+            raise ValueError(
+                f"invalid agent id {agent_id!r}: expected 'agent_' followed by lowercase "
+                "letters and digits"
+            )
+        found = self._agents.get(agent_id)
+        if found is not None and found[0].state is not LinkState.CLOSED:
+            link, users = found
+            self._agents[agent_id] = (link, users + 1)
+            return link
+        link = AgentLink(
+            self.url, agent_id, headers=self._headers, name=name, kind=kind, options=self.delivery
+        )
+        link.start()
+        self._agents[agent_id] = (link, 1)
+        return link
+
+    async def _release_agent(self, link: AgentLink) -> None:
+        """Give back a connection; the last user closes it.
+
+        Closing does not wait for acknowledgements: each run flushes its own events before
+        it releases the connection.
+        """
+        found = self._agents.get(link.agent_id)
+        if found is None or found[0] is not link:
+            await link.close(flush=False)
+            return
+        users = found[1] - 1
+        if users > 0:
+            self._agents[link.agent_id] = (link, users)
+            return
+        del self._agents[link.agent_id]
+        await link.close(flush=False)
+
+
+class AgentConnection:
+    """Keeps one agent connected while the ``async with`` block lasts; see
+    :meth:`AsyncClient.connect_agent`. Runs of the same agent share the connection.
+
+    :meth:`on_command` shows commands for tasks that no run of this client works on yet
+    (a message for an assigned task, an AG-UI ``run`` handed to the agent), so a worker can
+    start a run in response.
+    """
+
+    def __init__(
+        self, client: AsyncClient, agent_id: str, *, name: str | None, kind: str | None
+    ) -> None:
+        self.agent_id = agent_id
+        self._client = client
+        self._name = name
+        self._kind = kind
+        self._link: AgentLink | None = None
+        self._callbacks: list[CommandCallback] = []
+        self._tasks: set[asyncio.Future[Any]] = set()
+
+    def on_command(self, callback: CommandCallback) -> None:
+        """Call ``callback(command)`` for each command about a task that no run claims.
+
+        Such commands are also kept (up to 100) for the run of that task that starts next,
+        which then receives their messages. A coroutine function runs as a task; an exception
+        in the callback is logged (``taskline.sdk``) and ignored.
+        """
+        self._callbacks.append(callback)
+
+    def _on_unclaimed(self, command: Command) -> None:
+        for callback in list(self._callbacks):
+            try:
+                outcome = callback(command)
+            except Exception:
+                logger.exception("agent %s: a command callback failed", self.agent_id)
+                continue
+            if inspect.isawaitable(outcome):
+                task = asyncio.ensure_future(outcome)
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    def __repr__(self) -> str:
+        return f"<AgentConnection {self.agent_id} {'open' if self._link else 'closed'}>"
+
+    @property
+    def connected(self) -> bool:
+        """True while the WebSocket is up (False while reconnecting)."""
+        return self._link is not None and self._link.connected
+
+    async def __aenter__(self) -> Self:
+        if self._link is not None:
+            raise RuntimeError("this AgentConnection is already open")
+        self._link = await self._client._acquire_agent(self.agent_id, self._name, self._kind)
+        self._link.add_unclaimed_listener(self._on_unclaimed)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        link, self._link = self._link, None
+        if link is not None:
+            link.remove_unclaimed_listener(self._on_unclaimed)
+            await self._client._release_agent(link)
+
+
+def _section(title: str, subtasks: Iterable[str | Mapping[str, Any]]) -> dict[str, Any]:
+    items = [{"title": s} if isinstance(s, str) else dict(s) for s in subtasks]
+    return {"title": title, "subtasks": items}

@@ -1,0 +1,1 @@
+"""The browser UI: a static single-page app shipped inside the package (no build step)."""

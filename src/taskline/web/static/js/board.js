@@ -1,0 +1,330 @@
+/**
+ * The board: every task (newest first), live from `/ws/board`, with filters, search and a
+ * form to create a task.
+ *
+ * The board stream has no replay: after each (re)connection the list is fetched again, and
+ * events that arrive during that fetch are applied afterwards only if they are newer than
+ * the fetched task (`updated_at`), so nothing goes backwards. Filters are applied by the
+ * server when fetching and again here to each live change.
+ * @module board
+ */
+
+import { api, query } from './api.js';
+import { h, setText } from './dom.js';
+import { FrameScheduler } from './frame.js';
+import { LiveSocket } from './live-socket.js';
+import { TaskCard } from './task-card.js';
+import { Checklist } from './checklist.js';
+
+/** Tasks fetched per load (newest first). */
+const PAGE_SIZE = 200;
+const STATUS_OF_EVENT = {
+  task_started: 'in_progress',
+  task_resumed: 'in_progress',
+  task_paused: 'paused',
+  task_completed: 'completed',
+  task_failed: 'failed',
+  task_cancelled: 'cancelled',
+};
+
+export class Board {
+  /**
+   * @param {Record<string, HTMLElement>} el elements of the board view (see app.js)
+   * @param {{agents: import('./agents.js').AgentDirectory,
+   *   status: import('./connection-status.js').ConnectionStatus,
+   *   notices: import('./notices.js').Notices}} services
+   */
+  constructor(el, services) {
+    this.el = el;
+    this.agents = services.agents;
+    this.status = services.status;
+    this.notices = services.notices;
+    /** @type {Map<string, Record<string, any>>} */
+    this.tasks = new Map();
+    /** @type {Map<string, TaskCard>} */
+    this.cards = new Map();
+    /** @type {Set<string>} tasks whose card must be updated */
+    this.dirty = new Set();
+    this.reorder = true;
+    this.total = 0;
+    /** Events waiting for the next frame; while a load runs they wait for it. */
+    this.pending = [];
+    this.loading = false;
+    this.loadToken = 0;
+    this.frame = new FrameScheduler(() => this.flush());
+    this.socket = new LiveSocket({
+      path: '/ws/board',
+      onEvents: (events) => {
+        this.pending.push(...events);
+        if (!this.loading) this.frame.schedule();
+      },
+      onEstablished: () => this.reload(),
+      onState: () => this.status.render(),
+    });
+    this.wireForms();
+    this.agents.subscribe(() => {
+      this.fillAgentFilter();
+      for (const id of this.tasks.keys()) this.dirty.add(id);
+      this.frame.schedule();
+    });
+  }
+
+  /** Connect and keep the board live. */
+  start() {
+    this.status.track('board', this.socket);
+    this.socket.start();
+    // "5 min ago" ages without events; agents come and go without task events
+    setInterval(() => {
+      for (const [id, card] of this.cards) card.touch(this.tasks.get(id));
+    }, 15_000);
+    setInterval(() => this.loadAgents(), 30_000);
+  }
+
+  /** @returns {{status: string, agent: string, tag: string, q: string}} */
+  filters() {
+    return {
+      status: this.el.status.value,
+      agent: this.el.agent.value,
+      tag: this.el.tag.value,
+      q: this.el.search.value.trim(),
+    };
+  }
+
+  /**
+   * Whether a task passes the filters (the same rules as the server's list query).
+   * @param {Record<string, any>} task
+   * @returns {boolean}
+   */
+  matches(task) {
+    const f = this.filters();
+    if (f.status && task.status !== f.status) return false;
+    if (f.agent && task.assigned_agent_id !== f.agent) return false;
+    if (f.tag && !(task.tags ?? []).includes(f.tag)) return false;
+    if (f.q) {
+      const needle = f.q.toLowerCase();
+      if (!`${task.title}\n${task.description ?? ''}`.toLowerCase().includes(needle)) return false;
+    }
+    return true;
+  }
+
+  /** Fetch the (filtered) list again; live events meanwhile are held and replayed after. */
+  async reload() {
+    const token = ++this.loadToken;
+    this.loading = true;
+    const f = this.filters();
+    // agents load alongside, so the first render already shows their names
+    const agentsLoaded = this.loadAgents();
+    try {
+      const page = await api(`/api/v1/tasks/${query({ ...f, limit: PAGE_SIZE, sort: '-created_at' })}`);
+      await agentsLoaded;
+      if (token !== this.loadToken) return;
+      this.tasks = new Map(page.items.map((task) => [task.id, { ...task, lastActivity: task.updated_at }]));
+      this.total = page.total;
+      this.dirty = new Set(this.tasks.keys());
+      for (const id of this.cards.keys()) this.dirty.add(id);
+      this.reorder = true;
+      const held = this.pending;
+      this.pending = held.filter((event) => this.isNewer(event));
+    } catch (error) {
+      if (token === this.loadToken) this.notices.error('Could not load the tasks', error);
+    } finally {
+      if (token === this.loadToken) {
+        this.loading = false;
+        this.frame.schedule();
+      }
+    }
+  }
+
+  /** Reload the agents (names, statuses); errors are shown. */
+  async loadAgents() {
+    try {
+      await this.agents.load();
+    } catch (error) {
+      this.notices.error('Could not load the agents', error);
+    }
+  }
+
+  /**
+   * Whether a held event says something the fetched list does not know yet.
+   * @private
+   * @param {import('./live-socket.js').Envelope} event
+   */
+  isNewer(event) {
+    const task = this.tasks.get(event.task_id);
+    if (!task || event.event_type === 'task_deleted') return true;
+    return new Date(event.timestamp) > new Date(task.updated_at);
+  }
+
+  /** @private Apply the pending events and update the cards: once per frame. */
+  flush() {
+    if (this.loading) return;
+    const events = this.pending;
+    this.pending = [];
+    for (const event of events) this.apply(event);
+    this.render();
+  }
+
+  /**
+   * @private
+   * @param {import('./live-socket.js').Envelope} event
+   */
+  apply(event) {
+    const type = event.event_type;
+    const d = event.data || {};
+    if (type === 'agent_status_change') this.agents.applyStatus(event);
+    if (!event.task_id) return;
+    const id = event.task_id;
+    if (type === 'task_deleted') {
+      if (this.tasks.delete(id)) this.total -= 1;
+      this.dirty.add(id);
+      this.reorder = true;
+      return;
+    }
+    if ((type === 'task_created' || type === 'task_updated') && d.task) {
+      if (!this.tasks.has(id)) {
+        this.reorder = true;
+        if (type === 'task_created') this.total += 1;
+      }
+      this.tasks.set(id, { ...d.task, lastActivity: event.timestamp });
+      this.dirty.add(id);
+      return;
+    }
+    const task = this.tasks.get(id);
+    if (!task) return;
+    task.lastActivity = event.timestamp;
+    if (STATUS_OF_EVENT[type]) {
+      task.status = STATUS_OF_EVENT[type];
+      if (task.status === 'completed') task.progress = 1;
+    } else if (type === 'progress_update') {
+      task.progress = d.progress;
+      if (d.confidence !== null && d.confidence !== undefined) task.confidence = d.confidence;
+    } else if (type === 'confidence_update') {
+      task.confidence = d.confidence;
+    } else if (type === 'subtask_updated') {
+      Checklist.applyUpdate(task.sections ?? [], d);
+    }
+    this.dirty.add(id);
+  }
+
+  /** @private */
+  render() {
+    for (const id of this.dirty) {
+      const task = this.tasks.get(id);
+      const card = this.cards.get(id);
+      if (!task || !this.matches(task)) {
+        if (card) {
+          card.element.remove();
+          this.cards.delete(id);
+        }
+        continue;
+      }
+      if (!card) {
+        const fresh = new TaskCard(id);
+        this.cards.set(id, fresh);
+        this.reorder = true;
+        fresh.update(task, this.agents);
+      } else card.update(task, this.agents);
+    }
+    this.dirty.clear();
+    if (this.reorder) this.order();
+    this.fillTagFilter();
+    const shown = this.cards.size;
+    this.el.empty.hidden = shown > 0;
+    const more = this.total > this.tasks.size ? ` (newest ${this.tasks.size} of ${this.total} loaded)` : '';
+    setText(this.el.count, `${shown} ${shown === 1 ? 'task' : 'tasks'}${more}`);
+  }
+
+  /** @private Put the cards in newest-first order, moving only those out of place. */
+  order() {
+    const sorted = [...this.cards.keys()].sort((a, b) =>
+      String(this.tasks.get(b).created_at).localeCompare(String(this.tasks.get(a).created_at)),
+    );
+    const list = this.el.list;
+    sorted.forEach((id, index) => {
+      const element = this.cards.get(id).element;
+      if (list.children[index] !== element) list.insertBefore(element, list.children[index] ?? null);
+    });
+    this.reorder = false;
+  }
+
+  /** @private Tag filter options: every tag on a loaded task. */
+  fillTagFilter() {
+    const tags = new Set();
+    for (const task of this.tasks.values()) for (const tag of task.tags ?? []) tags.add(tag);
+    const current = this.el.tag.value;
+    if (current) tags.add(current);
+    const wanted = ['', ...[...tags].sort()];
+    const have = [...this.el.tag.options].map((o) => o.value);
+    if (wanted.join('\u0000') === have.join('\u0000')) return;
+    this.el.tag.replaceChildren(...wanted.map((tag) => h('option', { value: tag }, tag || 'Any')));
+    this.el.tag.value = current;
+  }
+
+  /** @private Agent filter options: every known agent. */
+  fillAgentFilter() {
+    const current = this.el.agent.value;
+    const agents = [...this.agents.agents.values()].sort((a, b) => a.name.localeCompare(b.name));
+    const wanted = ['', ...agents.map((a) => a.id)];
+    if (current && !wanted.includes(current)) wanted.push(current);
+    const have = [...this.el.agent.options].map((o) => o.value);
+    if (wanted.join('\u0000') === have.join('\u0000')) return;
+    this.el.agent.replaceChildren(
+      ...wanted.map((id) => h('option', { value: id }, id ? this.agents.name(id) : 'Any')),
+    );
+    this.el.agent.value = current;
+  }
+
+  /** @private */
+  wireForms() {
+    let searchTimer = 0;
+    this.el.filters.addEventListener('submit', (event) => event.preventDefault());
+    for (const select of [this.el.status, this.el.agent, this.el.tag]) {
+      select.addEventListener('change', () => this.reload());
+    }
+    this.el.search.addEventListener('input', () => {
+      clearTimeout(searchTimer);
+      searchTimer = setTimeout(() => this.reload(), 250);
+    });
+    this.el.createForm.addEventListener('submit', (event) => {
+      event.preventDefault();
+      this.create();
+    });
+  }
+
+  /** @private Create a task from the form. */
+  async create() {
+    const title = this.el.newTitle.value.trim();
+    if (!title) {
+      this.el.newTitle.setAttribute('aria-invalid', 'true');
+      this.notices.error('Could not create the task', 'give it a title');
+      this.el.newTitle.focus();
+      return;
+    }
+    this.el.newTitle.removeAttribute('aria-invalid');
+    const tags = this.el.newTags.value.split(',').map((t) => t.trim()).filter(Boolean);
+    const button = this.el.createForm.querySelector('button[type="submit"]');
+    button.disabled = true;
+    try {
+      const task = await api('/api/v1/tasks/', {
+        method: 'POST',
+        body: { title, priority: this.el.newPriority.value, tags },
+      });
+      this.el.newTitle.value = '';
+      this.el.newTags.value = '';
+      if (!this.loading && !this.tasks.has(task.id)) {
+        // show it now; the board stream's task_created for it changes nothing more
+        this.tasks.set(task.id, { ...task, lastActivity: task.updated_at });
+        this.total += 1;
+        this.dirty.add(task.id);
+        this.reorder = true;
+        this.frame.schedule();
+      }
+      this.notices.info(`Created “${task.title}”.`);
+    } catch (error) {
+      this.notices.error('Could not create the task', error);
+    } finally {
+      button.disabled = false;
+      this.el.newTitle.focus();
+    }
+  }
+}

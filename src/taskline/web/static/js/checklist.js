@@ -1,0 +1,133 @@
+/**
+ * A task's sections and their subtasks as checkboxes. Ticking one calls
+ * `POST /api/v1/tasks/{id}/subtasks/{subtask_id}/toggle`; every viewer (this one included)
+ * then sees the `subtask_updated` event. The box is disabled while the request runs and
+ * put back if it fails (the error is shown).
+ * @module checklist
+ */
+
+import { api } from './api.js';
+import { h, setText } from './dom.js';
+
+export class Checklist {
+  /**
+   * @param {{root: HTMLElement, count: HTMLElement}} elements
+   * @param {{taskId: () => string|null, onError: (context: string, error: unknown) => void}} hooks
+   */
+  constructor(elements, hooks) {
+    this.el = elements;
+    this.hooks = hooks;
+    /** @type {Map<string, HTMLInputElement>} subtask id → its checkbox */
+    this.boxes = new Map();
+    this.shape = '';
+    elements.root.addEventListener('change', (event) => {
+      const box = /** @type {HTMLInputElement} */ (event.target);
+      if (box.matches('input[type="checkbox"][data-subtask-id]')) this.toggle(box);
+    });
+  }
+
+  /**
+   * Show the task's sections; rebuilds only when sections or subtasks were added, removed,
+   * renamed or moved, otherwise just updates the boxes.
+   * @param {Array<{id: string, title: string, subtasks: Array<{id: string, title: string, done: boolean}>}>} sections
+   */
+  show(sections) {
+    const shape = JSON.stringify(sections.map((s) => [s.id, s.title, s.subtasks.map((t) => [t.id, t.title])]));
+    if (shape !== this.shape) {
+      this.shape = shape;
+      this.build(sections);
+    }
+    let done = 0;
+    let total = 0;
+    for (const section of sections) {
+      for (const subtask of section.subtasks) {
+        total += 1;
+        if (subtask.done) done += 1;
+        const box = this.boxes.get(subtask.id);
+        if (box && !box.disabled && box.checked !== subtask.done) box.checked = subtask.done;
+      }
+    }
+    setText(this.el.count, total ? `(${done} of ${total} done)` : '');
+  }
+
+  /**
+   * @private
+   * @param {Array<any>} sections
+   */
+  build(sections) {
+    this.boxes.clear();
+    if (!sections.length) {
+      this.el.root.replaceChildren(h('p', { class: 'muted' }, 'No sections yet.'));
+      return;
+    }
+    this.el.root.replaceChildren(
+      ...sections.map((section) =>
+        h(
+          'section',
+          { class: 'checklist-section', 'aria-labelledby': `sec-${section.id}` },
+          h('h3', { id: `sec-${section.id}`, class: 'minor-title' }, section.title),
+          section.subtasks.length
+            ? h('ul', { class: 'checklist' }, section.subtasks.map((subtask) => this.item(subtask)))
+            : h('p', { class: 'muted' }, 'No subtasks.'),
+        ),
+      ),
+    );
+  }
+
+  /**
+   * @private
+   * @param {{id: string, title: string, done: boolean}} subtask
+   * @returns {HTMLElement}
+   */
+  item(subtask) {
+    const id = `sub-${subtask.id}`;
+    const box = /** @type {HTMLInputElement} */ (
+      h('input', { type: 'checkbox', id, checked: subtask.done, dataset: { subtaskId: subtask.id } })
+    );
+    this.boxes.set(subtask.id, box);
+    return h('li', {}, box, h('label', { for: id }, subtask.title));
+  }
+
+  /**
+   * @private
+   * @param {HTMLInputElement} box
+   */
+  async toggle(box) {
+    const taskId = this.hooks.taskId();
+    const subtaskId = box.dataset.subtaskId;
+    const wanted = box.checked;
+    box.disabled = true;
+    try {
+      const subtask = await api(
+        `/api/v1/tasks/${encodeURIComponent(taskId)}/subtasks/${encodeURIComponent(subtaskId)}/toggle`,
+        { method: 'POST' },
+      );
+      box.checked = subtask.done;
+      if (subtask.done !== wanted) this.hooks.onError('The subtask changed meanwhile', `it is now ${subtask.done ? 'done' : 'not done'}`);
+    } catch (error) {
+      box.checked = !wanted;
+      this.hooks.onError('Could not tick the subtask', error);
+    } finally {
+      box.disabled = false;
+    }
+  }
+
+  /**
+   * Record a `subtask_updated` event in `sections` (returns whether it was found).
+   * @param {Array<any>} sections
+   * @param {{subtask_id: string, done?: boolean|null, title?: string|null}} data
+   * @returns {boolean}
+   */
+  static applyUpdate(sections, data) {
+    for (const section of sections) {
+      for (const subtask of section.subtasks) {
+        if (subtask.id === data.subtask_id) {
+          if (typeof data.done === 'boolean') subtask.done = data.done;
+          if (data.title) subtask.title = data.title;
+          return true;
+        }
+      }
+    }
+    return false;
+  }
+}

@@ -1,0 +1,375 @@
+/**
+ * The task detail panel: one task, live from `/ws/tasks/{id}`.
+ *
+ * Loading without missing or doubling anything:
+ * 1. connect without a cursor; `connection_established` gives the log head `L`, and from
+ *    then on the socket delivers every event after `L` (held until step 3);
+ * 2. fetch the task, its shared state and the last events up to `L` (history for the
+ *    timeline, conversation and tool cards — not for task fields or state, which the fetch
+ *    already has);
+ * 3. apply the held live events, then each new one, once per animation frame.
+ * After a drop the socket resumes from its last seq (see live-socket.js); a void cursor
+ * (4409) starts again at step 1; a `gap` refetches task and state; 4404 or `task_deleted`
+ * says the task is gone.
+ * @module detail
+ */
+
+import { api, ApiError } from './api.js';
+import { $, setText } from './dom.js';
+import { FrameScheduler } from './frame.js';
+import { LiveSocket } from './live-socket.js';
+import { TaskHeader } from './task-header.js';
+import { Checklist } from './checklist.js';
+import { Conversation } from './conversation.js';
+import { ToolCalls } from './tool-calls.js';
+import { Timeline } from './timeline.js';
+import { JsonView } from './json-view.js';
+import { SharedState } from './shared-state.js';
+import { Follow } from './follow.js';
+import { debug } from './debug.js';
+
+/** Events of history loaded with the panel. */
+const HISTORY = 500;
+const STATUS_OF_EVENT = {
+  task_started: 'in_progress',
+  task_resumed: 'in_progress',
+  task_paused: 'paused',
+  task_completed: 'completed',
+  task_failed: 'failed',
+  task_cancelled: 'cancelled',
+};
+
+export class TaskDetail {
+  /**
+   * @param {HTMLElement} root the detail view
+   * @param {{agents: import('./agents.js').AgentDirectory,
+   *   status: import('./connection-status.js').ConnectionStatus,
+   *   notices: import('./notices.js').Notices}} services
+   */
+  constructor(root, services) {
+    this.root = root;
+    this.agents = services.agents;
+    this.status = services.status;
+    this.notices = services.notices;
+    const onError = (context, error) => this.notices.error(context, error);
+    const taskId = () => this.taskId;
+    this.el = {
+      gone: $('#detail-gone', root),
+      banner: $('#detail-banner', root),
+      stateVersion: $('#state-version', root),
+    };
+    this.header = new TaskHeader(root, {
+      agents: this.agents,
+      notices: this.notices,
+      task: () => this.task,
+      onChanged: (task) => {
+        this.task = task;
+        document.title = `${task.title} — Taskline`;
+        this.taskDirty = true;
+        this.frame.schedule();
+      },
+    });
+    this.checklist = new Checklist({ root: $('#checklist', root), count: $('#checklist-count', root) }, { taskId, onError });
+    this.conversation = new Conversation(
+      {
+        list: /** @type {HTMLOListElement} */ ($('#conversation', root)),
+        empty: $('#conversation-empty', root),
+        form: /** @type {HTMLFormElement} */ ($('#message-form', root)),
+        text: /** @type {HTMLTextAreaElement} */ ($('#message-text', root)),
+        status: $('#message-status', root),
+      },
+      { taskId, onError },
+    );
+    this.toolCalls = new ToolCalls(/** @type {HTMLOListElement} */ ($('#tool-calls', root)), $('#tools-empty', root));
+    this.timeline = new Timeline(
+      {
+        list: /** @type {HTMLOListElement} */ ($('#timeline', root)),
+        group: /** @type {HTMLSelectElement} */ ($('#timeline-group', root)),
+        text: /** @type {HTMLInputElement} */ ($('#timeline-text', root)),
+        earlier: /** @type {HTMLButtonElement} */ ($('#timeline-earlier', root)),
+        trimmed: $('#timeline-trimmed', root),
+        count: $('#timeline-count', root),
+      },
+      {
+        fetchPage: (since, limit) => api(`${this.base()}/events${`?since=${since}&limit=${limit}`}`),
+        onError,
+      },
+    );
+    this.jsonView = new JsonView($('#state-view', root));
+    /** Scroll boxes that follow their newest item, settled at the end of each frame. */
+    this.followers = ['#timeline-scroll', '.conversation-box', '.tool-calls-box'].map(
+      (selector) => new Follow($(selector, root)),
+    );
+    this.frame = new FrameScheduler(() => this.flush());
+    this.session = 0;
+    this.taskId = null;
+    this.socket = null;
+    this.agents.subscribe(() => {
+      this.taskDirty = true;
+      if (this.task) this.frame.schedule();
+    });
+  }
+
+  /** @returns {string} the task's API path */
+  base() {
+    return `/api/v1/tasks/${encodeURIComponent(this.taskId)}`;
+  }
+
+  /**
+   * Show a task (and follow it live until `close()`).
+   * @param {string} taskId
+   */
+  open(taskId) {
+    if (this.taskId === taskId && this.socket) return;
+    this.close();
+    this.taskId = taskId;
+    this.resetView();
+    this.isGone = false;
+    this.el.gone.hidden = true;
+    this.el.banner.hidden = true;
+    this.connect();
+  }
+
+  /** @private Open the task's live stream (history is loaded once it is established). */
+  connect() {
+    const taskId = this.taskId;
+    this.socket = new LiveSocket({
+      path: `/ws/tasks/${encodeURIComponent(taskId)}`,
+      resume: true,
+      onEvents: (events) => {
+        this.pending.push(...events);
+        if (this.loaded) this.frame.schedule();
+      },
+      onEstablished: (info) => {
+        if (!this.loaded) this.load(info);
+      },
+      onState: () => this.status.render(),
+      onReset: () => {
+        this.notices.info('The event log was reset; reloading the task.');
+        this.resetView();
+      },
+      onGone: (reason) => this.handleGone(reason),
+      onGap: () => this.refetchTask(),
+    });
+    this.status.track('task', this.socket);
+    this.socket.start();
+  }
+
+  /**
+   * @private The stream says the task is unknown (4404). Either it was deleted, or it exists
+   * but has no event log yet (tasks made by the demo seeding or an import get one with their
+   * first change): then show it as it is now and try the stream again a little later.
+   * @param {string} reason
+   */
+  async handleGone(reason) {
+    const session = this.session;
+    this.status.untrack('task');
+    this.socket = null;
+    let task;
+    try {
+      task = await api(this.base());
+    } catch (error) {
+      if (session !== this.session) return;
+      if (error instanceof ApiError && error.status === 404) this.showGone(`This task no longer exists (${reason}).`);
+      else this.notices.error('Could not load the task', error);
+      return;
+    }
+    if (session !== this.session) return;
+    this.task = task;
+    this.renderTask();
+    document.title = `${task.title} — Taskline`;
+    this.ensureAgent();
+    this.el.banner.hidden = false;
+    setText(this.el.banner, 'Not live yet: this task has no event log until its first change. Checking again every few seconds…');
+    setTimeout(() => {
+      if (session === this.session && !this.socket) this.connect();
+    }, 5000);
+  }
+
+  /** Stop following the open task. */
+  close() {
+    this.socket?.stop();
+    this.socket = null;
+    this.status.untrack('task');
+    this.frame.cancel();
+    this.taskId = null;
+    this.task = null;
+  }
+
+  /** @private Forget what is shown (new task, or a void cursor); late answers to requests
+   * made before this are ignored (they belong to an older session). */
+  resetView() {
+    this.session += 1;
+    this.loaded = false;
+    this.loading = false;
+    this.historyEnd = null;
+    this.pending = [];
+    this.task = null;
+    this.progressMessage = '';
+    this.taskDirty = true;
+    this.stateDirty = true;
+    this.header.reset(this.taskId);
+    this.sharedState = new SharedState(this.taskId, {
+      onChange: () => {
+        this.stateDirty = true;
+        this.frame.schedule();
+      },
+      onError: (context, error) => this.notices.error(context, error),
+    });
+    this.checklist.shape = '';
+    for (const follower of this.followers ?? []) follower.reset();
+    this.conversation.reset();
+    this.toolCalls.reset();
+    this.timeline.reset();
+  }
+
+  /**
+   * @private Step 2: the task, its state and history up to the socket's starting point.
+   * @param {Record<string, any>} info `connection_established` data
+   */
+  async load(info) {
+    if (this.loading) return;
+    this.loading = true;
+    const session = this.session;
+    this.historyEnd ??= info.last_seq ?? 0;
+    const end = this.historyEnd;
+    const since = Math.max((info.first_seq ?? 1) - 1, end - HISTORY, 0);
+    try {
+      const [task, state, page] = await Promise.all([
+        api(this.base()),
+        api(`${this.base()}/state`),
+        end > 0 ? api(`${this.base()}/events?since=${since}&limit=${end - since}`) : { events: [], first_seq: 1 },
+      ]);
+      if (session !== this.session || this.loaded) return;
+      this.task = task;
+      this.sharedState.load(state);
+      this.timeline.setFirstSeq(page.first_seq);
+      const history = page.events.filter((event) => event.seq <= end);
+      for (const event of history) this.applyHistory(event);
+      this.timeline.add(history);
+      this.loaded = true;
+      this.taskDirty = true;
+      this.el.banner.hidden = true;
+      document.title = `${task.title} — Taskline`;
+      this.ensureAgent();
+      this.flush();
+    } catch (error) {
+      if (session !== this.session) return;
+      if (error instanceof ApiError && error.status === 404) this.showGone('This task does not exist.');
+      else this.notices.error('Could not load the task', error);
+    } finally {
+      if (session === this.session) this.loading = false;
+    }
+  }
+
+  /**
+   * @private An event from before the panel opened: it feeds the views that accumulate.
+   * @param {import('./live-socket.js').Envelope} event
+   */
+  applyHistory(event) {
+    const type = event.event_type;
+    if (type.startsWith('message.') || (type === 'custom' && event.data?.name === 'task_message')) {
+      this.conversation.apply(event);
+    } else if (type.startsWith('tool_call.')) this.toolCalls.apply(event);
+    else if (type === 'progress_update' && event.data?.message) this.progressMessage = event.data.message;
+  }
+
+  /**
+   * @private A live event: it changes everything it is about.
+   * @param {import('./live-socket.js').Envelope} event
+   */
+  applyLive(event) {
+    const type = event.event_type;
+    const d = event.data || {};
+    const task = this.task;
+    this.applyHistory(event);
+    if ((type === 'task_updated' || type === 'task_created') && d.task) {
+      this.task = { ...d.task };
+    } else if (type === 'task_deleted') {
+      this.showGone('This task was deleted.');
+    } else if (STATUS_OF_EVENT[type]) {
+      task.status = STATUS_OF_EVENT[type];
+      if (task.status === 'completed') task.progress = 1;
+    } else if (type === 'progress_update') {
+      task.progress = d.progress;
+      if (d.confidence !== null && d.confidence !== undefined) task.confidence = d.confidence;
+    } else if (type === 'confidence_update') {
+      task.confidence = d.confidence;
+    } else if (type === 'subtask_updated') {
+      Checklist.applyUpdate(task.sections, d);
+    } else if (type === 'agent_status_change') {
+      this.agents.applyStatus(event);
+    } else if (type === 'state.snapshot' || type === 'state.patch') {
+      this.sharedState.apply(event);
+    } else if (type === 'gap') {
+      this.timeline.setFirstSeq(d.first_available_seq ?? 1);
+      this.refetchTask();
+    } else if (type === 'error' && d.code !== 'cursor_void') {
+      console.warn('server error event', d);
+    } else if (type === 'personal_message') {
+      this.notices.info(typeof d.message === 'string' ? d.message : JSON.stringify(d));
+    }
+    this.taskDirty = true;
+  }
+
+  /** @private Apply pending live events and update the page: once per animation frame. */
+  flush() {
+    if (!this.loaded) return;
+    const events = this.pending;
+    this.pending = [];
+    for (const event of events) this.applyLive(event);
+    this.timeline.add(events);
+    if (this.taskDirty && this.task) this.renderTask();
+    if (this.stateDirty) {
+      this.jsonView.render(this.sharedState.document);
+      setText(this.el.stateVersion, `(version ${this.sharedState.version})`);
+      this.stateDirty = false;
+    }
+    this.conversation.render();
+    this.toolCalls.render();
+    this.timeline.render();
+    for (const follower of this.followers) follower.settle();
+    if (debug.onCommit && events.length) debug.onCommit(events);
+  }
+
+  /** @private */
+  renderTask() {
+    this.taskDirty = false;
+    this.header.show(this.task, { progressMessage: this.progressMessage, gone: Boolean(this.isGone) });
+    this.checklist.show(this.task.sections ?? []);
+  }
+
+  /** @private Fetch task and state again (after a `gap` in the stream). */
+  async refetchTask() {
+    const session = this.session;
+    try {
+      const task = await api(this.base());
+      if (session !== this.session) return;
+      this.task = task;
+      this.taskDirty = true;
+      this.frame.schedule();
+    } catch (error) {
+      this.notices.error('Could not reload the task', error);
+    }
+    this.sharedState.refetch();
+  }
+
+  /** @private Make sure the assigned agent's name and status are known. */
+  ensureAgent() {
+    const id = this.task?.assigned_agent_id;
+    if (id) this.agents.ensure(id);
+  }
+
+  /**
+   * @private
+   * @param {string} message
+   */
+  showGone(message) {
+    this.isGone = true;
+    setText(this.el.gone, message);
+    this.el.gone.hidden = false;
+    this.socket?.stop();
+    this.status.untrack('task');
+    if (this.task) this.renderTask();
+  }
+}

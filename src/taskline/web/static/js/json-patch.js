@@ -1,0 +1,169 @@
+/**
+ * JSON Patch (RFC 6902) over JSON Pointer (RFC 6901), applied to a copy: either every
+ * operation applies and the new document is returned, or a {@link PatchError} is thrown and
+ * the input is untouched — the caller then refetches the state instead of showing a guess.
+ * @module json-patch
+ */
+
+/** A patch that does not apply to the document (bad path, failed `test`, bad op). */
+export class PatchError extends Error {
+  /** @param {string} message */
+  constructor(message) {
+    super(message);
+    this.name = 'PatchError';
+  }
+}
+
+const INDEX = /^(0|[1-9][0-9]*)$/;
+
+/**
+ * Split a JSON Pointer into unescaped reference tokens (RFC 6901 §3–4).
+ * @param {string} pointer `""` is the whole document
+ * @returns {string[]}
+ */
+export function parsePointer(pointer) {
+  if (pointer === '') return [];
+  if (typeof pointer !== 'string' || pointer[0] !== '/') {
+    throw new PatchError(`${JSON.stringify(pointer)} is not a JSON Pointer`);
+  }
+  return pointer
+    .slice(1)
+    .split('/')
+    .map((token) => token.replace(/~1/g, '/').replace(/~0/g, '~'));
+}
+
+/**
+ * Apply `operations` to a deep copy of `document`.
+ * @param {any} document
+ * @param {Array<{op: string, path: string, value?: any, from?: string}>} operations
+ * @returns {any} the patched copy
+ * @throws {PatchError}
+ */
+export function applyPatch(document, operations) {
+  if (!Array.isArray(operations)) throw new PatchError('a patch is a list of operations');
+  let root = structuredClone(document);
+  for (const operation of operations) root = applyOperation(root, operation);
+  return root;
+}
+
+/**
+ * @param {any} root
+ * @param {{op: string, path: string, value?: any, from?: string}} operation
+ * @returns {any} the new root (only `""` paths replace it)
+ */
+function applyOperation(root, operation) {
+  const tokens = parsePointer(operation.path);
+  switch (operation.op) {
+    case 'add':
+      return add(root, tokens, structuredClone(operation.value));
+    case 'remove':
+      return remove(root, tokens).root;
+    case 'replace':
+      get(root, tokens); // must exist
+      return replace(root, tokens, structuredClone(operation.value));
+    case 'move': {
+      const from = parsePointer(operation.from ?? '');
+      if (isPrefix(from, tokens) && from.length < tokens.length) {
+        throw new PatchError(`cannot move ${operation.from} into its own child ${operation.path}`);
+      }
+      const taken = remove(root, from);
+      return add(taken.root, tokens, taken.value);
+    }
+    case 'copy':
+      return add(root, tokens, structuredClone(get(root, parsePointer(operation.from ?? ''))));
+    case 'test':
+      if (!deepEqual(get(root, tokens), operation.value)) {
+        throw new PatchError(`test failed at ${operation.path}`);
+      }
+      return root;
+    default:
+      throw new PatchError(`unknown operation ${JSON.stringify(operation.op)}`);
+  }
+}
+
+/**
+ * The value at `tokens`.
+ * @param {any} root
+ * @param {string[]} tokens
+ * @returns {any}
+ */
+export function get(root, tokens) {
+  let node = root;
+  for (const token of tokens) {
+    if (Array.isArray(node)) {
+      if (!INDEX.test(token) || Number(token) >= node.length) {
+        throw new PatchError(`no array element ${token}`);
+      }
+      node = node[Number(token)];
+    } else if (node !== null && typeof node === 'object') {
+      if (!Object.prototype.hasOwnProperty.call(node, token)) {
+        throw new PatchError(`no member ${JSON.stringify(token)}`);
+      }
+      node = node[token];
+    } else {
+      throw new PatchError(`cannot look up ${JSON.stringify(token)} inside a ${typeof node}`);
+    }
+  }
+  return node;
+}
+
+/**
+ * @param {string[]} tokens
+ * @param {any} root
+ * @returns {{parent: any, key: string}}
+ */
+function parentOf(root, tokens) {
+  return { parent: get(root, tokens.slice(0, -1)), key: tokens[tokens.length - 1] };
+}
+
+function add(root, tokens, value) {
+  if (tokens.length === 0) return value;
+  const { parent, key } = parentOf(root, tokens);
+  if (Array.isArray(parent)) {
+    if (key === '-') parent.push(value);
+    else if (INDEX.test(key) && Number(key) <= parent.length) parent.splice(Number(key), 0, value);
+    else throw new PatchError(`cannot add at array index ${key}`);
+  } else if (parent !== null && typeof parent === 'object') {
+    parent[key] = value;
+  } else {
+    throw new PatchError(`cannot add ${JSON.stringify(key)} to a ${typeof parent}`);
+  }
+  return root;
+}
+
+function remove(root, tokens) {
+  if (tokens.length === 0) return { root: null, value: root };
+  const value = get(root, tokens);
+  const { parent, key } = parentOf(root, tokens);
+  if (Array.isArray(parent)) parent.splice(Number(key), 1);
+  else delete parent[key];
+  return { root, value };
+}
+
+function replace(root, tokens, value) {
+  if (tokens.length === 0) return value;
+  const { parent, key } = parentOf(root, tokens);
+  if (Array.isArray(parent)) parent[Number(key)] = value;
+  else parent[key] = value;
+  return root;
+}
+
+function isPrefix(prefix, tokens) {
+  return prefix.every((token, i) => tokens[i] === token);
+}
+
+/**
+ * Structural equality of JSON values (object key order does not matter).
+ * @param {any} a
+ * @param {any} b
+ * @returns {boolean}
+ */
+export function deepEqual(a, b) {
+  if (a === b) return true;
+  if (typeof a !== typeof b || a === null || b === null || typeof a !== 'object') return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  if (Array.isArray(a)) return a.length === b.length && a.every((item, i) => deepEqual(item, b[i]));
+  const keys = Object.keys(a);
+  if (keys.length !== Object.keys(b).length) return false;
+  return keys.every((key) => Object.prototype.hasOwnProperty.call(b, key) && deepEqual(a[key], b[key]));
+}

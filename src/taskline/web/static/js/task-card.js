@@ -1,0 +1,135 @@
+/**
+ * One task on the board: title (a link to its detail panel), status, priority, progress bar,
+ * confidence, assigned agent, tags, checklist count and last activity.
+ * @module task-card
+ */
+
+import { h, setAttr, setText } from './dom.js';
+import { AGENT_STATUS_LABELS, STATUS_LABELS, percent, relativeTime } from './format.js';
+
+/**
+ * Show a fraction in a bar element (`.bar` with a `.bar-fill` child and an ARIA role).
+ * @param {HTMLElement} bar
+ * @param {number|null|undefined} fraction
+ */
+export function setBar(bar, fraction) {
+  const known = typeof fraction === 'number';
+  const value = known ? Math.min(1, Math.max(0, fraction)) : 0;
+  const fill = /** @type {HTMLElement} */ (bar.firstElementChild);
+  const transform = `scaleX(${value})`;
+  if (fill.style.transform !== transform) fill.style.transform = transform;
+  setAttr(bar, 'aria-valuenow', known ? String(Math.round(value * 100)) : null);
+  setAttr(bar, 'aria-valuetext', known ? percent(value) : 'unknown');
+  setAttr(bar, 'data-value', known ? String(value) : null);
+}
+
+/**
+ * @param {string} role `progressbar` or `meter`
+ * @param {string} label accessible name
+ * @param {string} [extra] more classes
+ * @returns {HTMLElement}
+ */
+export function makeBar(role, label, extra = '') {
+  return h(
+    'div',
+    { class: `bar ${extra}`.trim(), role, 'aria-label': label, 'aria-valuemin': '0', 'aria-valuemax': '100' },
+    h('span', { class: 'bar-fill' }),
+  );
+}
+
+/**
+ * @param {{sections?: Array<{subtasks: Array<{done: boolean}>}>}} task
+ * @returns {[number, number]} done, total
+ */
+export function checklistCount(task) {
+  let done = 0;
+  let total = 0;
+  for (const section of task.sections ?? []) {
+    for (const subtask of section.subtasks) {
+      total += 1;
+      if (subtask.done) done += 1;
+    }
+  }
+  return [done, total];
+}
+
+export class TaskCard {
+  /** @param {string} taskId */
+  constructor(taskId) {
+    const titleId = `card-${taskId}`;
+    this.link = h('a', { href: `#/tasks/${encodeURIComponent(taskId)}`, class: 'task-link' });
+    this.status = h('span', { class: 'status-badge' });
+    this.priority = h('span', { class: 'priority' });
+    this.progress = makeBar('progressbar', 'Progress');
+    this.progressText = h('dd', { class: 'fact-progress' });
+    this.confidence = makeBar('meter', 'Confidence', 'meter bar-small');
+    this.confidenceText = h('span', { class: 'fact-confidence-value' });
+    this.agent = h('dd', { class: 'fact-agent' });
+    this.activity = h('time', { class: 'fact-activity' });
+    this.checklist = h('dd', { class: 'fact-checklist' });
+    this.tags = h('ul', { class: 'tags', 'aria-label': 'Tags' });
+    this.element = h(
+      'li',
+      { class: 'task-card', dataset: { taskId } },
+      h(
+        'article',
+        { 'aria-labelledby': titleId },
+        h('div', { class: 'task-card-head' }, h('h3', { id: titleId, class: 'task-title' }, this.link), this.status),
+        this.progress,
+        h(
+          'dl',
+          { class: 'facts' },
+          h('div', {}, h('dt', {}, 'Progress'), this.progressText),
+          h('div', {}, h('dt', {}, 'Confidence'), h('dd', { class: 'fact-confidence' }, this.confidence, this.confidenceText)),
+          h('div', {}, h('dt', {}, 'Agent'), this.agent),
+          h('div', {}, h('dt', {}, 'Last activity'), h('dd', {}, this.activity)),
+          h('div', {}, h('dt', {}, 'Checklist'), this.checklist),
+          h('div', {}, h('dt', {}, 'Priority'), h('dd', {}, this.priority)),
+        ),
+        this.tags,
+      ),
+    );
+    this.tagText = null;
+  }
+
+  /**
+   * @param {Record<string, any>} task with `lastActivity`
+   * @param {import('./agents.js').AgentDirectory} agents
+   */
+  update(task, agents) {
+    setText(this.link, task.title);
+    setAttr(this.element, 'data-status', task.status);
+    setAttr(this.status, 'data-status', task.status);
+    setText(this.status, STATUS_LABELS[task.status] ?? task.status);
+    setAttr(this.priority, 'data-priority', task.priority);
+    setText(this.priority, task.priority);
+    setBar(this.progress, task.progress);
+    setText(this.progressText, percent(task.progress));
+    setBar(this.confidence, task.confidence);
+    setText(this.confidenceText, percent(task.confidence));
+    const agent = agents.get(task.assigned_agent_id);
+    const agentText = task.assigned_agent_id
+      ? `${agents.name(task.assigned_agent_id)}${agent ? ` · ${AGENT_STATUS_LABELS[agent.status] ?? agent.status}` : ''}`
+      : 'Unassigned';
+    setText(this.agent, agentText);
+    setAttr(this.agent, 'data-agent-status', agent ? agent.status : null);
+    const [done, total] = checklistCount(task);
+    setText(this.checklist, total ? `${done}/${total}` : '—');
+    this.touch(task);
+    const tagText = (task.tags ?? []).join('\u0000');
+    if (tagText !== this.tagText) {
+      this.tagText = tagText;
+      this.tags.replaceChildren(...(task.tags ?? []).map((tag) => h('li', { class: 'tag' }, tag)));
+      this.tags.hidden = !(task.tags ?? []).length;
+    }
+  }
+
+  /**
+   * Refresh only the "last activity" text (it ages while nothing happens).
+   * @param {Record<string, any>} task
+   */
+  touch(task) {
+    setAttr(this.activity, 'datetime', task.lastActivity);
+    setText(this.activity, relativeTime(task.lastActivity));
+  }
+}

@@ -1,0 +1,192 @@
+/**
+ * The top of the task detail panel: title, status, priority and agent badges, description
+ * (with its edit form), progress with the latest message, confidence, the start / pause /
+ * resume / cancel buttons and the export links. It shows the task it is given and reports
+ * the task the server answers after an edit or a control (the live stream confirms it too).
+ * @module task-header
+ */
+
+import { api } from './api.js';
+import { $, setAttr, setText } from './dom.js';
+import { AGENT_STATUS_LABELS, STATUS_LABELS, percent } from './format.js';
+import { setBar } from './task-card.js';
+
+/** Which control buttons a status allows (the server's state machine decides in the end). */
+const CONTROLS = {
+  start: ['pending', 'failed'],
+  pause: ['in_progress'],
+  resume: ['paused'],
+  cancel: ['pending', 'in_progress', 'paused'],
+};
+
+export class TaskHeader {
+  /**
+   * @param {HTMLElement} root the detail view
+   * @param {{agents: import('./agents.js').AgentDirectory,
+   *   notices: import('./notices.js').Notices,
+   *   task: () => Record<string, any>|null,
+   *   onChanged: (task: Record<string, any>) => void}} hooks
+   */
+  constructor(root, hooks) {
+    this.hooks = hooks;
+    this.el = {
+      title: $('#detail-title', root),
+      status: $('#detail-status', root),
+      priority: $('#detail-priority', root),
+      agent: $('#detail-agent', root),
+      description: $('#detail-description', root),
+      progress: $('#detail-progress', root),
+      progressValue: $('#detail-progress-value', root),
+      progressMessage: $('#detail-progress-message', root),
+      confidence: $('#detail-confidence', root),
+      confidenceValue: $('#detail-confidence-value', root),
+      controls: $('#controls', root),
+      exports: $('#exports', root),
+      editButton: $('#edit-button', root),
+      editForm: /** @type {HTMLFormElement} */ ($('#edit-form', root)),
+      editTitle: /** @type {HTMLInputElement} */ ($('#edit-title', root)),
+      editDescription: /** @type {HTMLTextAreaElement} */ ($('#edit-description', root)),
+      editCancel: $('#edit-cancel', root),
+    };
+    this.editing = false;
+    this.wire();
+  }
+
+  /** @returns {string} the API path of the task shown */
+  base() {
+    return `/api/v1/tasks/${encodeURIComponent(this.hooks.task().id)}`;
+  }
+
+  /**
+   * Prepare for another task: the export links point at it, the edit form closes, the
+   * buttons wait until the task is loaded.
+   * @param {string} taskId
+   */
+  reset(taskId) {
+    for (const link of this.el.exports.querySelectorAll('a[data-format]')) {
+      link.setAttribute('href', `/api/v1/tasks/${encodeURIComponent(taskId)}/export/${link.dataset.format}`);
+    }
+    for (const button of this.el.controls.querySelectorAll('button')) button.disabled = true;
+    this.editing = false;
+    this.el.editForm.hidden = true;
+    this.el.editButton.setAttribute('aria-expanded', 'false');
+    setText(this.el.title, 'Loading…');
+  }
+
+  /**
+   * Show a task.
+   * @param {Record<string, any>} task
+   * @param {{progressMessage: string, gone: boolean}} extra
+   */
+  show(task, { progressMessage, gone }) {
+    const agents = this.hooks.agents;
+    setText(this.el.title, task.title);
+    setAttr(this.el.status, 'data-status', task.status);
+    setText(this.el.status, STATUS_LABELS[task.status] ?? task.status);
+    setAttr(this.el.priority, 'data-priority', task.priority);
+    setText(this.el.priority, `${task.priority} priority`);
+    const agent = agents.get(task.assigned_agent_id);
+    const agentStatus = agent ? AGENT_STATUS_LABELS[agent.status] ?? agent.status : '…';
+    setText(
+      this.el.agent,
+      task.assigned_agent_id ? `${agents.name(task.assigned_agent_id)} · ${agentStatus}` : 'No agent',
+    );
+    setAttr(this.el.agent, 'data-status', agent?.status ?? 'none');
+    setText(this.el.description, task.description || 'No description.');
+    this.el.description.classList.toggle('muted', !task.description);
+    setBar(this.el.progress, task.progress);
+    setText(this.el.progressValue, percent(task.progress));
+    setText(this.el.progressMessage, progressMessage);
+    setBar(this.el.confidence, task.confidence);
+    setText(this.el.confidenceValue, percent(task.confidence));
+    for (const button of this.el.controls.querySelectorAll('button[data-action]')) {
+      button.disabled = gone || !CONTROLS[button.dataset.action].includes(task.status);
+    }
+  }
+
+  /** @private */
+  wire() {
+    this.el.controls.addEventListener('click', (event) => {
+      const button = /** @type {HTMLElement} */ (event.target).closest('button[data-action]');
+      if (button) this.control(button.dataset.action);
+    });
+    this.el.editButton.addEventListener('click', () => (this.editing ? this.stopEditing() : this.startEditing()));
+    this.el.editCancel.addEventListener('click', () => this.stopEditing());
+    this.el.editForm.addEventListener('keydown', (event) => {
+      if (event.key === 'Escape') {
+        event.stopPropagation();
+        this.stopEditing();
+      }
+    });
+    this.el.editForm.addEventListener('submit', (event) => {
+      event.preventDefault();
+      this.saveEdit();
+    });
+  }
+
+  /** @private */
+  startEditing() {
+    const task = this.hooks.task();
+    if (!task) return;
+    this.editing = true;
+    this.el.editTitle.value = task.title;
+    this.el.editDescription.value = task.description ?? '';
+    this.el.editForm.hidden = false;
+    this.el.editButton.setAttribute('aria-expanded', 'true');
+    this.el.editTitle.focus();
+  }
+
+  /** @private */
+  stopEditing() {
+    this.editing = false;
+    this.el.editForm.hidden = true;
+    this.el.editButton.setAttribute('aria-expanded', 'false');
+    this.el.editButton.focus();
+  }
+
+  /** @private PATCH the title and description. */
+  async saveEdit() {
+    const title = this.el.editTitle.value.trim();
+    if (!title) {
+      this.hooks.notices.error('Could not save', 'the title cannot be empty');
+      this.el.editTitle.focus();
+      return;
+    }
+    const button = this.el.editForm.querySelector('button[type="submit"]');
+    button.disabled = true;
+    try {
+      const task = await api(this.base(), {
+        method: 'PATCH',
+        body: { title, description: this.el.editDescription.value },
+      });
+      this.hooks.onChanged(task);
+      this.stopEditing();
+    } catch (error) {
+      this.hooks.notices.error('Could not save the title and description', error);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  /**
+   * @private Start, pause, resume or cancel the task (and tell its agent).
+   * @param {string} action
+   */
+  async control(action) {
+    for (const button of this.el.controls.querySelectorAll('button')) button.disabled = true;
+    const before = this.hooks.task();
+    try {
+      const task = action === 'start'
+        ? await api(this.base(), { method: 'PATCH', body: { status: 'in_progress' } })
+        : await api(`${this.base()}/${action}`, { method: 'POST' });
+      const { delivered, ...fields } = task;
+      this.hooks.onChanged({ ...before, ...fields });
+      if (delivered === false && task.assigned_agent_id) {
+        this.hooks.notices.info(`Done; the agent is told to ${action} when it connects.`);
+      }
+    } catch (error) {
+      this.hooks.notices.error(`Could not ${action} the task`, error);
+      this.hooks.onChanged(before); // puts the buttons back as the status allows
+    }
+  }
+}

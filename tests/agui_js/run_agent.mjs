@@ -1,0 +1,52 @@
+// Drives the official AG-UI JavaScript client (@ag-ui/client HttpAgent) against Taskline.
+//
+//   node run_agent.mjs run   <url> <threadId> <user message>   POST RunAgentInput, runAgent()
+//   node run_agent.mjs watch <url> <threadId>                  GET the watch stream instead
+//
+// Prints one JSON object on stdout: the events the client accepted (after its schema stage
+// and verifier), its final state and messages, the run result, the console warnings and
+// errors it logged, and the error that made runAgent() reject (null when it resolved).
+import { HttpAgent } from "@ag-ui/client";
+
+const [mode, url, threadId, text] = process.argv.slice(2);
+const warnings = [];
+const errors = [];
+const keep = (list) => (...args) => list.push(args.map((a) => (a instanceof Error ? a.message : typeof a === "string" ? a : JSON.stringify(a))).join(" "));
+console.warn = keep(warnings);
+console.error = keep(errors);
+console.log = keep(warnings); // the client never logs on the happy path
+
+// HttpAgent only POSTs; the watch endpoint is a GET without a body.
+class WatchAgent extends HttpAgent {
+  requestInit() {
+    return { method: "GET", headers: { Accept: "text/event-stream" }, signal: this.abortController.signal };
+  }
+}
+
+const Agent = mode === "watch" ? WatchAgent : HttpAgent;
+const agent = new Agent({
+  url,
+  threadId,
+  initialMessages: text ? [{ id: "user-1", role: "user", content: text }] : [],
+});
+const events = [];
+let outcome = null;
+let failure = null;
+const timer = setTimeout(() => { failure = "timeout"; agent.abortRun(); }, 60_000);
+try {
+  outcome = await agent.runAgent({}, { onEvent: ({ event }) => { events.push(event); } });
+} catch (error) {
+  failure = error instanceof Error ? error.message : String(error);
+}
+clearTimeout(timer);
+process.stdout.write(JSON.stringify({
+  events: events.map((e) => e.type),
+  first: events[0] ?? null,
+  last: events[events.length - 1] ?? null,
+  state: agent.state,
+  messages: agent.messages,
+  result: outcome ? outcome.result ?? null : null,
+  warnings,
+  errors,
+  failure,
+}) + "\n");

@@ -1,0 +1,215 @@
+"""POST /api/v1/agui: AG-UI runs served by the built-in agent or by a connected agent."""
+
+import asyncio
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+from ag_ui.core import Event
+from pydantic import TypeAdapter
+
+from taskline.agui.gateway import task_id_for_thread
+from tests.support.server import LiveServer
+from tests.support.ws import open_ws
+
+EVENTS: TypeAdapter[Any] = TypeAdapter(Event)
+
+
+def run_input(thread_id: str, text: str, run_id: str | None = None) -> dict[str, Any]:
+    return {
+        "threadId": thread_id,
+        "runId": run_id or str(uuid.uuid4()),
+        "state": {},
+        "messages": [{"id": "u1", "role": "user", "content": text}],
+        "tools": [],
+        "context": [],
+        "forwardedProps": {},
+    }
+
+
+def parse_sse(text: str) -> list[dict[str, Any]]:
+    """Every frame of a complete AG-UI body, checked: LF framing, valid, camelCase, int ts."""
+    assert "\r" not in text and text.endswith("\n\n")
+    frames = []
+    for block in text.split("\n\n")[:-1]:
+        lines = [line for line in block.split("\n") if line.startswith("data: ")]
+        if not lines:
+            continue  # a comment (heartbeat)
+        data = json.loads(lines[0].removeprefix("data: "))
+        EVENTS.validate_python(data)
+        assert isinstance(data.get("timestamp", 0), int)
+        assert "_" not in "".join(data)
+        frames.append(data)
+    return frames
+
+
+async def post_run(server: LiveServer, body: Any, timeout: float = 60) -> list[dict[str, Any]]:
+    async with httpx.AsyncClient(base_url=server.url, timeout=timeout) as http:
+        response = await http.post("/api/v1/agui", json=body)
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"].startswith("text/event-stream")
+        return parse_sse(response.text)
+
+
+def folder(tmp_path: Path) -> Path:
+    root = tmp_path / "docs"
+    root.mkdir()
+    (root / "a.md").write_text("# A\n\nTODO: write more.\n")
+    (root / "b.txt").write_text("FIXME later\nplain text\n")
+    return root
+
+
+def test_thread_ids_map_to_task_ids() -> None:
+    assert task_id_for_thread("task_abc123") == "task_abc123"
+    derived = task_id_for_thread("0b6a-UUID")
+    assert derived.startswith("task_") and derived == task_id_for_thread("0b6a-UUID")
+
+
+async def test_builtin_agent_reviews_a_folder(server: LiveServer, tmp_path: Path) -> None:
+    """A folder as the last user message: the built-in agent reviews it; the stream opens with
+    RUN_STARTED (echoing the ids), ends with RUN_FINISHED carrying the report, then ends."""
+    root = folder(tmp_path)
+    thread = str(uuid.uuid4())
+    body = run_input(thread, str(root))
+    frames = await post_run(server, body)
+    types = [f["type"] for f in frames]
+    assert types[0] == "RUN_STARTED" and types.count("RUN_STARTED") == 1
+    assert frames[0]["threadId"] == thread and frames[0]["runId"] == body["runId"]
+    assert frames[0]["protocolVersion"] == "1.0"
+    assert types[-1] == "RUN_FINISHED" and "RUN_ERROR" not in types
+    assert frames[-1]["threadId"] == thread and frames[-1]["runId"] == body["runId"]
+    assert "TOOL_CALL_START" in types and "STATE_SNAPSHOT" in types
+    task_id = task_id_for_thread(thread)
+    with httpx.Client(base_url=server.url) as http:
+        task = http.get(f"/api/v1/tasks/{task_id}").json()
+        assert task["status"] == "completed" and task["title"] == str(root)[:200]
+        assert frames[-1]["result"] == task["result"]
+        events = http.get(f"/api/v1/tasks/{task_id}/events").json()["events"]
+        assert {e["run_id"] for e in events if e["event_type"] == "task_started"} == {body["runId"]}
+
+    # a question about the last report is answered from it, in one text message
+    question = run_input(thread, "How many TODO markers?")
+    answer = await post_run(server, question)
+    assert [f["type"] for f in answer] == [
+        "RUN_STARTED",
+        "STATE_SNAPSHOT",
+        "TEXT_MESSAGE_START",
+        "TEXT_MESSAGE_CONTENT",
+        "TEXT_MESSAGE_END",
+        "RUN_FINISHED",
+    ]
+    assert "TODO" in answer[3]["delta"]
+
+    # a completed task cannot be reviewed again: a RUN_ERROR says why, no hang
+    again = await post_run(server, run_input(thread, str(root)))
+    assert [f["type"] for f in again] == ["RUN_STARTED", "RUN_ERROR"]
+    assert "built-in agent failed" in again[-1]["message"]
+
+
+async def test_no_agent_and_nothing_to_do_is_a_run_error(sqlite_server: LiveServer) -> None:
+    frames = await post_run(sqlite_server, run_input("task_nothing1", "hello there"))
+    assert [f["type"] for f in frames] == ["RUN_STARTED", "RUN_ERROR"]
+    assert frames[1]["code"] == "no_agent" and "No agent is connected" in frames[1]["message"]
+    with httpx.Client(base_url=sqlite_server.url) as http:
+        assert http.get("/api/v1/tasks/task_nothing1").json()["title"] == "hello there"
+
+
+def test_invalid_run_input_is_a_422_problem(sqlite_server: LiveServer) -> None:
+    with httpx.Client(base_url=sqlite_server.url) as http:
+        response = http.post("/api/v1/agui", json={"threadId": "t", "messages": []})
+        assert response.status_code == 422
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert "runId" in response.json()["detail"]
+        response = http.post("/api/v1/agui", content=b"not json")
+        assert response.status_code == 422
+
+
+async def test_a_connected_agent_serves_the_run_and_its_loss_fails_it(
+    server: LiveServer,
+) -> None:
+    """The task's connected agent gets a ``run`` command with the RunAgentInput; its events
+    stream back; when it disconnects mid-run the stream ends with RUN_ERROR and the task is
+    failed with the reason."""
+    http = httpx.Client(base_url=server.url, timeout=10)
+    task_id = http.post("/api/v1/tasks/", json={"title": "ext", "assigned_agent_id": None}).json()[
+        "id"
+    ]
+    url = f"{server.ws_url}/ws/agents/agent_ext?name=Ext"
+    async with open_ws(url) as ws:
+        json.loads(await ws.recv())  # welcome
+        http.patch(f"/api/v1/tasks/{task_id}", json={"assigned_agent_id": "agent_ext"})
+        body = run_input(task_id, "do it")
+        runner = asyncio.create_task(post_run(server, body))
+        command: dict[str, Any] = {}
+        while command.get("command") != "run":
+            command = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert command["run"]["runId"] == body["runId"]
+        assert command["run"]["messages"][0]["content"] == "do it"
+        run_id = body["runId"]
+        events = [
+            {"event_type": "task_started", "run_id": run_id},
+            {"event_type": "message.start", "run_id": run_id, "data": {"message_id": "m1"}},
+            {
+                "event_type": "message.delta",
+                "run_id": run_id,
+                "data": {"message_id": "m1", "delta": "Working"},
+            },
+        ]
+        publish = {"type": "publish", "batch_id": "b1", "task_id": task_id, "events": events}
+        await ws.send(json.dumps(publish))
+        while json.loads(await asyncio.wait_for(ws.recv(), 10)).get("type") != "ack":
+            pass
+        await asyncio.sleep(0.3)
+    frames = await asyncio.wait_for(runner, 20)
+    types = [f["type"] for f in frames]
+    assert types == ["RUN_STARTED", "TEXT_MESSAGE_START", "TEXT_MESSAGE_CONTENT", "RUN_ERROR"]
+    assert "agent_ext disconnected" in frames[-1]["message"]
+    task = http.get(f"/api/v1/tasks/{task_id}").json()
+    assert task["status"] == "failed"
+    failed = http.get(f"/api/v1/tasks/{task_id}/events", params={"types": "task_failed"}).json()[
+        "events"
+    ]
+    assert "agent_ext disconnected" in failed[-1]["data"]["error"]
+    http.close()
+
+
+async def test_a_connected_agent_publishing_agui_events_finishes_the_run(
+    sqlite_server: LiveServer,
+) -> None:
+    """An agent answering the ``run`` command with AG-UI events (``?format=agui``, no run id)
+    completes the run: the client gets them and one RUN_FINISHED echoing its ids."""
+    http = httpx.Client(base_url=sqlite_server.url, timeout=10)
+    task_id = http.post("/api/v1/tasks/", json={"title": "ext"}).json()["id"]
+    async with open_ws(f"{sqlite_server.ws_url}/ws/agents/agent_agui") as ws:
+        json.loads(await ws.recv())  # welcome
+        http.patch(f"/api/v1/tasks/{task_id}", json={"assigned_agent_id": "agent_agui"})
+        body = run_input(task_id, "hi")
+        runner = asyncio.create_task(post_run(sqlite_server, body))
+        command: dict[str, Any] = {}
+        while command.get("command") != "run":
+            command = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        events = [
+            {"type": "RUN_STARTED", "threadId": "own", "runId": "own-run"},
+            {"type": "TEXT_MESSAGE_START", "messageId": "a1", "role": "assistant"},
+            {"type": "TEXT_MESSAGE_CONTENT", "messageId": "a1", "delta": "Hello"},
+            {"type": "TEXT_MESSAGE_END", "messageId": "a1"},
+            {"type": "RUN_FINISHED", "threadId": "own", "runId": "own-run", "result": "ok"},
+        ]
+        posted = http.post(
+            f"/api/v1/tasks/{task_id}/events", params={"format": "agui"}, json=events
+        )
+        assert posted.status_code == 200, posted.text
+        frames = await asyncio.wait_for(runner, 20)
+    assert [f["type"] for f in frames] == [
+        "RUN_STARTED",
+        "TEXT_MESSAGE_START",
+        "TEXT_MESSAGE_CONTENT",
+        "TEXT_MESSAGE_END",
+        "RUN_FINISHED",
+    ]
+    assert frames[-1]["threadId"] == task_id and frames[-1]["runId"] == body["runId"]
+    assert frames[-1]["result"] == "ok"
+    assert http.get(f"/api/v1/tasks/{task_id}").json()["status"] == "completed"
+    http.close()

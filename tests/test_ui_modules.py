@@ -1,0 +1,170 @@
+"""The UI's pure modules, run in Chromium: JSON Patch (RFC 6902's own examples), backoff,
+problem messages, event summaries."""
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tests.support.browser import (
+    browser_fixture,  # noqa: F401 (fixture)
+    page_factory_fixture,  # noqa: F401 (fixture)
+    playwright_api,
+)
+from tests.support.server import LiveServer
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+playwright_api()
+NewPage = Callable[..., "Page"]
+
+# RFC 6902 Appendix A: (document, patch, expected result or None when it must fail)
+RFC_6902_EXAMPLES: list[tuple[Any, list[dict[str, Any]], Any]] = [
+    ({"foo": "bar"}, [{"op": "add", "path": "/baz", "value": "qux"}], {"baz": "qux", "foo": "bar"}),
+    (
+        {"foo": ["bar", "baz"]},
+        [{"op": "add", "path": "/foo/1", "value": "qux"}],
+        {"foo": ["bar", "qux", "baz"]},
+    ),
+    ({"baz": "qux", "foo": "bar"}, [{"op": "remove", "path": "/baz"}], {"foo": "bar"}),
+    ({"foo": ["bar", "qux", "baz"]}, [{"op": "remove", "path": "/foo/1"}], {"foo": ["bar", "baz"]}),
+    (
+        {"baz": "qux", "foo": "bar"},
+        [{"op": "replace", "path": "/baz", "value": "boo"}],
+        {"baz": "boo", "foo": "bar"},
+    ),
+    (
+        {"foo": {"bar": "baz", "waldo": "fred"}, "qux": {"corge": "grault"}},
+        [{"op": "move", "from": "/foo/waldo", "path": "/qux/thud"}],
+        {"foo": {"bar": "baz"}, "qux": {"corge": "grault", "thud": "fred"}},
+    ),
+    (
+        {"foo": ["all", "grass", "cows", "eat"]},
+        [{"op": "move", "from": "/foo/1", "path": "/foo/3"}],
+        {"foo": ["all", "cows", "eat", "grass"]},
+    ),
+    (
+        {"baz": "qux", "foo": ["a", 2, "c"]},
+        [
+            {"op": "test", "path": "/baz", "value": "qux"},
+            {"op": "test", "path": "/foo/1", "value": 2},
+        ],
+        {"baz": "qux", "foo": ["a", 2, "c"]},
+    ),
+    ({"baz": "qux"}, [{"op": "test", "path": "/baz", "value": "bar"}], None),
+    (
+        {"foo": "bar"},
+        [{"op": "add", "path": "/child", "value": {"grandchild": {}}}],
+        {"foo": "bar", "child": {"grandchild": {}}},
+    ),
+    ({"foo": "bar"}, [{"op": "add", "path": "/baz/bat", "value": "qux"}], None),
+    ({"/": 9, "~1": 10}, [{"op": "test", "path": "/~01", "value": 10}], {"/": 9, "~1": 10}),
+    ({"/": 9, "~1": 10}, [{"op": "test", "path": "/~01", "value": "10"}], None),
+    (
+        {"foo": ["bar"]},
+        [{"op": "add", "path": "/foo/-", "value": ["abc", "def"]}],
+        {"foo": ["bar", ["abc", "def"]]},
+    ),
+    ({"foo": ["bar"]}, [{"op": "add", "path": "/foo/5", "value": 1}], None),
+    ({"foo": 1}, [{"op": "replace", "path": "/missing", "value": 1}], None),
+    (
+        {"a": {"b": 1}},
+        [{"op": "copy", "from": "/a", "path": "/c"}, {"op": "replace", "path": "/c/b", "value": 2}],
+        {"a": {"b": 1}, "c": {"b": 2}},
+    ),
+    ({"a": 1}, [{"op": "replace", "path": "", "value": [1]}], [1]),
+    ({"a": {"b": {}}}, [{"op": "move", "from": "/a", "path": "/a/b/c"}], None),
+]
+
+
+@pytest.fixture
+def page(sqlite_server: LiveServer, new_page: NewPage) -> "Page":
+    return new_page(f"{sqlite_server.url}/ui/")
+
+
+def test_json_patch_follows_rfc_6902(page: "Page") -> None:
+    """Every example of RFC 6902 Appendix A applies (or fails) as the RFC says; a failed patch
+    leaves the document untouched."""
+    results = page.evaluate(
+        """async (cases) => {
+            const { applyPatch, PatchError } = await import('/ui/js/json-patch.js');
+            return cases.map(([doc, patch]) => {
+                const before = JSON.stringify(doc);
+                const same = () => JSON.stringify(doc) === before;
+                try { return { ok: applyPatch(doc, patch), same: same() }; }
+                catch (e) { return { error: e instanceof PatchError, same: same() }; }
+            });
+        }""",
+        [[doc, patch] for doc, patch, _ in RFC_6902_EXAMPLES],
+    )
+    for (doc, patch, expected), result in zip(RFC_6902_EXAMPLES, results, strict=True):
+        assert result["same"], f"input changed by {patch}"
+        if expected is None:
+            assert result.get("error") is True, f"{patch} on {doc} should fail, got {result}"
+        else:
+            assert result.get("ok") == expected, f"{patch} on {doc}"
+
+
+def test_backoff_grows_exponentially_with_jitter_and_a_cap(page: "Page") -> None:
+    """Delays double per failure, stay within [ceiling/2, ceiling], and stop at the cap."""
+    delays = page.evaluate(
+        """async () => {
+            const { backoffDelay } = await import('/ui/js/live-socket.js');
+            const low = (n) => backoffDelay(n, { random: () => 0 });
+            const high = (n) => backoffDelay(n, { random: () => 1 });
+            return [1, 2, 3, 4, 5, 6, 7, 8, 20].map((n) => [low(n), high(n)]);
+        }"""
+    )
+    ceilings = [500, 1000, 2000, 4000, 8000, 15000, 15000, 15000, 15000]
+    assert delays == [[c // 2, c] for c in ceilings]
+
+
+def test_problem_details_become_readable_sentences(page: "Page") -> None:
+    """The message shown for a failed request is the problem's detail (plus allowed moves)."""
+    texts = page.evaluate(
+        """async () => {
+            const { describeProblem } = await import('/ui/js/api.js');
+            return [
+                describeProblem(404, 'Not Found',
+                                {title: 'Not found', detail: "task 'x' does not exist"}),
+                describeProblem(409, 'Conflict', {detail: 'cannot move from completed to paused',
+                                                  allowed: ['pending']}),
+                describeProblem(502, 'Bad Gateway', '<html>proxy</html>'),
+            ];
+        }"""
+    )
+    assert texts == [
+        "task 'x' does not exist",
+        "cannot move from completed to paused (allowed: pending)",
+        "The server answered 502 Bad Gateway.",
+    ]
+
+
+def test_event_summaries_and_groups(page: "Page") -> None:
+    """Timeline lines say what happened; filter groups place each type."""
+    lines = page.evaluate(
+        """async () => {
+            const { summarize, groupOf } = await import('/ui/js/event-summary.js');
+            const events = [
+                {event_type: 'progress_update',
+                 data: {progress: 0.75, message: 'Halfway', confidence: 0.8}},
+                {event_type: 'tool_call.end',
+                 data: {tool_call_id: 'c1', name: 'grep', duration_ms: 2500}},
+                {event_type: 'tool_call.end', data: {tool_call_id: 'c2', error: 'boom'}},
+                {event_type: 'state.patch', data: {version: 3, patch: [{op: 'add', path: '/a'}]}},
+                {event_type: 'custom',
+                 data: {name: 'task_message', value: {author: 'ana', content: 'hi'}}},
+                {event_type: 'task_paused', data: {}},
+            ];
+            return events.map((e) => [summarize(e), groupOf(e)]);
+        }"""
+    )
+    assert lines == [
+        ["75% — Halfway (confidence 80%)", "progress"],
+        ["grep done in 2.5 s", "tools"],
+        ["c2 failed: boom", "tools"],
+        ["version 3: add /a", "state"],
+        ["ana: hi", "messages"],
+        ["→ Paused", "task"],
+    ]

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from taskline.app import create_app
 from taskline.realtime import ConnectionManager
+from taskline.realtime.agents import AgentHub
 from taskline.settings import Settings
 
 __all__ = ["TasklineServer", "build_server"]
@@ -29,6 +30,10 @@ class TasklineServer(uvicorn.Server):
         connections: ConnectionManager | None = getattr(self.app.state, "connections", None)
         if connections is not None:
             await connections.stop()
+        agents: AgentHub | None = getattr(self.app.state, "agents", None)
+        if agents is not None:
+            # agents are told 1001 and keep their status: a restart is not the agent leaving
+            await agents.stop()
         await super().shutdown(sockets)
 
 
@@ -44,7 +49,8 @@ def build_server(settings: Settings, **config: object) -> TasklineServer:
         "port": settings.port,
         "log_level": settings.log_level,
         "ws_per_message_deflate": False,
-        "ws_max_size": settings.ws_max_message_bytes * 4,
+        # agents publish batches over WebSocket: allow frames as large as an HTTP body
+        "ws_max_size": max(settings.max_body_bytes, settings.ws_max_message_bytes) + 4096,
     }
     options.update(config)
     return TasklineServer(uvicorn.Config(app, **options), app)  # type: ignore[arg-type]

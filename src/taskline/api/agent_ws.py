@@ -54,7 +54,7 @@ async def agent_socket(websocket: WebSocket, agent_id: str) -> None:
             text = message.get("text")
             if text is None:
                 text = (message.get("bytes") or b"").decode("utf-8", "replace")
-            if len(text) > max_bytes:
+            if len(text) > max_bytes and len(text.encode()) > max_bytes:
                 await hub.disconnect(agent_id, 1009, f"frames are limited to {max_bytes} bytes")
                 return
             await _handle(hub, ingest, agent_id, text)

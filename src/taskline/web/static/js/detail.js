@@ -96,10 +96,12 @@ export class TaskDetail {
       },
     );
     this.jsonView = new JsonView($('#state-view', root));
-    /** Scroll boxes that follow their newest item, settled at the end of each frame. */
-    this.followers = ['#timeline-scroll', '.conversation-box', '.tool-calls-box'].map(
-      (selector) => new Follow($(selector, root)),
-    );
+    /** Scroll boxes that stay on their newest item while the person is there. */
+    this.followers = [
+      ['#timeline-scroll', '#timeline'],
+      ['.conversation-box', '#conversation'],
+      ['.tool-calls-box', '#tool-calls'],
+    ].map(([box, content]) => new Follow($(box, root), $(content, root)));
     this.frame = new FrameScheduler(() => this.flush());
     this.session = 0;
     this.taskId = null;
@@ -328,7 +330,6 @@ export class TaskDetail {
     this.conversation.render();
     this.toolCalls.render();
     this.timeline.render();
-    for (const follower of this.followers) follower.settle();
     if (debug.onCommit && events.length) debug.onCommit(events);
   }
 

@@ -2,10 +2,10 @@
  * Keep a scroll box on its newest (last) item while the person is there: if they scroll up
  * to read, it stays where they put it; back at the bottom, it follows again.
  *
- * Whether to follow is learnt from scroll events (layout is clean then); the box is moved
- * only in {@link Follow#settle}, called once at the end of a frame's DOM writes, so a frame
- * lays out once. Rows removed above the view while reading are handled by the browser's
- * scroll anchoring.
+ * Nothing here forces a layout: whether to follow is learnt from scroll events, and the box
+ * is moved from a ResizeObserver on its content, whose callbacks run after the browser's own
+ * layout of the frame, when sizes are known. Items removed above the view while the person
+ * reads are handled by the browser's scroll anchoring.
  * @module follow
  */
 
@@ -13,8 +13,11 @@
 const SLACK = 8;
 
 export class Follow {
-  /** @param {HTMLElement} box a scrolling element */
-  constructor(box) {
+  /**
+   * @param {HTMLElement} box a scrolling element
+   * @param {HTMLElement} content the element inside it that grows
+   */
+  constructor(box, content) {
     this.box = box;
     this.following = true;
     box.addEventListener(
@@ -24,15 +27,13 @@ export class Follow {
       },
       { passive: true },
     );
+    new ResizeObserver(() => {
+      if (this.following) box.scrollTop = box.scrollHeight;
+    }).observe(content);
   }
 
   /** Follow again (e.g. after the list was rebuilt for a new task or filter). */
   reset() {
     this.following = true;
-  }
-
-  /** After the frame's DOM writes: show the newest item if following. */
-  settle() {
-    if (this.following) this.box.scrollTop = this.box.scrollHeight;
   }
 }

@@ -6,8 +6,8 @@
  * Rendering is incremental: a frame that only adds events appends their rows; the oldest
  * rows are trimmed in chunks of {@link TRIM_CHUNK} (removing rows at the top moves every row,
  * which costs a repaint of the list: once per chunk, not every frame). A filter change or
- * older events rebuild the list. Rendering only writes; the detail panel scrolls the box to
- * the newest row afterwards (follow.js), when the person has not scrolled away.
+ * older events rebuild the list. Rendering only writes (never reads layout); the box follows
+ * the newest row by itself (follow.js) unless the person scrolled away.
  * @module timeline
  */
 

@@ -591,3 +591,23 @@ def test_sdk_reads_answers_that_are_not_problem_json() -> None:
         with pytest.raises(UnexpectedResponseError, match="not a Task"):
             client.get_task("task_x")
         assert client.export("csv") == ("passwd", b"x")
+
+
+def test_message_pause_resume_cancel_talk_to_the_task(sqlite_server: LiveServer) -> None:
+    """tasks message|pause|resume|cancel change the task and say whether an agent got it."""
+    runner = CliRunner()
+    url = ["--url", sqlite_server.url]
+    with httpx.Client(base_url=sqlite_server.url) as http:
+        task_id = http.post("/api/v1/tasks/", json={"title": "t", "status": "in_progress"}).json()[
+            "id"
+        ]
+    result = runner.invoke(taskline, [*url, "tasks", "message", task_id, "hello"])
+    assert result.exit_code == 0, result.output
+    assert "posted" in result.output and "queued" in result.output
+    paused = runner.invoke(taskline, [*url, "tasks", "pause", task_id, "--json"])
+    assert paused.exit_code == 0 and json.loads(paused.output)["status"] == "paused"
+    resumed = runner.invoke(taskline, [*url, "tasks", "resume", task_id])
+    assert resumed.exit_code == 0 and "in_progress" in resumed.output
+    assert runner.invoke(taskline, [*url, "tasks", "cancel", task_id]).exit_code == 0
+    refused = runner.invoke(taskline, [*url, "tasks", "pause", task_id])
+    assert refused.exit_code == 6

@@ -234,3 +234,41 @@ def import_tasks(file: IO[bytes], mode: str, as_json: bool) -> None:
         f"imported {summary.get('tasks', 0)} tasks, {summary.get('agents', 0)} agents, "
         f"{summary.get('messages', 0)} messages ({summary.get('replaced', 0)} replaced)"
     )
+
+
+def _delivery(delivered: bool) -> str:
+    return "delivered to the agent" if delivered else "queued for the agent (not connected)"
+
+
+@tasks.command("message")
+@click.argument("task_id")
+@click.argument("text")
+@click.option("--author", default="user", show_default=True, help="Who is writing.")
+@_JSON
+def message_task(task_id: str, text: str, author: str, as_json: bool) -> None:
+    """Post TEXT to the task's thread; the task's agent gets it live (or when it connects)."""
+    posted = open_client().post_message(task_id, text, author=author)
+    if as_json:
+        echo_json(posted.model_dump(mode="json"))
+        return
+    click.echo(f"message {posted.id} posted, {_delivery(posted.delivered)}")
+
+
+def _control_command(name: str, verb: str, summary: str) -> None:
+    @tasks.command(name, help=summary)
+    @click.argument("task_id")
+    @_JSON
+    def command(task_id: str, as_json: bool) -> None:
+        client = open_client()
+        task = getattr(client, name)(task_id)
+        if as_json:
+            echo_json(task.model_dump(mode="json"))
+            return
+        click.echo(
+            f"task {task.id} {verb} (status {task.status.value}), {_delivery(task.delivered)}"
+        )
+
+
+_control_command("pause", "paused", "Pause the task and tell its agent to pause.")
+_control_command("resume", "resumed", "Resume a paused task and tell its agent to go on.")
+_control_command("cancel", "cancelled", "Cancel the task and tell its agent to stop.")

@@ -246,3 +246,30 @@ def test_concurrent_publishers_keep_seqs_gapless(client: httpx.Client, server: L
         ]
     ]
     assert seqs == list(range(1, 1 + 8 * 10 * 5 + 1))
+
+
+async def test_a_task_without_a_log_yet_can_be_followed(tmp_path: Path) -> None:
+    """Imported tasks have no events yet: they can still be subscribed to and read."""
+    first = LiveServer(Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'a.db'}"))
+    second = LiveServer(Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'b.db'}"))
+    first.start()
+    second.start()
+    try:
+        with httpx.Client(base_url=first.url) as a, httpx.Client(base_url=second.url) as b:
+            task_id = new_task(a)
+            assert (
+                b.post(
+                    "/api/v1/tasks/import", content=a.get("/api/v1/tasks/export/json").content
+                ).status_code
+                == 200
+            )
+            assert b.get(f"/api/v1/tasks/{task_id}/events").json()["last_seq"] == 0
+            assert b.get(f"/api/v1/tasks/{task_id}/state").json()["version"] == 0
+            async with open_ws(f"{second.ws_url}/ws/tasks/{task_id}?since=0") as ws:
+                hello = await receive(ws)
+                assert hello["data"]["last_seq"] == 0
+                last = publish_progress(b, task_id, 2)
+                assert [e["seq"] for e in await collect_events(ws, last)] == [1, 2]
+    finally:
+        first.stop()
+        second.stop()

@@ -181,10 +181,15 @@ class EventLog:
     # --- reading ----------------------------------------------------------------------------
 
     async def head(self, task_id: str) -> LogHead:
-        """Return the log's retained range; an unknown task raises :class:`NotFoundError`."""
+        """Return the log's retained range; an unknown task raises :class:`NotFoundError`.
+
+        A task that has no log yet (seeded or imported, not changed since) has an empty one.
+        """
         log = await self.session.get(TaskLogRow, task_id, populate_existing=True)
         if log is None:
-            raise NotFoundError("task", task_id)
+            if await self.session.get(TaskRow, task_id) is None:
+                raise NotFoundError("task", task_id)
+            return LogHead(1, 0)
         return LogHead(log.first_seq, log.last_seq)
 
     async def read(
@@ -228,9 +233,12 @@ class EventLog:
         return [_message(row) for row in reversed(rows)]
 
     async def state(self, task_id: str) -> TaskState:
-        log = await self.session.get(TaskLogRow, task_id, populate_existing=True)
-        if log is None or await self.session.get(TaskRow, task_id) is None:
+        """The shared state document (``{}`` and version 0 before any is set)."""
+        if await self.session.get(TaskRow, task_id) is None:
             raise NotFoundError("task", task_id)
+        log = await self.session.get(TaskLogRow, task_id, populate_existing=True)
+        if log is None:
+            return TaskState({}, 0)
         return TaskState(log.state if log.state is not None else {}, log.state_version)
 
     async def epoch(self) -> str:

@@ -349,11 +349,11 @@ def test_export_buttons_download_the_files(
         assert "manifest.json" in archive.namelist()
 
 
-def test_a_task_without_an_event_log_is_shown_then_goes_live(
+def test_an_imported_task_is_live_at_once(
     sqlite_server: LiveServer, client: httpx.Client, new_page: NewPage, tmp_path: Path
 ) -> None:
-    """An imported task has no event log until its first change (its stream answers 4404):
-    the panel shows it as it is, says it is not live yet, and goes live after a change."""
+    """An imported task has no events yet; its (empty) log can be followed at once, so the
+    panel is live immediately and shows the first change."""
     source = LiveServer(Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'source.db'}"))
     source.start()
     try:
@@ -369,7 +369,7 @@ def test_a_task_without_an_event_log_is_shown_then_goes_live(
 
     page = new_page(f"{sqlite_server.url}/#/tasks/{task['id']}")
     expect(page.locator("#detail-title")).to_have_text("Imported")
-    expect(page.locator("#detail-banner")).to_contain_text("Not live yet")
+    expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
     expect(page.locator("#detail-gone")).to_be_hidden()
     client.patch(f"/api/v1/tasks/{task['id']}", json={"title": "Imported and changed"})
     expect(page.locator("#detail-title")).to_have_text("Imported and changed", timeout=15_000)

@@ -10,6 +10,7 @@
  */
 
 import { api, query } from './api.js';
+import { STATUS_OF_EVENT } from './format.js';
 import { h, setText } from './dom.js';
 import { FrameScheduler } from './frame.js';
 import { LiveSocket } from './live-socket.js';
@@ -18,14 +19,6 @@ import { Checklist } from './checklist.js';
 
 /** Tasks fetched per load (newest first). */
 const PAGE_SIZE = 200;
-const STATUS_OF_EVENT = {
-  task_started: 'in_progress',
-  task_resumed: 'in_progress',
-  task_paused: 'paused',
-  task_completed: 'completed',
-  task_failed: 'failed',
-  task_cancelled: 'cancelled',
-};
 
 export class Board {
   /**

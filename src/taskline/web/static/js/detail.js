@@ -15,6 +15,7 @@
  */
 
 import { api, ApiError } from './api.js';
+import { STATUS_OF_EVENT } from './format.js';
 import { $, setText } from './dom.js';
 import { FrameScheduler } from './frame.js';
 import { LiveSocket } from './live-socket.js';
@@ -30,14 +31,6 @@ import { debug } from './debug.js';
 
 /** Events of history loaded with the panel. */
 const HISTORY = 500;
-const STATUS_OF_EVENT = {
-  task_started: 'in_progress',
-  task_resumed: 'in_progress',
-  task_paused: 'paused',
-  task_completed: 'completed',
-  task_failed: 'failed',
-  task_cancelled: 'cancelled',
-};
 
 export class TaskDetail {
   /**

@@ -3,6 +3,16 @@
  * @module format
  */
 
+/** The task status each status event moves a task to. */
+export const STATUS_OF_EVENT = Object.freeze({
+  task_started: 'in_progress',
+  task_resumed: 'in_progress',
+  task_paused: 'paused',
+  task_completed: 'completed',
+  task_failed: 'failed',
+  task_cancelled: 'cancelled',
+});
+
 /** Labels of task statuses. */
 export const STATUS_LABELS = Object.freeze({
   pending: 'Pending',

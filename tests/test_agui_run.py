@@ -10,7 +10,7 @@ import httpx
 from ag_ui.core import Event
 from pydantic import TypeAdapter
 
-from taskline.agui.gateway import task_id_for_thread
+from taskline.api.agui_gateway import task_id_for_thread
 from tests.support.server import LiveServer
 from tests.support.ws import open_ws
 

@@ -1,7 +1,7 @@
 """AG-UI endpoints.
 
 ``POST /api/v1/agui``: run an AG-UI request (what ``HttpAgent.runAgent`` calls); the work is
-done by :class:`~taskline.agui.gateway.AguiGateway`. An invalid ``RunAgentInput`` is a 422
+done by :class:`~taskline.api.agui_gateway.AguiGateway`. An invalid ``RunAgentInput`` is a 422
 problem before anything is streamed; once streaming, failures are ``RUN_ERROR`` events and the
 body ends right after the terminal event.
 
@@ -28,9 +28,9 @@ from ag_ui.encoder import EventEncoder
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from taskline.agui.gateway import AguiGateway
 from taskline.agui.projection import RunView
 from taskline.agui.translate import to_agui
+from taskline.api.agui_gateway import AguiGateway
 from taskline.api.deps import DatabaseDep
 from taskline.domain.errors import InvalidInputError, NotFoundError
 from taskline.domain.events import WebSocketEventType, WebSocketMessage

@@ -1,4 +1,8 @@
-"""Shared objects the routes receive from the application state (no globals)."""
+"""Shared objects the routes receive from the application state (no globals).
+
+The providers are ``async`` on purpose: FastAPI runs a plain ``def`` dependency in its thread
+pool, which would cost every request a thread hand-off just to read ``app.state``.
+"""
 
 from typing import Annotated
 
@@ -11,17 +15,17 @@ from taskline.store.database import Database
 __all__ = ["BusDep", "DatabaseDep", "SettingsDep"]
 
 
-def _database(request: Request) -> Database:
+async def _database(request: Request) -> Database:
     database: Database = request.app.state.database
     return database
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def _bus(request: Request) -> EventBus:
+async def _bus(request: Request) -> EventBus:
     bus: EventBus = request.app.state.bus
     return bus
 

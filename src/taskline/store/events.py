@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 import jsonpatch
-from sqlalchemy import delete, func, select
+from sqlalchemy import Table, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskline.domain.errors import ConflictError, InvalidInputError, NotFoundError
@@ -47,6 +47,9 @@ E = WebSocketEventType
 
 #: Events only the server itself writes (from REST changes); publishers may not send them.
 SERVER_ONLY_EVENTS = frozenset({E.TASK_CREATED, E.TASK_DELETED})
+
+_TASK_LOGS: Table = TaskLogRow.__table__  # type: ignore[assignment]
+_EVENTS: Table = EventRow.__table__  # type: ignore[assignment]
 
 
 class LogHead:
@@ -85,16 +88,16 @@ class EventLog:
     ) -> WebSocketMessage:
         """Create the log of a task that has none yet, holding ``first`` as seq 1.
 
-        One flush, no reads: the fast path for a new task (``task_created``).
+        Two Core inserts, no reads: the fast path for a new task (``task_created``).
         """
         data = validate_data(first.event_type, dict(first.data))
-        self.session.add(
-            TaskLogRow(task_id=task_id, last_seq=1, first_seq=1, state=None, state_version=0)
+        await self.session.execute(
+            insert(_TASK_LOGS),
+            [dict(task_id=task_id, last_seq=1, first_seq=1, state=None, state_version=0)],
         )
-        row = _event_row(task_id, 1, first, data, now=utc_now(), source=source)
-        self.session.add(row)
-        await self.session.flush()
-        return _message(row)
+        values = _event_values(task_id, 1, first, data, now=utc_now(), source=source)
+        await self.session.execute(insert(_EVENTS), [values])
+        return WebSocketMessage.model_validate(values)
 
     async def open(self, task_id: str) -> None:
         """Create the (empty) log of a new task; a log that exists already is kept."""
@@ -356,6 +359,31 @@ class EventLog:
         data["section_id"] = subtask.section_id
 
 
+def _event_values(
+    task_id: str,
+    seq: int,
+    event: EventIn,
+    data: dict[str, Any],
+    *,
+    now: datetime,
+    source: str | None,
+) -> dict[str, Any]:
+    """The columns of one stored event (also the fields of its :class:`WebSocketMessage`)."""
+    return {
+        "id": event.id or new_id("evt"),
+        "task_id": task_id,
+        "seq": seq,
+        "event_type": event.event_type.value,
+        "data": data,
+        "timestamp": event.timestamp or now,
+        "source": event.source or source,
+        "client_id": event.client_id,
+        "run_id": event.run_id,
+        "parent_run_id": event.parent_run_id,
+        "agent_id": event.agent_id,
+    }
+
+
 def _event_row(
     task_id: str,
     seq: int,
@@ -365,19 +393,7 @@ def _event_row(
     now: datetime,
     source: str | None,
 ) -> EventRow:
-    return EventRow(
-        id=event.id or new_id("evt"),
-        task_id=task_id,
-        seq=seq,
-        event_type=event.event_type.value,
-        data=data,
-        timestamp=event.timestamp or now,
-        source=event.source or source,
-        client_id=event.client_id,
-        run_id=event.run_id,
-        parent_run_id=event.parent_run_id,
-        agent_id=event.agent_id,
-    )
+    return EventRow(**_event_values(task_id, seq, event, data, now=now, source=source))
 
 
 def _message(row: EventRow) -> WebSocketMessage:

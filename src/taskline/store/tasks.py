@@ -3,7 +3,7 @@
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Select, case, delete, func, or_, select, update
+from sqlalchemy import Select, Table, case, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -26,6 +26,12 @@ from taskline.store.task_reads import (
 )
 
 __all__ = ["TaskStore", "load_options"]
+
+# The Core tables behind the rows, for the bulk insert path of :meth:`TaskStore.create`.
+_TASKS: Table = TaskRow.__table__  # type: ignore[assignment]
+_TAGS: Table = TagRow.__table__  # type: ignore[assignment]
+_SECTIONS: Table = SectionRow.__table__  # type: ignore[assignment]
+_SUBTASKS: Table = SubtaskRow.__table__  # type: ignore[assignment]
 
 _PRIORITY_ORDER = case({p.value: p.rank for p in Priority}, value=TaskRow.priority, else_=-1)
 _SORT_COLUMNS: dict[SortField, Any] = {
@@ -114,29 +120,74 @@ class TaskStore:
     # --- writing ----------------------------------------------------------------------------
 
     async def create(self, data: TaskCreate, *, task_id: str | None = None) -> Task:
-        """Insert a task with its sections and subtasks; return it as stored."""
+        """Insert a task with its tags, sections and subtasks; return it as stored.
+
+        Plain Core inserts (one statement per table, many rows each): creating is a hot path,
+        and the ORM's unit of work would cost more than the statements themselves.
+        """
         await self._check_agent(data.assigned_agent_id)
         now = utc_now()
-        row = TaskRow(
-            id=task_id or new_id("task"),
-            title=data.title,
-            description=data.description,
-            status=data.status.value,
-            priority=data.priority.value,
-            progress=1.0 if data.status == TaskStatus.COMPLETED else data.progress,
-            confidence=data.confidence,
-            assigned_agent_id=data.assigned_agent_id,
-            result=data.result,
-            created_at=now,
-            updated_at=now,
-            started_at=now if data.status != TaskStatus.PENDING else None,
-            completed_at=now if data.status in TERMINAL_STATUSES else None,
-        )
-        row.tag_rows = _tag_rows(data.tags)
-        row.sections = _section_rows(data.sections)
-        self.session.add(row)
-        await self.session.flush()
-        return Task.model_validate(row)  # everything is in memory: no need to read it back
+        document: dict[str, Any] = {
+            "id": task_id or new_id("task"),
+            "title": data.title,
+            "description": data.description,
+            "status": data.status.value,
+            "priority": data.priority.value,
+            "progress": 1.0 if data.status == TaskStatus.COMPLETED else data.progress,
+            "confidence": data.confidence,
+            "assigned_agent_id": data.assigned_agent_id,
+            "result": data.result,
+            "created_at": now,
+            "updated_at": now,
+            "started_at": now if data.status != TaskStatus.PENDING else None,
+            "completed_at": now if data.status in TERMINAL_STATUSES else None,
+        }
+        await self.session.execute(insert(_TASKS), [document])
+        document["tags"] = list(data.tags)
+        if data.tags:
+            await self.session.execute(
+                insert(_TAGS),
+                [
+                    {"task_id": document["id"], "tag": tag, "position": i}
+                    for i, tag in enumerate(data.tags)
+                ],
+            )
+        document["sections"] = await self._insert_sections(document["id"], data.sections)
+        return Task.model_validate(document)
+
+    async def _insert_sections(
+        self, task_id: str, sections: Sequence[SectionCreate]
+    ) -> list[dict[str, Any]]:
+        """Insert ``sections`` with their subtasks; return them as documents."""
+        documents: list[dict[str, Any]] = []
+        subtask_rows: list[dict[str, Any]] = []
+        for i, section in enumerate(sections):
+            section_id = new_id("sec")
+            subtasks = [
+                {
+                    "id": new_id("sub"),
+                    "title": sub.title,
+                    "done": sub.done,
+                    "notes": sub.notes,
+                    "position": j,
+                }
+                for j, sub in enumerate(section.subtasks)
+            ]
+            subtask_rows.extend({**sub, "section_id": section_id} for sub in subtasks)
+            documents.append(
+                {"id": section_id, "title": section.title, "position": i, "subtasks": subtasks}
+            )
+        if documents:
+            await self.session.execute(
+                insert(_SECTIONS),
+                [
+                    dict(id=d["id"], task_id=task_id, title=d["title"], position=d["position"])
+                    for d in documents
+                ],
+            )
+        if subtask_rows:
+            await self.session.execute(insert(_SUBTASKS), subtask_rows)
+        return documents
 
     async def replace(self, task_id: str, data: TaskReplace) -> Task:
         """Replace the task's fields as described on :class:`TaskReplace`."""

@@ -60,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         heartbeat_interval=settings.heartbeat_interval,
         stale_after=settings.stale_after,
         outbox_size=settings.outbox_size,
+        flush_interval=settings.flush_interval,
         offline_queue_size=settings.offline_queue_size,
         offline_queue_ttl=settings.offline_queue_ttl,
     )

@@ -11,10 +11,12 @@ import socket
 import uvicorn
 from fastapi import FastAPI
 
+from taskline.api.ws import WebSocketFastLane
 from taskline.app import create_app
 from taskline.realtime import ConnectionManager
 from taskline.realtime.agents import AgentHub
 from taskline.settings import Settings
+from taskline.ws_protocol import TasklineWebSocketProtocol
 
 __all__ = ["TasklineServer", "build_server"]
 
@@ -37,20 +39,28 @@ class TasklineServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def build_server(settings: Settings, **config: object) -> TasklineServer:
+def build_server(settings: Settings, *, fast_lane: bool = True, **config: object) -> TasklineServer:
     """Build the app for ``settings`` and a server for it; ``config`` goes to uvicorn.
 
-    WebSocket compression is off (``ws_per_message_deflate``): compressing every frame for
-    every subscriber separately costs several times the fan-out throughput (design.md).
+    ``fast_lane=False`` (and ``ws="websockets-sansio"`` in ``config``) serve the streams the
+    plain way, through the FastAPI routes and uvicorn's own protocol: the fallback path.
+
+    WebSockets are served by :class:`~taskline.ws_protocol.TasklineWebSocketProtocol` (frames
+    built once are written to every subscriber directly), and the task and board streams skip
+    the HTTP middleware stack (:class:`~taskline.api.ws.WebSocketFastLane`). Compression is
+    not offered: compressing every frame for every subscriber separately costs several times
+    the fan-out throughput (design.md).
     """
     app = create_app(settings)
     options: dict[str, object] = {
         "host": settings.host,
         "port": settings.port,
         "log_level": settings.log_level,
+        "ws": TasklineWebSocketProtocol,
         "ws_per_message_deflate": False,
         # agents publish batches over WebSocket: allow frames as large as an HTTP body
         "ws_max_size": max(settings.max_body_bytes, settings.ws_max_message_bytes) + 4096,
     }
     options.update(config)
-    return TasklineServer(uvicorn.Config(app, **options), app)  # type: ignore[arg-type]
+    served = WebSocketFastLane(app) if fast_lane else app
+    return TasklineServer(uvicorn.Config(served, **options), app)  # type: ignore[arg-type]

@@ -48,6 +48,13 @@ class Settings(BaseSettings):
     outbox_size: int = Field(
         default=1024, ge=16, description="Frames a connection may have waiting (else 4008)."
     )
+    flush_interval: float = Field(
+        default=0.01,
+        ge=0,
+        le=5,
+        description="Seconds between writes to each WebSocket subscriber: events committed "
+        "meanwhile go out together (0: as soon as the event loop is free).",
+    )
     offline_queue_size: int = Field(
         default=100, ge=1, description="Personal messages kept per offline client."
     )

@@ -23,9 +23,13 @@ def free_port() -> int:
 class LiveServer:
     """Start and stop a real server; ``restart()`` keeps the port and the database."""
 
-    def __init__(self, settings: Settings, *, port: int | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, port: int | None = None, **server_options: object
+    ) -> None:
+        """``server_options`` go to :func:`build_server` (``fast_lane``, uvicorn options)."""
         self.settings = settings
         self.port = port or free_port()
+        self.server_options: dict[str, object] = {"ws_ping_interval": None, **server_options}
         self.app: FastAPI | None = None
         self._server: TasklineServer | None = None
         self._thread: threading.Thread | None = None
@@ -43,7 +47,7 @@ class LiveServer:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", self.port))
-        server = build_server(self.settings, log_level="warning", ws_ping_interval=None)
+        server = build_server(self.settings, log_level="warning", **self.server_options)
         self.app = server.app
         errors: list[BaseException] = []
 

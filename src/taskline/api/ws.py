@@ -7,18 +7,23 @@ Query parameters: ``client_id`` (keep it to get queued personal messages on retu
 Client frames: ``{"type": "heartbeat"}`` and ``{"type": "ping"}`` are answered with a
 ``heartbeat`` event; anything else gets an ``error`` event and the connection stays open.
 A frame over ``ws_max_message_bytes`` closes the connection with 1009.
+
+:class:`WebSocketFastLane` serves the same two endpoints ahead of the HTTP middleware stack:
+a stream lives for hours, and every middleware layer it passed through would stay on its stack
+(and in memory) for as long. The routes below remain for servers run without the fast lane.
 """
 
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, FastAPI, WebSocket, WebSocketDisconnect
+from starlette.types import Receive, Scope, Send
 
 from taskline.domain.events import WebSocketEventType
 from taskline.domain.models import utc_now
 from taskline.realtime import CloseCode, ConnectionManager
 
-__all__ = ["router"]
+__all__ = ["WebSocketFastLane", "router"]
 
 router = APIRouter()
 
@@ -36,9 +41,9 @@ def _query_int(websocket: WebSocket, name: str) -> int | None:
     return value
 
 
-async def _serve(websocket: WebSocket, task_id: str | None) -> None:
-    manager: ConnectionManager = websocket.app.state.connections
-    max_bytes: int = websocket.app.state.settings.ws_max_message_bytes
+async def _serve(websocket: WebSocket, task_id: str | None, app: FastAPI) -> None:
+    manager: ConnectionManager = app.state.connections
+    max_bytes: int = app.state.settings.ws_max_message_bytes
     await websocket.accept()
     try:
         since = _query_int(websocket, "since")
@@ -110,10 +115,33 @@ def _answer(manager: ConnectionManager, client_id: str, text: str) -> None:
 @router.websocket("/ws/tasks/{task_id}")
 async def task_socket(websocket: WebSocket, task_id: str) -> None:
     """Live events of one task, replayed from ``since`` first."""
-    await _serve(websocket, task_id)
+    await _serve(websocket, task_id, websocket.app)
 
 
 @router.websocket("/ws/board")
 async def board_socket(websocket: WebSocket) -> None:
     """Task-level changes across all tasks (created, updated, deleted, progress, status)."""
-    await _serve(websocket, None)
+    await _serve(websocket, None, websocket.app)
+
+
+_TASK_PREFIX = "/ws/tasks/"
+
+
+class WebSocketFastLane:
+    """ASGI app: ``/ws/tasks/{task_id}`` and ``/ws/board`` WebSockets go straight to their
+    handler; everything else (HTTP, lifespan, other WebSockets) goes to ``app``."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            path: str = scope["path"][len(scope.get("root_path", "")) :]
+            if path == "/ws/board":
+                await _serve(WebSocket(scope, receive, send), None, self.app)
+                return
+            task_id = path[len(_TASK_PREFIX) :]
+            if path.startswith(_TASK_PREFIX) and task_id and "/" not in task_id:
+                await _serve(WebSocket(scope, receive, send), task_id, self.app)
+                return
+        await self.app(scope, receive, send)

@@ -6,8 +6,13 @@ Delivery contract (design.md):
   duplicates, and when it sees a jump it reads the missing events from the log first.
 - A subscriber joining with ``since`` is registered *before* the log is read, so events
   committed during the replay are held and released after it: no gap, no duplicate.
-- Each connection has its own bounded outbox and writer. A subscriber whose outbox overflows
-  while live is closed with 4008 (it can resume with ``since``); nobody else waits for it.
+- Each connection has its own bounded outbox. A subscriber whose outbox overflows while live is
+  closed with 4008 (it can resume with ``since``); nobody else waits for it.
+- Draining: a connection that offers a direct channel (:mod:`taskline.realtime.channel`) has no
+  writer task. Its outbox marks it dirty, and one flush per ``flush_interval`` writes every
+  dirty connection's pending frames as ready-made bytes, built once and shared by all
+  subscribers that have the same frames pending. Other connections (SSE, other ASGI servers)
+  have a writer task that awaits their ``send`` frame by frame.
 - Personal messages are not task events: they go to the client's own connection, or to its
   offline queue (``offline_queue_size`` per client, oldest dropped and counted) while away.
 """
@@ -19,6 +24,7 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketState
@@ -27,6 +33,7 @@ from taskline.domain.errors import NotFoundError
 from taskline.domain.events import ConnectionInfo, WebSocketEventType, WebSocketMessage
 from taskline.domain.ids import new_id
 from taskline.domain.models import Task, utc_now
+from taskline.realtime.channel import DirectChannel, direct_channel, text_frame
 from taskline.realtime.close_codes import CloseCode
 from taskline.realtime.offline import OfflineQueues
 from taskline.realtime.resume import ResumeKind, plan_resume
@@ -90,13 +97,16 @@ def _notice(
 
 
 class _Connection:
-    """The I/O side of a subscriber: its writer task and how to close it."""
+    """The I/O side of a subscriber: its direct channel or writer task, and how to close it."""
 
-    __slots__ = ("closer", "subscriber", "writer")
+    __slots__ = ("channel", "closer", "subscriber", "writer")
 
-    def __init__(self, subscriber: Subscriber, closer: Closer) -> None:
+    def __init__(
+        self, subscriber: Subscriber, closer: Closer, channel: DirectChannel | None
+    ) -> None:
         self.subscriber = subscriber
         self.closer = closer
+        self.channel = channel
         self.writer: asyncio.Task[None] | None = None
 
 
@@ -111,6 +121,10 @@ class ConnectionManager:
         offline_queue_size: personal messages kept per offline client (oldest dropped).
         offline_queue_ttl: seconds an offline client's queue is kept.
         replay_chunk: events read from the log per query during a replay.
+        flush_interval: seconds between writes to direct-channel connections (0: at the end of
+            the current loop iteration). Frames committed meanwhile go out together: a
+            ``batch`` subscriber gets them as one array frame, others as consecutive frames in
+            one write.
     """
 
     def __init__(
@@ -125,12 +139,16 @@ class ConnectionManager:
         offline_queue_size: int = 100,
         offline_queue_ttl: float = 86_400.0,
         replay_chunk: int = 1000,
+        flush_interval: float = 0.01,
     ) -> None:
         self.database = database
         self.heartbeat_interval = heartbeat_interval
         self.stale_after = stale_after
         self.outbox_size = outbox_size
         self.replay_chunk = replay_chunk
+        self.flush_interval = flush_interval
+        self._dirty: dict[str, None] = {}  # client ids with frames to flush, in order
+        self._flush_handle: asyncio.TimerHandle | asyncio.Handle | None = None
         self.offline = OfflineQueues(size=offline_queue_size, ttl=offline_queue_ttl)
         self._connections: dict[str, _Connection] = {}
         self._by_task: dict[str, set[Subscriber]] = defaultdict(set)
@@ -163,6 +181,9 @@ class ConnectionManager:
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
 
     async def epoch(self) -> str:
         if self._epoch is None:
@@ -202,6 +223,7 @@ class ConnectionManager:
             batch=batch,
             user_agent=websocket.headers.get("user-agent"),
             remote_address=f"{client.host}:{client.port}" if client else None,
+            channel=direct_channel(websocket.scope),
         )
 
     async def attach(
@@ -217,6 +239,7 @@ class ConnectionManager:
         user_agent: str | None = None,
         remote_address: str | None = None,
         formatter: Formatter | None = None,
+        channel: DirectChannel | None = None,
     ) -> Subscriber | None:
         """Register a connection to a task (``task_id``) or to the board (``None``).
 
@@ -236,6 +259,9 @@ class ConnectionManager:
         client_id = client_id or new_id("client")
         if client_id in self._connections:
             await self.disconnect(client_id, CloseCode.NORMAL, "replaced by a new connection")
+        if formatter is not None:
+            channel = None  # formatted frames (SSE) are not WebSocket text frames
+        ready = partial(self._mark_dirty, client_id) if channel is not None else None
         subscriber = Subscriber(
             client_id,
             task_id,
@@ -244,10 +270,14 @@ class ConnectionManager:
             user_agent=user_agent,
             remote_address=remote_address,
             formatter=formatter,
+            on_ready=ready,
         )
-        connection = _Connection(subscriber, closer)
+        connection = _Connection(subscriber, closer, channel)
         self._connections[client_id] = connection
-        connection.writer = asyncio.create_task(self._write(connection, sender))
+        if channel is not None:
+            channel.set_writable_callback(ready)
+        else:
+            connection.writer = asyncio.create_task(self._write(connection, sender))
         self.stats["connections_opened"] += 1
         established = {
             "client_id": client_id,
@@ -328,6 +358,11 @@ class ConnectionManager:
         self._board.discard(subscriber)
         self.offline.went_offline(client_id, now=time.monotonic())
         subscriber.outbox.close()
+        if connection.channel is not None:
+            # what is already queued (an error before a close, say) still goes out first
+            self._dirty.pop(client_id, None)
+            connection.channel.set_writable_callback(None)
+            self._flush_connection(connection, {})
         writer = connection.writer
         if writer is not None and writer is not asyncio.current_task():
             try:
@@ -589,6 +624,55 @@ class ConnectionManager:
                     client_id=subscriber.client_id,
                 ),
             )
+
+    def _mark_dirty(self, client_id: str) -> None:
+        """A direct-channel connection has frames to write (or can write again)."""
+        self._dirty[client_id] = None
+        if self._flush_handle is None:
+            loop = asyncio.get_running_loop()
+            if self.flush_interval > 0:
+                self._flush_handle = loop.call_later(self.flush_interval, self._flush)
+            else:
+                self._flush_handle = loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Write every dirty direct-channel connection's pending frames.
+
+        Connections with the same frames pending (the usual case: everyone up to date) get the
+        same bytes, built once. A connection whose send buffer is full is skipped; its channel
+        marks it dirty again when the buffer drains, and its outbox keeps filling meanwhile.
+        """
+        self._flush_handle = None
+        dirty, self._dirty = self._dirty, {}
+        shared: dict[tuple[object, ...], bytes] = {}
+        for client_id in dirty:
+            connection = self._connections.get(client_id)
+            if connection is not None:
+                self._flush_connection(connection, shared)
+
+    def _flush_connection(
+        self, connection: _Connection, shared: dict[tuple[object, ...], bytes]
+    ) -> None:
+        channel = connection.channel
+        subscriber = connection.subscriber
+        if channel is None or not subscriber.outbox or not channel.writable:
+            return
+        frames = subscriber.outbox.drain()
+        key = (subscriber.batch, *frames)
+        data = shared.get(key)
+        if data is None:
+            if subscriber.batch:
+                data = text_frame(("[" + ",".join(frames) + "]").encode())
+            else:
+                data = b"".join([text_frame(frame.encode()) for frame in frames])
+            shared[key] = data
+        try:
+            channel.write_frames(data)
+        except Exception:
+            logger.exception("writing to %s failed", subscriber.client_id)
+            self._spawn(self.disconnect(subscriber.client_id, CloseCode.GOING_AWAY, "send failed"))
+            return
+        subscriber.messages_sent += len(frames)
 
     async def _write(self, connection: _Connection, sender: Sender) -> None:
         subscriber = connection.subscriber

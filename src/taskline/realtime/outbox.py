@@ -1,7 +1,7 @@
-"""A bounded per-connection queue of encoded frames, drained by one writer."""
+"""A bounded per-connection queue of encoded frames, drained by a writer or by the fan-out."""
 
 import asyncio
-from collections import deque
+from collections.abc import Callable
 
 __all__ = ["Outbox"]
 
@@ -11,15 +11,21 @@ class Outbox:
 
     ``put`` never blocks and never drops: it returns ``False`` when the outbox is full, and the
     owner closes the connection (a slow consumer must not slow anyone else).
+
+    Two ways to drain it: a writer task awaits :meth:`take`; or, when ``on_ready`` is given,
+    the outbox calls it each time it stops being empty and the owner calls :meth:`drain`.
+    Futures are only created while someone waits, and the frames are a plain list (a deque
+    costs ~600 bytes even when empty), so an idle outbox costs almost nothing.
     """
 
-    __slots__ = ("_drained", "_frames", "_ready", "capacity", "closed")
+    __slots__ = ("_frames", "_on_ready", "_ready", "_room", "capacity", "closed")
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, on_ready: Callable[[], None] | None = None) -> None:
         self.capacity = capacity
-        self._frames: deque[str] = deque()
-        self._ready = asyncio.Event()
-        self._drained = asyncio.Event()
+        self._frames: list[str] = []
+        self._on_ready = on_ready
+        self._ready: asyncio.Future[None] | None = None
+        self._room: asyncio.Future[None] | None = None
         self.closed = False
 
     def __len__(self) -> int:
@@ -27,10 +33,15 @@ class Outbox:
 
     def put(self, frame: str) -> bool:
         """Queue ``frame``; ``False`` (and nothing queued) if the outbox is full or closed."""
-        if self.closed or len(self._frames) >= self.capacity:
+        frames = self._frames
+        if self.closed or len(frames) >= self.capacity:
             return False
-        self._frames.append(frame)
-        self._ready.set()
+        frames.append(frame)
+        if len(frames) == 1:
+            if self._on_ready is not None:
+                self._on_ready()
+            else:
+                _wake(self._ready)
         return True
 
     async def take(self, *, batch: bool) -> list[str]:
@@ -41,25 +52,43 @@ class Outbox:
         while not self._frames:
             if self.closed:
                 return []
-            self._ready.clear()
-            await self._ready.wait()
+            self._ready = asyncio.get_running_loop().create_future()
+            try:
+                await self._ready
+            finally:
+                self._ready = None
         if batch:
-            frames = list(self._frames)
-            self._frames.clear()
-        else:
-            frames = [self._frames.popleft()]
-        if len(self._frames) <= self.capacity // 2:
-            self._drained.set()
+            return self.drain()
+        frame = self._frames.pop(0)
+        self._made_room()
+        return [frame]
+
+    def drain(self) -> list[str]:
+        """Remove and return everything pending (oldest first)."""
+        frames, self._frames = self._frames, []
+        self._made_room()
         return frames
 
     async def wait_for_room(self) -> None:
         """Wait until the outbox is at most half full (used to pace a replay)."""
         while len(self._frames) > self.capacity // 2 and not self.closed:
-            self._drained.clear()
-            await self._drained.wait()
+            self._room = asyncio.get_running_loop().create_future()
+            try:
+                await self._room
+            finally:
+                self._room = None
 
     def close(self) -> None:
-        """Stop accepting frames and wake the writer."""
+        """Stop accepting frames and wake whoever waits."""
         self.closed = True
-        self._ready.set()
-        self._drained.set()
+        _wake(self._ready)
+        _wake(self._room)
+
+    def _made_room(self) -> None:
+        if self._room is not None and len(self._frames) <= self.capacity // 2:
+            _wake(self._room)
+
+
+def _wake(future: asyncio.Future[None] | None) -> None:
+    if future is not None and not future.done():
+        future.set_result(None)

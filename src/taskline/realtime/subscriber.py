@@ -67,10 +67,12 @@ class Subscriber:
         user_agent: str | None = None,
         remote_address: str | None = None,
         formatter: Formatter | None = None,
+        on_ready: Callable[[], None] | None = None,
     ) -> None:
+        """``on_ready``: see :class:`Outbox` (None: a writer task drains the outbox)."""
         self.client_id = client_id
         self.task_id = task_id
-        self.outbox = Outbox(outbox_size)
+        self.outbox = Outbox(outbox_size, on_ready)
         self.batch = batch
         self.state = SubscriberState.CONNECTING
         self.last_seq = 0

@@ -251,8 +251,9 @@ class ConnectionManager:
         if task_id is not None:
             try:
                 async with self.database.read() as session:
+                    if not await TaskStore(session).exists(task_id):
+                        raise NotFoundError("task", task_id)
                     head = await EventLog(session).head(task_id)
-                    await TaskStore(session).get(task_id)
             except NotFoundError:
                 await closer(CloseCode.UNKNOWN_TASK, f"task {task_id!r} does not exist")
                 return None

@@ -64,6 +64,11 @@ class TaskStore:
         """Return the task; raise :class:`NotFoundError` if there is none."""
         return Task.model_validate(await self.get_document(task_id))
 
+    async def exists(self, task_id: str) -> bool:
+        """Whether the task exists (one indexed lookup, nothing loaded)."""
+        found = await self.session.scalar(select(TaskRow.id).where(TaskRow.id == task_id))
+        return found is not None
+
     async def get_document(self, task_id: str) -> dict[str, Any]:
         """Return the task as a document (see :mod:`taskline.store.task_reads`)."""
         statement = select(*TASK_COLUMNS).where(TaskRow.id == task_id)

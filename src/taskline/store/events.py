@@ -9,15 +9,24 @@ Rules (design.md):
 - Appending an event also applies what it means: progress, confidence, status (through the
   state machine), agent status, the shared state document (snapshot / JSON Patch with a
   ``version``). Anything refused rolls back the whole batch.
+
+Publishing is the hottest write path, so this module speaks SQLAlchemy Core on the session's
+connection (plain selects, inserts and updates of the columns involved) rather than loading
+ORM objects; the rows it touches are never left in the session's identity map. Every writer
+locks a task's row before its log row. A batch of new events whose effects need nothing read
+(progress, confidence, custom, messages, tool calls, ...) takes three statements: update the
+task (locking it), move the log head by the batch size (locking it, returning the new head),
+insert the events. Any other batch locks both rows with one select, looks up the ids it
+carries, then applies its events one by one.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 import jsonpatch
-from sqlalchemy import Table, delete, func, insert, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Integer, Row, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from taskline.domain.errors import ConflictError, InvalidInputError, NotFoundError
 from taskline.domain.events import (
@@ -48,8 +57,55 @@ E = WebSocketEventType
 #: Events only the server itself writes (from REST changes); publishers may not send them.
 SERVER_ONLY_EVENTS = frozenset({E.TASK_CREATED, E.TASK_DELETED})
 
+_TASKS: Table = TaskRow.__table__  # type: ignore[assignment]
 _TASK_LOGS: Table = TaskLogRow.__table__  # type: ignore[assignment]
 _EVENTS: Table = EventRow.__table__  # type: ignore[assignment]
+_AGENTS: Table = AgentRow.__table__  # type: ignore[assignment]
+_SECTIONS: Table = SectionRow.__table__  # type: ignore[assignment]
+_SUBTASKS: Table = SubtaskRow.__table__  # type: ignore[assignment]
+
+# The statements of the append path, built once (SQLAlchemy caches their compiled form).
+# ``FOR UPDATE`` takes PostgreSQL row locks; SQLite leaves it out (its writers are serialised).
+_LOCK_TASK = (
+    select(_TASKS.c.status, _TASKS.c.started_at)
+    .where(_TASKS.c.id == bindparam("task_id"))
+    .with_for_update()
+)
+_LOG = _TASK_LOGS.c
+_LOG_HEAD = select(_LOG.last_seq, _LOG.first_seq, _LOG.state_version).where(
+    _LOG.task_id == bindparam("task_id")
+)
+_LOCK_LOG = _LOG_HEAD.with_for_update()
+_LOCK_LOG_WITH_STATE = _LOG_HEAD.add_columns(_LOG.state).with_for_update()
+# Both rows in one statement; PostgreSQL locks them in FROM order (task, then log), the order
+# every writer takes them in. No row: the task or its log is missing (see ``_lock``).
+_TASK_AND_LOG_HEAD = (
+    select(_TASKS.c.status, _TASKS.c.started_at, *_LOG_HEAD.selected_columns)
+    .join_from(_TASKS, _TASK_LOGS, _LOG.task_id == _TASKS.c.id)
+    .where(_TASKS.c.id == bindparam("task_id"))
+)
+_LOCK_TASK_AND_LOG = _TASK_AND_LOG_HEAD.with_for_update()
+_LOCK_TASK_AND_LOG_WITH_STATE = _TASK_AND_LOG_HEAD.add_columns(_LOG.state).with_for_update()
+# Allocate ``count`` seqs in one statement: lock the log row, move its head, read it back.
+_ALLOCATE = (
+    update(_TASK_LOGS)
+    .where(_LOG.task_id == bindparam("where_task_id"))
+    .values(last_seq=_LOG.last_seq + bindparam("count", type_=Integer))
+    .returning(*_LOG_HEAD.selected_columns)
+)
+# The SET clause of these comes from the parameters given: only the columns that changed.
+_UPDATE_TASK = update(_TASKS).where(_TASKS.c.id == bindparam("where_task_id"))
+_UPDATE_LOG = update(_TASK_LOGS).where(_LOG.task_id == bindparam("where_task_id"))
+_UPDATE_AGENT = update(_AGENTS).where(_AGENTS.c.id == bindparam("where_agent_id"))
+
+#: Event types whose effect on the task follows from their data alone (or that have none).
+#: A batch of only these, without client ids, needs nothing read before it is written.
+_READ_FREE_EVENTS = (
+    LOGGED_EVENTS
+    - STATUS_EVENTS.keys()
+    - SERVER_ONLY_EVENTS
+    - {E.AGENT_STATUS_CHANGE, E.STATE_SNAPSHOT, E.STATE_PATCH, E.SUBTASK_UPDATED}
+)
 
 
 class LogHead:
@@ -70,6 +126,41 @@ class TaskState:
     def __init__(self, document: Any, version: int) -> None:
         self.document = document
         self.version = version
+
+
+class _LockedLog:
+    """A task's ``task_logs`` row, locked by this transaction, and what the batch changes.
+
+    ``state`` is only read when the batch needs it (a ``state.patch``); ``changes`` holds the
+    columns to write back.
+    """
+
+    __slots__ = ("changes", "first_seq", "last_seq", "state", "state_version")
+
+    def __init__(self, last_seq: int, first_seq: int, state_version: int, state: Any) -> None:
+        self.last_seq = last_seq
+        self.first_seq = first_seq
+        self.state_version = state_version
+        self.state = state
+        self.changes: dict[str, Any] = {}
+
+    @classmethod
+    def from_row(cls, row: Row[Any], *, with_state: bool = False) -> "_LockedLog":
+        """From a row holding the ``_LOG_HEAD`` columns (and ``state`` if ``with_state``)."""
+        state = row.state if with_state else None
+        return cls(row.last_seq, row.first_seq, row.state_version, state)
+
+
+class _LockedTask:
+    """The columns of a locked task that events read, and the columns they change."""
+
+    __slots__ = ("changes", "id", "started_at", "status")
+
+    def __init__(self, task_id: str, status: str, started_at: object) -> None:
+        self.id = task_id
+        self.status = status
+        self.started_at = started_at
+        self.changes: dict[str, Any] = {}
 
 
 class EventLog:
@@ -101,11 +192,9 @@ class EventLog:
 
     async def open(self, task_id: str) -> None:
         """Create the (empty) log of a new task; a log that exists already is kept."""
-        if await self.session.get(TaskLogRow, task_id) is None:
-            self.session.add(
-                TaskLogRow(task_id=task_id, last_seq=0, first_seq=1, state=None, state_version=0)
-            )
-            await self.session.flush()
+        connection = await self.session.connection()
+        if (await connection.execute(_LOG_HEAD, {"task_id": task_id})).first() is None:
+            await connection.execute(insert(_TASK_LOGS), _empty_log(task_id))
 
     async def append(
         self,
@@ -117,69 +206,39 @@ class EventLog:
     ) -> list[WebSocketMessage]:
         """Validate, apply and store ``events`` for ``task_id``; return them with their seqs.
 
-        ``server=True`` allows the server-only types (task_created, task_deleted) and skips
-        applying status events (the REST route has already changed the task).
+        The task row is locked first, then its log row (every writer takes them in that
+        order); the batch's seqs are allocated under that lock and written in the same
+        transaction. ``server=True`` allows the server-only types (task_created, task_deleted)
+        and skips locking and changing the task (the REST route has already changed it, and
+        a deleted task still gets its ``task_deleted``).
 
         Raises:
             NotFoundError: the task does not exist (and ``server`` is false).
             InvalidInputError: an event's data, type or effect is refused; names ``events.N``.
             ConflictError: an event id is already used on another task.
         """
-        task = None
-        if not server:
-            task = await self.session.get(TaskRow, task_id, with_for_update=True)
-            if task is None:
-                raise NotFoundError("task", task_id)
-        stored = await self._already_stored(task_id, [e.id for e in events if e.id])
-        log = await self._lock_log(task_id)
-        committed: list[WebSocketMessage] = []
-        seen_ids: set[str] = set()
-        now = utc_now()
-        for index, event in enumerate(events):
-            if event.id and event.id in stored:
-                committed.append(stored[event.id])
-                continue
-            if event.id and event.id in seen_ids:
-                continue  # repeated inside the batch: stored once
-            prefix = f"events.{index}"
-            if event.event_type not in LOGGED_EVENTS:
-                raise InvalidInputError(
-                    f"{prefix}.event_type: {event.event_type.value!r} is a connection message "
-                    "and cannot be logged",
-                    field=f"{prefix}.event_type",
-                )
-            if not server and event.event_type in SERVER_ONLY_EVENTS:
-                raise InvalidInputError(
-                    f"{prefix}.event_type: {event.event_type.value!r} is written by the server",
-                    field=f"{prefix}.event_type",
-                )
-            data = validate_data(event.event_type, dict(event.data), field_prefix=f"{prefix}.data")
-            if task is not None:
-                data = await self._apply(task, log, event, data, prefix, now)
-            log.last_seq += 1
-            row = _event_row(task_id, log.last_seq, event, data, now=now, source=source)
-            seen_ids.add(row.id)
-            self.session.add(row)
-            committed.append(_message(row))
-        if task is not None and any(m.seq == log.last_seq for m in committed):
-            task.updated_at = now
-        await self.session.flush()
-        if self.keep_last is not None and log.last_seq - log.first_seq + 1 > self.keep_last:
-            await self.trim(task_id, keep_last=self.keep_last)
+        connection = await self.session.connection()
+        if _read_free(events, server=server):
+            committed, log = await _append_read_free(connection, task_id, events, source)
+        else:
+            committed, log = await _append_reading(connection, task_id, events, source, server)
+        if self.keep_last is not None:
+            await _trim(connection, task_id, log, keep_last=self.keep_last)
+        if log.changes:
+            await connection.execute(_UPDATE_LOG, {"where_task_id": task_id, **log.changes})
         return committed
 
     async def trim(self, task_id: str, *, keep_last: int) -> int:
-        """Delete all but the newest ``keep_last`` events of a task; return how many went."""
-        log = await self._lock_log(task_id)
-        first_kept = max(1, log.last_seq - keep_last + 1)
-        if first_kept <= log.first_seq:
-            return 0
-        result = await self.session.execute(
-            delete(EventRow).where(EventRow.task_id == task_id, EventRow.seq < first_kept)
-        )
-        log.first_seq = first_kept
-        await self.session.flush()
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        """Delete all but the newest ``keep_last`` events of a task; return how many went.
+
+        A task without a log gets an empty one (nothing to trim).
+        """
+        connection = await self.session.connection()
+        log = await _lock_log(connection, task_id, with_state=False)
+        trimmed = await _trim(connection, task_id, log, keep_last=keep_last)
+        if log.changes:
+            await connection.execute(_UPDATE_LOG, {"where_task_id": task_id, **log.changes})
+        return trimmed
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -188,12 +247,15 @@ class EventLog:
 
         A task that has no log yet (seeded or imported, not changed since) has an empty one.
         """
-        log = await self.session.get(TaskLogRow, task_id, populate_existing=True)
-        if log is None:
-            if await self.session.get(TaskRow, task_id) is None:
-                raise NotFoundError("task", task_id)
+        connection = await self.session.connection()
+        statement = select(_TASK_LOGS.c.first_seq, _TASK_LOGS.c.last_seq).where(
+            _TASK_LOGS.c.task_id == task_id
+        )
+        row = (await connection.execute(statement)).first()
+        if row is None:
+            await _require_task(connection, task_id)
             return LogHead(1, 0)
-        return LogHead(log.first_seq, log.last_seq)
+        return LogHead(row.first_seq, row.last_seq)
 
     async def read(
         self,
@@ -205,16 +267,16 @@ class EventLog:
     ) -> list[WebSocketMessage]:
         """Return the task's events with ``seq > since`` in seq order."""
         statement = (
-            select(EventRow)
-            .where(EventRow.task_id == task_id, EventRow.seq > since)
-            .order_by(EventRow.seq)
+            select(_EVENTS)
+            .where(_EVENTS.c.task_id == task_id, _EVENTS.c.seq > since)
+            .order_by(_EVENTS.c.seq)
         )
         if types:
-            statement = statement.where(EventRow.event_type.in_(list(types)))
+            statement = statement.where(_EVENTS.c.event_type.in_(list(types)))
         if limit is not None:
             statement = statement.limit(limit)
-        rows = (await self.session.execute(statement)).scalars()
-        return [_message(row) for row in rows]
+        connection = await self.session.connection()
+        return _messages(await connection.execute(statement))
 
     async def recent(
         self,
@@ -225,24 +287,28 @@ class EventLog:
         since_time: datetime | None = None,
     ) -> list[WebSocketMessage]:
         """Return the newest events across tasks (newest last)."""
-        statement = select(EventRow).order_by(EventRow.timestamp.desc(), EventRow.seq.desc())
+        statement = select(_EVENTS).order_by(_EVENTS.c.timestamp.desc(), _EVENTS.c.seq.desc())
         if types:
-            statement = statement.where(EventRow.event_type.in_(list(types)))
+            statement = statement.where(_EVENTS.c.event_type.in_(list(types)))
         if task_id:
-            statement = statement.where(EventRow.task_id == task_id)
+            statement = statement.where(_EVENTS.c.task_id == task_id)
         if since_time:
-            statement = statement.where(EventRow.timestamp > since_time)
-        rows = (await self.session.execute(statement.limit(limit))).scalars().all()
-        return [_message(row) for row in reversed(rows)]
+            statement = statement.where(_EVENTS.c.timestamp > since_time)
+        connection = await self.session.connection()
+        rows = (await connection.execute(statement.limit(limit))).all()
+        return _messages(reversed(rows))
 
     async def state(self, task_id: str) -> TaskState:
         """The shared state document (``{}`` and version 0 before any is set)."""
-        if await self.session.get(TaskRow, task_id) is None:
-            raise NotFoundError("task", task_id)
-        log = await self.session.get(TaskLogRow, task_id, populate_existing=True)
-        if log is None:
+        connection = await self.session.connection()
+        await _require_task(connection, task_id)
+        statement = select(_TASK_LOGS.c.state, _TASK_LOGS.c.state_version).where(
+            _TASK_LOGS.c.task_id == task_id
+        )
+        row = (await connection.execute(statement)).first()
+        if row is None:
             return TaskState({}, 0)
-        return TaskState(log.state if log.state is not None else {}, log.state_version)
+        return TaskState(row.state if row.state is not None else {}, row.state_version)
 
     async def epoch(self) -> str:
         """Return this database's log epoch (created by the migration)."""
@@ -252,111 +318,323 @@ class EventLog:
     async def count(self) -> int:
         return int(await self.session.scalar(select(func.count()).select_from(EventRow)) or 0)
 
-    # --- internals --------------------------------------------------------------------------
 
-    async def _lock_log(self, task_id: str) -> TaskLogRow:
-        log = await self.session.get(
-            TaskLogRow, task_id, with_for_update=True, populate_existing=True
+# --- the append path ------------------------------------------------------------------------
+
+
+def _read_free(events: Sequence[EventIn], *, server: bool) -> bool:
+    """Whether ``events`` can take :func:`_append_read_free`: a publisher's non-empty batch
+    of new events (no ids to look up) of :data:`_READ_FREE_EVENTS` types."""
+    return (
+        bool(events)
+        and not server
+        and all(e.id is None and e.event_type in _READ_FREE_EVENTS for e in events)
+    )
+
+
+async def _append_read_free(
+    connection: AsyncConnection, task_id: str, events: Sequence[EventIn], source: str | None
+) -> tuple[list[WebSocketMessage], _LockedLog]:
+    """Store new events whose effects need nothing read first, in three statements.
+
+    The batch is validated and its effect on the task computed up front; then the task row
+    is changed (which locks it and proves it exists), seqs are allocated on the log row
+    (locking it), and the events are inserted. A missing task is reported before a refused
+    event, as on the reading path.
+    """
+    now = utc_now()
+    checked: list[tuple[EventIn, dict[str, Any]]] = []
+    changes: dict[str, Any] = {}
+    try:
+        for index, event in enumerate(events):
+            data = _checked_data(index, event, server=False)
+            _change_progress(changes, event.event_type, data)
+            checked.append((event, data))
+    except Exception:
+        await _require_task(connection, task_id)
+        raise
+    changes["updated_at"] = now
+    touched = await connection.execute(_UPDATE_TASK, {"where_task_id": task_id, **changes})
+    if touched.rowcount == 0:
+        raise NotFoundError("task", task_id)
+    log = await _allocate(connection, task_id, len(checked))
+    first_seq = log.last_seq - len(checked) + 1
+    rows = [
+        _event_values(task_id, first_seq + i, event, data, now=now, source=source)
+        for i, (event, data) in enumerate(checked)
+    ]
+    await connection.execute(insert(_EVENTS), rows)
+    return [WebSocketMessage.model_validate(values) for values in rows], log
+
+
+async def _append_reading(
+    connection: AsyncConnection,
+    task_id: str,
+    events: Sequence[EventIn],
+    source: str | None,
+    server: bool,
+) -> tuple[list[WebSocketMessage], _LockedLog]:
+    """Store events one by one against the locked task and log rows: status moves, state
+    patches, agents, subtasks, ids that may be stored already. ``server`` skips the task."""
+    with_state = any(e.event_type == E.STATE_PATCH for e in events)
+    if server:
+        task, log = None, await _lock_log(connection, task_id, with_state=with_state)
+    else:
+        task, log = await _lock(connection, task_id, with_state=with_state)
+    stored = await _already_stored(connection, task_id, [e.id for e in events if e.id])
+    rows: list[dict[str, Any]] = []
+    committed: list[WebSocketMessage] = []
+    seen_ids: set[str] = set()
+    now = utc_now()
+    for index, event in enumerate(events):
+        if event.id and event.id in stored:
+            committed.append(stored[event.id])
+            continue
+        if event.id and event.id in seen_ids:
+            continue  # repeated inside the batch: stored once
+        data = _checked_data(index, event, server=server)
+        if task is not None:
+            data = await _apply(connection, task, log, event, data, f"events.{index}", now)
+        log.last_seq += 1
+        values = _event_values(task_id, log.last_seq, event, data, now=now, source=source)
+        seen_ids.add(values["id"])
+        rows.append(values)
+        committed.append(WebSocketMessage.model_validate(values))
+    if rows:
+        await connection.execute(insert(_EVENTS), rows)
+        log.changes["last_seq"] = log.last_seq
+    if task is not None and any(m.seq == log.last_seq for m in committed):
+        task.changes["updated_at"] = now
+    if task is not None and task.changes:
+        await connection.execute(_UPDATE_TASK, {"where_task_id": task_id, **task.changes})
+    return committed, log
+
+
+def _checked_data(index: int, event: EventIn, *, server: bool) -> dict[str, Any]:
+    """The event's data validated against its type; a refused event names ``events.N``."""
+    prefix = f"events.{index}"
+    if event.event_type not in LOGGED_EVENTS:
+        raise InvalidInputError(
+            f"{prefix}.event_type: {event.event_type.value!r} is a connection message "
+            "and cannot be logged",
+            field=f"{prefix}.event_type",
         )
-        if log is None:
-            await self.open(task_id)
-            log = await self.session.get(TaskLogRow, task_id, with_for_update=True)
-            assert log is not None
-        return log
-
-    async def _already_stored(
-        self, task_id: str, ids: Sequence[str]
-    ) -> dict[str, WebSocketMessage]:
-        if not ids:
-            return {}
-        rows = (await self.session.execute(select(EventRow).where(EventRow.id.in_(ids)))).scalars()
-        found: dict[str, WebSocketMessage] = {}
-        for row in rows:
-            if row.task_id != task_id:
-                raise ConflictError(f"event id {row.id!r} is already used on task {row.task_id!r}")
-            found[row.id] = _message(row)
-        return found
-
-    async def _apply(
-        self,
-        task: TaskRow,
-        log: TaskLogRow,
-        event: EventIn,
-        data: dict[str, Any],
-        prefix: str,
-        now: datetime,
-    ) -> dict[str, Any]:
-        kind = event.event_type
-        if kind == E.PROGRESS_UPDATE:
-            task.progress = data["progress"]
-            if data.get("confidence") is not None:
-                task.confidence = data["confidence"]
-        elif kind == E.CONFIDENCE_UPDATE:
-            task.confidence = data["confidence"]
-        elif kind in STATUS_EVENTS:
-            current = TaskStatus(task.status)
-            new = TaskStatus(STATUS_EVENTS[kind])
-            try:
-                check_transition(task.id, current, new)
-            except ConflictError as exc:
-                raise InvalidInputError(f"{prefix}: {exc.detail}", field=prefix) from None
-            for name, value in status_timestamps(
-                current, new, started_at=task.started_at, now=now
-            ).items():
-                setattr(task, name, value)
-            task.status = new.value
-            if new == TaskStatus.COMPLETED:
-                task.progress = 1.0
-            if data.get("result") is not None:
-                task.result = data["result"]
-            elif kind == E.TASK_FAILED and data.get("error"):
-                task.result = {"error": data["error"]}
-        elif kind == E.AGENT_STATUS_CHANGE:
-            agent = await self.session.get(AgentRow, data["agent_id"])
-            if agent is None:
-                raise InvalidInputError(
-                    f"{prefix}.data.agent_id: agent {data['agent_id']!r} does not exist",
-                    field=f"{prefix}.data.agent_id",
-                )
-            data["previous"] = data.get("previous") or agent.status
-            agent.status = AgentStatus(data["status"]).value
-            agent.last_seen_at = now
-            agent.updated_at = now
-            if agent.status == AgentStatus.WORKING:
-                agent.current_task_id = task.id
-        elif kind == E.STATE_SNAPSHOT:
-            log.state = data["snapshot"]
-            log.state_version += 1
-            data["version"] = log.state_version
-        elif kind == E.STATE_PATCH:
-            document = log.state if log.state is not None else {}
-            try:
-                log.state = jsonpatch.apply_patch(document, data["patch"], in_place=False)
-            except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
-                raise InvalidInputError(
-                    f"{prefix}.data.patch: does not apply to state version "
-                    f"{log.state_version}: {exc}",
-                    field=f"{prefix}.data.patch",
-                ) from None
-            log.state_version += 1
-            data["version"] = log.state_version
-        elif kind == E.SUBTASK_UPDATED and data.get("done") is not None:
-            await self._tick_subtask(task, data, prefix)
-        return data
-
-    async def _tick_subtask(self, task: TaskRow, data: dict[str, Any], prefix: str) -> None:
-        subtask = await self.session.scalar(
-            select(SubtaskRow)
-            .join(SectionRow, SectionRow.id == SubtaskRow.section_id)
-            .where(SubtaskRow.id == data["subtask_id"], SectionRow.task_id == task.id)
+    if not server and event.event_type in SERVER_ONLY_EVENTS:
+        raise InvalidInputError(
+            f"{prefix}.event_type: {event.event_type.value!r} is written by the server",
+            field=f"{prefix}.event_type",
         )
-        if subtask is None:
-            raise InvalidInputError(
-                f"{prefix}.data.subtask_id: subtask {data['subtask_id']!r} is not in this task",
-                field=f"{prefix}.data.subtask_id",
+    return validate_data(event.event_type, dict(event.data), field_prefix=f"{prefix}.data")
+
+
+async def _lock(
+    connection: AsyncConnection, task_id: str, *, with_state: bool
+) -> tuple[_LockedTask, _LockedLog]:
+    """Lock the task's row, then its log's, in one statement when both exist."""
+    statement = _LOCK_TASK_AND_LOG_WITH_STATE if with_state else _LOCK_TASK_AND_LOG
+    row = (await connection.execute(statement, {"task_id": task_id})).first()
+    if row is None:  # no task (raises), or a task without a log yet
+        task = await _lock_task(connection, task_id)
+        return task, await _lock_log(connection, task_id, with_state=with_state)
+    log = _LockedLog.from_row(row, with_state=with_state)
+    return _LockedTask(task_id, row.status, row.started_at), log
+
+
+async def _lock_task(connection: AsyncConnection, task_id: str) -> _LockedTask:
+    """Lock the task's row and read what status events need; raise if there is no task."""
+    row = (await connection.execute(_LOCK_TASK, {"task_id": task_id})).first()
+    if row is None:
+        raise NotFoundError("task", task_id)
+    return _LockedTask(task_id, row.status, row.started_at)
+
+
+async def _lock_log(connection: AsyncConnection, task_id: str, *, with_state: bool) -> _LockedLog:
+    """Lock the task's log row (seqs are allocated under this lock), creating an empty log
+    for a task that has none yet. ``with_state`` also reads the shared state document."""
+    statement = _LOCK_LOG_WITH_STATE if with_state else _LOCK_LOG
+    row = (await connection.execute(statement, {"task_id": task_id})).first()
+    if row is None:
+        await connection.execute(insert(_TASK_LOGS), _empty_log(task_id))
+        return _LockedLog(last_seq=0, first_seq=1, state_version=0, state=None)
+    return _LockedLog.from_row(row, with_state=with_state)
+
+
+async def _allocate(connection: AsyncConnection, task_id: str, count: int) -> _LockedLog:
+    """Move the log's head ``count`` seqs on (creating the log if the task has none yet);
+    return the locked log with ``last_seq`` already written."""
+    params = {"where_task_id": task_id, "count": count}
+    row = (await connection.execute(_ALLOCATE, params)).first()
+    if row is None:
+        await connection.execute(insert(_TASK_LOGS), {**_empty_log(task_id), "last_seq": count})
+        return _LockedLog(last_seq=count, first_seq=1, state_version=0, state=None)
+    return _LockedLog.from_row(row)
+
+
+async def _already_stored(
+    connection: AsyncConnection, task_id: str, ids: Sequence[str]
+) -> dict[str, WebSocketMessage]:
+    """The stored events among ``ids``; raise :class:`ConflictError` if one is another task's."""
+    if not ids:
+        return {}
+    result = await connection.execute(select(_EVENTS).where(_EVENTS.c.id.in_(ids)))
+    found: dict[str, WebSocketMessage] = {}
+    for message in _messages(result):
+        if message.task_id != task_id:
+            raise ConflictError(
+                f"event id {message.id!r} is already used on task {message.task_id!r}"
             )
-        subtask.done = bool(data["done"])
-        data["section_id"] = subtask.section_id
+        found[message.id] = message
+    return found
+
+
+async def _apply(
+    connection: AsyncConnection,
+    task: _LockedTask,
+    log: _LockedLog,
+    event: EventIn,
+    data: dict[str, Any],
+    prefix: str,
+    now: datetime,
+) -> dict[str, Any]:
+    """Apply one event to the task (in ``task.changes``), its log's state, an agent or a
+    subtask; return its data as stored (with ``version``, ``previous``, ``section_id``)."""
+    kind = event.event_type
+    if kind in (E.PROGRESS_UPDATE, E.CONFIDENCE_UPDATE):
+        _change_progress(task.changes, kind, data)
+    elif kind in STATUS_EVENTS:
+        _change_status(task, kind, data, prefix, now)
+    elif kind == E.AGENT_STATUS_CHANGE:
+        await _change_agent(connection, task, data, prefix, now)
+    elif kind == E.STATE_SNAPSHOT:
+        log.state = data["snapshot"]
+        log.state_version += 1
+        log.changes.update(state=log.state, state_version=log.state_version)
+        data["version"] = log.state_version
+    elif kind == E.STATE_PATCH:
+        document = log.state if log.state is not None else {}
+        try:
+            log.state = jsonpatch.apply_patch(document, data["patch"], in_place=False)
+        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
+            raise InvalidInputError(
+                f"{prefix}.data.patch: does not apply to state version {log.state_version}: {exc}",
+                field=f"{prefix}.data.patch",
+            ) from None
+        log.state_version += 1
+        log.changes.update(state=log.state, state_version=log.state_version)
+        data["version"] = log.state_version
+    elif kind == E.SUBTASK_UPDATED and data.get("done") is not None:
+        await _tick_subtask(connection, task, data, prefix)
+    return data
+
+
+def _change_progress(
+    changes: dict[str, Any], kind: WebSocketEventType, data: dict[str, Any]
+) -> None:
+    """Put what a progress or confidence event sets on the task into ``changes``."""
+    if kind == E.PROGRESS_UPDATE:
+        changes["progress"] = data["progress"]
+        if data.get("confidence") is not None:
+            changes["confidence"] = data["confidence"]
+    elif kind == E.CONFIDENCE_UPDATE:
+        changes["confidence"] = data["confidence"]
+
+
+def _change_status(
+    task: _LockedTask, kind: WebSocketEventType, data: dict[str, Any], prefix: str, now: datetime
+) -> None:
+    """Move the task through the state machine; a refused move names ``events.N``."""
+    current = TaskStatus(task.status)
+    new = TaskStatus(STATUS_EVENTS[kind])
+    try:
+        check_transition(task.id, current, new)
+    except ConflictError as exc:
+        raise InvalidInputError(f"{prefix}: {exc.detail}", field=prefix) from None
+    for name, value in status_timestamps(current, new, started_at=task.started_at, now=now).items():
+        task.changes[name] = value
+        if name == "started_at":
+            task.started_at = value
+    task.status = new.value
+    task.changes["status"] = new.value
+    if new == TaskStatus.COMPLETED:
+        task.changes["progress"] = 1.0
+    if data.get("result") is not None:
+        task.changes["result"] = data["result"]
+    elif kind == E.TASK_FAILED and data.get("error"):
+        task.changes["result"] = {"error": data["error"]}
+
+
+async def _change_agent(
+    connection: AsyncConnection,
+    task: _LockedTask,
+    data: dict[str, Any],
+    prefix: str,
+    now: datetime,
+) -> None:
+    """Set the agent's status (and ``data["previous"]``); an unknown agent is refused."""
+    statement = select(_AGENTS.c.status).where(_AGENTS.c.id == data["agent_id"])
+    previous = (await connection.execute(statement)).scalar_one_or_none()
+    if previous is None:
+        raise InvalidInputError(
+            f"{prefix}.data.agent_id: agent {data['agent_id']!r} does not exist",
+            field=f"{prefix}.data.agent_id",
+        )
+    data["previous"] = data.get("previous") or previous
+    status = AgentStatus(data["status"])
+    changes: dict[str, Any] = {"status": status.value, "last_seen_at": now, "updated_at": now}
+    if status == AgentStatus.WORKING:
+        changes["current_task_id"] = task.id
+    await connection.execute(_UPDATE_AGENT, {"where_agent_id": data["agent_id"], **changes})
+
+
+async def _tick_subtask(
+    connection: AsyncConnection, task: _LockedTask, data: dict[str, Any], prefix: str
+) -> None:
+    """Set a subtask of this task done or not (and ``data["section_id"]``)."""
+    statement = (
+        select(_SUBTASKS.c.section_id)
+        .join(_SECTIONS, _SECTIONS.c.id == _SUBTASKS.c.section_id)
+        .where(_SUBTASKS.c.id == data["subtask_id"], _SECTIONS.c.task_id == task.id)
+    )
+    section_id = (await connection.execute(statement)).scalar_one_or_none()
+    if section_id is None:
+        raise InvalidInputError(
+            f"{prefix}.data.subtask_id: subtask {data['subtask_id']!r} is not in this task",
+            field=f"{prefix}.data.subtask_id",
+        )
+    await connection.execute(
+        update(_SUBTASKS)
+        .where(_SUBTASKS.c.id == data["subtask_id"])
+        .values(done=bool(data["done"]))
+    )
+    data["section_id"] = section_id
+
+
+async def _trim(
+    connection: AsyncConnection, task_id: str, log: _LockedLog, *, keep_last: int
+) -> int:
+    """Delete all but the newest ``keep_last`` events; the new ``first_seq`` goes into
+    ``log.changes``. Return how many events went."""
+    first_kept = max(1, log.last_seq - keep_last + 1)
+    if first_kept <= log.first_seq:
+        return 0
+    result = await connection.execute(
+        delete(_EVENTS).where(_EVENTS.c.task_id == task_id, _EVENTS.c.seq < first_kept)
+    )
+    log.first_seq = first_kept
+    log.changes["first_seq"] = first_kept
+    return int(result.rowcount)
+
+
+async def _require_task(connection: AsyncConnection, task_id: str) -> None:
+    """Raise :class:`NotFoundError` unless the task exists."""
+    statement = select(_TASKS.c.id).where(_TASKS.c.id == task_id)
+    if (await connection.execute(statement)).first() is None:
+        raise NotFoundError("task", task_id)
+
+
+def _empty_log(task_id: str) -> dict[str, Any]:
+    """The ``task_logs`` row of a task whose log holds nothing yet."""
+    return dict(task_id=task_id, last_seq=0, first_seq=1, state=None, state_version=0)
 
 
 def _event_values(
@@ -384,29 +662,6 @@ def _event_values(
     }
 
 
-def _event_row(
-    task_id: str,
-    seq: int,
-    event: EventIn,
-    data: dict[str, Any],
-    *,
-    now: datetime,
-    source: str | None,
-) -> EventRow:
-    return EventRow(**_event_values(task_id, seq, event, data, now=now, source=source))
-
-
-def _message(row: EventRow) -> WebSocketMessage:
-    return WebSocketMessage(
-        id=row.id,
-        seq=row.seq,
-        task_id=row.task_id,
-        event_type=WebSocketEventType(row.event_type),
-        data=row.data,
-        timestamp=row.timestamp,
-        source=row.source,
-        client_id=row.client_id,
-        run_id=row.run_id,
-        parent_run_id=row.parent_run_id,
-        agent_id=row.agent_id,
-    )
+def _messages(rows: Iterable[Row[Any]]) -> list[WebSocketMessage]:
+    """Envelopes of stored ``events`` rows (all their columns)."""
+    return [WebSocketMessage.model_validate(row._mapping) for row in rows]

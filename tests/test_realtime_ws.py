@@ -342,6 +342,24 @@ async def test_publish_is_idempotent_and_all_or_nothing(client: httpx.Client) ->
     assert tool.json()["errors"][0]["field"] == "events.0.data.tool_call_id"
 
 
+async def test_event_timestamps_need_a_time_zone_and_are_kept_in_utc(
+    client: httpx.Client,
+) -> None:
+    """A timestamp without a time zone is a 422 naming it (not a 500); one with an offset is
+    stored and answered in UTC, the same in the publish answer and in the history."""
+    task_id = new_task(client)
+    url = f"/api/v1/tasks/{task_id}/events"
+    naive = client.post(url, json={**progress(1), "timestamp": "2026-11-26T10:00:00"})
+    assert naive.status_code == 422
+    assert naive.headers["content-type"] == "application/problem+json"
+    assert naive.json()["errors"][0]["field"].endswith("timestamp")
+    offset = client.post(url, json={**progress(1), "timestamp": "2026-11-26T10:00:00+02:00"})
+    assert offset.status_code == 200, offset.text
+    (stored,) = client.get(url, params={"since": 1}).json()["events"]
+    assert stored["timestamp"].startswith("2026-11-26T08:00:00")
+    assert stored["timestamp"].endswith(("Z", "+00:00"))
+
+
 async def test_events_update_task_state(client: httpx.Client) -> None:
     """progress_update and status events change the task; state patches carry versions."""
     task_id = new_task(client)

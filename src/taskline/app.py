@@ -126,15 +126,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["*"],
             allow_headers=["*"],
         )
-    # exports first: its fixed paths (/tasks/export/..., /tasks/import) must win over /{task_id}
+    # exports first: its fixed paths (/tasks/export/..., /tasks/import) must win over /{task_id};
+    # then events, the busiest route (routes are matched in this order)
     for module in (
         meta,
         exports,
+        events,
         tasks,
         sections,
         messages,
         agents,
-        events,
         stream,
         status,
         clients,

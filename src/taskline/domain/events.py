@@ -9,11 +9,19 @@ Each event type has a data schema (:data:`DATA_SCHEMAS`); :func:`validate_data` 
 payload against it and names the bad field.
 """
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationError,
+)
 
 from taskline.domain.errors import InvalidInputError
 from taskline.domain.models import Fraction
@@ -288,6 +296,10 @@ class WebSocketMessage(BaseModel):
     agent_id: str | None = None
 
 
+def _in_utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC)
+
+
 class EventIn(BaseModel):
     """An event as a publisher sends it; the server assigns ``seq`` (and ``id``/``timestamp``
     when absent). Re-sending the same ``id`` is idempotent."""
@@ -297,7 +309,8 @@ class EventIn(BaseModel):
     id: Annotated[str, Field(min_length=1, max_length=80)] | None = None
     event_type: WebSocketEventType
     data: dict[str, JsonValue] = Field(default_factory=dict)
-    timestamp: datetime | None = None
+    #: when it happened; must carry a time zone (stored and sent on in UTC)
+    timestamp: Annotated[AwareDatetime, AfterValidator(_in_utc)] | None = None
     source: Annotated[str, Field(max_length=200)] | None = None
     client_id: Annotated[str, Field(max_length=80)] | None = None
     run_id: Annotated[str, Field(max_length=80)] | None = None

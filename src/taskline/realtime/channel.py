@@ -4,8 +4,8 @@ A server that offers it (Taskline's own uvicorn WebSocket protocol,
 :mod:`taskline.ws_protocol`) puts the channel into the ASGI scope as
 ``scope["extensions"][DIRECT_CHANNEL]["channel"]``. The ConnectionManager then frames each
 event once (:func:`text_frame`) and writes the very same bytes to every subscriber that is up
-to date, a few times per second per subscriber at most, instead of running one writer task per
-connection that awaits the ASGI ``send`` for every frame. Where there is no channel (another
+to date, at most once per flush interval per subscriber, instead of running one writer task
+per connection that awaits the ASGI ``send`` for every frame. Where there is no channel (another
 ASGI server, the SSE stream) the manager falls back to that writer task.
 """
 

@@ -218,11 +218,14 @@ async def test_events_committed_within_the_flush_interval_share_one_frame(tmp_pa
         assert [m["seq"] for m in frame] == seqs == [2, 3, 4]
 
 
-@pytest.mark.parametrize("path", ["direct", "fallback"])
+@pytest.mark.parametrize("path", ["direct", "direct-immediate", "fallback"])
 async def test_three_clients_get_every_event_in_order(tmp_path: Path, path: str) -> None:
-    """Single-event and batch subscribers receive everything once, in order, both through the
-    direct channel and through uvicorn's own protocol with a writer task per connection."""
+    """Single-event and batch subscribers receive everything once, in order: through the
+    direct channel (flushed every 10 ms, or as soon as the loop is free) and through uvicorn's
+    own protocol with a writer task per connection."""
     options: dict[str, Any] = {}
+    if path == "direct-immediate":
+        options = {"settings": {"flush_interval": 0}}
     if path == "fallback":
         options = {"fast_lane": False, "ws": "websockets-sansio"}
     for live in _serve(tmp_path, **options):

@@ -213,3 +213,39 @@ async def test_a_connected_agent_publishing_agui_events_finishes_the_run(
     assert frames[-1]["result"] == "ok"
     assert http.get(f"/api/v1/tasks/{task_id}").json()["status"] == "completed"
     http.close()
+
+
+async def test_a_thread_runs_one_run_at_a_time(sqlite_server: LiveServer) -> None:
+    """While a thread's run is in progress, another run request for it is a 409 problem (the
+    first run goes on undisturbed); once the first has finished, the thread takes runs again."""
+    http = httpx.Client(base_url=sqlite_server.url, timeout=10)
+    task_id = http.post("/api/v1/tasks/", json={"title": "one at a time"}).json()["id"]
+    async with open_ws(f"{sqlite_server.ws_url}/ws/agents/agent_solo") as ws:
+        json.loads(await ws.recv())  # welcome
+        http.patch(f"/api/v1/tasks/{task_id}", json={"assigned_agent_id": "agent_solo"})
+        first = run_input(task_id, "first")
+        runner = asyncio.create_task(post_run(sqlite_server, first))
+        command: dict[str, Any] = {}
+        while command.get("command") != "run":
+            command = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        second = http.post("/api/v1/agui", json=run_input(task_id, "second"))
+        assert second.status_code == 409
+        assert second.headers["content-type"] == "application/problem+json"
+        assert first["runId"] in second.json()["detail"]
+        ids = {"threadId": task_id, "runId": first["runId"]}
+        finished = [{"type": "RUN_STARTED", **ids}, {"type": "RUN_FINISHED", **ids, "result": 1}]
+        posted = http.post(
+            f"/api/v1/tasks/{task_id}/events", params={"format": "agui"}, json=finished
+        )
+        assert posted.status_code == 200, posted.text
+        frames = await asyncio.wait_for(runner, 20)
+        assert [f["type"] for f in frames] == ["RUN_STARTED", "RUN_FINISHED"]
+        # the thread is free again: a new run reaches the agent
+        again = asyncio.create_task(post_run(sqlite_server, run_input(task_id, "third")))
+        command = {}
+        while command.get("command") != "run":
+            command = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert command["run"]["messages"][0]["content"] == "third"
+    frames = await asyncio.wait_for(again, 20)
+    assert frames[-1]["type"] == "RUN_ERROR"  # its agent left before finishing it
+    http.close()

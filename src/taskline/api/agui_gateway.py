@@ -28,6 +28,11 @@ task, with nothing stored. A task created for a run is titled from the last user
    text message, then ``RUN_FINISHED`` with the report as ``result``. Nothing is stored.
 4. Otherwise: ``RUN_ERROR`` (code ``no_agent``) saying why.
 
+**One run at a time per thread** (per server process): a request for a thread whose run is
+still going is refused with 409 before streaming; two requests racing past that check are
+told apart when streaming starts, and the later one ends at once with ``RUN_ERROR`` (code
+``run_in_progress``). The first run is not disturbed.
+
 Edge cases: every wait is bounded (``start_timeout`` for an agent's first event,
 ``idle_timeout`` between events); a run that ends without a terminal event in the log (the
 built-in agent crashed, or the task was completed/cancelled elsewhere) ends with
@@ -213,6 +218,7 @@ class AguiGateway:
         self.idle_timeout = idle_timeout
         self.poll = poll
         self._background: set[asyncio.Task[Any]] = set()
+        self._running: dict[str, str] = {}  # task id -> run id of the run streaming now
 
     # --- request ----------------------------------------------------------------------------
 
@@ -221,6 +227,7 @@ class AguiGateway:
 
         Raises:
             InvalidInputError: the body is not a ``RunAgentInput`` (names the first bad field).
+            ConflictError: the thread has a run in progress.
         """
         try:
             run_input = RunAgentInput.model_validate_json(raw)
@@ -232,6 +239,12 @@ class AguiGateway:
             raise InvalidInputError("runId: 1 to 80 characters", field="runId")
         instruction = _last_user_text(run_input)
         task_id = task_id_for_thread(run_input.thread_id)
+        busy = self._running.get(task_id)
+        if busy is not None:
+            raise ConflictError(
+                f"thread {run_input.thread_id!r} already has a run in progress ({busy}); "
+                f"wait for it to finish, or cancel it (POST /api/v1/tasks/{task_id}/cancel)"
+            )
         task = await self._task_for(task_id, instruction)
         return PreparedRun(run_input, task, instruction)
 
@@ -268,6 +281,14 @@ class AguiGateway:
             run_id=run_input.run_id,
             protocol_version=PROTOCOL_VERSION,
         )
+        task_id = prepared.task.id
+        busy = self._running.setdefault(task_id, run_input.run_id)
+        if busy != run_input.run_id:
+            yield RunErrorEvent(
+                message=f"thread {run_input.thread_id!r} already has a run in progress ({busy})",
+                code="run_in_progress",
+            )
+            return
         try:
             async for event in self._serve(prepared):
                 if event.type.value == "RUN_FINISHED":
@@ -282,6 +303,9 @@ class AguiGateway:
         except Exception as exc:  # the stream has started: report, never raise
             logger.exception("AG-UI run %s failed", run_input.run_id)
             yield RunErrorEvent(message=f"the gateway failed: {exc}", code="gateway_error")
+        finally:
+            if self._running.get(task_id) == run_input.run_id:
+                del self._running[task_id]
 
     async def _serve(self, prepared: PreparedRun) -> AsyncIterator[BaseEvent]:
         task = prepared.task

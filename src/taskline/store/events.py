@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any
 
 import jsonpatch
-from sqlalchemy import Integer, Row, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import Integer, Row, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from taskline.domain.errors import ConflictError, InvalidInputError, NotFoundError
@@ -41,13 +41,14 @@ from taskline.domain.ids import new_id
 from taskline.domain.models import utc_now
 from taskline.domain.status import AgentStatus, TaskStatus, check_transition, status_timestamps
 from taskline.store.tables import (
-    AgentRow,
+    AGENTS,
+    EVENTS,
+    SECTIONS,
+    SUBTASKS,
+    TASK_LOGS,
+    TASKS,
     EventRow,
     LogMetaRow,
-    SectionRow,
-    SubtaskRow,
-    TaskLogRow,
-    TaskRow,
 )
 
 __all__ = ["SERVER_ONLY_EVENTS", "EventLog", "LogHead", "TaskState"]
@@ -57,21 +58,14 @@ E = WebSocketEventType
 #: Events only the server itself writes (from REST changes); publishers may not send them.
 SERVER_ONLY_EVENTS = frozenset({E.TASK_CREATED, E.TASK_DELETED})
 
-_TASKS: Table = TaskRow.__table__  # type: ignore[assignment]
-_TASK_LOGS: Table = TaskLogRow.__table__  # type: ignore[assignment]
-_EVENTS: Table = EventRow.__table__  # type: ignore[assignment]
-_AGENTS: Table = AgentRow.__table__  # type: ignore[assignment]
-_SECTIONS: Table = SectionRow.__table__  # type: ignore[assignment]
-_SUBTASKS: Table = SubtaskRow.__table__  # type: ignore[assignment]
-
 # The statements of the append path, built once (SQLAlchemy caches their compiled form).
 # ``FOR UPDATE`` takes PostgreSQL row locks; SQLite leaves it out (its writers are serialised).
 _LOCK_TASK = (
-    select(_TASKS.c.status, _TASKS.c.started_at)
-    .where(_TASKS.c.id == bindparam("task_id"))
+    select(TASKS.c.status, TASKS.c.started_at)
+    .where(TASKS.c.id == bindparam("task_id"))
     .with_for_update()
 )
-_LOG = _TASK_LOGS.c
+_LOG = TASK_LOGS.c
 _LOG_HEAD = select(_LOG.last_seq, _LOG.first_seq, _LOG.state_version).where(
     _LOG.task_id == bindparam("task_id")
 )
@@ -80,23 +74,23 @@ _LOCK_LOG_WITH_STATE = _LOG_HEAD.add_columns(_LOG.state).with_for_update()
 # Both rows in one statement; PostgreSQL locks them in FROM order (task, then log), the order
 # every writer takes them in. No row: the task or its log is missing (see ``_lock``).
 _TASK_AND_LOG_HEAD = (
-    select(_TASKS.c.status, _TASKS.c.started_at, *_LOG_HEAD.selected_columns)
-    .join_from(_TASKS, _TASK_LOGS, _LOG.task_id == _TASKS.c.id)
-    .where(_TASKS.c.id == bindparam("task_id"))
+    select(TASKS.c.status, TASKS.c.started_at, *_LOG_HEAD.selected_columns)
+    .join_from(TASKS, TASK_LOGS, _LOG.task_id == TASKS.c.id)
+    .where(TASKS.c.id == bindparam("task_id"))
 )
 _LOCK_TASK_AND_LOG = _TASK_AND_LOG_HEAD.with_for_update()
 _LOCK_TASK_AND_LOG_WITH_STATE = _TASK_AND_LOG_HEAD.add_columns(_LOG.state).with_for_update()
 # Allocate ``count`` seqs in one statement: lock the log row, move its head, read it back.
 _ALLOCATE = (
-    update(_TASK_LOGS)
+    update(TASK_LOGS)
     .where(_LOG.task_id == bindparam("where_task_id"))
     .values(last_seq=_LOG.last_seq + bindparam("count", type_=Integer))
     .returning(*_LOG_HEAD.selected_columns)
 )
 # The SET clause of these comes from the parameters given: only the columns that changed.
-_UPDATE_TASK = update(_TASKS).where(_TASKS.c.id == bindparam("where_task_id"))
-_UPDATE_LOG = update(_TASK_LOGS).where(_LOG.task_id == bindparam("where_task_id"))
-_UPDATE_AGENT = update(_AGENTS).where(_AGENTS.c.id == bindparam("where_agent_id"))
+_UPDATE_TASK = update(TASKS).where(TASKS.c.id == bindparam("where_task_id"))
+_UPDATE_LOG = update(TASK_LOGS).where(_LOG.task_id == bindparam("where_task_id"))
+_UPDATE_AGENT = update(AGENTS).where(AGENTS.c.id == bindparam("where_agent_id"))
 
 #: Event types whose effect on the task follows from their data alone (or that have none).
 #: A batch of only these, without client ids, needs nothing read before it is written.
@@ -183,18 +177,18 @@ class EventLog:
         """
         data = validate_data(first.event_type, dict(first.data))
         await self.session.execute(
-            insert(_TASK_LOGS),
-            [dict(task_id=task_id, last_seq=1, first_seq=1, state=None, state_version=0)],
+            insert(TASK_LOGS),
+            [{**_empty_log(task_id), "last_seq": 1}],
         )
         values = _event_values(task_id, 1, first, data, now=utc_now(), source=source)
-        await self.session.execute(insert(_EVENTS), [values])
+        await self.session.execute(insert(EVENTS), [values])
         return WebSocketMessage.model_validate(values)
 
     async def open(self, task_id: str) -> None:
         """Create the (empty) log of a new task; a log that exists already is kept."""
         connection = await self.session.connection()
         if (await connection.execute(_LOG_HEAD, {"task_id": task_id})).first() is None:
-            await connection.execute(insert(_TASK_LOGS), _empty_log(task_id))
+            await connection.execute(insert(TASK_LOGS), _empty_log(task_id))
 
     async def append(
         self,
@@ -248,8 +242,8 @@ class EventLog:
         A task that has no log yet (seeded or imported, not changed since) has an empty one.
         """
         connection = await self.session.connection()
-        statement = select(_TASK_LOGS.c.first_seq, _TASK_LOGS.c.last_seq).where(
-            _TASK_LOGS.c.task_id == task_id
+        statement = select(TASK_LOGS.c.first_seq, TASK_LOGS.c.last_seq).where(
+            TASK_LOGS.c.task_id == task_id
         )
         row = (await connection.execute(statement)).first()
         if row is None:
@@ -267,12 +261,12 @@ class EventLog:
     ) -> list[WebSocketMessage]:
         """Return the task's events with ``seq > since`` in seq order."""
         statement = (
-            select(_EVENTS)
-            .where(_EVENTS.c.task_id == task_id, _EVENTS.c.seq > since)
-            .order_by(_EVENTS.c.seq)
+            select(EVENTS)
+            .where(EVENTS.c.task_id == task_id, EVENTS.c.seq > since)
+            .order_by(EVENTS.c.seq)
         )
         if types:
-            statement = statement.where(_EVENTS.c.event_type.in_(list(types)))
+            statement = statement.where(EVENTS.c.event_type.in_(list(types)))
         if limit is not None:
             statement = statement.limit(limit)
         connection = await self.session.connection()
@@ -287,13 +281,13 @@ class EventLog:
         since_time: datetime | None = None,
     ) -> list[WebSocketMessage]:
         """Return the newest events across tasks (newest last)."""
-        statement = select(_EVENTS).order_by(_EVENTS.c.timestamp.desc(), _EVENTS.c.seq.desc())
+        statement = select(EVENTS).order_by(EVENTS.c.timestamp.desc(), EVENTS.c.seq.desc())
         if types:
-            statement = statement.where(_EVENTS.c.event_type.in_(list(types)))
+            statement = statement.where(EVENTS.c.event_type.in_(list(types)))
         if task_id:
-            statement = statement.where(_EVENTS.c.task_id == task_id)
+            statement = statement.where(EVENTS.c.task_id == task_id)
         if since_time:
-            statement = statement.where(_EVENTS.c.timestamp > since_time)
+            statement = statement.where(EVENTS.c.timestamp > since_time)
         connection = await self.session.connection()
         rows = (await connection.execute(statement.limit(limit))).all()
         return _messages(reversed(rows))
@@ -302,8 +296,8 @@ class EventLog:
         """The shared state document (``{}`` and version 0 before any is set)."""
         connection = await self.session.connection()
         await _require_task(connection, task_id)
-        statement = select(_TASK_LOGS.c.state, _TASK_LOGS.c.state_version).where(
-            _TASK_LOGS.c.task_id == task_id
+        statement = select(TASK_LOGS.c.state, TASK_LOGS.c.state_version).where(
+            TASK_LOGS.c.task_id == task_id
         )
         row = (await connection.execute(statement)).first()
         if row is None:
@@ -363,7 +357,7 @@ async def _append_read_free(
         _event_values(task_id, first_seq + i, event, data, now=now, source=source)
         for i, (event, data) in enumerate(checked)
     ]
-    await connection.execute(insert(_EVENTS), rows)
+    await connection.execute(insert(EVENTS), rows)
     return [WebSocketMessage.model_validate(values) for values in rows], log
 
 
@@ -401,7 +395,7 @@ async def _append_reading(
         rows.append(values)
         committed.append(WebSocketMessage.model_validate(values))
     if rows:
-        await connection.execute(insert(_EVENTS), rows)
+        await connection.execute(insert(EVENTS), rows)
         log.changes["last_seq"] = log.last_seq
     if task is not None and any(m.seq == log.last_seq for m in committed):
         task.changes["updated_at"] = now
@@ -454,7 +448,7 @@ async def _lock_log(connection: AsyncConnection, task_id: str, *, with_state: bo
     statement = _LOCK_LOG_WITH_STATE if with_state else _LOCK_LOG
     row = (await connection.execute(statement, {"task_id": task_id})).first()
     if row is None:
-        await connection.execute(insert(_TASK_LOGS), _empty_log(task_id))
+        await connection.execute(insert(TASK_LOGS), _empty_log(task_id))
         return _LockedLog(last_seq=0, first_seq=1, state_version=0, state=None)
     return _LockedLog.from_row(row, with_state=with_state)
 
@@ -465,7 +459,7 @@ async def _allocate(connection: AsyncConnection, task_id: str, count: int) -> _L
     params = {"where_task_id": task_id, "count": count}
     row = (await connection.execute(_ALLOCATE, params)).first()
     if row is None:
-        await connection.execute(insert(_TASK_LOGS), {**_empty_log(task_id), "last_seq": count})
+        await connection.execute(insert(TASK_LOGS), {**_empty_log(task_id), "last_seq": count})
         return _LockedLog(last_seq=count, first_seq=1, state_version=0, state=None)
     return _LockedLog.from_row(row)
 
@@ -476,7 +470,7 @@ async def _already_stored(
     """The stored events among ``ids``; raise :class:`ConflictError` if one is another task's."""
     if not ids:
         return {}
-    result = await connection.execute(select(_EVENTS).where(_EVENTS.c.id.in_(ids)))
+    result = await connection.execute(select(EVENTS).where(EVENTS.c.id.in_(ids)))
     found: dict[str, WebSocketMessage] = {}
     for message in _messages(result):
         if message.task_id != task_id:
@@ -571,7 +565,7 @@ async def _change_agent(
     now: datetime,
 ) -> None:
     """Set the agent's status (and ``data["previous"]``); an unknown agent is refused."""
-    statement = select(_AGENTS.c.status).where(_AGENTS.c.id == data["agent_id"])
+    statement = select(AGENTS.c.status).where(AGENTS.c.id == data["agent_id"])
     previous = (await connection.execute(statement)).scalar_one_or_none()
     if previous is None:
         raise InvalidInputError(
@@ -591,9 +585,9 @@ async def _tick_subtask(
 ) -> None:
     """Set a subtask of this task done or not (and ``data["section_id"]``)."""
     statement = (
-        select(_SUBTASKS.c.section_id)
-        .join(_SECTIONS, _SECTIONS.c.id == _SUBTASKS.c.section_id)
-        .where(_SUBTASKS.c.id == data["subtask_id"], _SECTIONS.c.task_id == task.id)
+        select(SUBTASKS.c.section_id)
+        .join(SECTIONS, SECTIONS.c.id == SUBTASKS.c.section_id)
+        .where(SUBTASKS.c.id == data["subtask_id"], SECTIONS.c.task_id == task.id)
     )
     section_id = (await connection.execute(statement)).scalar_one_or_none()
     if section_id is None:
@@ -602,9 +596,7 @@ async def _tick_subtask(
             field=f"{prefix}.data.subtask_id",
         )
     await connection.execute(
-        update(_SUBTASKS)
-        .where(_SUBTASKS.c.id == data["subtask_id"])
-        .values(done=bool(data["done"]))
+        update(SUBTASKS).where(SUBTASKS.c.id == data["subtask_id"]).values(done=bool(data["done"]))
     )
     data["section_id"] = section_id
 
@@ -618,7 +610,7 @@ async def _trim(
     if first_kept <= log.first_seq:
         return 0
     result = await connection.execute(
-        delete(_EVENTS).where(_EVENTS.c.task_id == task_id, _EVENTS.c.seq < first_kept)
+        delete(EVENTS).where(EVENTS.c.task_id == task_id, EVENTS.c.seq < first_kept)
     )
     log.first_seq = first_kept
     log.changes["first_seq"] = first_kept
@@ -627,7 +619,7 @@ async def _trim(
 
 async def _require_task(connection: AsyncConnection, task_id: str) -> None:
     """Raise :class:`NotFoundError` unless the task exists."""
-    statement = select(_TASKS.c.id).where(_TASKS.c.id == task_id)
+    statement = select(TASKS.c.id).where(TASKS.c.id == task_id)
     if (await connection.execute(statement)).first() is None:
         raise NotFoundError("task", task_id)
 

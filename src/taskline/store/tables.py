@@ -15,6 +15,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
 )
@@ -24,6 +25,13 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import JSON
 
 __all__ = [
+    "AGENTS",
+    "EVENTS",
+    "SECTIONS",
+    "SUBTASKS",
+    "TAGS",
+    "TASKS",
+    "TASK_LOGS",
     "AgentRow",
     "Base",
     "EventRow",
@@ -217,3 +225,14 @@ class LogMetaRow(Base):
 
     key: Mapped[str] = mapped_column(String(40), primary_key=True)
     value: Mapped[str] = mapped_column(String(200))
+
+
+# The Core tables behind the rows, for the hot paths that write plain statements
+# (creating tasks, appending events) instead of going through the ORM.
+TASKS: Table = TaskRow.__table__  # type: ignore[assignment]
+TAGS: Table = TagRow.__table__  # type: ignore[assignment]
+SECTIONS: Table = SectionRow.__table__  # type: ignore[assignment]
+SUBTASKS: Table = SubtaskRow.__table__  # type: ignore[assignment]
+AGENTS: Table = AgentRow.__table__  # type: ignore[assignment]
+TASK_LOGS: Table = TaskLogRow.__table__  # type: ignore[assignment]
+EVENTS: Table = EventRow.__table__  # type: ignore[assignment]

@@ -3,7 +3,7 @@
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Select, Table, case, delete, func, insert, or_, select, update
+from sqlalchemy import Select, case, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -18,7 +18,17 @@ from taskline.domain.status import (
     check_transition,
     status_timestamps,
 )
-from taskline.store.tables import AgentRow, SectionRow, SubtaskRow, TagRow, TaskRow
+from taskline.store.tables import (
+    SECTIONS,
+    SUBTASKS,
+    TAGS,
+    TASKS,
+    AgentRow,
+    SectionRow,
+    SubtaskRow,
+    TagRow,
+    TaskRow,
+)
 from taskline.store.task_reads import (
     TASK_COLUMNS,
     load_task_documents,
@@ -26,12 +36,6 @@ from taskline.store.task_reads import (
 )
 
 __all__ = ["TaskStore", "load_options"]
-
-# The Core tables behind the rows, for the bulk insert path of :meth:`TaskStore.create`.
-_TASKS: Table = TaskRow.__table__  # type: ignore[assignment]
-_TAGS: Table = TagRow.__table__  # type: ignore[assignment]
-_SECTIONS: Table = SectionRow.__table__  # type: ignore[assignment]
-_SUBTASKS: Table = SubtaskRow.__table__  # type: ignore[assignment]
 
 _PRIORITY_ORDER = case({p.value: p.rank for p in Priority}, value=TaskRow.priority, else_=-1)
 _SORT_COLUMNS: dict[SortField, Any] = {
@@ -147,11 +151,11 @@ class TaskStore:
             "started_at": now if data.status != TaskStatus.PENDING else None,
             "completed_at": now if data.status in TERMINAL_STATUSES else None,
         }
-        await self.session.execute(insert(_TASKS), [document])
+        await self.session.execute(insert(TASKS), [document])
         document["tags"] = list(data.tags)
         if data.tags:
             await self.session.execute(
-                insert(_TAGS),
+                insert(TAGS),
                 [
                     {"task_id": document["id"], "tag": tag, "position": i}
                     for i, tag in enumerate(data.tags)
@@ -184,14 +188,14 @@ class TaskStore:
             )
         if documents:
             await self.session.execute(
-                insert(_SECTIONS),
+                insert(SECTIONS),
                 [
                     dict(id=d["id"], task_id=task_id, title=d["title"], position=d["position"])
                     for d in documents
                 ],
             )
         if subtask_rows:
-            await self.session.execute(insert(_SUBTASKS), subtask_rows)
+            await self.session.execute(insert(SUBTASKS), subtask_rows)
         return documents
 
     async def replace(self, task_id: str, data: TaskReplace) -> Task:

@@ -161,3 +161,15 @@ async def test_bad_agent_id_is_refused(server: LiveServer) -> None:
         with pytest.raises(ConnectionClosed):
             await frame(ws)
         assert ws.close_code == 1008
+
+
+async def test_heartbeat_and_ping_are_answered(server: LiveServer) -> None:
+    """The agent socket answers a heartbeat with a heartbeat and a ping with a pong that
+    carries the ping's timestamp back."""
+    async with open_ws(f"{server.ws_url}/ws/agents/agent_pinger") as ws:
+        assert (await frame(ws))["type"] == "welcome"
+        await ws.send(json.dumps({"type": "ping", "timestamp": 42}))
+        pong = await frame(ws)
+        assert pong["type"] == "pong" and pong["client_timestamp"] == 42 and pong["server_time"]
+        await ws.send(json.dumps({"type": "heartbeat"}))
+        assert (await frame(ws))["type"] == "heartbeat"

@@ -71,7 +71,7 @@ async def test_personal_message_sending(server: LiveServer, client: httpx.Client
         assert message["event_type"] == "personal_message"
         assert message["data"] == {"text": "hi"} and message["client_id"] == "client_target"
         await other.send(json.dumps({"type": "ping"}))
-        assert (await receive(other))["event_type"] == "heartbeat"  # nothing personal came first
+        assert (await receive(other))["event_type"] == "pong"  # nothing personal came first
 
 
 async def test_task_broadcasting_to_multiple_clients(
@@ -90,7 +90,7 @@ async def test_task_broadcasting_to_multiple_clients(
         for ws in (a1, a2):
             assert (await collect_events(ws, 2))[-1]["event_type"] == "step.start"
         await b.send(json.dumps({"type": "ping"}))
-        assert (await receive(b))["event_type"] == "heartbeat"
+        assert (await receive(b))["event_type"] == "pong"
 
 
 async def test_message_queuing_for_offline_clients(

@@ -45,8 +45,17 @@ class Settings(BaseSettings):
     stale_after: float = Field(
         default=300.0, gt=0, description="Close a WebSocket with no client frame for this long."
     )
-    outbox_size: int = Field(
-        default=1024, ge=16, description="Frames a connection may have waiting (else 4008)."
+    outbox_bytes: int = Field(
+        default=1024 * 1024,
+        ge=4096,
+        description="Bytes of frames a connection may have waiting; past it the subscriber "
+        "catches up from the log at its own pace instead of taking live events.",
+    )
+    write_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Close a connection (4008) that takes no bytes for this long while "
+        "frames wait for it (a reader that stopped).",
     )
     flush_interval: float = Field(
         default=0.01,

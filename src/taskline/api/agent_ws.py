@@ -76,6 +76,11 @@ async def _handle(hub: AgentHub, ingest: Ingest, agent_id: str, text: str) -> No
     kind = frame.get("type") if isinstance(frame, dict) else None
     if kind == "heartbeat":
         await hub.reply(agent_id, {"type": "heartbeat", "server_time": utc_now().isoformat()})
+    elif kind == "ping":
+        pong: dict[str, Any] = {"type": "pong", "server_time": utc_now().isoformat()}
+        if "timestamp" in frame:
+            pong["client_timestamp"] = frame["timestamp"]
+        await hub.reply(agent_id, pong)
     elif kind == "publish":
         await _publish(hub, ingest, agent_id, frame)
     else:
@@ -84,7 +89,7 @@ async def _handle(hub: AgentHub, ingest: Ingest, agent_id: str, text: str) -> No
             {
                 "type": "error",
                 "code": "unknown_type",
-                "message": f"unknown message type {kind!r}; send publish or heartbeat",
+                "message": f"unknown message type {kind!r}; send publish, heartbeat or ping",
             },
         )
 

@@ -137,11 +137,13 @@ async def watch_agui(
         return text[:-2] + _RUN_END if until and text and _ended(events) else text
 
     async def sender(text: str) -> None:
+        # returns once the response has taken the frame (the manager's outbox waits instead)
         if text:
             await queue.put(text)
+            await queue.join()
 
     async def closer(code: int, reason: str) -> None:
-        await queue.put(None)
+        queue.put_nowait(None)
 
     subscriber = await manager.attach(
         sender,
@@ -161,12 +163,15 @@ async def watch_agui(
                 yield prelude
             while True:
                 item = await queue.get()
-                if item is None:
-                    return
-                manager.touch(client_id)
-                yield item
-                if until and _RUN_END in item:
-                    return
+                try:
+                    if item is None:
+                        return
+                    manager.touch(client_id)
+                    yield item
+                    if until and _RUN_END in item:
+                        return
+                finally:
+                    queue.task_done()
         finally:
             await manager.disconnect(client_id, CloseCode.NORMAL, "stream ended")
 

@@ -24,8 +24,13 @@ async def websocket_status(request: Request, bus: BusDep) -> dict[str, Any]:
         "offline_queues": stats["offline_queues"],
         "delivery": {
             "connections_opened": stats["connections_opened"],
+            "caught_up_from_log": stats["caught_up_from_log"],
+            "catching_up": stats["catching_up"],
             "slow_consumers_closed": stats["slow_consumers_closed"],
             "stale_closed": stats["stale_closed"],
+            "board_resyncs": stats["board_resyncs"],
+            "bytes_pending": stats["bytes_pending"],
+            "peak_bytes_pending": stats["peak_bytes_pending"],
         },
         "bus": bus.get_stats(),
         "uptime_seconds": stats["uptime_seconds"],

@@ -55,11 +55,14 @@ async def stream_task(
     closed = asyncio.Event()
 
     async def sender(text: str) -> None:
+        # returns once the response has taken the frame: the manager's outbox (bounded in
+        # bytes) is what waits for a slow reader, not this queue
         await queue.put(text)
+        await queue.join()
 
     async def closer(code: int, reason: str) -> None:
         closed.set()
-        await queue.put(None)
+        queue.put_nowait(None)
 
     client = request.client
     subscriber = await manager.attach(
@@ -85,10 +88,13 @@ async def stream_task(
                     manager.touch(client_id)
                     yield ": heartbeat\n\n"
                     continue
-                if item is None:
-                    return
-                manager.touch(client_id)  # SSE clients cannot talk back; being read is activity
-                yield item
+                try:
+                    if item is None:
+                        return
+                    manager.touch(client_id)  # SSE clients cannot talk back; being read counts
+                    yield item
+                finally:
+                    queue.task_done()
         finally:
             await manager.disconnect(client_id, CloseCode.NORMAL, "stream ended")
 

@@ -4,8 +4,10 @@ Query parameters: ``client_id`` (keep it to get queued personal messages on retu
 ``since`` (replay events after this seq), ``epoch`` (the log epoch ``since`` came from),
 ``batch=1`` (receive every frame as a JSON array of envelopes; busy streams cost fewer frames).
 
-Client frames: ``{"type": "heartbeat"}`` and ``{"type": "ping"}`` are answered with a
-``heartbeat`` event; anything else gets an ``error`` event and the connection stays open.
+Client frames: ``{"type": "heartbeat"}`` is answered with a ``heartbeat`` event and
+``{"type": "ping"}`` with a ``pong`` event (both carry ``server_time``; a ``timestamp`` sent
+with the ping comes back as ``client_timestamp``, to measure round trips); anything else gets
+an ``error`` event and the connection stays open.
 A frame over ``ws_max_message_bytes`` closes the connection with 1009.
 
 :class:`WebSocketFastLane` serves the same two endpoints ahead of the HTTP middleware stack:
@@ -99,7 +101,10 @@ def _answer(manager: ConnectionManager, client_id: str, text: str) -> None:
     if kind == "heartbeat":
         manager.reply(client_id, E.HEARTBEAT, {"server_time": utc_now().isoformat()})
     elif kind == "ping":
-        manager.reply(client_id, E.HEARTBEAT, {"pong": True, "server_time": utc_now().isoformat()})
+        pong: dict[str, Any] = {"server_time": utc_now().isoformat()}
+        if "timestamp" in frame:
+            pong["client_timestamp"] = frame["timestamp"]
+        manager.reply(client_id, E.PONG, pong)
     else:
         manager.reply(
             client_id,

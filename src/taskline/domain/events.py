@@ -47,6 +47,7 @@ class WebSocketEventType(StrEnum):
     CONNECTION_ESTABLISHED = "connection_established"
     CONNECTION_CLOSED = "connection_closed"
     HEARTBEAT = "heartbeat"
+    PONG = "pong"
     ERROR = "error"
     GAP = "gap"
     PERSONAL_MESSAGE = "personal_message"
@@ -89,6 +90,7 @@ CONNECTION_EVENTS = frozenset(
         E.CONNECTION_ESTABLISHED,
         E.CONNECTION_CLOSED,
         E.HEARTBEAT,
+        E.PONG,
         E.GAP,
         E.PERSONAL_MESSAGE,
         E.QUEUE_OVERFLOW,
@@ -329,3 +331,9 @@ class ConnectionInfo(BaseModel):
     remote_address: str | None = None
     messages_sent: int = 0
     outbox_depth: int = 0
+    #: bytes queued for the connection and not yet written
+    bytes_pending: int = 0
+    #: "live", or "replaying" while it reads the log (after connecting with since, or behind)
+    state: str = "live"
+    #: times it fell behind while live and caught up from the log
+    caught_up_from_log: int = 0

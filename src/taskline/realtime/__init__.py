@@ -1,4 +1,4 @@
-"""Live delivery: the ConnectionManager, subscribers, outboxes, heartbeats and resume."""
+"""Live delivery: the ConnectionManager, subscribers and their delivery core, heartbeats, resume."""
 
 from taskline.realtime.close_codes import CloseCode
 from taskline.realtime.manager import ConnectionManager

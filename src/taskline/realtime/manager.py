@@ -4,10 +4,15 @@ Delivery contract (design.md):
 - Live events arrive from the bus as committed batches. Each is encoded once and offered to
   every subscriber of its task; a subscriber accepts only the next seq it expects, skips
   duplicates, and when it sees a jump it reads the missing events from the log first.
-- A subscriber joining with ``since`` is registered *before* the log is read, so events
-  committed during the replay are held and released after it: no gap, no duplicate.
-- Each connection has its own bounded outbox. A subscriber whose outbox overflows while live is
-  closed with 4008 (it can resume with ``since``); nobody else waits for it.
+- A subscriber is registered *before* the log's head is read, so events committed during the
+  connect and the replay are held (within its byte budget; past it they are read from the log
+  again) and released after it: no gap, no duplicate.
+- Each connection has its own outbox, bounded in bytes (``outbox_bytes``). A subscriber that
+  reads more slowly than events arrive is not cut off: past the bound it stops taking live
+  events and catches up from the log at the pace it drains, then rejoins live with no gap and
+  no duplicate (:mod:`taskline.realtime.delivery` has the rules). Only a connection that takes
+  no bytes at all for ``write_timeout`` seconds while frames wait (a reader that stopped) is
+  closed, with 4008; it can resume with ``since``. Nobody else ever waits for it.
 - Draining: a connection that offers a direct channel (:mod:`taskline.realtime.channel`) has no
   writer task. Its outbox marks it dirty, and one flush per ``flush_interval`` writes every
   dirty connection's pending frames as ready-made bytes, built once and shared by all
@@ -35,11 +40,18 @@ from taskline.domain.ids import new_id
 from taskline.domain.models import Task, utc_now
 from taskline.realtime.channel import DirectChannel, direct_channel, text_frame
 from taskline.realtime.close_codes import CloseCode
+from taskline.realtime.delivery import Verdict
 from taskline.realtime.offline import OfflineQueues
 from taskline.realtime.resume import ResumeKind, plan_resume
-from taskline.realtime.subscriber import Formatter, Subscriber, SubscriberState
+from taskline.realtime.subscriber import (
+    Formatter,
+    Pending,
+    Subscriber,
+    SubscriberState,
+    frame_size,
+)
 from taskline.store.database import Database
-from taskline.store.events import EventLog
+from taskline.store.events import EventLog, LogHead
 from taskline.store.tasks import TaskStore
 
 __all__ = ["BOARD_EVENTS", "ConnectionManager", "Sender"]
@@ -99,7 +111,7 @@ def _notice(
 class _Connection:
     """The I/O side of a subscriber: its direct channel or writer task, and how to close it."""
 
-    __slots__ = ("channel", "closer", "subscriber", "writer")
+    __slots__ = ("catching_up", "channel", "closer", "subscriber", "writer")
 
     def __init__(
         self, subscriber: Subscriber, closer: Closer, channel: DirectChannel | None
@@ -108,23 +120,28 @@ class _Connection:
         self.closer = closer
         self.channel = channel
         self.writer: asyncio.Task[None] | None = None
+        self.catching_up = False
 
 
 class ConnectionManager:
     """Subscriptions, fan-out, replay, heartbeats, stale cleanup and offline queues.
 
     Args:
-        database: where the event log is read from for replays and gap filling.
+        database: where the event log is read from for replays and catch-ups.
         heartbeat_interval: seconds between server heartbeats to every connection.
         stale_after: a connection with no client frame for this long is closed (4408).
-        outbox_size: frames a connection may have waiting before it is cut off (4008).
+        write_timeout: a connection that takes no bytes for this long while frames wait for
+            it (a reader that stopped) is closed (4008).
+        outbox_bytes: bytes of frames a connection may have waiting; past it, the subscriber
+            catches up from the log at its own pace instead of taking live events.
         offline_queue_size: personal messages kept per offline client (oldest dropped).
         offline_queue_ttl: seconds an offline client's queue is kept.
-        replay_chunk: events read from the log per query during a replay.
         flush_interval: seconds between writes to direct-channel connections (0: at the end of
             the current loop iteration). Frames committed meanwhile go out together: a
             ``batch`` subscriber gets them as one array frame, others as consecutive frames in
             one write.
+        writer_grace: seconds a writer task may take to finish when its connection is closed.
+        close_timeout: seconds a connection's close may take before it is given up.
     """
 
     def __init__(
@@ -134,19 +151,23 @@ class ConnectionManager:
         # timing
         heartbeat_interval: float = 20.0,
         stale_after: float = 300.0,
+        write_timeout: float = 30.0,
+        flush_interval: float = 0.01,
+        writer_grace: float = 1.0,
+        close_timeout: float = 5.0,
         # limits
-        outbox_size: int = 1024,
+        outbox_bytes: int = 1024 * 1024,
         offline_queue_size: int = 100,
         offline_queue_ttl: float = 86_400.0,
-        replay_chunk: int = 1000,
-        flush_interval: float = 0.01,
     ) -> None:
         self.database = database
         self.heartbeat_interval = heartbeat_interval
         self.stale_after = stale_after
-        self.outbox_size = outbox_size
-        self.replay_chunk = replay_chunk
+        self.write_timeout = write_timeout
+        self.outbox_bytes = outbox_bytes
         self.flush_interval = flush_interval
+        self.writer_grace = writer_grace
+        self.close_timeout = close_timeout
         self._dirty: dict[str, None] = {}  # client ids with frames to flush, in order
         self._flush_handle: asyncio.TimerHandle | asyncio.Handle | None = None
         self.offline = OfflineQueues(size=offline_queue_size, ttl=offline_queue_ttl)
@@ -154,23 +175,32 @@ class ConnectionManager:
         self._by_task: dict[str, set[Subscriber]] = defaultdict(set)
         self._board: set[Subscriber] = set()
         self._background: set[asyncio.Task[Any]] = set()
-        self._heartbeat: asyncio.Task[None] | None = None
+        self._loops: list[asyncio.Task[None]] = []
         self._epoch: str | None = None
         self.started_at = time.time()
-        self.stats = {"connections_opened": 0, "slow_consumers_closed": 0, "stale_closed": 0}
+        self.stats = {
+            "connections_opened": 0,
+            "caught_up_from_log": 0,
+            "slow_consumers_closed": 0,
+            "stale_closed": 0,
+            "board_resyncs": 0,
+        }
 
     # --- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the heartbeat and stale-cleanup loop."""
-        self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="taskline-heartbeat")
+        """Start the heartbeat/stale-cleanup loop and the write-timeout watchdog."""
+        self._loops = [
+            asyncio.create_task(self._heartbeat_loop(), name="taskline-heartbeat"),
+            asyncio.create_task(self._write_watchdog(), name="taskline-write-watchdog"),
+        ]
 
     async def stop(self) -> None:
         """Close every connection with 1001 (going away) and stop background work."""
-        if self._heartbeat:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
+        for loop in self._loops:
+            loop.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        self._loops = []
         await asyncio.gather(
             *(
                 self.disconnect(client_id, CloseCode.GOING_AWAY, "server shutting down")
@@ -243,20 +273,13 @@ class ConnectionManager:
     ) -> Subscriber | None:
         """Register a connection to a task (``task_id``) or to the board (``None``).
 
-        Sends ``connection_established``, replays from ``since`` (or a ``gap`` and snapshots if
-        trimmed), delivers queued personal messages, then the subscriber is live. Returns None
-        (after closing the connection) for an unknown task or a void cursor.
+        Queues ``connection_established`` and the client's offline personal messages, then
+        starts the replay from ``since`` (after a ``gap`` and snapshots if the log was trimmed
+        past it), which runs in the background at the pace the connection drains; live events
+        follow it with no gap and no duplicate. Returns None (after closing the connection) for
+        an unknown task or a void cursor.
         """
         log_epoch = await self.epoch()
-        if task_id is not None:
-            try:
-                async with self.database.read() as session:
-                    if not await TaskStore(session).exists(task_id):
-                        raise NotFoundError("task", task_id)
-                    head = await EventLog(session).head(task_id)
-            except NotFoundError:
-                await closer(CloseCode.UNKNOWN_TASK, f"task {task_id!r} does not exist")
-                return None
         client_id = client_id or new_id("client")
         if client_id in self._connections:
             await self.disconnect(client_id, CloseCode.NORMAL, "replaced by a new connection")
@@ -266,13 +289,28 @@ class ConnectionManager:
         subscriber = Subscriber(
             client_id,
             task_id,
-            outbox_size=self.outbox_size,
+            max_bytes=self.outbox_bytes,
             batch=batch,
             user_agent=user_agent,
             remote_address=remote_address,
             formatter=formatter,
             on_ready=ready,
         )
+        head = LogHead(1, 0)
+        if task_id is not None:
+            # registered before the head is read: whatever commits from now on is offered
+            self._by_task[task_id].add(subscriber)
+            try:
+                async with self.database.read() as session:
+                    if not await TaskStore(session).exists(task_id):
+                        raise NotFoundError("task", task_id)
+                    head = await EventLog(session).head(task_id)
+            except BaseException as exc:
+                self._unregister(subscriber)
+                if not isinstance(exc, NotFoundError):
+                    raise
+                await closer(CloseCode.UNKNOWN_TASK, f"task {task_id!r} does not exist")
+                return None
         connection = _Connection(subscriber, closer, channel)
         self._connections[client_id] = connection
         if channel is not None:
@@ -296,8 +334,7 @@ class ConnectionManager:
         )
         self._deliver_offline(subscriber)
         if task_id is None:
-            subscriber.move_to(SubscriberState.REPLAYING)
-            subscriber.move_to(SubscriberState.LIVE)
+            subscriber.delivery.begin_board()
             self._board.add(subscriber)
             return subscriber
         plan = plan_resume(
@@ -324,15 +361,10 @@ class ConnectionManager:
             )
             await self.disconnect(client_id, CloseCode.EPOCH_MISMATCH, "cursor is void")
             return None
-        subscriber.last_seq = plan.replay_after
-        subscriber.move_to(SubscriberState.REPLAYING)
-        self._by_task[task_id].add(subscriber)
         if plan.kind == ResumeKind.GAP:
             await self._announce_gap(subscriber, since or 0, plan.first_available)
-        if plan.kind == ResumeKind.LIVE:
-            self._release_pending(subscriber)
-        else:
-            await self._catch_up(subscriber)
+        if subscriber.release(plan.replay_after, head.last_seq) == Verdict.READ_LOG:
+            self._spawn(self._catch_up(connection))
         return subscriber
 
     async def disconnect(
@@ -347,18 +379,10 @@ class ConnectionManager:
         if connection is None:
             return False
         subscriber = connection.subscriber
-        if subscriber.state != SubscriberState.CLOSED:
-            subscriber.move_to(SubscriberState.CLOSED)
         subscriber.close_reason = reason
-        if subscriber.task_id is not None:
-            subscribers = self._by_task.get(subscriber.task_id)
-            if subscribers is not None:
-                subscribers.discard(subscriber)
-                if not subscribers:
-                    del self._by_task[subscriber.task_id]
-        self._board.discard(subscriber)
+        self._unregister(subscriber)
         self.offline.went_offline(client_id, now=time.monotonic())
-        subscriber.outbox.close()
+        subscriber.close()
         if connection.channel is not None:
             # what is already queued (an error before a close, say) still goes out first
             self._dirty.pop(client_id, None)
@@ -367,7 +391,7 @@ class ConnectionManager:
         writer = connection.writer
         if writer is not None and writer is not asyncio.current_task():
             try:
-                await asyncio.wait_for(asyncio.shield(writer), timeout=1.0)
+                await asyncio.wait_for(asyncio.shield(writer), timeout=self.writer_grace)
             except (TimeoutError, asyncio.CancelledError, Exception):
                 writer.cancel()
         await self._close_quietly(connection.closer, code, reason)
@@ -402,20 +426,29 @@ class ConnectionManager:
         subscribers = self._by_task.get(task_id)
         if not subscribers or not messages:
             return 0
-        frames = [encode(m) for m in messages]
+        events = [m for m in messages if m.seq is not None]
+        for notice in (m for m in messages if m.seq is None):
+            for subscriber in list(subscribers):
+                self._queue(subscriber, notice)
+        if not events:
+            return len(subscribers)
+        frames = [encode(m) for m in events]
+        sizes = [frame_size(f) for f in frames]
+        seqs = [m.seq or 0 for m in events]
         chunk: str | None = None
-        first, last = messages[0].seq, messages[-1].seq
-        consecutive = first is not None and last is not None and last - first == len(messages) - 1
+        first, last = seqs[0], seqs[-1]
+        consecutive = last - first == len(events) - 1
         for subscriber in list(subscribers):
-            if consecutive and subscriber.batch and subscriber.formatter is None:
-                chunk = chunk if chunk is not None else ",".join(frames)
-                taken = subscriber.offer_chunk(first or 0, last or 0, chunk)
-                if taken is True:
-                    continue
-                if taken is False:
-                    self._cut_slow(subscriber)
-                    continue
-            self._offer(subscriber, messages, frames)
+            if subscriber.formatter is not None:
+                items: Sequence[Pending] = [(m, f) for m, f in zip(events, frames, strict=True)]
+            else:
+                if consecutive and subscriber.batch:
+                    chunk = chunk if chunk is not None else ",".join(frames)
+                    if subscriber.offer_chunk(chunk, first, last, sum(sizes)) is not None:
+                        continue
+                items = frames
+            if subscriber.offer(items, seqs, sizes) == Verdict.READ_LOG:
+                self._fell_behind(subscriber)
         return len(subscribers)
 
     async def on_committed(self, messages: Sequence[WebSocketMessage]) -> None:
@@ -430,9 +463,11 @@ class ConnectionManager:
             board = [m for m in messages if m.event_type in BOARD_EVENTS]
             for message in board:
                 frame = encode(message)
+                size = frame_size(frame)
                 for subscriber in list(self._board):
-                    if not subscriber.outbox.put(self._framed(subscriber, message, frame)):
-                        self._cut_slow(subscriber)
+                    item = subscriber.pending(message, frame)
+                    if subscriber.offer_board(item, size) == Verdict.BEHIND:
+                        self._resync_board(subscriber)
 
     def touch(self, client_id: str) -> None:
         """Record client activity (any frame received)."""
@@ -454,19 +489,28 @@ class ConnectionManager:
 
     def get_task_connections(self, task_id: str) -> list[ConnectionInfo]:
         """The live connections subscribed to ``task_id``."""
-        return [self._info(s) for s in self._by_task.get(task_id, ())]
+        return [
+            self._info(s)
+            for s in self._by_task.get(task_id, ())
+            if s.client_id in self._connections
+        ]
 
     def get_connection_info(self, client_id: str) -> ConnectionInfo | None:
         connection = self._connections.get(client_id)
         return self._info(connection.subscriber) if connection else None
 
     def get_stats(self) -> dict[str, Any]:
+        """Counts of connections, subscribers per task, queues and delivery counters."""
+        subscribers = [c.subscriber for c in self._connections.values()]
         return {
             "connections": len(self._connections),
             "board_connections": len(self._board),
             "tasks": {task_id: len(subs) for task_id, subs in self._by_task.items()},
             "offline_queues": self.offline.stats(),
             "uptime_seconds": round(time.time() - self.started_at, 3),
+            "bytes_pending": sum(s.delivery.pending_bytes for s in subscribers),
+            "catching_up": sum(1 for s in subscribers if s.state == SubscriberState.REPLAYING),
+            "peak_bytes_pending": max((s.delivery.peak_bytes for s in subscribers), default=0),
             **self.stats,
         }
 
@@ -477,6 +521,7 @@ class ConnectionManager:
 
     def _info(self, subscriber: Subscriber) -> ConnectionInfo:
         idle = time.monotonic() - subscriber.last_seen
+        delivery = subscriber.delivery
         return ConnectionInfo(
             client_id=subscriber.client_id,
             task_id=subscriber.task_id,
@@ -485,98 +530,107 @@ class ConnectionManager:
             user_agent=subscriber.user_agent,
             remote_address=subscriber.remote_address,
             messages_sent=subscriber.messages_sent,
-            outbox_depth=len(subscriber.outbox),
+            outbox_depth=len(delivery),
+            bytes_pending=delivery.pending_bytes,
+            state=delivery.state.value,
+            caught_up_from_log=delivery.catch_ups,
         )
 
-    def _framed(self, subscriber: Subscriber, message: WebSocketMessage | None, frame: str) -> str:
-        formatter = subscriber.formatter
-        return formatter(message, frame) if formatter else frame
+    def _unregister(self, subscriber: Subscriber) -> None:
+        """Remove a subscriber from the fan-out (its task's set, or the board)."""
+        if subscriber.task_id is not None:
+            subscribers = self._by_task.get(subscriber.task_id)
+            if subscribers is not None:
+                subscribers.discard(subscriber)
+                if not subscribers:
+                    del self._by_task[subscriber.task_id]
+        self._board.discard(subscriber)
 
     def _queue(self, subscriber: Subscriber, item: WebSocketMessage | str) -> bool:
-        """Queue a connection message (or an already encoded frame) outside the seq order."""
+        """Queue a connection message (or an already encoded frame) outside the seq order.
+
+        Returns False (and closes the connection, 4008) when the subscriber's notices alone
+        are past twice its byte bound.
+        """
         if isinstance(item, str):
-            frame = self._framed(subscriber, None, item)
+            pending = subscriber.pending(None, item)
+            size = frame_size(item)
         else:
-            frame = self._framed(subscriber, item, encode(item))
-        if not subscriber.outbox.put(frame):
-            self._cut_slow(subscriber)
+            frame = encode(item)
+            pending = subscriber.pending(item, frame)
+            size = frame_size(frame)
+        if subscriber.notice(pending, size) == Verdict.CLOSE:
+            self._cut(subscriber, f"more than {2 * self.outbox_bytes} bytes of messages unread")
             return False
         return True
 
-    def _offer(
-        self,
-        subscriber: Subscriber,
-        messages: Sequence[WebSocketMessage],
-        frames: Sequence[str],
-    ) -> None:
-        if subscriber.formatter is not None:
-            frames = [self._framed(subscriber, m, f) for m, f in zip(messages, frames, strict=True)]
-        outcome = subscriber.offer(messages, frames)
-        if outcome is False:
-            self._cut_slow(subscriber)
-        elif outcome is None:
-            subscriber.move_to(SubscriberState.REPLAYING)
-            subscriber.pending.extend(messages)
-            self._spawn(self._catch_up(subscriber))
+    def _fell_behind(self, subscriber: Subscriber) -> None:
+        """A live subscriber passed its bound or saw a jump: catch up from the log."""
+        connection = self._connections.get(subscriber.client_id)
+        if connection is None or connection.subscriber is not subscriber:
+            return
+        self.stats["caught_up_from_log"] += 1
+        self._spawn(self._catch_up(connection))
 
-    def _cut_slow(self, subscriber: Subscriber) -> None:
+    def _resync_board(self, subscriber: Subscriber) -> None:
+        """A board subscriber dropped events: tell it to reload the board."""
+        self.stats["board_resyncs"] += 1
+        self._queue(
+            subscriber,
+            _notice(
+                E.GAP,
+                {
+                    "board": True,
+                    "message": "board events were dropped while this connection was behind; "
+                    "reload the task list",
+                },
+                client_id=subscriber.client_id,
+            ),
+        )
+
+    def _cut(self, subscriber: Subscriber, why: str) -> None:
+        """Close a connection that stopped reading (4008); it may resume with ``since``."""
         if subscriber.state == SubscriberState.CLOSED:
             return
         self.stats["slow_consumers_closed"] += 1
-        logger.warning("closing slow consumer %s (outbox full)", subscriber.client_id)
+        logger.warning("closing slow consumer %s: %s", subscriber.client_id, why)
         self._spawn(
             self.disconnect(
                 subscriber.client_id,
                 CloseCode.SLOW_CONSUMER,
-                f"outbox overflow ({self.outbox_size} frames); resume with since="
-                f"{subscriber.last_seq}",
+                f"{why}; resume with since={subscriber.last_seq}",
             )
         )
 
-    async def _catch_up(self, subscriber: Subscriber) -> None:
-        """Read the log after ``subscriber.last_seq`` until caught up, then go live."""
-        assert subscriber.task_id is not None
+    async def _catch_up(self, connection: _Connection) -> None:
+        """Read the log after ``last_seq`` at the pace the connection drains, until live."""
+        if connection.catching_up:
+            return
+        connection.catching_up = True
+        subscriber = connection.subscriber
+        task_id = subscriber.task_id
+        assert task_id is not None
         try:
             while subscriber.state == SubscriberState.REPLAYING:
+                await subscriber.wait_for_room()
+                if subscriber.state != SubscriberState.REPLAYING:
+                    return
+                limit = subscriber.delivery.read_limit()
                 async with self.database.read() as session:
                     events = await EventLog(session).read(
-                        subscriber.task_id, since=subscriber.last_seq, limit=self.replay_chunk
+                        task_id, since=subscriber.last_seq, limit=limit
                     )
-                for event in events:
-                    await subscriber.outbox.wait_for_room()
-                    if subscriber.outbox.closed:
-                        return
-                    frame = self._framed(subscriber, event, encode(event))
-                    if not subscriber.queue(frame, event.seq):
-                        self._cut_slow(subscriber)
-                        return
-                if len(events) < self.replay_chunk and self._release_pending(subscriber):
-                    return
+                frames = [encode(event) for event in events]
+                subscriber.replayed(
+                    [subscriber.pending(e, f) for e, f in zip(events, frames, strict=True)],
+                    [event.seq or 0 for event in events],
+                    [frame_size(f) for f in frames],
+                )
         except Exception:
             logger.exception("replay failed for %s", subscriber.client_id)
             await self.disconnect(subscriber.client_id, CloseCode.GOING_AWAY, "replay failed")
-
-    def _release_pending(self, subscriber: Subscriber) -> bool:
-        """Queue held live events that follow on; go live if nothing is missing.
-
-        Runs without awaiting, so no event can slip in between the check and going live.
-        """
-        pending = sorted(
-            (m for m in subscriber.pending if m.seq is None or m.seq > subscriber.last_seq),
-            key=lambda m: m.seq or 0,
-        )
-        for message in pending:
-            if message.seq is not None and message.seq > subscriber.last_seq + 1:
-                subscriber.pending = [m for m in pending if (m.seq or 0) > subscriber.last_seq]
-                return False  # still a hole: read the log again
-            frame = self._framed(subscriber, message, encode(message))
-            if not subscriber.queue(frame, message.seq):
-                self._cut_slow(subscriber)
-                return True
-        subscriber.pending = []
-        if subscriber.state == SubscriberState.REPLAYING:
-            subscriber.move_to(SubscriberState.LIVE)
-        return True
+        finally:
+            connection.catching_up = False
 
     async def _announce_gap(self, subscriber: Subscriber, since: int, first_seq: int) -> None:
         assert subscriber.task_id is not None
@@ -640,8 +694,9 @@ class ConnectionManager:
         """Write every dirty direct-channel connection's pending frames.
 
         Connections with the same frames pending (the usual case: everyone up to date) get the
-        same bytes, built once. A connection whose send buffer is full is skipped; its channel
-        marks it dirty again when the buffer drains, and its outbox keeps filling meanwhile.
+        same bytes, built once. A connection whose send buffer is full is skipped (and counts
+        as blocked for the write watchdog); its channel marks it dirty again when the buffer
+        drains, and its outbox keeps filling meanwhile, up to its bound.
         """
         self._flush_handle = None
         dirty, self._dirty = self._dirty, {}
@@ -656,9 +711,14 @@ class ConnectionManager:
     ) -> None:
         channel = connection.channel
         subscriber = connection.subscriber
-        if channel is None or not subscriber.outbox or not channel.writable:
+        if channel is None or not subscriber.delivery:
             return
-        frames = subscriber.outbox.drain()
+        if not channel.writable:
+            if not subscriber.blocked_since:
+                subscriber.blocked_since = time.monotonic()
+            return
+        subscriber.blocked_since = 0.0
+        frames: list[str] = subscriber.take()  # type: ignore[assignment]  # no formatter here
         key = (subscriber.batch, *frames)
         data = shared.get(key)
         if data is None:
@@ -676,15 +736,20 @@ class ConnectionManager:
         subscriber.messages_sent += len(frames)
 
     async def _write(self, connection: _Connection, sender: Sender) -> None:
+        """Writer task of a connection without a direct channel: take, format, send."""
         subscriber = connection.subscriber
         try:
             while True:
-                frames = await subscriber.outbox.take(batch=subscriber.batch)
-                if not frames:
+                items = await subscriber.next_items()
+                if not items:
                     return
-                text = "[" + ",".join(frames) + "]" if subscriber.batch else frames[0]
-                await sender(text)
-                subscriber.messages_sent += len(frames)
+                frames = [frame for frame in map(subscriber.render, items) if frame]
+                texts = ["[" + ",".join(frames) + "]"] if subscriber.batch and frames else frames
+                for text in texts:
+                    subscriber.blocked_since = time.monotonic()
+                    await sender(text)
+                    subscriber.blocked_since = 0.0
+                subscriber.messages_sent += len(items)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -696,7 +761,7 @@ class ConnectionManager:
 
     async def _close_quietly(self, closer: Closer, code: int, reason: str) -> None:
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(closer(code, reason[:120]), timeout=5.0)
+            await asyncio.wait_for(closer(code, reason[:120]), timeout=self.close_timeout)
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -722,6 +787,17 @@ class ConnectionManager:
                         client_id=client_id,
                     ),
                 )
+
+    async def _write_watchdog(self) -> None:
+        """Close connections that have taken no bytes for ``write_timeout`` while frames wait."""
+        while True:
+            await asyncio.sleep(self.write_timeout / 4)
+            now = time.monotonic()
+            for connection in list(self._connections.values()):
+                subscriber = connection.subscriber
+                since = subscriber.blocked_since
+                if since and now - since > self.write_timeout:
+                    self._cut(subscriber, f"no write progress for {self.write_timeout:g} s")
 
     def _spawn(self, coroutine: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coroutine)

@@ -1,58 +1,61 @@
-"""One subscriber of a task's stream: its cursor, its outbox and its lifecycle.
+"""One subscriber of a task's stream (or of the board): who it is, its delivery core, and the
+waiting its connection's I/O does on it.
 
-States: ``connecting → replaying → live → closed``. While replaying (or filling a gap), live
-events are held in ``pending`` and released in seq order afterwards, so the switch from log
-to live loses nothing and repeats nothing.
+The rules of what it receives are in :class:`~taskline.realtime.delivery.Delivery`; this class
+adds what only a live connection has: identity, counters, how its outbox is drained (a
+``on_ready`` callback for a direct channel, or a writer task that awaits :meth:`next_items`),
+and the pacing of a catch-up (:meth:`wait_for_room`).
 """
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
-from enum import StrEnum
 
 from taskline.domain.events import WebSocketMessage
-from taskline.realtime.outbox import Outbox
+from taskline.realtime.delivery import Delivery, DeliveryState, Verdict
 
-__all__ = ["Formatter", "Subscriber", "SubscriberState"]
+__all__ = ["Formatter", "Pending", "Subscriber", "SubscriberState", "frame_size"]
 
 #: Turns a shared JSON frame into this transport's frame (e.g. an SSE record with ``id:``);
-#: it receives the envelope (None for connection messages) and its JSON text.
+#: it receives the envelope (None for connection messages) and its JSON text. It is called
+#: once per delivered event, in seq order, when the frame is about to be written.
 Formatter = Callable[[WebSocketMessage | None, str], str]
 
+#: What an outbox holds: a ready JSON frame, or (for a formatter) the envelope and its frame.
+Pending = str | tuple[WebSocketMessage | None, str]
 
-class SubscriberState(StrEnum):
-    CONNECTING = "connecting"
-    REPLAYING = "replaying"
-    LIVE = "live"
-    CLOSED = "closed"
+#: The subscriber's lifecycle (the delivery core's states).
+SubscriberState = DeliveryState
 
 
-_ALLOWED = {
-    SubscriberState.CONNECTING: {SubscriberState.REPLAYING, SubscriberState.CLOSED},
-    SubscriberState.REPLAYING: {SubscriberState.LIVE, SubscriberState.CLOSED},
-    SubscriberState.LIVE: {SubscriberState.REPLAYING, SubscriberState.CLOSED},
-    SubscriberState.CLOSED: set(),
-}
+def frame_size(frame: str) -> int:
+    """Bytes of a frame's UTF-8 encoding (cheap for ASCII, which JSON frames usually are)."""
+    return len(frame) if frame.isascii() else len(frame.encode())
 
 
 class Subscriber:
     """Delivery state of one connection to one task (or to the board when ``task_id`` is None).
 
-    ``last_seq`` is the seq of the last task event queued to the outbox.
+    Args:
+        max_bytes: the outbox bound (see :class:`~taskline.realtime.delivery.Delivery`).
+        on_ready: called each time the outbox stops being empty (a direct channel's flush);
+            None when a writer task drains it with :meth:`next_items`.
     """
 
     __slots__ = (
+        "_on_ready",
+        "_ready",
+        "_room",
         "batch",
+        "blocked_since",
         "client_id",
         "close_reason",
         "connected_at",
+        "delivery",
         "formatter",
         "last_seen",
-        "last_seq",
         "messages_sent",
-        "outbox",
-        "pending",
         "remote_address",
-        "state",
         "task_id",
         "user_agent",
     )
@@ -62,78 +65,128 @@ class Subscriber:
         client_id: str,
         task_id: str | None,
         *,
-        outbox_size: int,
+        max_bytes: int,
         batch: bool = False,
         user_agent: str | None = None,
         remote_address: str | None = None,
         formatter: Formatter | None = None,
         on_ready: Callable[[], None] | None = None,
     ) -> None:
-        """``on_ready``: see :class:`Outbox` (None: a writer task drains the outbox)."""
         self.client_id = client_id
         self.task_id = task_id
-        self.outbox = Outbox(outbox_size, on_ready)
+        self.delivery: Delivery[Pending] = Delivery(max_bytes=max_bytes, board=task_id is None)
         self.batch = batch
-        self.state = SubscriberState.CONNECTING
-        self.last_seq = 0
-        self.pending: list[WebSocketMessage] = []
+        self.formatter = formatter
         self.connected_at = time.time()
         self.last_seen = time.monotonic()
         self.messages_sent = 0
         self.user_agent = user_agent
         self.remote_address = remote_address
         self.close_reason: str | None = None
-        self.formatter = formatter
+        #: monotonic time since when frames wait and the connection takes none (0: not blocked)
+        self.blocked_since = 0.0
+        self._on_ready = on_ready
+        self._ready: asyncio.Future[None] | None = None
+        self._room: asyncio.Future[None] | None = None
 
-    def move_to(self, state: SubscriberState) -> None:
-        """Change state; an illegal change raises ``RuntimeError("expected ..., got ...")``."""
-        if state not in _ALLOWED[self.state]:
-            raise RuntimeError(
-                f"subscriber {self.client_id}: cannot go from {self.state} to {state}"
-            )
-        self.state = state
+    @property
+    def state(self) -> DeliveryState:
+        return self.delivery.state
 
-    def offer(self, messages: Sequence[WebSocketMessage], frames: Sequence[str]) -> bool | None:
-        """Queue live ``messages`` (with their pre-encoded ``frames``) in seq order.
+    @property
+    def last_seq(self) -> int:
+        """The seq of the last task event queued for this connection."""
+        return self.delivery.last_seq
 
-        Returns True when all were queued or skipped as duplicates, None when a gap was found
-        (the caller must fill it from the log), False when the outbox overflowed.
-        Messages without a seq (not from the log) are queued as they come.
-        """
-        if self.state == SubscriberState.REPLAYING:
-            self.pending.extend(messages)
-            return True
-        if self.state != SubscriberState.LIVE:
-            return True
-        for message, frame in zip(messages, frames, strict=True):
-            if message.seq is not None:
-                if message.seq <= self.last_seq:
-                    continue
-                if message.seq != self.last_seq + 1:
-                    return None
-                self.last_seq = message.seq
-            if not self.outbox.put(frame):
-                return False
-        return True
+    # --- feeding (each wakes the drain when the outbox stops being empty) -------------------
 
-    def offer_chunk(self, first_seq: int, last_seq: int, chunk: str) -> bool | None:
-        """Queue events ``first_seq..last_seq`` already joined as one chunk (batch mode).
+    def pending(self, message: WebSocketMessage | None, frame: str) -> Pending:
+        """What to queue for ``frame``: the frame itself, or with its envelope for a formatter."""
+        return frame if self.formatter is None else (message, frame)
 
-        Returns True when queued, False when the outbox overflowed, None when the chunk does
-        not follow on exactly (the caller falls back to :meth:`offer`, which skips duplicates
-        and finds gaps).
-        """
-        if self.state != SubscriberState.LIVE or first_seq != self.last_seq + 1:
-            return None
-        if not self.outbox.put(chunk):
-            return False
-        self.last_seq = last_seq
-        return True
+    def notice(self, item: Pending, size: int) -> Verdict:
+        empty = not self.delivery
+        return self._fed(empty, self.delivery.notice(item, size))
 
-    def queue(self, frame: str, seq: int | None = None) -> bool:
-        """Queue one frame during replay; advances ``last_seq`` for log events."""
-        if seq is not None:
-            if seq <= self.last_seq:
-                return True
-            self.last_seq = seq
-        return self.outbox.put(frame)
+    def offer(self, items: Sequence[Pending], seqs: Sequence[int], sizes: Sequence[int]) -> Verdict:
+        empty = not self.delivery
+        return self._fed(empty, self.delivery.offer(items, seqs, sizes))
+
+    def offer_chunk(self, chunk: str, first_seq: int, last_seq: int, size: int) -> Verdict | None:
+        empty = not self.delivery
+        verdict = self.delivery.offer_chunk(chunk, first_seq, last_seq, size)
+        return None if verdict is None else self._fed(empty, verdict)
+
+    def offer_board(self, item: Pending, size: int) -> Verdict:
+        empty = not self.delivery
+        return self._fed(empty, self.delivery.offer_board(item, size))
+
+    def replayed(
+        self, items: Sequence[Pending], seqs: Sequence[int], sizes: Sequence[int]
+    ) -> Verdict:
+        empty = not self.delivery
+        return self._fed(empty, self.delivery.replayed(items, seqs, sizes))
+
+    def release(self, after: int, head: int) -> Verdict:
+        """Start delivery after ``after`` (see :meth:`Delivery.begin`)."""
+        empty = not self.delivery
+        return self._fed(empty, self.delivery.begin(after, head))
+
+    # --- draining ---------------------------------------------------------------------------
+
+    def take(self) -> list[Pending]:
+        """Everything queued (oldest first); wakes a catch-up waiting for room."""
+        items = self.delivery.take()
+        room = self._room
+        if room is not None and not room.done():
+            room.set_result(None)
+        return items
+
+    def render(self, item: Pending) -> str:
+        """The frame to write for a queued item (formatting it now, in seq order)."""
+        if isinstance(item, str):
+            return item
+        assert self.formatter is not None
+        return self.formatter(*item)
+
+    async def next_items(self) -> list[Pending]:
+        """Wait for queued items and take them all; an empty list once closed and empty."""
+        while not self.delivery:
+            if self.delivery.state == DeliveryState.CLOSED:
+                return []
+            self._ready = asyncio.get_running_loop().create_future()
+            try:
+                await self._ready
+            finally:
+                self._ready = None
+        return self.take()
+
+    async def wait_for_room(self) -> None:
+        """Wait until a read from the log may be queued, or the subscriber is closed."""
+        delivery = self.delivery
+        while not delivery.has_room() and delivery.state != DeliveryState.CLOSED:
+            self._room = asyncio.get_running_loop().create_future()
+            try:
+                await self._room
+            finally:
+                self._room = None
+
+    def close(self) -> None:
+        """Take nothing more and wake whoever waits."""
+        self.delivery.close()
+        for future in (self._ready, self._room):
+            if future is not None and not future.done():
+                future.set_result(None)
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _fed(self, was_empty: bool, verdict: Verdict) -> Verdict:
+        """Wake the drain if the outbox has just stopped being empty."""
+        if was_empty and self.delivery:
+            if self._on_ready is not None:
+                self._on_ready()
+            else:
+                ready = self._ready
+                if ready is not None and not ready.done():
+                    ready.set_result(None)
+        return verdict

@@ -113,7 +113,8 @@ class Subscription:
     :class:`NotFound` for an unknown task, :class:`CursorVoidError` if the server's log is not
     the one the cursor came from, :class:`ServerUnreachableError` once ``backoff``'s
     ``give_up_after`` runs out. Cancelling a waiting ``__anext__`` loses nothing. A consumer
-    that reads too slowly is cut off by the server (close 4008) and resumes where it was.
+    slower than the events is fed from the log at its own pace; one that stops reading for the
+    server's ``write_timeout`` is cut off (close 4008) and resumes where it was.
     """
 
     def __init__(

@@ -48,6 +48,11 @@ export class Board {
     this.socket = new LiveSocket({
       path: '/ws/board',
       onEvents: (events) => {
+        // the server dropped board events while this page was behind: fetch the list again
+        if (events.some((event) => event.event_type === 'gap')) {
+          this.reload();
+          return;
+        }
         this.pending.push(...events);
         if (!this.loading) this.frame.schedule();
       },

@@ -1,11 +1,28 @@
 """The one typed settings object. Only this module reads the environment (``TASKLINE_*``)."""
 
+from collections.abc import Mapping
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["DEFAULT_DATABASE_URL", "Settings"]
+__all__ = ["DEFAULT_DATABASE_URL", "Settings", "retired_variables"]
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./taskline.db"
+
+#: Variables earlier versions read, and what replaces each (they are ignored now).
+_RETIRED = {
+    "TASKLINE_OUTBOX_SIZE": "TASKLINE_OUTBOX_BYTES (a bound in bytes; slow readers catch up "
+    "from the log instead of being cut off)",
+}
+
+
+def retired_variables(environ: Mapping[str, str]) -> list[str]:
+    """One warning line per retired ``TASKLINE_*`` variable set in ``environ``."""
+    return [
+        f"{name} is no longer read; use {replacement}"
+        for name, replacement in _RETIRED.items()
+        if name in environ
+    ]
 
 
 class Settings(BaseSettings):

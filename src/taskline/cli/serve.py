@@ -39,7 +39,13 @@ def serve(
     Migrations are applied at start-up.
     """
     # Server imports stay here so client commands do not pay for them.
+    import os
+
     from taskline.cli.config import check_database, load_settings, safe_database_url
+    from taskline.settings import retired_variables
+
+    for warning in retired_variables(os.environ):
+        click.echo(f"warning: {warning}", err=True)
 
     settings = load_settings(
         host=host, port=port, database_url=database_url, seed_demo=demo, log_level=log_level

@@ -18,7 +18,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .PHONY: run test lint typecheck pytest bench bench-fanout install sync sync-run check-lock \
-	lock lock-upgrade tools clean chromium
+	old-venv lock lock-upgrade tools clean chromium
 
 # The UI tests drive Debian's Chromium (Playwright's own browser download is not used).
 CHROMIUM := /usr/bin/chromium
@@ -39,14 +39,20 @@ check-lock: $(UV)
 		echo >&2 "make: run 'make lock' to update uv.lock, then commit it with pyproject.toml."; \
 		exit 1; }
 
+# A .venv made before the lock (python -m venv and pip: it has pip and setuptools, which uv sync
+# leaves alone) is made anew, so that .venv holds only what uv.lock says.
+old-venv:
+	@if [ -f $(VENV)/pyvenv.cfg ] && ! grep -q '^uv = ' $(VENV)/pyvenv.cfg; then \
+		echo "$(VENV) was not made by uv: removing it"; rm -rf $(VENV); fi
+
 # Everything in uv.lock (Taskline, the dev and build groups), exactly: anything else is removed.
 # A no-op when .venv already matches.
-sync: check-lock
+sync: check-lock old-venv
 	$(UV) sync --locked
 
 # What `make run` needs (no dev tools), leaving whatever else .venv has (--inexact), so `make run`
 # after `make test` does not uninstall the test tools.
-sync-run: check-lock
+sync-run: check-lock old-venv
 	$(UV) sync --locked --no-dev --inexact
 
 install: sync

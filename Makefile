@@ -1,37 +1,83 @@
 # Two commands matter: `make run` (set up, start the server with a demo board) and
 # `make test` (set up, run every check and test). Everything else is a helper of those.
+#
+# Setting up installs exactly what uv.lock pins (versions and sha256 hashes), with the uv that
+# tools/uv.txt pins (version and hashes), and nothing else: `make lock` after changing the
+# dependencies in pyproject.toml, then commit uv.lock.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-dev
+# uv lives in its own venv, so that `uv sync` can make .venv exactly what uv.lock says.
+TOOLS := .venv-tools
+UV := $(TOOLS)/bin/uv
 
-.PHONY: run test lint typecheck pytest bench install clean chromium
+# uv makes .venv with this machine's $(PYTHON) and never downloads a Python of its own.
+export UV_PYTHON := $(PYTHON)
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: run test lint typecheck pytest bench bench-fanout install sync sync-run check-lock \
+	old-venv lock lock-upgrade tools clean chromium
 
 # The UI tests drive Debian's Chromium (Playwright's own browser download is not used).
 CHROMIUM := /usr/bin/chromium
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+$(UV): tools/uv.txt
+	rm -rf $(TOOLS)
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --require-hashes --no-deps -r tools/uv.txt
+	touch $@
 
-install: $(STAMP)
+tools: $(UV)
 
-run: $(STAMP)
+# Runs on every target that uses .venv: cheap (a fraction of a second), and the reason a stale
+# uv.lock can never go unnoticed.
+check-lock: $(UV)
+	@$(UV) lock --check || { \
+		echo >&2 "make: uv.lock does not match pyproject.toml."; \
+		echo >&2 "make: run 'make lock' to update uv.lock, then commit it with pyproject.toml."; \
+		exit 1; }
+
+# A .venv made before the lock (python -m venv and pip: it has pip and setuptools, which uv sync
+# leaves alone) is made anew, so that .venv holds only what uv.lock says.
+old-venv:
+	@if [ -f $(VENV)/pyvenv.cfg ] && ! grep -q '^uv = ' $(VENV)/pyvenv.cfg; then \
+		echo "$(VENV) was not made by uv: removing it"; rm -rf $(VENV); fi
+
+# Everything in uv.lock (Taskline, the dev and build groups), exactly: anything else is removed.
+# A no-op when .venv already matches.
+sync: check-lock old-venv
+	$(UV) sync --locked
+
+# What `make run` needs (no dev tools), leaving whatever else .venv has (--inexact), so `make run`
+# after `make test` does not uninstall the test tools.
+sync-run: check-lock old-venv
+	$(UV) sync --locked --no-dev --inexact
+
+install: sync
+
+# Refresh uv.lock after a change to pyproject.toml, keeping every other pin as it is.
+lock: $(UV)
+	$(UV) lock
+
+# Move every pin to the newest version pyproject.toml allows.
+lock-upgrade: $(UV)
+	$(UV) lock --upgrade
+
+run: sync-run
 	$(BIN)/taskline serve --demo
 
 test: lint typecheck pytest
 
-lint: $(STAMP)
+lint: sync
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(STAMP)
+typecheck: sync
 	$(BIN)/mypy
 
-pytest: $(STAMP) chromium
+pytest: sync chromium
 	$(BIN)/pytest
 
 # Install Chromium when it is missing and we may (root); otherwise the UI tests say why they skip.
@@ -41,9 +87,9 @@ chromium:
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
 	fi
 
-bench: $(STAMP)
+bench: sync
 	$(BIN)/python benchmarks/api.py
-bench-fanout: $(STAMP) ; $(BIN)/python benchmarks/fanout.py
+bench-fanout: sync ; $(BIN)/python benchmarks/fanout.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

@@ -66,7 +66,7 @@ def playwright_api() -> ModuleType:
     try:
         import playwright.sync_api as api
     except ImportError as exc:
-        message = f"Playwright is not available: {exc}; install it with pip install -e '.[dev]'"
+        message = f"Playwright is not available: {exc}; make sync installs it (uv.lock, dev group)"
         if services_required():
             pytest.fail(message + " (TASKLINE_REQUIRE_SERVICES=1)")
         pytest.skip(message, allow_module_level=True)
@@ -87,7 +87,7 @@ def browser_fixture() -> Iterator["Browser"]:
     try:
         from playwright.sync_api import expect, sync_playwright
     except ImportError as exc:
-        unavailable("Playwright", f"{exc}; install it with pip install -e '.[dev]'")
+        unavailable("Playwright", f"{exc}; make sync installs it (uv.lock, dev group)")
     if not CHROMIUM.exists():
         unavailable(
             "Chromium",

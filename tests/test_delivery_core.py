@@ -1,10 +1,12 @@
 """The delivery core alone (no server, no sockets, no database): who gets which seq."""
 
-import random
+from typing import Any, Literal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from taskline.realtime.delivery import MAX_READ, Delivery, DeliveryState, Verdict
+from taskline.realtime.delivery import FIRST_READ, Delivery, DeliveryState, Verdict
 
 
 def frames(seqs: range | list[int]) -> list[str]:
@@ -100,7 +102,7 @@ def test_a_full_outbox_falls_back_to_the_log_instead_of_growing() -> None:
 def test_read_limit_follows_the_event_size() -> None:
     """Reads ask for about half the bound's worth of events at the mean size seen."""
     delivery = live(max_bytes=10_000)
-    assert delivery.read_limit() == MAX_READ
+    assert delivery.read_limit() == FIRST_READ
     delivery.offer(["x"], [1], [1000])
     assert delivery.read_limit() == 5
     delivery.take()
@@ -123,9 +125,11 @@ def test_too_many_held_events_are_dropped_and_read_again() -> None:
     assert replay(delivery, [1], limit=10) == Verdict.READ_LOG  # head is 11
     delivery.take()
     log = list(range(1, 12))
+    taken = []
     while delivery.state == DeliveryState.REPLAYING:
         replay(delivery, log, limit=3)
-    assert delivery.last_seq == 11
+        taken += delivery.take()
+    assert taken == frames(range(2, 12)) and delivery.last_seq == 11
 
 
 def test_notices_bypass_seqs_and_overflow_only_at_twice_the_bound() -> None:
@@ -169,50 +173,68 @@ def test_illegal_moves_raise_and_closed_takes_nothing() -> None:
     assert len(delivery) == 0
 
 
-@pytest.mark.parametrize("seed", range(200))
-def test_any_interleaving_delivers_each_seq_once_in_order(seed: int) -> None:
-    """Random commits, out-of-order and repeated dispatches, slow draining and reads of any
-    size: what the subscriber takes is 1..N, each once, in order."""
-    rng = random.Random(seed)
-    max_bytes = rng.choice([30, 100, 1000])
+Commit = tuple[Literal["commit"], int]
+Dispatch = tuple[Literal["dispatch"], int, bool, bool]
+Drain = tuple[Literal["drain"]]
+Read = tuple[Literal["read"], int]
+
+ACTIONS = st.one_of(
+    st.tuples(st.just("commit"), st.integers(1, 5)),
+    st.tuples(st.just("dispatch"), st.integers(1, 8), st.booleans(), st.booleans()),
+    st.tuples(st.just("drain")),
+    st.tuples(st.just("read"), st.integers(0, 3)),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    max_bytes=st.sampled_from([30, 100, 1000]),
+    before=st.lists(ACTIONS, max_size=10),
+    since_fraction=st.floats(0, 1),
+    after=st.lists(ACTIONS, max_size=120),
+)
+def test_any_interleaving_delivers_each_seq_once_in_order(
+    max_bytes: int,
+    before: list[tuple[Any, ...]],
+    since_fraction: float,
+    after: list[tuple[Any, ...]],
+) -> None:
+    """Any interleaving of commits, dispatches (late, out of order, repeated), draining and
+    reads from the log of any size, around a connect with any ``since``: what the subscriber
+    takes is since+1..N, each once, in order, and it ends live."""
     delivery: Delivery[str] = Delivery(max_bytes=max_bytes)
     log: list[int] = []
     undelivered: list[int] = []  # committed, not yet dispatched to the subscriber
     taken: list[str] = []
-    since = None
 
-    def step() -> None:
-        action = rng.random()
-        if action < 0.3:  # commit a batch
+    def run(action: tuple[Any, ...]) -> None:
+        kind = action[0]
+        if kind == "commit":
             first = len(log) + 1
-            batch = list(range(first, first + rng.randint(1, 5)))
+            batch = list(range(first, first + action[1]))
             log.extend(batch)
             undelivered.extend(batch)
-        elif action < 0.55 and undelivered:  # dispatch some, maybe out of order, maybe twice
-            count = rng.randint(1, len(undelivered))
-            picked = sorted(undelivered[:count]) if rng.random() < 0.7 else undelivered[:count]
+        elif kind == "dispatch" and undelivered:
+            count, shuffle, twice = action[1], action[2], action[3]
+            picked = undelivered[:count]
             del undelivered[:count]
-            if rng.random() < 0.3:
-                rng.shuffle(picked)
-            verdict = offer(delivery, picked)
-            if rng.random() < 0.1:
-                offer(delivery, picked)  # a duplicate dispatch (two processes, say)
-            assert verdict in {Verdict.OK, Verdict.READ_LOG}
-        elif action < 0.8:  # the connection drains
+            if shuffle:
+                picked.reverse()
+            assert offer(delivery, picked) in {Verdict.OK, Verdict.READ_LOG}
+            if twice:
+                offer(delivery, picked)  # the same batch again (two processes, say)
+        elif kind == "drain":
             taken.extend(delivery.take())
-        elif delivery.state == DeliveryState.REPLAYING and delivery.has_room():
-            replay(delivery, log, limit=rng.choice([1, 2, delivery.read_limit()]))
+        elif kind == "read" and delivery.state == DeliveryState.REPLAYING and delivery.has_room():
+            replay(delivery, log, limit=action[1] or delivery.read_limit())
 
-    for _ in range(rng.randint(0, 10)):
-        step()
-    if delivery.state == DeliveryState.CONNECTING:
-        head = len(log)
-        since = rng.randint(0, head)
-        delivery.begin(since, head)
-    for _ in range(300):
-        step()
-    # quiesce: dispatch everything, drain, finish any catch-up
-    offer(delivery, undelivered)
+    for action in before:
+        run(action)
+    since = int(since_fraction * len(log))
+    delivery.begin(since, len(log))
+    for action in after:
+        run(action)
+    offer(delivery, undelivered)  # quiesce: everything dispatched, drained, caught up
     for _ in range(10_000):
         taken.extend(delivery.take())
         if delivery.state != DeliveryState.REPLAYING:
@@ -220,5 +242,5 @@ def test_any_interleaving_delivers_each_seq_once_in_order(seed: int) -> None:
         replay(delivery, log, limit=delivery.read_limit())
     taken.extend(delivery.take())
     assert delivery.state == DeliveryState.LIVE
-    start = since if since is not None else 0
-    assert taken == frames(range(start + 1, len(log) + 1))
+    assert taken == frames(range(since + 1, len(log) + 1))
+    assert delivery.peak_bytes <= max_bytes

@@ -14,11 +14,12 @@ The contract (design.md; README "Delivery"):
   up to ``head``, the held events are queued and it is live again (anything newer has not been
   offered yet, and will be, live).
   Seqs only go up, so nothing is queued twice; the log has everything, so nothing is lost.
-- The outbox is bounded in bytes (``max_bytes``). A live event that would take it past the
-  bound is not queued: the subscriber catches up from the log instead, at the pace its
-  connection drains (the I/O shell reads again once :meth:`Delivery.has_room`). A reader that
-  is merely slow is never cut off; closing one that has stopped is the shell's job (a write
-  timeout). One entry larger than the bound is still queued into an empty outbox.
+- The outbox is bounded in bytes (``max_bytes``): no event, live, read or held, is queued past
+  it. A live event that would pass it is not queued: the subscriber catches up from the log
+  instead, at the pace its connection drains (the I/O shell reads again once
+  :meth:`Delivery.has_room`; what a read brings beyond the bound is read again later). A
+  reader that is merely slow is never cut off; closing one that has stopped is the shell's job
+  (a write timeout). One entry larger than the bound is still queued into an empty outbox.
 - Notices (connection messages: personal messages, replies, heartbeats) are queued outside
   the seq order; only when they alone pile up to twice the bound is the verdict to close.
 - A board subscriber (events of every task, no single cursor) cannot catch up from one log:
@@ -64,6 +65,8 @@ _ALLOWED = {
 
 #: Events read from the log per query at most, whatever their size.
 MAX_READ = 1000
+#: Events asked for by the first read, before any event's size is known.
+FIRST_READ = 64
 
 
 class Delivery(Generic[Item]):
@@ -125,9 +128,10 @@ class Delivery(Generic[Item]):
 
     def read_limit(self) -> int:
         """How many events the next read from the log should ask for: about half the bound's
-        worth at the mean event size seen so far (at least 1, at most :data:`MAX_READ`)."""
+        worth at the mean event size seen so far (at least 1, at most :data:`MAX_READ`;
+        :data:`FIRST_READ` before any size is known)."""
         if self._mean_size <= 0:
-            return MAX_READ
+            return FIRST_READ
         return max(1, min(MAX_READ, int(self.max_bytes / 2 / self._mean_size)))
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -235,6 +239,8 @@ class Delivery(Generic[Item]):
             if seq <= self.last_seq:
                 continue
             self._learn(seq, size)
+            if self._items and self._bytes + size > self.max_bytes:
+                return Verdict.READ_LOG  # the rest is read again once there is room
             self._push(item, size)
             self.last_seq = seq
         return self._release_held()
@@ -289,7 +295,7 @@ class Delivery(Generic[Item]):
         for seq, item, size in held:
             if seq <= self.last_seq:
                 continue
-            if seq != self.last_seq + 1:
+            if seq != self.last_seq + 1 or (self._items and self._bytes + size > self.max_bytes):
                 break
             self._push(item, size)
             self.last_seq = seq

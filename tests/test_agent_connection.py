@@ -10,6 +10,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from tests.support.server import LiveServer
+from tests.support.waiting import async_wait_until
 from tests.support.ws import open_ws
 
 
@@ -19,12 +20,14 @@ async def frame(ws: ClientConnection, timeout: float = 10.0) -> dict[str, Any]:
 
 
 async def wait_for_status(client: httpx.Client, agent_id: str, status: str) -> dict[str, Any]:
-    for _ in range(100):
+    def agent_if_status() -> dict[str, Any] | None:
         agent: dict[str, Any] = client.get(f"/api/v1/agents/{agent_id}").json()
-        if agent.get("status") == status:
-            return agent
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"agent never became {status}")
+        return agent if agent.get("status") == status else None
+
+    found: dict[str, Any] = await async_wait_until(
+        agent_if_status, message=f"agent {agent_id} to become {status}"
+    )
+    return found
 
 
 async def test_connection_makes_the_agent_online_and_loss_offline(

@@ -12,6 +12,7 @@ from pydantic import TypeAdapter
 
 from taskline.api.agui_gateway import task_id_for_thread
 from tests.support.server import LiveServer
+from tests.support.waiting import async_wait_until
 from tests.support.ws import open_ws
 
 EVENTS: TypeAdapter[Any] = TypeAdapter(Event)
@@ -51,6 +52,25 @@ async def post_run(server: LiveServer, body: Any, timeout: float = 60) -> list[d
         assert response.status_code == 200, response.text
         assert response.headers["content-type"].startswith("text/event-stream")
         return parse_sse(response.text)
+
+
+async def stream_run(
+    server: LiveServer, body: Any, seen: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """:func:`post_run`, keeping ``seen`` up to date with the frames received so far."""
+    async with (
+        httpx.AsyncClient(base_url=server.url, timeout=60) as http,
+        http.stream("POST", "/api/v1/agui", json=body) as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        text = ""
+        async for chunk in response.aiter_text():
+            text += chunk
+            end = text.rfind("\n\n")
+            if end >= 0:
+                seen[:] = parse_sse(text[: end + 2])
+    return parse_sse(text)
 
 
 def folder(tmp_path: Path) -> Path:
@@ -141,7 +161,8 @@ async def test_a_connected_agent_serves_the_run_and_its_loss_fails_it(
         json.loads(await ws.recv())  # welcome
         http.patch(f"/api/v1/tasks/{task_id}", json={"assigned_agent_id": "agent_ext"})
         body = run_input(task_id, "do it")
-        runner = asyncio.create_task(post_run(server, body))
+        seen: list[dict[str, Any]] = []
+        runner = asyncio.create_task(stream_run(server, body, seen))
         command: dict[str, Any] = {}
         while command.get("command") != "run":
             command = json.loads(await asyncio.wait_for(ws.recv(), 10))
@@ -161,7 +182,11 @@ async def test_a_connected_agent_serves_the_run_and_its_loss_fails_it(
         await ws.send(json.dumps(publish))
         while json.loads(await asyncio.wait_for(ws.recv(), 10)).get("type") != "ack":
             pass
-        await asyncio.sleep(0.3)
+        # disconnect mid-run, once the client has the streamed text
+        await async_wait_until(
+            lambda: "TEXT_MESSAGE_CONTENT" in [f["type"] for f in seen],
+            message=lambda: f"the AG-UI client to get the text (has {[f['type'] for f in seen]})",
+        )
     frames = await asyncio.wait_for(runner, 20)
     types = [f["type"] for f in frames]
     assert types == ["RUN_STARTED", "TEXT_MESSAGE_START", "TEXT_MESSAGE_CONTENT", "RUN_ERROR"]

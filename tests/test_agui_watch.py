@@ -2,7 +2,6 @@
 
 import json
 import threading
-import time
 from typing import Any
 
 import httpx
@@ -10,6 +9,7 @@ from ag_ui.core import Event
 from pydantic import TypeAdapter
 
 from tests.support.server import LiveServer
+from tests.support.waiting import wait_until
 
 EVENTS: TypeAdapter[Any] = TypeAdapter(Event)
 
@@ -77,8 +77,10 @@ def test_joining_mid_run_gives_a_prelude_then_live_events(
     frames: list[tuple[str | None, dict[str, Any]]] = []
     reader = threading.Thread(target=lambda: frames.extend(read_agui(server, task_id, 13)))
     reader.start()
-    while not client.get("/api/v1/websocket/status").json()["connections_per_task"]:
-        time.sleep(0.02)
+    wait_until(
+        lambda: client.get("/api/v1/websocket/status").json()["connections_per_task"],
+        message="the AG-UI reader to be connected",
+    )
     publish(
         client,
         task_id,

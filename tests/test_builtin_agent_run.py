@@ -17,6 +17,7 @@ from taskline.domain.events import WebSocketMessage
 from taskline.domain.models import Task
 from taskline.sdk import AsyncClient
 from tests.support.server import LiveServer
+from tests.support.waiting import async_holds_for, async_wait_until
 from tests.test_builtin_agent_review import prepare_folder
 
 #: Time unit of these tests; raise TASKLINE_TEST_TIME_SCALE on a slow machine.
@@ -34,11 +35,7 @@ async def sdk(sqlite_server: LiveServer) -> AsyncIterator[AsyncClient]:
 
 async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
     """Poll ``check`` until it is true, failing after ``WAIT`` seconds."""
-    deadline = asyncio.get_running_loop().time() + WAIT
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
+    await async_wait_until(check, message=what, timeout=WAIT)
 
 
 async def log_of(sdk: AsyncClient, task_id: str) -> list[WebSocketMessage]:
@@ -206,7 +203,21 @@ async def test_pause_stops_the_agent_and_resume_lets_it_finish(
 
         await eventually(agent_paused, "the agent to pause")
         before = await sdk.get_task(task.id)
-        await asyncio.sleep(6 * STEP)  # several files' worth of time
+
+        async def stays_put() -> bool:
+            now = await sdk.get_task(task.id)
+            return (now.status, now.progress, files_done(now)) == (
+                "paused",
+                before.progress,
+                files_done(before),
+            ) and not running.done()
+
+        # That nothing moves while paused can only be watched for a while: several files'
+        # worth of step delays, checked all along (a move fails at once). Being paused was
+        # observed first, so a slow machine can only make this check weaker, never fail it.
+        await async_holds_for(
+            stays_put, 6 * STEP, message="the paused task keeps its progress and files done"
+        )
         after = await sdk.get_task(task.id)
         assert after.status == "paused"
         assert (after.progress, files_done(after)) == (before.progress, files_done(before))

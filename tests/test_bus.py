@@ -22,6 +22,7 @@ from taskline.domain.errors import InvalidInputError, StorageError
 from taskline.domain.events import EventIn, WebSocketEventType, WebSocketMessage
 from taskline.domain.ids import new_id
 from tests.support.databases import unavailable
+from tests.support.waiting import async_wait_until
 
 E = WebSocketEventType
 #: Time unit for waits; raise TASKLINE_TEST_TIME_SCALE on slow machines.
@@ -96,10 +97,8 @@ def bus(make_bus: Callable[..., EventBus]) -> EventBus:
     return make_bus()
 
 
-async def wait_until(condition: Callable[[], bool], timeout: float = WAIT) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.01)
+async def wait_until(condition: Callable[[], bool], message: str) -> None:
+    await async_wait_until(condition, message=message, timeout=WAIT, interval=0.01)
 
 
 # -- the spec's EventBus behaviours ---------------------------------------------------------
@@ -538,7 +537,7 @@ async def test_redis_delivers_to_other_process_in_order(
     sender.add_listener(on_local)
 
     emitted = [await sender.emit_progress_update("task_r", i / 200) for i in range(200)]
-    await wait_until(lambda: len(remote) >= 200)
+    await wait_until(lambda: len(remote) >= 200, "200 events through Redis")
     async with asyncio.timeout(WAIT):
         await receiver.wait_for_handlers()
 
@@ -549,7 +548,7 @@ async def test_redis_delivers_to_other_process_in_order(
     # The sender saw its own events once, directly (its Redis echo is skipped). A marker from
     # the receiver arriving after the echoes proves they were processed.
     marker = await receiver.emit_task_event("task_marker", E.TASK_STARTED)
-    await wait_until(lambda: bool(local) and local[-1] == marker)
+    await wait_until(lambda: bool(local) and local[-1] == marker, "the marker from the receiver")
     assert local == [*emitted, marker]
     assert sender.get_stats()["notify_errors"] == 0
 

@@ -1,6 +1,5 @@
 """Across processes (Redis) and across time (offline queue expiry)."""
 
-import asyncio
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +10,7 @@ import pytest
 from taskline.settings import Settings
 from tests.support.databases import empty_database, unavailable
 from tests.support.server import LiveServer
+from tests.support.waiting import async_wait_until
 from tests.support.ws import collect_events, open_ws, receive, receive_until
 
 REDIS_URL = os.environ.get("TASKLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -75,7 +75,13 @@ async def test_offline_queue_expires_and_the_client_is_told(tmp_path: Path) -> N
         with httpx.Client(base_url=server.url) as client:
             task_id = client.post("/api/v1/tasks/", json={"title": "t"}).json()["id"]
             client.post("/api/v1/clients/client_late/messages", json={"n": 1})
-            await asyncio.sleep(1.0)
+
+            def queued() -> int:
+                status = client.get("/api/v1/websocket/status").json()
+                return int(status["offline_queues"]["messages"])
+
+            # the server's sweep (every heartbeat_interval) discards the queue after its ttl
+            await async_wait_until(lambda: queued() == 0, message="the offline queue to expire")
             url = f"{server.ws_url}/ws/tasks/{task_id}?client_id=client_late"
             async with open_ws(url) as ws:
                 await receive_until(ws, "connection_established")

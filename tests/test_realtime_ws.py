@@ -231,6 +231,8 @@ async def test_offline_queue_keeps_the_newest_100_and_reports_drops(
 ) -> None:
     """150 personal messages to an offline client: it gets the newest 100 in order and a
     notice that 50 were dropped."""
+    from tests.support.waiting import async_wait_until
+
     task_id = new_task(client)
     url = f"{server.ws_url}/ws/tasks/{task_id}?client_id=client_offline1"
     async with open_ws(url) as ws:
@@ -239,7 +241,12 @@ async def test_offline_queue_keeps_the_newest_100_and_reports_drops(
         live = client.post("/api/v1/clients/client_offline1/messages", json={"n": -1}).json()
         assert live["delivered"] is True
         assert (await receive(ws))["data"] == {"n": -1}
-    await asyncio.sleep(0.2)
+
+    def gone() -> bool:
+        clients = client.get("/api/v1/websocket/status").json()["clients"]
+        return all(c["client_id"] != "client_offline1" for c in clients)
+
+    await async_wait_until(gone, message="the server to forget client_offline1's connection")
     for n in range(150):
         response = client.post("/api/v1/clients/client_offline1/messages", json={"n": n})
         assert response.json()["delivered"] is False

@@ -17,6 +17,7 @@ from taskline.sdk import (
     RunStateError,
 )
 from tests.support.server import LiveServer
+from tests.support.waiting import async_holds_for, async_wait_until
 
 
 @pytest.fixture
@@ -25,20 +26,15 @@ async def sdk(sqlite_server: LiveServer) -> AsyncIterator[AsyncClient]:
         yield client
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
+async def wait_until(predicate: Callable[[], bool], message: str = "the condition") -> None:
+    await async_wait_until(predicate, message=message)
 
 
 async def agent_status(sdk: AsyncClient, agent_id: str, status: str) -> None:
-    for _ in range(250):
-        if (await sdk.get_agent(agent_id)).status == status:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"agent {agent_id} never became {status}")
+    async def has_status() -> bool:
+        return (await sdk.get_agent(agent_id)).status == status
+
+    await async_wait_until(has_status, message=f"agent {agent_id} to become {status}")
 
 
 async def log_of(sdk: AsyncClient, task_id: str) -> list[WebSocketMessage]:
@@ -241,8 +237,12 @@ async def test_pause_resume_message_and_cancel_reach_the_run(sdk: AsyncClient) -
         assert (paused.status, paused.delivered) == ("paused", True)
         await wait_until(lambda: run.paused)
         waiting = asyncio.create_task(run.wait_if_paused())
-        await asyncio.sleep(0.2)
-        assert not waiting.done()
+        # wait_if_paused reports "paused" before it starts waiting: once the server has that,
+        # the waiter is waiting. That it keeps waiting can only be watched for a while.
+        await agent_status(sdk, "agent_steered", "paused")
+        await async_holds_for(
+            lambda: not waiting.done(), 0.2, message="wait_if_paused waits while paused"
+        )
         await sdk.resume(task.id)
         assert await asyncio.wait_for(waiting, 10) is True
         assert not run.paused

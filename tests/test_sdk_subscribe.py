@@ -10,6 +10,7 @@ from taskline.domain.events import WebSocketMessage
 from taskline.sdk import AsyncClient, Backoff, CursorVoidError, NotFound, Subscription
 from taskline.settings import Settings
 from tests.support.server import LiveServer
+from tests.support.waiting import async_wait_until
 
 FAST_RETRY = Backoff(initial=0.05, maximum=0.5)
 
@@ -52,11 +53,13 @@ async def test_subscribe_resumes_across_a_server_restart(server: LiveServer) -> 
             task.id, since=0, include_connection_messages=True, backoff=FAST_RETRY
         ) as events:
             follower = asyncio.create_task(collect_until(events, 151, received))
-            while not any(m.seq == 51 for m in received):
-                await asyncio.sleep(0.02)
+            await async_wait_until(
+                lambda: any(m.seq == 51 for m in received), message="the replay up to seq 51"
+            )
             await sdk.publish(task.id, progress(50, 50))  # live: seqs 52..101
-            while not any(m.seq == 101 for m in received):
-                await asyncio.sleep(0.02)
+            await async_wait_until(
+                lambda: any(m.seq == 101 for m in received), message="live events up to seq 101"
+            )
             await asyncio.to_thread(server.restart)
             await sdk.publish(task.id, progress(50, 100))  # 102..151, likely before the resume
             await asyncio.wait_for(follower, 30)
@@ -82,8 +85,9 @@ async def test_since_none_starts_live_and_since_n_resumes_after_n(server: LiveSe
         live: list[WebSocketMessage] = []
         async with sdk.subscribe(task.id) as events:
             follower = asyncio.create_task(collect_until(events, 8, live))
-            while events.last_seq is None:
-                await asyncio.sleep(0.02)
+            await async_wait_until(
+                lambda: events.last_seq is not None, message="the subscription to be live"
+            )
             await sdk.publish(task.id, progress(2, 5))
             await asyncio.wait_for(follower, 10)
         assert [m.seq for m in live] == [7, 8]

@@ -1,7 +1,6 @@
 """The SDK's blocking face: runs, subscriptions and the new REST methods from plain sync code."""
 
 import threading
-import time
 
 import httpx
 import pytest
@@ -9,6 +8,7 @@ import pytest
 from taskline.domain.events import WebSocketMessage
 from taskline.sdk import Client, Conflict, HumanMessage, NotFound
 from tests.support.server import LiveServer
+from tests.support.waiting import wait_until
 
 
 def kinds(client: Client, task_id: str) -> list[str]:
@@ -16,11 +16,10 @@ def kinds(client: Client, task_id: str) -> list[str]:
 
 
 def wait_offline(client: Client, agent_id: str) -> None:
-    for _ in range(250):
-        if client.get_agent(agent_id).status == "offline":
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"{agent_id} never went offline")
+    wait_until(
+        lambda: client.get_agent(agent_id).status == "offline",
+        message=f"{agent_id} to go offline",
+    )
 
 
 def test_a_sync_run_reports_like_an_async_one(sqlite_server: LiveServer) -> None:
@@ -113,10 +112,7 @@ def test_sync_commands_and_subscription(sqlite_server: LiveServer) -> None:
             assert arrived.wait(10)
             assert got[0].content == "hello" and run.messages == got
             client.pause(task.id)
-            for _ in range(500):
-                if run.paused:
-                    break
-                time.sleep(0.02)
+            wait_until(lambda: run.paused, message="the run to see the pause")
             assert run.wait_if_paused(timeout=0.2) is True and run.paused  # still paused
             client.cancel(task.id)
             assert run.wait_if_paused() is False and run.cancelled

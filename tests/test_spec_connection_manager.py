@@ -1,7 +1,6 @@
 """The spec's ConnectionManager test list (8 behaviours) and its integration test, by name,
 against a real server with real WebSocket clients."""
 
-import asyncio
 import json
 
 import httpx
@@ -9,6 +8,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from tests.support.server import LiveServer
+from tests.support.waiting import async_wait_until
 from tests.support.ws import collect_events, open_ws, receive, receive_until
 
 
@@ -50,10 +50,10 @@ async def test_client_disconnection_and_cleanup(server: LiveServer, client: http
     async with open_ws(f"{server.ws_url}/ws/tasks/{task_id}") as ws:
         await receive(ws)
         assert status(client)["connections_total"] == 1
-    for _ in range(50):
-        if status(client)["connections_total"] == 0:
-            break
-        await asyncio.sleep(0.05)
+    await async_wait_until(
+        lambda: status(client)["connections_total"] == 0,
+        message="the server to forget the connection",
+    )
     body = status(client)
     assert body["connections_total"] == 0 and body["connections_per_task"] == {}
 

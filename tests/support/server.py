@@ -70,8 +70,17 @@ class LiveServer:
                 raise TimeoutError("server did not start in time")
             time.sleep(0.01)
 
+    @property
+    def running(self) -> bool:
+        """True from :meth:`start` until :meth:`stop` has ended the server's thread."""
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self, timeout: float = 20.0) -> None:
-        """Stop serving and wait for the thread to end."""
+        """Stop serving and wait for the thread to end (the port then refuses connections).
+
+        Raises:
+            RuntimeError: the server's thread was still running after a forced exit.
+        """
         if self._server is None or self._thread is None:
             return
         self._server.should_exit = True
@@ -79,8 +88,9 @@ class LiveServer:
         if self._thread.is_alive():
             self._server.force_exit = True
             self._thread.join(timeout)
-        self._server = None
-        self._thread = None
+        thread, self._server, self._thread = self._thread, None, None
+        if thread.is_alive():
+            raise RuntimeError(f"the server on port {self.port} did not stop")
 
     def restart(self) -> None:
         self.stop()

@@ -17,11 +17,10 @@ from taskline.domain.events import WebSocketMessage
 from taskline.domain.models import Task
 from taskline.sdk import AsyncClient
 from tests.support.server import LiveServer
-from tests.support.waiting import async_holds_for, async_wait_until
+from tests.support.waiting import TIME_SCALE, async_holds_for, async_wait_until
 from tests.test_builtin_agent_review import prepare_folder
 
-#: Time unit of these tests; raise TASKLINE_TEST_TIME_SCALE on a slow machine.
-SCALE = float(os.environ.get("TASKLINE_TEST_TIME_SCALE", "1"))
+SCALE = TIME_SCALE
 WAIT = 15.0 * SCALE
 #: Seconds the agent waits before each file in the steering tests.
 STEP = 0.2 * SCALE

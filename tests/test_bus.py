@@ -22,11 +22,11 @@ from taskline.domain.errors import InvalidInputError, StorageError
 from taskline.domain.events import EventIn, WebSocketEventType, WebSocketMessage
 from taskline.domain.ids import new_id
 from tests.support.databases import unavailable
-from tests.support.waiting import async_wait_until
+from tests.support.waiting import TIME_SCALE, async_wait_until
 
 E = WebSocketEventType
-#: Time unit for waits; raise TASKLINE_TEST_TIME_SCALE on slow machines.
-WAIT = 10.0 * float(os.environ.get("TASKLINE_TEST_TIME_SCALE", "1"))
+#: Time unit for waits (scaled by TASKLINE_TEST_TIME_SCALE, see tests/support/waiting.py).
+WAIT = 10.0 * TIME_SCALE
 REDIS_URL = os.environ.get("TASKLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 

@@ -11,6 +11,7 @@ from websockets.exceptions import ConnectionClosed
 
 from taskline.settings import Settings
 from tests.support.server import LiveServer
+from tests.support.waiting import async_wait_until
 from tests.support.ws import collect_events, open_ws, receive, receive_until
 
 
@@ -142,8 +143,8 @@ async def test_resume_under_load_loses_and_repeats_nothing(
 def fast_stale_server(tmp_path: Any) -> Iterator[LiveServer]:
     settings = Settings(
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'stale.db'}",
-        heartbeat_interval=0.2,
-        stale_after=0.6,
+        heartbeat_interval=0.25,
+        stale_after=2.0,
     )
     server = LiveServer(settings)
     server.start()
@@ -231,7 +232,6 @@ async def test_offline_queue_keeps_the_newest_100_and_reports_drops(
 ) -> None:
     """150 personal messages to an offline client: it gets the newest 100 in order and a
     notice that 50 were dropped."""
-    from tests.support.waiting import async_wait_until
 
     task_id = new_task(client)
     url = f"{server.ws_url}/ws/tasks/{task_id}?client_id=client_offline1"

@@ -206,7 +206,7 @@ def test_text_frame_lengths() -> None:
 async def test_events_committed_within_the_flush_interval_share_one_frame(tmp_path: Path) -> None:
     """A batch subscriber gets the events of three separate publishes, committed within one
     flush interval, as one array frame, in seq order."""
-    for live in _serve(tmp_path, settings={"flush_interval": 2.0}):
+    for live in _serve(tmp_path, settings={"flush_interval": 5.0}):
         with httpx.Client(base_url=live.url, timeout=10) as http:
             task_id = new_task(http)
             async with open_ws(f"{live.ws_url}/ws/tasks/{task_id}?batch=1") as ws:

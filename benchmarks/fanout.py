@@ -398,7 +398,8 @@ class NodeSubscribers:
 
     async def status(self) -> dict[str, Any]:
         await self.send("status")
-        return await self.expect("status", 10.0)
+        # a saturated Node answers late: its event loop is busy with the subscribers' frames
+        return await self.expect("status", 60.0)
 
     async def stop(self) -> dict[str, Any]:
         await self.send("stop")

@@ -19,7 +19,7 @@ OUTBOX_BYTES = 256 * 1024
 WRITE_TIMEOUT = 5.0
 BURSTS, BURST_SIZE, PAUSE = 12, 50, 0.1  # 600 events of 10 KB, a burst every 0.1 s
 #: The most the server's resident memory may grow while the 51 subscribers are served.
-MEMORY_BOUND_MIB = 96
+MEMORY_BOUND_MIB = 48
 
 
 def never_reads(port: int, task_id: str) -> socket.socket:

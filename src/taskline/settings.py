@@ -68,6 +68,12 @@ class Settings(BaseSettings):
         description="Bytes of frames a connection may have waiting; past it the subscriber "
         "catches up from the log at its own pace instead of taking live events.",
     )
+    recent_events_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=0,
+        description="Bytes of the newest events kept in memory over all tasks, so catching up "
+        "and resuming read them there instead of the database (0: always the database).",
+    )
     write_timeout: float = Field(
         default=30.0,
         gt=0,

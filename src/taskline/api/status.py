@@ -31,6 +31,7 @@ async def websocket_status(request: Request, bus: BusDep) -> dict[str, Any]:
             "board_resyncs": stats["board_resyncs"],
             "bytes_pending": stats["bytes_pending"],
             "peak_bytes_pending": stats["peak_bytes_pending"],
+            "recent_events": stats["recent_events"],
         },
         "bus": bus.get_stats(),
         "uptime_seconds": stats["uptime_seconds"],

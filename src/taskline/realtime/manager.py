@@ -42,6 +42,7 @@ from taskline.realtime.channel import DirectChannel, direct_channel, text_frame
 from taskline.realtime.close_codes import CloseCode
 from taskline.realtime.delivery import Verdict
 from taskline.realtime.offline import OfflineQueues
+from taskline.realtime.recent import RecentEvents
 from taskline.realtime.resume import ResumeKind, plan_resume
 from taskline.realtime.subscriber import (
     Formatter,
@@ -140,6 +141,9 @@ class ConnectionManager:
             the current loop iteration). Frames committed meanwhile go out together: a
             ``batch`` subscriber gets them as one array frame, others as consecutive frames in
             one write.
+        recent_bytes: bytes of the newest events kept in memory (with their frames) over all
+            tasks, so that catching up and resuming read them there instead of the log;
+            ``recent_task_bytes`` per task.
         writer_grace: seconds a writer task may take to finish when its connection is closed.
         close_timeout: seconds a connection's close may take before it is given up.
     """
@@ -159,6 +163,8 @@ class ConnectionManager:
         outbox_bytes: int = 1024 * 1024,
         offline_queue_size: int = 100,
         offline_queue_ttl: float = 86_400.0,
+        recent_bytes: int = 64 * 1024 * 1024,
+        recent_task_bytes: int = 4 * 1024 * 1024,
     ) -> None:
         self.database = database
         self.heartbeat_interval = heartbeat_interval
@@ -171,6 +177,7 @@ class ConnectionManager:
         self._dirty: dict[str, None] = {}  # client ids with frames to flush, in order
         self._flush_handle: asyncio.TimerHandle | asyncio.Handle | None = None
         self.offline = OfflineQueues(size=offline_queue_size, ttl=offline_queue_ttl)
+        self.recent = RecentEvents(task_bytes=recent_task_bytes, total_bytes=recent_bytes)
         self._connections: dict[str, _Connection] = {}
         self._by_task: dict[str, set[Subscriber]] = defaultdict(set)
         self._board: set[Subscriber] = set()
@@ -435,7 +442,9 @@ class ConnectionManager:
         frames = [encode(m) for m in events]
         sizes = [frame_size(f) for f in frames]
         seqs = [m.seq or 0 for m in events]
+        self.recent.add(task_id, events, frames, sizes)
         chunk: str | None = None
+        chunk_size = sum(sizes)
         first, last = seqs[0], seqs[-1]
         consecutive = last - first == len(events) - 1
         for subscriber in list(subscribers):
@@ -444,7 +453,7 @@ class ConnectionManager:
             else:
                 if consecutive and subscriber.batch:
                     chunk = chunk if chunk is not None else ",".join(frames)
-                    if subscriber.offer_chunk(chunk, first, last, sum(sizes)) is not None:
+                    if subscriber.offer_chunk(chunk, first, last, chunk_size) is not None:
                         continue
                 items = frames
             if subscriber.offer(items, seqs, sizes) == Verdict.READ_LOG:
@@ -511,6 +520,12 @@ class ConnectionManager:
             "bytes_pending": sum(s.delivery.pending_bytes for s in subscribers),
             "catching_up": sum(1 for s in subscribers if s.state == SubscriberState.REPLAYING),
             "peak_bytes_pending": max((s.delivery.peak_bytes for s in subscribers), default=0),
+            "recent_events": {
+                "tasks": len(self.recent),
+                "bytes": self.recent.bytes,
+                "hits": self.recent.hits,
+                "misses": self.recent.misses,
+            },
             **self.stats,
         }
 
@@ -616,16 +631,21 @@ class ConnectionManager:
                 if subscriber.state != SubscriberState.REPLAYING:
                     return
                 limit = subscriber.delivery.read_limit()
-                async with self.database.read() as session:
-                    events = await EventLog(session).read(
-                        task_id, since=subscriber.last_seq, limit=limit
-                    )
-                frames = [encode(event) for event in events]
-                subscriber.replayed(
-                    [subscriber.pending(e, f) for e, f in zip(events, frames, strict=True)],
-                    [event.seq or 0 for event in events],
-                    [frame_size(f) for f in frames],
+                since = subscriber.last_seq
+                cached = self.recent.after(task_id, since, limit)
+                if cached is not None:
+                    events, frames, sizes = cached
+                else:
+                    async with self.database.read() as session:
+                        events = await EventLog(session).read(task_id, since=since, limit=limit)
+                    frames = [encode(event) for event in events]
+                    sizes = [frame_size(f) for f in frames]
+                items: Sequence[Pending] = (
+                    frames
+                    if subscriber.formatter is None
+                    else [(e, f) for e, f in zip(events, frames, strict=True)]
                 )
+                subscriber.replayed(items, [event.seq or 0 for event in events], sizes)
         except Exception:
             logger.exception("replay failed for %s", subscriber.client_id)
             await self.disconnect(subscriber.client_id, CloseCode.GOING_AWAY, "replay failed")

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from taskline.api.agui_gateway import task_id_for_thread
+from taskline.service.agui_gateway import task_id_for_thread
 from tests.support.databases import unavailable
 from tests.support.server import LiveServer
 

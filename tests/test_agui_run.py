@@ -10,7 +10,7 @@ import httpx
 from ag_ui.core import Event
 from pydantic import TypeAdapter
 
-from taskline.api.agui_gateway import task_id_for_thread
+from taskline.service.agui_gateway import task_id_for_thread
 from tests.support.server import LiveServer
 from tests.support.waiting import async_wait_until
 from tests.support.ws import open_ws

@@ -1,6 +1,8 @@
-"""The event log's rules, driven through :class:`EventLog` on a real database (both backends).
+"""The event log's rules, driven through the application layer's recorder
+(:func:`taskline.service.recorder.record_events`, which applies :mod:`taskline.domain.effects`
+and stores with :class:`EventLog`) on a real database (both backends).
 
-Each test states one rule of ``taskline.store.events``: gapless seqs, idempotency by id,
+Each test states one rule: gapless seqs, idempotency by id,
 what an event changes on the task, the agent, the subtasks and the shared state, retention,
 and all-or-nothing batches with the refused field named.
 """
@@ -14,10 +16,12 @@ import httpx
 import pytest
 from sqlalchemy import event
 
+from taskline.domain.actors import Actor
 from taskline.domain.errors import ConflictError, InvalidInputError, NotFoundError
 from taskline.domain.events import EventIn, WebSocketEventType, WebSocketMessage
 from taskline.domain.models import AgentCreate, SectionCreate, SubtaskCreate, Task, TaskCreate
 from taskline.domain.status import AgentStatus, TaskStatus
+from taskline.service.recorder import record_events, start_log
 from taskline.store.agents import AgentStore
 from taskline.store.database import Database
 from taskline.store.events import EventLog
@@ -57,8 +61,14 @@ async def append(
     server: bool = False,
 ) -> list[WebSocketMessage]:
     async with database.write() as session:
-        return await EventLog(session, keep_last=keep_last).append(
-            task_id, [EventIn.model_validate(e) for e in events], source="test", server=server
+        return await record_events(
+            session,
+            task_id,
+            [EventIn.model_validate(e) for e in events],
+            actor=Actor.system("test"),
+            source="test",
+            apply=not server,
+            keep_last=keep_last,
         )
 
 
@@ -123,8 +133,12 @@ async def test_a_log_that_was_started_continues_after_its_first_event(
     """A log started with task_created at seq 1 continues at 2."""
     task = await new_task(database)
     async with database.write() as session:
-        created = await EventLog(session).start(
-            task.id, EventIn(event_type=E.TASK_CREATED, data={}), source="api"
+        created = await start_log(
+            session,
+            task.id,
+            EventIn(event_type=E.TASK_CREATED, data={}),
+            actor=Actor.system("test"),
+            source="api",
         )
     assert created.seq == 1
     assert [m.seq for m in await append(database, task.id, [progress(0.5)])] == [2]

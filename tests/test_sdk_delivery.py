@@ -31,14 +31,14 @@ def server(sqlite_url: str) -> Iterator[LiveServer]:
 class HeldBatches:
     """Makes a live server hold the agents' batches before storing them, until released.
 
-    The server runs in a thread of this process; this wraps its ``Ingest.publish`` (the
-    agent connection looks it up for every batch). A held batch is in flight for sure: sent
+    The server runs in a thread of this process; this wraps its ``EventService.publish``
+    (the agent connection looks it up for every batch). A held batch is in flight for sure: sent
     by the SDK, received by the server, not stored and not acknowledged.
     """
 
     def __init__(self, server: LiveServer) -> None:
         assert server.app is not None
-        self._ingest = server.app.state.ingest
+        self._ingest = server.app.state.services.events
         self._publish = self._ingest.publish
         self._released = threading.Event()
         self.held = 0  #: batches that were made to wait
@@ -55,7 +55,9 @@ class HeldBatches:
     def release(self) -> None:
         self._released.set()
 
-    async def _held_publish(self, task_id: str, events: Any, *, source: str | None = None) -> Any:
+    async def _held_publish(
+        self, task_id: str, events: Any, *, actor: Any, source: str | None = None
+    ) -> Any:
         held = (source or "").startswith("agent:") and not self._released.is_set()
         if held:
             self.held += 1
@@ -65,7 +67,7 @@ class HeldBatches:
                 if time.monotonic() > deadline:
                     raise RuntimeError("a held batch was never released")
                 await asyncio.sleep(0.01)
-        committed = await self._publish(task_id, events, source=source)
+        committed = await self._publish(task_id, events, actor=actor, source=source)
         if held:
             self.stored_late += 1
         return committed

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from taskline.domain.actors import Actor
 from taskline.domain.events import EventIn
+from taskline.service.recorder import record_events
 from taskline.settings import Settings
 from taskline.store.database import Database
-from taskline.store.events import EventLog
 from tests.support.browser import (
     SCALE,
     browser_fixture,  # noqa: F401 (fixture)
@@ -127,15 +128,19 @@ def test_every_event_shows_once_across_a_server_restart(tmp_path: Path, new_page
 def _append_while_down(
     url: str, task_id: str, events: list[dict[str, Any]], keep_last: int
 ) -> None:
-    """Write events to the log through the store, as another server process would while the
-    viewer's server is down (trimming the log to ``keep_last``)."""
+    """Write events to the log through the application layer's recorder, as another server
+    process would while the viewer's server is down (trimming the log to ``keep_last``)."""
 
     async def write() -> None:
         database = Database(url)
         try:
             async with database.write() as session:
-                await EventLog(session, keep_last=keep_last).append(
-                    task_id, [EventIn.model_validate(e) for e in events]
+                await record_events(
+                    session,
+                    task_id,
+                    [EventIn.model_validate(e) for e in events],
+                    actor=Actor.system("test"),
+                    keep_last=keep_last,
                 )
         finally:
             await database.dispose()

@@ -31,15 +31,13 @@ from taskline.api import (
 from taskline.api.body_limit import BodySizeLimit
 from taskline.api.problems import install_problem_handlers
 from taskline.bus import EventBus, MemoryNotifier, Notifier, RedisNotifier
-from taskline.demo import seed_demo_board
 from taskline.domain.events import EventIn, WebSocketMessage
 from taskline.domain.ids import new_id
 from taskline.realtime import ConnectionManager
-from taskline.realtime.agents import AgentHub
-from taskline.realtime.ingest import Ingest
+from taskline.service import Services
+from taskline.service.demo import seed_demo_board
 from taskline.settings import Settings
 from taskline.store.database import Database
-from taskline.store.events import EventLog
 from taskline.web import routes as web_routes
 
 __all__ = ["create_app"]
@@ -69,9 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
 
     async def persist(task_id: str, batch: list[EventIn]) -> list[WebSocketMessage]:
-        async with database.write() as session:
-            log = EventLog(session, keep_last=settings.event_retention)
-            return await log.append(task_id, batch)
+        # EventBus.emit stores through the application layer, like every other change
+        return await services.events.persist(task_id, batch)
 
     notifier: Notifier = (
         RedisNotifier(settings.redis_url, origin=new_id("proc"))
@@ -80,10 +77,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     bus = EventBus(persist=persist, notifier=notifier)
     bus.add_listener(connections.on_committed)
-    ingest = Ingest(database, bus, keep_last=settings.event_retention)
-    agents_hub = AgentHub(
+    services = Services(
         database,
-        ingest,
+        bus,
+        connections,
+        keep_last=settings.event_retention,
         stale_after=settings.stale_after,
         heartbeat_interval=settings.heartbeat_interval,
         queue_size=settings.offline_queue_size,
@@ -94,16 +92,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.migrate_on_start:
             await database.migrate()
         if settings.seed_demo:
-            created = await seed_demo_board(database)
+            created = await seed_demo_board(services.writes)
             if created:
                 logger.info("created %d sample tasks", created)
         await bus.start()
         await connections.start()
-        await agents_hub.start()
+        await services.start()
         try:
             yield
         finally:
-            await agents_hub.stop()
+            await services.stop()
             await connections.stop()
             await bus.close()
             await database.dispose()
@@ -118,8 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.database = database
     app.state.bus = bus
     app.state.connections = connections
-    app.state.ingest = ingest
-    app.state.agents = agents_hub
+    app.state.services = services
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:

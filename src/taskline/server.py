@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from taskline.api.ws import WebSocketFastLane
 from taskline.app import create_app
 from taskline.realtime import ConnectionManager
-from taskline.realtime.agents import AgentHub
+from taskline.service import Services
 from taskline.settings import Settings
 from taskline.ws_protocol import TasklineWebSocketProtocol
 
@@ -32,10 +32,11 @@ class TasklineServer(uvicorn.Server):
         connections: ConnectionManager | None = getattr(self.app.state, "connections", None)
         if connections is not None:
             await connections.stop()
-        agents: AgentHub | None = getattr(self.app.state, "agents", None)
-        if agents is not None:
+        services: Services | None = getattr(self.app.state, "services", None)
+        if services is not None:
+            await services.agui.stop()  # the built-in agent's runs end (failed as interrupted)
             # agents are told 1001 and keep their status: a restart is not the agent leaving
-            await agents.stop()
+            await services.hub.stop()
         await super().shutdown(sockets)
 
 

@@ -1,7 +1,7 @@
 """AG-UI endpoints.
 
 ``POST /api/v1/agui``: run an AG-UI request (what ``HttpAgent.runAgent`` calls); the work is
-done by :class:`~taskline.api.agui_gateway.AguiGateway`. An invalid ``RunAgentInput`` is a 422
+done by :class:`~taskline.service.agui_gateway.AguiGateway`. An invalid ``RunAgentInput`` is a 422
 problem before anything is streamed; once streaming, failures are ``RUN_ERROR`` events and the
 body ends right after the terminal event.
 
@@ -30,11 +30,11 @@ from fastapi.responses import StreamingResponse
 
 from taskline.agui.projection import RunView
 from taskline.agui.translate import to_agui
-from taskline.api.agui_gateway import AguiGateway
 from taskline.api.deps import DatabaseDep
 from taskline.domain.errors import InvalidInputError, NotFoundError
 from taskline.domain.events import WebSocketEventType, WebSocketMessage
 from taskline.realtime import CloseCode, ConnectionManager
+from taskline.service.agui_gateway import AguiGateway
 from taskline.store.database import Database
 from taskline.store.events import EventLog
 from taskline.store.tasks import TaskStore
@@ -182,28 +182,13 @@ async def watch_agui(
     )
 
 
-def _gateway(request: Request) -> AguiGateway:
-    state = request.app.state
-    gateway: AguiGateway | None = getattr(state, "agui_gateway", None)
-    if gateway is None:
-        gateway = AguiGateway(
-            state.database,
-            state.ingest,
-            state.connections,
-            state.agents,
-            base_url=str(request.base_url),
-        )
-        state.agui_gateway = gateway
-    return gateway
-
-
 @router.post(
     "/agui",
     summary="Run an AG-UI request (RunAgentInput in, AG-UI SSE out)",
     response_class=StreamingResponse,
 )
 async def run_agui(request: Request) -> StreamingResponse:
-    gateway = _gateway(request)
+    gateway: AguiGateway = request.app.state.services.agui
     prepared = await gateway.prepare(await request.body())  # 422 before streaming
 
     async def body() -> AsyncIterator[str]:

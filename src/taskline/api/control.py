@@ -1,15 +1,11 @@
 """People steering agents: pause / resume / cancel a task, and an agent's next task."""
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Response, status
 
-from taskline.api.deps import BusDep, DatabaseDep
-from taskline.api.recording import record_task_change
+from taskline.api.deps import ActorDep, ServicesDep
 from taskline.api.responses import JSONBytes
 from taskline.domain.models import Task
 from taskline.domain.status import TaskStatus
-from taskline.realtime.agents import AgentHub
-from taskline.store.agents import AgentStore
-from taskline.store.tasks import TaskStore
 
 __all__ = ["TaskControl", "router"]
 
@@ -22,41 +18,29 @@ class TaskControl(Task):
     delivered: bool
 
 
-async def _control(
-    request: Request,
-    database: DatabaseDep,
-    bus: BusDep,
-    task_id: str,
-    target: TaskStatus,
-    command: str,
+async def _move(
+    services: ServicesDep, actor: ActorDep, task_id: str, to: TaskStatus
 ) -> TaskControl:
-    async with database.write() as session:
-        store = TaskStore(session)
-        before = await store.get(task_id)
-        task = await store.patch(task_id, {"status": target})
-        events = await record_task_change(session, task, before=before, changed=["status"])
-    await bus.dispatch(events)
-    hub: AgentHub = request.app.state.agents
-    delivered = await hub.send_command(task_id, command)
+    task, delivered = await services.steering.move(task_id, to, actor=actor)
     return TaskControl(**task.model_dump(), delivered=delivered)
 
 
 @router.post("/tasks/{task_id}/pause", response_model=TaskControl, summary="Pause a task")
-async def pause(task_id: str, request: Request, database: DatabaseDep, bus: BusDep) -> TaskControl:
+async def pause(task_id: str, services: ServicesDep, actor: ActorDep) -> TaskControl:
     """Move the task to ``paused`` (409 if it cannot) and tell its agent to pause."""
-    return await _control(request, database, bus, task_id, TaskStatus.PAUSED, "pause")
+    return await _move(services, actor, task_id, TaskStatus.PAUSED)
 
 
 @router.post("/tasks/{task_id}/resume", response_model=TaskControl, summary="Resume a task")
-async def resume(task_id: str, request: Request, database: DatabaseDep, bus: BusDep) -> TaskControl:
+async def resume(task_id: str, services: ServicesDep, actor: ActorDep) -> TaskControl:
     """Move the task back to ``in_progress`` and tell its agent to go on."""
-    return await _control(request, database, bus, task_id, TaskStatus.IN_PROGRESS, "resume")
+    return await _move(services, actor, task_id, TaskStatus.IN_PROGRESS)
 
 
 @router.post("/tasks/{task_id}/cancel", response_model=TaskControl, summary="Cancel a task")
-async def cancel(task_id: str, request: Request, database: DatabaseDep, bus: BusDep) -> TaskControl:
+async def cancel(task_id: str, services: ServicesDep, actor: ActorDep) -> TaskControl:
     """Move the task to ``cancelled`` and tell its agent to stop."""
-    return await _control(request, database, bus, task_id, TaskStatus.CANCELLED, "cancel")
+    return await _move(services, actor, task_id, TaskStatus.CANCELLED)
 
 
 @router.get(
@@ -65,13 +49,9 @@ async def cancel(task_id: str, request: Request, database: DatabaseDep, bus: Bus
     responses={204: {"description": "No pending task is assigned to this agent."}},
     summary="The agent's next task",
 )
-async def next_task(agent_id: str, request: Request, database: DatabaseDep) -> Response:
+async def next_task(agent_id: str, services: ServicesDep) -> Response:
     """The oldest ``pending`` task assigned to the agent, or 204 when there is none."""
-    hub: AgentHub = request.app.state.agents
-    async with database.read() as session:
-        await AgentStore(session).get(agent_id)  # 404 for an unknown agent
-    task_id = await hub.next_task(agent_id)
+    task_id = await services.agents.next_task(agent_id)
     if task_id is None:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
-    async with database.read() as session:
-        return JSONBytes(await TaskStore(session).get_document(task_id))
+    return JSONBytes(await services.tasks.document(task_id))

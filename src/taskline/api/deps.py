@@ -8,11 +8,14 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from taskline.bus import EventBus
+from taskline.domain.actors import Actor
+from taskline.service import Services
 from taskline.settings import Settings
 from taskline.store.database import Database
 
-__all__ = ["BusDep", "DatabaseDep", "SettingsDep"]
+__all__ = ["ActorDep", "DatabaseDep", "ServicesDep", "SettingsDep"]
+
+_ANONYMOUS = Actor.anonymous()
 
 
 async def _database(request: Request) -> Database:
@@ -25,11 +28,17 @@ async def _settings(request: Request) -> Settings:
     return settings
 
 
-async def _bus(request: Request) -> EventBus:
-    bus: EventBus = request.app.state.bus
-    return bus
+async def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
 
 
-BusDep = Annotated[EventBus, Depends(_bus)]
+async def _actor(request: Request) -> Actor:
+    """Who is asking. Nothing identifies callers yet: every request is anonymous."""
+    return _ANONYMOUS
+
+
+ActorDep = Annotated[Actor, Depends(_actor)]
+ServicesDep = Annotated[Services, Depends(_services)]
 DatabaseDep = Annotated[Database, Depends(_database)]
 SettingsDep = Annotated[Settings, Depends(_settings)]

@@ -2,21 +2,18 @@
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Body, Query
 from pydantic import BaseModel, Field, JsonValue, ValidationError
 
 from taskline.agui import from_agui
-from taskline.api.deps import DatabaseDep
+from taskline.api.deps import ActorDep, ServicesDep
 from taskline.domain.errors import InvalidInputError
 from taskline.domain.events import EventIn, WebSocketMessage
-from taskline.realtime.ingest import Ingest
-from taskline.store.events import EventLog
+from taskline.service.agent_session import MAX_BATCH
 
-__all__ = ["MAX_BATCH", "router"]
+__all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
-
-MAX_BATCH = 1000
 
 
 class PublishResult(BaseModel):
@@ -86,7 +83,8 @@ def parse_events(body: Any, *, agui: bool = False) -> list[EventIn]:
 @router.post("/tasks/{task_id}/events", response_model=PublishResult, summary="Publish events")
 async def publish_events(
     task_id: str,
-    request: Request,
+    services: ServicesDep,
+    actor: ActorDep,
     body: Annotated[Any, Body(description="One event, a list, or {'events': [...]}")],
     format: Annotated[
         Literal["taskline", "agui"],
@@ -97,8 +95,8 @@ async def publish_events(
 
     Re-sending an event ``id`` that is stored already returns its seq and stores nothing.
     """
-    ingest: Ingest = request.app.state.ingest
-    committed = await ingest.publish(task_id, parse_events(body, agui=format == "agui"))
+    events = parse_events(body, agui=format == "agui")
+    committed = await services.events.publish(task_id, events, actor=actor)
     seqs = [m.seq or 0 for m in committed]
     return PublishResult(
         task_id=task_id, seqs=seqs, ids=[m.id for m in committed], last_seq=max(seqs)
@@ -108,16 +106,13 @@ async def publish_events(
 @router.get("/tasks/{task_id}/events", response_model=EventPage, summary="A task's event log")
 async def task_events(
     task_id: str,
-    database: DatabaseDep,
+    services: ServicesDep,
     since: Annotated[int, Query(ge=0, description="Return events with seq > since.")] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     types: Annotated[str | None, Query(description="Comma-separated event types.")] = None,
 ) -> EventPage:
     wanted = [t.strip() for t in types.split(",") if t.strip()] if types else []
-    async with database.read() as session:
-        log = EventLog(session)
-        head = await log.head(task_id)
-        events = await log.read(task_id, since=since, limit=limit, types=wanted)
+    head, events = await services.events.history(task_id, since=since, limit=limit, types=wanted)
     return EventPage(
         task_id=task_id, events=events, first_seq=head.first_seq, last_seq=head.last_seq
     )
@@ -125,20 +120,18 @@ async def task_events(
 
 @router.get("/events", response_model=list[WebSocketMessage], summary="Recent events")
 async def recent_events(
-    database: DatabaseDep,
+    services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     types: Annotated[str | None, Query(description="Comma-separated event types.")] = None,
     task_id: str | None = None,
 ) -> list[WebSocketMessage]:
     """The newest events across all tasks, oldest of them first."""
     wanted = [t.strip() for t in types.split(",") if t.strip()] if types else []
-    async with database.read() as session:
-        return await EventLog(session).recent(limit=limit, types=wanted, task_id=task_id)
+    return await services.events.recent(limit=limit, types=wanted, task_id=task_id)
 
 
 @router.get("/tasks/{task_id}/state", response_model=TaskStateOut, summary="Shared state")
-async def task_state(task_id: str, database: DatabaseDep) -> TaskStateOut:
+async def task_state(task_id: str, services: ServicesDep) -> TaskStateOut:
     """The task's shared state document and its version (each snapshot or patch adds one)."""
-    async with database.read() as session:
-        state = await EventLog(session).state(task_id)
+    state = await services.events.state(task_id)
     return TaskStateOut(task_id=task_id, version=state.version, state=state.document)

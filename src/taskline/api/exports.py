@@ -4,16 +4,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from taskline.api.deps import DatabaseDep
+from taskline.api.deps import ActorDep, ServicesDep
 from taskline.api.tasks import parse_task_query
 from taskline.domain.errors import UnsupportedFormatError
-from taskline.domain.models import utc_now
-from taskline.domain.queries import TaskQuery
-from taskline.export import SUPPORTED_FORMATS, ExportBundle, ExportFile, parse_json_export, render
-from taskline.store.agents import AgentStore
-from taskline.store.database import Database
-from taskline.store.tasks import TaskStore
-from taskline.store.transfer import ImportMode, import_board, messages_by_task
+from taskline.export import SUPPORTED_FORMATS, ExportFile, parse_json_export, render
+from taskline.store.transfer import ImportMode
 
 __all__ = ["router"]
 
@@ -36,19 +31,6 @@ def _check_format(format: str) -> None:
         raise UnsupportedFormatError(format, SUPPORTED_FORMATS)
 
 
-async def _bundle(
-    database: Database, *, query: TaskQuery | None = None, task_id: str | None = None
-) -> ExportBundle:
-    """Read the tasks to export (one task, or all matching ``query``) with their agents."""
-    async with database.read() as session:
-        store = TaskStore(session)
-        tasks = [await store.get(task_id)] if task_id else await store.all(query)
-        referenced = {t.assigned_agent_id for t in tasks if t.assigned_agent_id}
-        agents = [a for a in await AgentStore(session).list() if a.id in referenced or not task_id]
-        messages = await messages_by_task(session, [t.id for t in tasks])
-    return ExportBundle(tasks=tasks, agents=agents, messages=messages, exported_at=utc_now())
-
-
 @router.get(
     "/export/{format}",
     summary="Export all tasks",
@@ -57,7 +39,7 @@ async def _bundle(
 )
 async def export_all(
     format: str,
-    database: DatabaseDep,
+    services: ServicesDep,
     status_filter: Annotated[list[str], Query(alias="status")] = [],  # noqa: B006
     agent: str | None = None,
     tag: str | None = None,
@@ -65,7 +47,7 @@ async def export_all(
 ) -> Response:
     _check_format(format)
     query = parse_task_query(status_filter, agent, tag, q, "created_at", 1, 0)
-    bundle = await _bundle(database, query=query)
+    bundle = await services.transfer.bundle(query=query)
     return _download(render(bundle, format, scope="tasks"))
 
 
@@ -75,30 +57,24 @@ async def export_all(
     description=f"Formats: {_FORMATS_TEXT}.",
     response_class=Response,
 )
-async def export_one(task_id: str, format: str, database: DatabaseDep) -> Response:
+async def export_one(task_id: str, format: str, services: ServicesDep) -> Response:
     _check_format(format)
-    bundle = await _bundle(database, task_id=task_id)
+    bundle = await services.transfer.bundle(task_id=task_id)
     return _download(render(bundle, format, scope=task_id))
 
 
 @router.post("/import", summary="Import a JSON export")
 async def import_tasks(
     request: Request,
-    database: DatabaseDep,
+    services: ServicesDep,
+    actor: ActorDep,
     mode: Annotated[
         ImportMode, Query(description="create: refuse existing ids; replace: overwrite them.")
     ] = ImportMode.CREATE,
 ) -> dict[str, int]:
     """Restore the tasks, agents and messages of a JSON export exactly (ids and times kept)."""
     document = parse_json_export(await request.body())
-    async with database.write() as session:
-        summary = await import_board(
-            session,
-            document.tasks,
-            document.agents,
-            {task.id: task.messages for task in document.tasks},
-            mode=mode,
-        )
+    summary = await services.transfer.import_board(document, mode=mode, actor=actor)
     return {
         "tasks": summary.tasks,
         "agents": summary.agents,

@@ -14,16 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from taskline.domain.errors import (
-    AlreadyExistsError,
-    ConflictError,
-    InvalidInputError,
-    InvalidTransitionError,
-    NotFoundError,
-    StorageError,
-    TasklineError,
-    UnsupportedFormatError,
-)
+from taskline.domain.errors import StorageError, TasklineError
+from taskline.domain.problems import PROBLEM_TYPE_BASE, problem_body
 
 __all__ = [
     "PROBLEM_MEDIA_TYPE",
@@ -33,19 +25,7 @@ __all__ = [
 ]
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
-_TYPE_BASE = "https://taskline.dev/problems/"
 logger = logging.getLogger("taskline.api")
-
-_STATUS_BY_ERROR: list[tuple[type[TasklineError], int, str]] = [
-    (NotFoundError, 404, "not-found"),
-    (InvalidTransitionError, 409, "invalid-transition"),
-    (AlreadyExistsError, 409, "already-exists"),
-    (ConflictError, 409, "conflict"),
-    (InvalidInputError, 422, "invalid-input"),
-    (UnsupportedFormatError, 400, "unsupported-format"),
-    (StorageError, 503, "storage-unavailable"),
-    (TasklineError, 400, "bad-request"),
-]
 
 _TITLES = {
     400: "Bad request",
@@ -83,7 +63,7 @@ def problem_response(
 ) -> ProblemResponse:
     """Build a problem+json response; ``extra`` members are added to the body."""
     body: dict[str, Any] = {
-        "type": _TYPE_BASE + slug if slug else "about:blank",
+        "type": PROBLEM_TYPE_BASE + slug if slug else "about:blank",
         "title": title or _TITLES.get(status, "Error"),
         "status": status,
         "detail": detail,
@@ -92,30 +72,6 @@ def problem_response(
         body["instance"] = instance
     body.update(extra)
     return ProblemResponse(body, status_code=status, headers=headers)
-
-
-def problem_body(exc: TasklineError, *, instance: str | None = None) -> dict[str, Any]:
-    """The problem details of one of our errors (used over HTTP and on WebSockets)."""
-    status, slug = next(
-        (status, slug) for kind, status, slug in _STATUS_BY_ERROR if isinstance(exc, kind)
-    )
-    body: dict[str, Any] = {
-        "type": _TYPE_BASE + slug,
-        "title": exc.title,
-        "status": status,
-        "detail": exc.detail,
-    }
-    if instance:
-        body["instance"] = instance
-    if isinstance(exc, InvalidTransitionError):
-        body.update(current=exc.current, requested=exc.requested, allowed=exc.allowed)
-    elif isinstance(exc, AlreadyExistsError):
-        body["ids"] = exc.resource_ids
-    elif isinstance(exc, UnsupportedFormatError):
-        body["supported"] = exc.supported
-    elif isinstance(exc, InvalidInputError) and exc.field:
-        body["errors"] = [{"field": exc.field, "message": exc.detail}]
-    return body
 
 
 def _for_taskline_error(request: Request, exc: TasklineError) -> ProblemResponse:

@@ -4,7 +4,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from taskline.api.deps import BusDep
+from taskline.api.deps import ServicesDep
 from taskline.realtime import ConnectionManager
 
 __all__ = ["router"]
@@ -13,7 +13,7 @@ router = APIRouter(prefix="/api/v1", tags=["events"])
 
 
 @router.get("/websocket/status", summary="Live connection status")
-async def websocket_status(request: Request, bus: BusDep) -> dict[str, Any]:
+async def websocket_status(request: Request, services: ServicesDep) -> dict[str, Any]:
     manager: ConnectionManager = request.app.state.connections
     stats = manager.get_stats()
     return {
@@ -33,7 +33,7 @@ async def websocket_status(request: Request, bus: BusDep) -> dict[str, Any]:
             "peak_bytes_pending": stats["peak_bytes_pending"],
             "recent_events": stats["recent_events"],
         },
-        "bus": bus.get_stats(),
+        "bus": services.bus.get_stats(),
         "uptime_seconds": stats["uptime_seconds"],
         "epoch": await manager.epoch(),
     }

@@ -4,15 +4,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from taskline.api.deps import BusDep, DatabaseDep
-from taskline.api.recording import record, record_task_change
+from taskline.api.deps import ActorDep, ServicesDep
 from taskline.api.responses import JSONBytes
 from taskline.domain.errors import InvalidInputError
-from taskline.domain.events import WebSocketEventType
 from taskline.domain.models import Task, TaskCreate, TaskPage, TaskPatch, TaskReplace
 from taskline.domain.queries import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, SortField, TaskQuery
 from taskline.domain.status import TaskStatus
-from taskline.store.tasks import TaskStore
 
 __all__ = ["parse_task_query", "router"]
 
@@ -65,7 +62,7 @@ def parse_task_query(
 
 @router.get("/", response_model=TaskPage, summary="List tasks")
 async def list_tasks(
-    database: DatabaseDep,
+    services: ServicesDep,
     status_filter: Annotated[
         list[str], Query(alias="status", description="Status filter; repeat or comma-separate.")
     ] = [],  # noqa: B006 - FastAPI copies defaults per request
@@ -79,63 +76,42 @@ async def list_tasks(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Response:
     query = parse_task_query(status_filter, agent, tag, q, sort, limit, offset)
-    async with database.read() as session:
-        page = await TaskStore(session).page_document(query)
+    page = await services.tasks.page(query)
     # Served as bytes straight from the documents: no model is built on this hot path.
     return JSONBytes(page, headers={"X-Total-Count": str(page["total"])})
 
 
 @router.post("/", response_model=Task, status_code=status.HTTP_201_CREATED, summary="Create a task")
 async def create_task(
-    body: TaskCreate, database: DatabaseDep, bus: BusDep, response: Response
+    body: TaskCreate, services: ServicesDep, actor: ActorDep, response: Response
 ) -> Task:
     """Create the task and log ``task_created`` in the same transaction."""
-    async with database.write() as session:
-        task = await TaskStore(session).create(body)
-        events = await record_task_change(session, task, before=None)
-    await bus.dispatch(events)
+    task = await services.tasks.create(body, actor=actor)
     response.headers["Location"] = f"/api/v1/tasks/{task.id}"
     return task
 
 
 @router.get("/{task_id}", response_model=Task, summary="Get a task")
-async def get_task(task_id: str, database: DatabaseDep) -> Response:
-    async with database.read() as session:
-        return JSONBytes(await TaskStore(session).get_document(task_id))
+async def get_task(task_id: str, services: ServicesDep) -> Response:
+    return JSONBytes(await services.tasks.document(task_id))
 
 
 @router.put("/{task_id}", response_model=Task, summary="Replace a task's fields")
-async def replace_task(task_id: str, body: TaskReplace, database: DatabaseDep, bus: BusDep) -> Task:
+async def replace_task(
+    task_id: str, body: TaskReplace, services: ServicesDep, actor: ActorDep
+) -> Task:
     """Replace the fields; logs ``task_updated`` (and the status event if it moved)."""
-    async with database.write() as session:
-        store = TaskStore(session)
-        before = await store.get(task_id)
-        task = await store.replace(task_id, body)
-        events = await record_task_change(
-            session, task, before=before, changed=body.model_fields_set
-        )
-    await bus.dispatch(events)
-    return task
+    return await services.tasks.replace(task_id, body, actor=actor)
 
 
 @router.patch("/{task_id}", response_model=Task, summary="Change some of a task's fields")
-async def patch_task(task_id: str, body: TaskPatch, database: DatabaseDep, bus: BusDep) -> Task:
+async def patch_task(task_id: str, body: TaskPatch, services: ServicesDep, actor: ActorDep) -> Task:
     """Change the fields sent; logs ``task_updated`` (and the status event if it moved)."""
-    changes = body.changes()
-    async with database.write() as session:
-        store = TaskStore(session)
-        before = await store.get(task_id)
-        task = await store.patch(task_id, changes)
-        events = await record_task_change(session, task, before=before, changed=changes)
-    await bus.dispatch(events)
-    return task
+    return await services.tasks.patch(task_id, body.changes(), actor=actor)
 
 
 @router.delete("/{task_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a task")
-async def delete_task(task_id: str, database: DatabaseDep, bus: BusDep) -> Response:
+async def delete_task(task_id: str, services: ServicesDep, actor: ActorDep) -> Response:
     """Delete the task; its log keeps a final ``task_deleted`` event."""
-    async with database.write() as session:
-        await TaskStore(session).delete(task_id)
-        events = await record(session, task_id, WebSocketEventType.TASK_DELETED, {})
-    await bus.dispatch(events)
+    await services.tasks.delete(task_id, actor=actor)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -292,6 +292,9 @@ class WebSocketMessage(BaseModel):
     data: dict[str, JsonValue] = Field(default_factory=dict)
     timestamp: datetime
     source: str | None = None
+    #: who made it (``person:…``, ``agent:…``, ``token:…``, ``system:…`` or ``anonymous``;
+    #: see :mod:`taskline.domain.actors`); None for connection messages and older events
+    actor: str | None = None
     client_id: str | None = None
     run_id: str | None = None
     parent_run_id: str | None = None

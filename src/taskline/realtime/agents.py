@@ -1,8 +1,9 @@
 """Connected agents: who is online, and getting people's commands to them.
 
 An agent keeps one WebSocket (``/ws/agents/{agent_id}``, see docs/agent-protocol.md). This
-hub tracks those connections, marks agents online/offline, queues commands for agents that
-are away (``queue_size`` per agent, oldest dropped), and sends each command as one frame.
+hub tracks those connections, tells its :class:`Presence` when an agent comes and goes (the
+application layer records it), queues commands for agents that are away (``queue_size`` per
+agent, oldest dropped), and sends each command as one frame. It reads and writes nothing.
 """
 
 import asyncio
@@ -12,21 +13,14 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
-from sqlalchemy import select
 
-from taskline.domain.events import EventIn, WebSocketEventType
 from taskline.domain.ids import new_id
-from taskline.domain.models import AgentCreate, utc_now
-from taskline.domain.status import AgentStatus, TaskStatus
-from taskline.realtime.ingest import Ingest
-from taskline.store.agents import AgentStore
-from taskline.store.database import Database
-from taskline.store.tables import AgentRow, TaskRow
+from taskline.domain.models import utc_now
 
-__all__ = ["AgentConnection", "AgentHub"]
+__all__ = ["AgentConnection", "AgentHub", "Presence"]
 
 logger = logging.getLogger("taskline.agents")
 
@@ -34,6 +28,18 @@ Sender = Callable[[str], Awaitable[None]]
 Closer = Callable[[int, str], Awaitable[None]]
 
 REPLACED = 4000
+
+
+class Presence(Protocol):
+    """Who records agents coming and going (the application layer)."""
+
+    async def online(self, agent_id: str, *, name: str | None, kind: str | None) -> None:
+        """The agent connected (it may be unknown yet: register it)."""
+        ...
+
+    async def offline(self, agent_id: str) -> None:
+        """The agent's connection is gone."""
+        ...
 
 
 @dataclass(slots=True)
@@ -50,8 +56,7 @@ class AgentHub:
     """Agent connections and their command queues (one server process).
 
     Args:
-        database: agents and tasks are read and updated here.
-        ingest: where agent status changes are logged.
+        presence: told when an agent connects and when its connection is gone.
         stale_after: an agent that sends nothing for this long is disconnected.
         heartbeat_interval: seconds between the hub's checks (and heartbeats).
         queue_size: commands kept per offline agent.
@@ -59,15 +64,13 @@ class AgentHub:
 
     def __init__(
         self,
-        database: Database,
-        ingest: Ingest,
+        presence: Presence,
         *,
         stale_after: float = 300.0,
         heartbeat_interval: float = 20.0,
         queue_size: int = 100,
     ) -> None:
-        self.database = database
-        self.ingest = ingest
+        self.presence = presence
         self.stale_after = stale_after
         self.heartbeat_interval = heartbeat_interval
         self.queue_size = queue_size
@@ -90,6 +93,10 @@ class AgentHub:
     def is_connected(self, agent_id: str) -> bool:
         return agent_id in self._connections
 
+    def current(self, agent_id: str) -> AgentConnection | None:
+        """The agent's connection now, if any."""
+        return self._connections.get(agent_id)
+
     def connected(self) -> list[str]:
         return sorted(self._connections)
 
@@ -99,33 +106,15 @@ class AgentHub:
         self, agent_id: str, send: Sender, close: Closer, *, name: str | None, kind: str | None
     ) -> AgentConnection:
         """Register the agent's connection (registering the agent itself if unknown), mark
-        it online, send the welcome and any queued commands."""
+        it online (through the presence), send the welcome and any queued commands."""
         old = self._connections.get(agent_id)
         if old is not None:
             await self.disconnect(
                 agent_id, REPLACED, "replaced by a new connection", mark_offline=False
             )
-        async with self.database.write() as session:
-            store = AgentStore(session)
-            row = await session.get(AgentRow, agent_id)
-            if row is None:
-                await store.create(
-                    AgentCreate(id=agent_id, name=name or agent_id, kind=kind or "generic")
-                )
-                row = await session.get(AgentRow, agent_id)
-            assert row is not None
-            previous = AgentStatus(row.status)
-            online = (
-                previous
-                if previous in {AgentStatus.WORKING, AgentStatus.PAUSED}
-                else (AgentStatus.IDLE)
-            )
-            current_task = row.current_task_id
-            row.last_seen_at = utc_now()
+        await self.presence.online(agent_id, name=name, kind=kind)
         connection = AgentConnection(agent_id, send, close)
         self._connections[agent_id] = connection
-        if previous != online:
-            await self._set_status(agent_id, current_task, online, previous)
         await self._send(
             connection,
             {
@@ -151,7 +140,7 @@ class AgentHub:
             await asyncio.wait_for(connection.close(code, reason[:120]), timeout=5.0)
         if mark_offline:
             try:
-                await self._go_offline(agent_id)
+                await self.presence.offline(agent_id)
             except Exception:
                 logger.exception("could not mark agent %s offline", agent_id)
 
@@ -168,14 +157,15 @@ class AgentHub:
     # --- commands ---------------------------------------------------------------------------
 
     async def send_command(
-        self, task_id: str, command: str, *, message: dict[str, Any] | None = None
+        self,
+        agent_id: str,
+        task_id: str,
+        command: str,
+        *,
+        message: dict[str, Any] | None = None,
     ) -> bool:
-        """Send ``command`` about ``task_id`` to the task's agent; queue it if the agent is
-        away. Returns True if a connected agent got it now, False if it was queued or the task
-        has no agent."""
-        agent_id = await self._agent_for(task_id)
-        if agent_id is None:
-            return False
+        """Send ``command`` about ``task_id`` to ``agent_id``; queue it if the agent is away.
+        Returns True if a connected agent got it now, False if it was queued."""
         frame: dict[str, Any] = {
             "type": "command",
             "id": new_id("cmd"),
@@ -196,67 +186,7 @@ class AgentHub:
         queue.append(text)
         return False
 
-    async def _agent_for(self, task_id: str) -> str | None:
-        async with self.database.read() as session:
-            assigned = await session.scalar(
-                select(TaskRow.assigned_agent_id).where(TaskRow.id == task_id)
-            )
-            if assigned:
-                return str(assigned)
-            working = await session.scalar(
-                select(AgentRow.id).where(AgentRow.current_task_id == task_id).limit(1)
-            )
-        return str(working) if working else None
-
-    async def next_task(self, agent_id: str) -> str | None:
-        """The id of the oldest pending task assigned to ``agent_id``."""
-        async with self.database.read() as session:
-            found = await session.scalar(
-                select(TaskRow.id)
-                .where(
-                    TaskRow.assigned_agent_id == agent_id,
-                    TaskRow.status == TaskStatus.PENDING.value,
-                )
-                .order_by(TaskRow.created_at, TaskRow.id)
-                .limit(1)
-            )
-        return str(found) if found else None
-
     # --- internals --------------------------------------------------------------------------
-
-    async def _go_offline(self, agent_id: str) -> None:
-        async with self.database.write() as session:
-            row = await session.get(AgentRow, agent_id)
-            if row is None:
-                return
-            previous = AgentStatus(row.status)
-            current_task = row.current_task_id
-            row.last_seen_at = utc_now()
-        if previous != AgentStatus.OFFLINE:
-            await self._set_status(agent_id, current_task, AgentStatus.OFFLINE, previous)
-
-    async def _set_status(
-        self,
-        agent_id: str,
-        task_id: str | None,
-        status: AgentStatus,
-        previous: AgentStatus,
-    ) -> None:
-        """Log the change on the agent's current task (which also updates the agent), or
-        just update the agent when it has no task."""
-        if task_id is not None:
-            async with self.database.read() as session:
-                exists = await session.get(TaskRow, task_id) is not None
-            if exists:
-                event = EventIn(
-                    event_type=WebSocketEventType.AGENT_STATUS_CHANGE,
-                    data={"agent_id": agent_id, "status": status.value, "previous": previous.value},
-                    agent_id=agent_id,
-                )
-                await self.ingest.publish(task_id, [event], source="hub")
-                return
-        async with self.database.write() as session:
-            await AgentStore(session).patch(agent_id, {"status": status.value})
 
     async def _send(self, connection: AgentConnection, frame: dict[str, Any]) -> None:
         await self._send_text(connection, orjson.dumps(frame).decode())

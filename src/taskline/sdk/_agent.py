@@ -16,11 +16,10 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
-from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from taskline.sdk._config import CLIENT_DEFAULT, ClientDefault, DeliveryOptions
@@ -58,6 +57,31 @@ class LinkState(StrEnum):
     FAILED = "failed"
 
 
+class AgentSocket(Protocol):
+    """What an agent connection needs of its socket: a WebSocket client connection's
+    interface (``websockets``), which an in-process connection can offer too. ``recv``, ``send``
+    and iteration raise ``websockets.exceptions.ConnectionClosed`` once it is closed."""
+
+    @property
+    def close_code(self) -> int | None: ...
+
+    @property
+    def close_reason(self) -> str | None: ...
+
+    async def recv(self) -> str | bytes: ...
+
+    async def send(self, message: str) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+    def __aiter__(self) -> AsyncIterator[str | bytes]: ...
+
+
+#: Opens one connection of agent ``agent_id`` (name and kind for an agent to register):
+#: how an agent reaches a server without the network (the server's own built-in agent).
+AgentConnector = Callable[[str, str | None, str | None], Awaitable[AgentSocket]]
+
+
 class AgentLink:
     """The connection of one agent, shared by every run of that agent in one client.
 
@@ -71,6 +95,8 @@ class AgentLink:
         headers: sent with the upgrade request (authorization).
         name, kind: used by the server when it registers an unknown agent.
         options: buffering, batching, timeouts and backoff.
+        connector: opens each connection instead of a WebSocket to ``base_url`` (see
+            :data:`AgentConnector`); None: the network.
     """
 
     def __init__(
@@ -82,8 +108,12 @@ class AgentLink:
         name: str | None = None,
         kind: str | None = None,
         options: DeliveryOptions,
+        connector: AgentConnector | None = None,
     ) -> None:
         self.agent_id = agent_id
+        self._name = name
+        self._kind = kind
+        self._connector = connector
         self.base_url = base_url
         self.url = websocket_url(base_url, f"/ws/agents/{agent_id}", {"name": name, "kind": kind})
         self.options = options
@@ -301,12 +331,7 @@ class AgentLink:
         down_since = time.monotonic()
         while True:
             try:
-                websocket = await open_socket(
-                    self.url,
-                    headers=self._headers,
-                    open_timeout=self.options.connect_timeout,
-                    close_timeout=self.options.close_timeout,
-                )
+                websocket = await self._open()
             except Dropped as exc:
                 logger.debug("agent %s: %s", self.agent_id, exc.reason)
             except TasklineClientError as exc:
@@ -339,7 +364,17 @@ class AgentLink:
                 return
             await asyncio.sleep(next(delays))
 
-    async def _serve(self, websocket: ClientConnection) -> None:
+    async def _open(self) -> AgentSocket:
+        if self._connector is not None:
+            return await self._connector(self.agent_id, self._name, self._kind)
+        return await open_socket(
+            self.url,
+            headers=self._headers,
+            open_timeout=self.options.connect_timeout,
+            close_timeout=self.options.close_timeout,
+        )
+
+    async def _serve(self, websocket: AgentSocket) -> None:
         """Run one connection until it drops (:class:`Dropped`) or fails for good."""
         await self._welcome(websocket)
         self.connections += 1
@@ -366,7 +401,7 @@ class AgentLink:
             task.result()  # raises Dropped or the fatal error
         raise Dropped("connection ended")
 
-    async def _welcome(self, websocket: ClientConnection) -> None:
+    async def _welcome(self, websocket: AgentSocket) -> None:
         try:
             async with asyncio.timeout(self.options.connect_timeout):
                 while True:
@@ -383,7 +418,7 @@ class AgentLink:
         if isinstance(interval, int | float) and interval > 0:
             self._heartbeat_interval = min(self.options.heartbeat_interval, float(interval))
 
-    def _closed(self, websocket: ClientConnection) -> Exception:
+    def _closed(self, websocket: AgentSocket) -> Exception:
         code, reason = websocket.close_code, websocket.close_reason or ""
         if code == _REPLACED:
             return ConnectionReplacedError(self.agent_id)
@@ -392,7 +427,7 @@ class AgentLink:
             return fatal
         return Dropped(f"closed by the server ({code} {reason})".rstrip(), code)
 
-    async def _write(self, websocket: ClientConnection) -> None:
+    async def _write(self, websocket: AgentSocket) -> None:
         outbox = self._outbox
         options = self.options
         last_sent = time.monotonic()
@@ -421,7 +456,7 @@ class AgentLink:
         except ConnectionClosed as exc:
             raise self._closed(websocket) from exc
 
-    async def _read(self, websocket: ClientConnection) -> None:
+    async def _read(self, websocket: AgentSocket) -> None:
         try:
             async for text in websocket:
                 try:

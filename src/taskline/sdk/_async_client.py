@@ -14,7 +14,7 @@ from taskline.domain.events import EventIn
 from taskline.domain.ids import ID_PATTERN, new_id
 from taskline.domain.models import Agent, Message, Section, Subtask, Task, TaskPage
 from taskline.sdk import _endpoints as api
-from taskline.sdk._agent import AgentLink, LinkState
+from taskline.sdk._agent import AgentConnector, AgentLink, LinkState
 from taskline.sdk._config import (
     DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_TIMEOUT,
@@ -78,6 +78,8 @@ class AsyncClient:
             waits forever.
         delivery: buffering, batching, timeouts and backoff of runs' events.
         transport: an httpx transport to use instead of the network (REST calls only).
+        agent_connector: opens agent connections instead of WebSockets to ``url`` (see
+            :data:`~taskline.sdk._agent.AgentConnector`; for code inside a server).
 
     Raises:
         ValueError: ``url`` is not an ``http://`` or ``https://`` URL with a host.
@@ -94,6 +96,7 @@ class AsyncClient:
         timeout: float | None = DEFAULT_TIMEOUT,
         delivery: DeliveryOptions | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        agent_connector: AgentConnector | None = None,
     ) -> None:
         self.url = server_url(url)
         self.delivery = delivery or DeliveryOptions()
@@ -106,6 +109,7 @@ class AsyncClient:
             follow_redirects=False,
         )
         self._agents: dict[str, tuple[AgentLink, int]] = {}
+        self._agent_connector = agent_connector
         self._closed = False
 
     def __repr__(self) -> str:
@@ -426,7 +430,13 @@ class AsyncClient:
             self._agents[agent_id] = (link, users + 1)
             return link
         link = AgentLink(
-            self.url, agent_id, headers=self._headers, name=name, kind=kind, options=self.delivery
+            self.url,
+            agent_id,
+            headers=self._headers,
+            name=name,
+            kind=kind,
+            options=self.delivery,
+            connector=self._agent_connector,
         )
         link.start()
         self._agents[agent_id] = (link, 1)

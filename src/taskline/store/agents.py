@@ -1,17 +1,20 @@
 """Reading and writing agents."""
 
+from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskline.domain.errors import AlreadyExistsError, InvalidInputError, NotFoundError
 from taskline.domain.ids import new_id
 from taskline.domain.models import Agent, AgentCreate, utc_now
 from taskline.domain.status import AgentStatus
-from taskline.store.tables import AgentRow, TaskRow
+from taskline.store.tables import AGENTS, AgentRow, TaskRow
 
 __all__ = ["AgentStore"]
+
+_UPDATE_AGENT = update(AGENTS).where(AGENTS.c.id == bindparam("where_agent_id"))
 
 
 class AgentStore:
@@ -20,8 +23,50 @@ class AgentStore:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
+    async def statuses(self, agent_ids: Iterable[str]) -> dict[str, AgentStatus]:
+        """The status of each of ``agent_ids`` that exists (one statement)."""
+        ids = sorted(set(agent_ids))
+        if not ids:
+            return {}
+        connection = await self.session.connection()
+        rows = await connection.execute(
+            select(AGENTS.c.id, AGENTS.c.status).where(AGENTS.c.id.in_(ids))
+        )
+        return {row.id: AgentStatus(row.status) for row in rows}
+
+    async def set_columns(self, agent_id: str, changes: dict[str, Any]) -> None:
+        """Set agent columns in one Core statement (the caller applied the rules)."""
+        connection = await self.session.connection()
+        await connection.execute(_UPDATE_AGENT, {"where_agent_id": agent_id, **changes})
+
     async def get(self, agent_id: str) -> Agent:
         return Agent.model_validate(await self._row(agent_id))
+
+    async def working_on(self, task_id: str) -> list[str]:
+        """The agents whose current task is ``task_id`` (by id)."""
+        rows = await self.session.scalars(
+            select(AgentRow.id).where(AgentRow.current_task_id == task_id).order_by(AgentRow.id)
+        )
+        return [str(row) for row in rows]
+
+    async def agents_for(self, task_id: str) -> list[str]:
+        """Who works on a task, first choice first: its assigned agent, then the agents
+        whose current task it is. Empty for an unknown task or one nobody works on."""
+        assigned = await self.session.scalar(
+            select(TaskRow.assigned_agent_id).where(TaskRow.id == task_id)
+        )
+        found = [str(assigned)] if assigned else []
+        return found + [a for a in await self.working_on(task_id) if a not in found]
+
+    async def next_task(self, agent_id: str) -> str | None:
+        """The id of the oldest pending task assigned to ``agent_id``."""
+        found = await self.session.scalar(
+            select(TaskRow.id)
+            .where(TaskRow.assigned_agent_id == agent_id, TaskRow.status == "pending")
+            .order_by(TaskRow.created_at, TaskRow.id)
+            .limit(1)
+        )
+        return str(found) if found else None
 
     async def list(self, *, status: AgentStatus | None = None) -> list[Agent]:
         """Return every agent (optionally only those in ``status``), by name."""

@@ -4,9 +4,10 @@ Positions are contiguous from 0 within their parent and are renumbered after eve
 Every change also bumps the task's ``updated_at``.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TypeVar
 
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskline.domain.errors import InvalidInputError, NotFoundError
@@ -17,7 +18,7 @@ from taskline.domain.models import (
     Subtask,
     SubtaskCreate,
 )
-from taskline.store.tables import SectionRow, SubtaskRow, TaskRow
+from taskline.store.tables import SECTIONS, SUBTASKS, SectionRow, SubtaskRow, TaskRow
 from taskline.store.tasks import TaskStore
 
 __all__ = ["SectionStore"]
@@ -29,6 +30,27 @@ class SectionStore:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
         self.tasks = TaskStore(session)
+
+    async def sections_of(self, task_id: str, subtask_ids: Iterable[str]) -> dict[str, str]:
+        """The section of each of ``subtask_ids`` that belongs to the task (one statement)."""
+        ids = sorted(set(subtask_ids))
+        if not ids:
+            return {}
+        connection = await self.session.connection()
+        rows = await connection.execute(
+            select(SUBTASKS.c.id, SUBTASKS.c.section_id)
+            .join(SECTIONS, SECTIONS.c.id == SUBTASKS.c.section_id)
+            .where(SUBTASKS.c.id.in_(ids), SECTIONS.c.task_id == task_id)
+        )
+        return {row.id: row.section_id for row in rows}
+
+    async def set_done(self, subtask_id: str, done: bool) -> None:
+        """Tick or untick a subtask in one Core statement (the caller checked it is the
+        task's)."""
+        connection = await self.session.connection()
+        await connection.execute(
+            update(SUBTASKS).where(SUBTASKS.c.id == subtask_id).values(done=done)
+        )
 
     async def add_section(
         self, task_id: str, data: SectionCreate, *, position: int | None = None

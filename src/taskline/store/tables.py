@@ -210,6 +210,8 @@ class EventRow(Base):
     data: Mapped[Any] = mapped_column(JsonType)
     timestamp: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     source: Mapped[str | None] = mapped_column(String(200))
+    #: who made it: ``kind:id`` or ``anonymous`` (see taskline.domain.actors); None before 0003
+    actor: Mapped[str | None] = mapped_column(String(120))
     client_id: Mapped[str | None] = mapped_column(String(80))
     run_id: Mapped[str | None] = mapped_column(String(80))
     parent_run_id: Mapped[str | None] = mapped_column(String(80))

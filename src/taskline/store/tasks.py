@@ -3,7 +3,7 @@
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Select, case, delete, func, insert, or_, select, update
+from sqlalchemy import Select, bindparam, case, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -36,6 +36,9 @@ from taskline.store.task_reads import (
 )
 
 __all__ = ["TaskStore", "load_options"]
+
+# The SET clause comes from the parameters given: only the columns that changed.
+_UPDATE_TASK = update(TASKS).where(TASKS.c.id == bindparam("where_task_id"))
 
 _PRIORITY_ORDER = case({p.value: p.rank for p in Priority}, value=TaskRow.priority, else_=-1)
 _SORT_COLUMNS: dict[SortField, Any] = {
@@ -226,6 +229,16 @@ class TaskStore:
         await self.session.execute(
             update(AgentRow).where(AgentRow.current_task_id == task_id).values(current_task_id=None)
         )
+
+    async def set_columns(self, task_id: str, changes: dict[str, Any]) -> bool:
+        """Set task columns in one Core statement (locking the row); False if no such task.
+
+        Nothing here checks the values: the caller applied the domain rules
+        (:mod:`taskline.domain.effects`).
+        """
+        connection = await self.session.connection()
+        result = await connection.execute(_UPDATE_TASK, {"where_task_id": task_id, **changes})
+        return bool(result.rowcount)
 
     async def touch(self, row: TaskRow) -> None:
         """Mark the task as changed now."""

@@ -4,8 +4,8 @@ from sqlalchemy import func, select
 
 from taskline.domain.models import AgentCreate, SectionCreate, SubtaskCreate, TaskCreate
 from taskline.domain.status import Priority, TaskStatus
+from taskline.service.writes import Writes
 from taskline.store.agents import AgentStore
-from taskline.store.database import Database
 from taskline.store.tables import TaskRow
 from taskline.store.tasks import TaskStore
 
@@ -18,9 +18,12 @@ def _section(title: str, *subtasks: tuple[str, bool]) -> SectionCreate:
     )
 
 
-async def seed_demo_board(database: Database) -> int:
-    """Create the sample agent and tasks if the board has no task; return how many were made."""
-    async with database.write() as session:
+async def seed_demo_board(writes: Writes) -> int:
+    """Create the sample agent and tasks if the board has no task; return how many were made.
+
+    The samples get no log events (their logs start empty, as imported tasks' do)."""
+    async with writes.change() as change:
+        session = change.session
         if await session.scalar(select(func.count()).select_from(TaskRow)):
             return 0
         agent = await AgentStore(session).create(

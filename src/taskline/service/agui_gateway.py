@@ -21,9 +21,10 @@ task, with nothing stored. A task created for a run is titled from the last user
    If the agent disconnects first, the task is failed with the reason and the stream ends
    with ``RUN_ERROR``.
 2. *The built-in agent*, when the last user message names a folder (the whole message, or its
-   last word): :func:`~taskline.agent.runner.review_folder` runs as a background task through
-   the SDK against this same server, its events stamped with ``run_id`` = the ``runId``. The
-   review keeps going if the client leaves.
+   last word): :func:`~taskline.agent.runner.review_folder` runs as a background task,
+   in-process through the application layer (:class:`~taskline.service.local_agent.LocalClient`:
+   no HTTP to itself), its events stamped with ``run_id`` = the ``runId``. The review keeps
+   going if the client leaves.
 3. *The built-in agent answering a question* about its last report (the task's result): one
    text message, then ``RUN_FINISHED`` with the report as ``result``. Nothing is stored.
 4. Otherwise: ``RUN_ERROR`` (code ``no_agent``) saying why.
@@ -63,10 +64,10 @@ from ag_ui.core import (
     TextMessageStartEvent,
 )
 from pydantic import ValidationError
-from sqlalchemy import select
 
 from taskline.agent.runner import DEFAULT_AGENT_ID, review_folder
 from taskline.agui.translate import AGUI_KEY, to_agui
+from taskline.domain.actors import Actor
 from taskline.domain.errors import (
     ConflictError,
     InvalidInputError,
@@ -79,18 +80,19 @@ from taskline.domain.models import MAX_TITLE, Task, TaskCreate
 from taskline.domain.status import TaskStatus
 from taskline.realtime import CloseCode, ConnectionManager
 from taskline.realtime.agents import AgentHub
-from taskline.realtime.ingest import Ingest
-from taskline.sdk import AsyncClient, Run
-from taskline.store.database import Database
-from taskline.store.events import EventLog
-from taskline.store.tables import AgentRow
-from taskline.store.tasks import TaskStore
+from taskline.sdk import Run
+from taskline.service.agents import AgentService
+from taskline.service.events import EventService
+from taskline.service.local_agent import LocalClient
+from taskline.service.tasks import TaskService
 
 __all__ = ["AguiGateway", "PreparedRun", "task_id_for_thread"]
 
 logger = logging.getLogger("taskline.agui")
 
 E = WebSocketEventType
+#: Who the gateway's own changes are made by (a task created for a thread, a run failed).
+_ACTOR = Actor.system("agui-gateway")
 _TERMINAL = {"RUN_FINISHED", "RUN_ERROR"}
 _WORD = re.compile(r"[a-z0-9]{3,}")
 
@@ -163,11 +165,14 @@ class _Feed:
     client_id: str
 
 
-class _RunClient(AsyncClient):
-    """An SDK client whose runs use a given run id (the AG-UI ``runId``)."""
+class _RunClient(LocalClient):
+    """The built-in agent's in-process client, whose runs use a given run id (the AG-UI
+    ``runId``)."""
 
-    def __init__(self, url: str, run_id: str) -> None:
-        super().__init__(url)
+    def __init__(
+        self, tasks: TaskService, events: EventService, hub: AgentHub, run_id: str
+    ) -> None:
+        super().__init__(tasks, events, hub, actor=Actor.agent(DEFAULT_AGENT_ID))
         self._run_id = run_id
 
     def run(
@@ -191,7 +196,6 @@ class AguiGateway:
     """Runs AG-UI requests (see the module docstring).
 
     Args:
-        base_url: this server's URL, for the built-in agent's SDK client.
         start_timeout: seconds a connected agent gets to publish the run's first event.
         idle_timeout: longest silence between two events of a run before it is given up.
         poll: how often (seconds) a silent run checks that its agent is still there.
@@ -199,26 +203,33 @@ class AguiGateway:
 
     def __init__(
         self,
-        database: Database,
-        ingest: Ingest,
+        tasks: TaskService,
+        events: EventService,
+        agents: AgentService,
         connections: ConnectionManager,
         hub: AgentHub,
         *,
-        base_url: str = "http://127.0.0.1:8000",
         start_timeout: float = 30.0,
         idle_timeout: float = 300.0,
         poll: float = 0.25,
     ) -> None:
-        self.database = database
-        self.ingest = ingest
+        self.tasks = tasks
+        self.events = events
+        self.agents = agents
         self.connections = connections
         self.hub = hub
-        self.base_url = base_url
         self.start_timeout = start_timeout
         self.idle_timeout = idle_timeout
         self.poll = poll
         self._background: set[asyncio.Task[Any]] = set()
         self._running: dict[str, str] = {}  # task id -> run id of the run streaming now
+
+    async def stop(self) -> None:
+        """Stop the built-in agent's reviews still going (their tasks are failed by the SDK's
+        run as interrupted)."""
+        for job in list(self._background):
+            job.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
 
     # --- request ----------------------------------------------------------------------------
 
@@ -253,23 +264,18 @@ class AguiGateway:
 
         Two first runs of one thread at once: the loser of the insert reads the winner's task.
         """
-        async with self.database.read() as session:
-            with contextlib.suppress(NotFoundError):
-                return await TaskStore(session).get(task_id)
+        with contextlib.suppress(NotFoundError):
+            return await self.tasks.get(task_id)
         title = " ".join(instruction.split())[:MAX_TITLE] or "AG-UI thread"
         try:
-            async with self.database.write() as session:
-                task = await TaskStore(session).create(
-                    TaskCreate(title=title, tags=["ag-ui"]), task_id=task_id
-                )
-                snapshot = task.model_dump(mode="json")
-                event = EventIn(event_type=E.TASK_CREATED, data={"task": snapshot})
-                created = await EventLog(session).start(task.id, event, source="agui")
+            return await self.tasks.create(
+                TaskCreate(title=title, tags=["ag-ui"]),
+                task_id=task_id,
+                actor=_ACTOR,
+                source="agui",
+            )
         except ConflictError:
-            async with self.database.read() as session:
-                return await TaskStore(session).get(task_id)
-        await self.ingest.bus.dispatch([created])
-        return task
+            return await self.tasks.get(task_id)
 
     # --- run --------------------------------------------------------------------------------
 
@@ -319,9 +325,8 @@ class AguiGateway:
             async for event in self._review(prepared, folder):
                 yield event
             return
-        async with self.database.read() as session:
-            current = await TaskStore(session).get(task.id)
-            state = (await EventLog(session).state(task.id)).document
+        current = await self.tasks.get(task.id)
+        state = (await self.events.state(task.id)).document
         if prepared.instruction and isinstance(current.result, str) and current.result:
             for event in self._reply(prepared, state, current.result):
                 yield event
@@ -340,13 +345,8 @@ class AguiGateway:
 
     async def _connected_agent(self, task_id: str) -> str | None:
         """A connected agent (not the built-in one) working on the task, if any."""
-        async with self.database.read() as session:
-            task = await TaskStore(session).get(task_id)
-            candidates = [task.assigned_agent_id] if task.assigned_agent_id else []
-            rows = await session.scalars(
-                select(AgentRow.id).where(AgentRow.current_task_id == task_id)
-            )
-            candidates += [str(r) for r in rows]
+        await self.tasks.get(task_id)  # 404 for an unknown task
+        candidates = await self.agents.agents_for(task_id)
         for agent_id in candidates:
             if agent_id and agent_id != DEFAULT_AGENT_ID and self.hub.is_connected(agent_id):
                 return agent_id
@@ -382,11 +382,11 @@ class AguiGateway:
         run_input = prepared.input
         task_id = prepared.task.id
         since = await self._head(task_id)
-        url = self.base_url
         job: asyncio.Task[Any] | None = None
 
         async def work() -> None:
-            async with _RunClient(url, run_input.run_id) as client:
+            client = _RunClient(self.tasks, self.events, self.hub, run_input.run_id)
+            async with client:
                 await review_folder(client, task_id, folder)
 
         async def alive() -> str | None:
@@ -426,8 +426,7 @@ class AguiGateway:
     # --- following the log ------------------------------------------------------------------
 
     async def _head(self, task_id: str) -> int:
-        async with self.database.read() as session:
-            return (await EventLog(session).head(task_id)).last_seq
+        return (await self.events.head(task_id)).last_seq
 
     @contextlib.asynccontextmanager
     async def _follow(self, task_id: str, since: int) -> AsyncIterator["_Feed"]:
@@ -513,14 +512,13 @@ class AguiGateway:
 
     async def _fail(self, task_id: str, run_id: str, reason: str) -> None:
         """Mark the task failed with ``reason`` (starting it first if it is still pending)."""
-        async with self.database.read() as session:
-            status = (await TaskStore(session).get(task_id)).status
+        status = (await self.tasks.get(task_id)).status
         if status not in {TaskStatus.PENDING, TaskStatus.IN_PROGRESS, TaskStatus.PAUSED}:
             return
         events = [EventIn(event_type=E.TASK_FAILED, data={"error": reason}, run_id=run_id)]
         if status == TaskStatus.PENDING:
             events.insert(0, EventIn(event_type=E.TASK_STARTED, run_id=run_id))
         try:
-            await self.ingest.publish(task_id, events, source="agui-gateway")
+            await self.events.publish(task_id, events, actor=_ACTOR, source="agui-gateway")
         except TasklineError:
             logger.warning("could not mark task %s failed: %s", task_id, reason)

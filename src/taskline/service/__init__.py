@@ -1,0 +1,77 @@
+"""The application layer: the only way into the log.
+
+Every change — a REST edit, an agent's published events, a command from a person, an import,
+an AG-UI run creating a task, the spec's ``EventBus.emit*`` — is one call here, made by an
+:class:`~taskline.domain.actors.Actor`: one transaction that applies the domain rules
+(:mod:`taskline.domain.effects`), appends the events (recording the actor) and commits, then
+one dispatch to the bus. The API parses, calls, and answers; it never writes SQL or touches
+the bus. This is also the one place that will decide who may do what.
+
+:class:`Services` holds one of each service; ``create_app`` builds it and puts it on
+``app.state.services``.
+"""
+
+from taskline.bus import EventBus
+from taskline.realtime import ConnectionManager
+from taskline.realtime.agents import AgentHub
+from taskline.service.agents import AgentService
+from taskline.service.agui_gateway import AguiGateway
+from taskline.service.events import EventService
+from taskline.service.steering import Steering
+from taskline.service.tasks import TaskService
+from taskline.service.transfer import Transfer
+from taskline.service.writes import GroupCommit, Writes
+from taskline.store.database import Database
+
+__all__ = ["Services"]
+
+
+class Services:
+    """The application layer's services, sharing one database, bus, agent hub and the
+    connection manager (which the AG-UI gateway follows tasks with).
+
+    Args:
+        keep_last: retention (the newest events kept per task; None keeps all).
+        heartbeat_interval, stale_after, queue_size: the agent hub's (see AgentHub).
+    """
+
+    def __init__(
+        self,
+        database: Database,
+        bus: EventBus,
+        connections: ConnectionManager,
+        *,
+        keep_last: int | None = None,
+        heartbeat_interval: float = 20.0,
+        stale_after: float = 300.0,
+        queue_size: int = 100,
+    ) -> None:
+        self.database = database
+        self.bus = bus
+        self.writes = Writes(database, bus, keep_last=keep_last)
+        # SQLite serialises writers: one group at a time; PostgreSQL commits a few in parallel
+        self.commits = GroupCommit(
+            database, bus, keep_last=keep_last, workers=1 if database.is_sqlite else 4
+        )
+        self.tasks = TaskService(database, self.writes)
+        self.events = EventService(database, self.commits)
+        self.agents = AgentService(database, self.writes)
+        self.hub = AgentHub(
+            self.agents,
+            stale_after=stale_after,
+            heartbeat_interval=heartbeat_interval,
+            queue_size=queue_size,
+        )
+        self.steering = Steering(database, self.writes, self.tasks, self.agents, self.hub)
+        self.transfer = Transfer(database, self.writes)
+        self.agui = AguiGateway(self.tasks, self.events, self.agents, connections, self.hub)
+
+    async def start(self) -> None:
+        await self.hub.start()
+
+    async def stop(self) -> None:
+        """Stop the built-in agent's runs, disconnect agents, then stop taking publishes
+        (queued ones fail)."""
+        await self.agui.stop()
+        await self.hub.stop()
+        await self.commits.close()

@@ -1,0 +1,152 @@
+"""One agent's session (docs/agent-protocol.md), whatever carries it: the WebSocket route
+``/ws/agents/{agent_id}``, or an in-process connection of the built-in agent.
+
+:meth:`AgentSession.open` registers the connection with the hub (which welcomes the agent and
+sends what waited for it); :meth:`AgentSession.receive` handles one frame from the agent:
+``publish`` (stored through the application layer, answered with ``ack`` or ``nack``),
+``heartbeat``, ``ping``; anything else gets an ``error`` frame. :meth:`AgentSession.close`
+ends it. A frame the agent sends after being replaced by a newer connection is ignored, and
+closing a replaced session leaves the newer one alone.
+"""
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from taskline.domain.actors import Actor
+from taskline.domain.errors import InvalidInputError, StorageError, TasklineError
+from taskline.domain.events import EventIn
+from taskline.domain.models import utc_now
+from taskline.domain.problems import problem_body
+from taskline.realtime.agents import AgentConnection, AgentHub
+from taskline.service.events import EventService
+
+__all__ = ["MAX_BATCH", "AgentSession"]
+
+#: Events per ``publish`` frame (and per REST publish) at most.
+MAX_BATCH = 1000
+
+Send = Callable[[str], Awaitable[None]]
+Close = Callable[[int, str], Awaitable[None]]
+
+
+class AgentSession:
+    """The server side of one agent connection (see the module docstring)."""
+
+    def __init__(self, hub: AgentHub, events: EventService, agent_id: str) -> None:
+        self.hub = hub
+        self.events = events
+        self.agent_id = agent_id
+        self.actor = Actor.agent(agent_id)
+        self._connection: AgentConnection | None = None
+
+    async def open(
+        self, send: Send, close: Close, *, name: str | None = None, kind: str | None = None
+    ) -> None:
+        """Register the connection (replacing an older one of the agent); the hub welcomes
+        the agent. Raises what sending the welcome raises (the agent left meanwhile)."""
+        self._connection = await self.hub.connect(self.agent_id, send, close, name=name, kind=kind)
+
+    @property
+    def current(self) -> bool:
+        """Whether this session is still the agent's connection (not replaced, not closed)."""
+        return self._connection is not None and self.hub.current(self.agent_id) is self._connection
+
+    async def close(self, code: int = 1000, reason: str = "agent left") -> None:
+        """End the session; the agent goes offline unless a newer connection took over."""
+        if self.current:
+            await self.hub.disconnect(self.agent_id, code, reason)
+        self._connection = None
+
+    async def receive(self, text: str) -> None:
+        """Handle one frame from the agent.
+
+        Raises:
+            StorageError: the database is unavailable (the caller closes with 1011; the agent
+                resends after reconnecting).
+        """
+        if not self.current:
+            return
+        self.hub.touch(self.agent_id)
+        try:
+            frame: Any = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            await self._reply({"type": "error", "code": "invalid_json", "message": "not JSON"})
+            return
+        kind = frame.get("type") if isinstance(frame, dict) else None
+        if kind == "heartbeat":
+            await self._reply({"type": "heartbeat", "server_time": utc_now().isoformat()})
+        elif kind == "ping":
+            pong: dict[str, Any] = {"type": "pong", "server_time": utc_now().isoformat()}
+            if "timestamp" in frame:
+                pong["client_timestamp"] = frame["timestamp"]
+            await self._reply(pong)
+        elif kind == "publish":
+            await self._publish(frame)
+        else:
+            await self._reply(
+                {
+                    "type": "error",
+                    "code": "unknown_type",
+                    "message": f"unknown message type {kind!r}; send publish, heartbeat or ping",
+                }
+            )
+
+    async def _publish(self, frame: dict[str, Any]) -> None:
+        batch_id = frame.get("batch_id")
+        task_id = frame.get("task_id")
+        try:
+            if not isinstance(task_id, str):
+                raise InvalidInputError("task_id: required", field="task_id")
+            events = self._events(frame.get("events"))
+            committed = await self.events.publish(
+                task_id, events, actor=self.actor, source=f"agent:{self.agent_id}"
+            )
+        except StorageError:
+            raise
+        except TasklineError as exc:
+            body = problem_body(exc)
+            await self._reply(
+                {
+                    "type": "nack",
+                    "batch_id": batch_id,
+                    "task_id": task_id,
+                    "status": body["status"],
+                    "error": body,
+                }
+            )
+            return
+        seqs = [m.seq for m in committed]
+        await self._reply(
+            {
+                "type": "ack",
+                "batch_id": batch_id,
+                "task_id": task_id,
+                "seqs": seqs,
+                "last_seq": max(s or 0 for s in seqs),
+            }
+        )
+
+    def _events(self, raw: Any) -> list[EventIn]:
+        """The frame's events, each attributed to this agent unless it names one."""
+        if not isinstance(raw, list) or not raw or len(raw) > MAX_BATCH:
+            raise InvalidInputError(
+                f"events: send a list of 1 to {MAX_BATCH} events", field="events"
+            )
+        events = []
+        for index, item in enumerate(raw):
+            try:
+                event = EventIn.model_validate(item)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                path = ".".join(str(p) for p in ("events", index, *first["loc"]))
+                raise InvalidInputError(f"{path}: {first['msg']}", field=path) from None
+            if event.agent_id is None:
+                event = event.model_copy(update={"agent_id": self.agent_id})
+            events.append(event)
+        return events
+
+    async def _reply(self, frame: dict[str, Any]) -> None:
+        await self.hub.reply(self.agent_id, frame)

@@ -1,0 +1,148 @@
+"""Agents that run inside the server (the built-in agent) reach it in-process, through the
+application layer: no network, no URL, no request headers to trust.
+
+:class:`LocalClient` is the SDK's :class:`~taskline.sdk.AsyncClient` for such code. Its runs
+(``client.run(...)``) keep all of the SDK's behaviour (batching, acknowledgements, commands from
+people) over a :class:`LocalAgentSocket`, which hands each frame to an
+:class:`~taskline.service.agent_session.AgentSession` — the same protocol handler the
+``/ws/agents/{id}`` route uses — and receives the hub's frames (welcome, acks, commands)
+back. The few REST calls the built-in agent makes (read a task, change it, add a section) go
+straight to the services; any other REST call raises, naming it.
+"""
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any, TypeVar
+
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import Close
+
+from taskline.domain.actors import Actor
+from taskline.domain.models import (
+    Section,
+    SectionCreate,
+    SubtaskCreate,
+    Task,
+    TaskPatch,
+)
+from taskline.realtime.agents import AgentHub
+from taskline.sdk import AsyncClient
+from taskline.sdk._http import Call
+from taskline.service.agent_session import AgentSession
+from taskline.service.events import EventService
+from taskline.service.tasks import TaskService
+
+__all__ = ["LOCAL_URL", "LocalAgentSocket", "LocalClient"]
+
+T = TypeVar("T")
+
+#: The base URL an in-process client reports (nothing is ever sent to it).
+LOCAL_URL = "http://taskline.internal"
+
+
+class LocalAgentSocket:
+    """One in-process agent connection with a WebSocket client connection's interface."""
+
+    def __init__(self, session: AgentSession) -> None:
+        self._session = session
+        self._inbox: asyncio.Queue[str | None] = asyncio.Queue()
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+
+    @classmethod
+    async def open(
+        cls, hub: AgentHub, events: EventService, agent_id: str, name: str | None, kind: str | None
+    ) -> "LocalAgentSocket":
+        """Connect ``agent_id`` to the hub; the welcome is waiting when this returns."""
+        socket = cls(AgentSession(hub, events, agent_id))
+        await socket._session.open(socket._deliver, socket._closed_by_server, name=name, kind=kind)
+        return socket
+
+    async def _deliver(self, text: str) -> None:
+        self._inbox.put_nowait(text)
+
+    async def _closed_by_server(self, code: int, reason: str) -> None:
+        self._end(code, reason)
+
+    def _end(self, code: int, reason: str) -> None:
+        if self.close_code is None:
+            self.close_code, self.close_reason = code, reason
+            self._inbox.put_nowait(None)
+
+    def _error(self) -> ConnectionClosed:
+        return ConnectionClosed(Close(self.close_code or 1006, self.close_reason or ""), None)
+
+    async def recv(self) -> str:
+        if self.close_code is not None and self._inbox.empty():
+            raise self._error()
+        text = await self._inbox.get()
+        if text is None:
+            raise self._error()
+        return text
+
+    async def send(self, message: str) -> None:
+        if self.close_code is not None:
+            raise self._error()
+        await self._session.receive(message)
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        if self.close_code is None:
+            self._end(code, reason)
+            await self._session.close(code, reason or "agent left")
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        while True:
+            try:
+                yield await self.recv()
+            except ConnectionClosed:
+                return
+
+
+class LocalClient(AsyncClient):
+    """An SDK client for agents running inside the server (see the module docstring).
+
+    Args:
+        actor: who the REST calls are made by (the agent).
+    """
+
+    def __init__(
+        self, tasks: TaskService, events: EventService, hub: AgentHub, *, actor: Actor
+    ) -> None:
+        async def connect(agent_id: str, name: str | None, kind: str | None) -> LocalAgentSocket:
+            return await LocalAgentSocket.open(hub, events, agent_id, name, kind)
+
+        super().__init__(LOCAL_URL, agent_connector=connect)
+        self._tasks = tasks
+        self._actor = actor
+
+    async def _send(self, call: Call[T]) -> T:
+        raise NotImplementedError(
+            f"{call.method} {call.path} is not available to an agent running inside the server"
+        )
+
+    async def get_task(self, task_id: str) -> Task:
+        self._check_open()
+        return await self._tasks.get(task_id)
+
+    async def update_task(self, task_id: str, **changes: Any) -> Task:
+        self._check_open()
+        fields = TaskPatch.model_validate(changes).changes()
+        return await self._tasks.patch(task_id, fields, actor=self._actor)
+
+    async def add_section(
+        self,
+        task_id: str,
+        title: str,
+        subtasks: Iterable[str | Mapping[str, Any]] = (),
+        *,
+        position: int | None = None,
+    ) -> Section:
+        self._check_open()
+        body = SectionCreate(
+            title=title,
+            subtasks=[
+                SubtaskCreate(title=s) if isinstance(s, str) else SubtaskCreate.model_validate(s)
+                for s in subtasks
+            ],
+        )
+        return await self._tasks.add_section(task_id, body, position=position, actor=self._actor)

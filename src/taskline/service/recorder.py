@@ -1,0 +1,204 @@
+"""Recording events in a task's log inside the caller's transaction: check them, apply what
+they mean (:mod:`taskline.domain.effects`), store them and what they changed.
+
+Two paths, both one transaction, both all or nothing:
+
+- *Read-free* (a publisher's new events whose effect follows from their data alone:
+  progress, confidence, messages, tool calls, custom...): three statements whatever the batch
+  size — set the task's columns (which locks its row and proves it exists), move the log's
+  head by the batch size (locking the log row), insert the events.
+- *Reading* (status moves, agent status, shared state, subtask ticks, re-sent ids): lock the
+  task and log rows in one statement, read what the batch's events need (stored ids, agents,
+  subtasks), apply the events one by one, insert them, write back what they changed.
+
+``apply=False`` records a change the caller has made already (the REST routes' ``task_*``
+events): the server-only types are allowed, and only the log row is locked.
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskline.domain.actors import Actor
+from taskline.domain.effects import (
+    NEEDS_STATE,
+    Effects,
+    Facts,
+    apply_event,
+    checked_data,
+    is_read_free,
+    progress_changes,
+)
+from taskline.domain.errors import NotFoundError
+from taskline.domain.events import EventIn, WebSocketEventType, WebSocketMessage
+from taskline.domain.models import utc_now
+from taskline.domain.status import TaskStatus
+from taskline.store.agents import AgentStore
+from taskline.store.events import EventLog, LockedLog, event_row
+from taskline.store.sections import SectionStore
+from taskline.store.tasks import TaskStore
+
+__all__ = ["record_events", "start_log"]
+
+E = WebSocketEventType
+
+
+async def start_log(
+    session: AsyncSession, task_id: str, first: EventIn, *, actor: Actor, source: str
+) -> WebSocketMessage:
+    """Create a new task's log holding ``first`` (``task_created``) as seq 1: no reads."""
+    data = checked_data(0, first, server=True)
+    row = event_row(task_id, 1, first, data, now=utc_now(), source=source, actor=str(actor))
+    return await EventLog(session).start(task_id, row)
+
+
+async def record_events(
+    session: AsyncSession,
+    task_id: str,
+    events: Sequence[EventIn],
+    *,
+    actor: Actor,
+    source: str | None = None,
+    apply: bool = True,
+    keep_last: int | None = None,
+) -> list[WebSocketMessage]:
+    """Check, apply and store ``events`` for ``task_id``; return them with their seqs.
+
+    Re-sent event ids return the stored event and store nothing. ``keep_last`` trims the log
+    to its newest events afterwards (retention).
+
+    Raises:
+        NotFoundError: the task does not exist (and ``apply`` is true).
+        InvalidInputError: an event's data, type or effect is refused; names ``events.N``.
+        ConflictError: an event id is already used on another task.
+    """
+    log = EventLog(session)
+    if apply and is_read_free(events):
+        committed, head = await _read_free(session, log, task_id, events, actor, source)
+    else:
+        committed, head = await _reading(session, log, task_id, events, actor, source, apply)
+    if keep_last is not None:
+        await log.trim(task_id, keep_last=keep_last, log=head)
+    await log.save(task_id, head)
+    return committed
+
+
+async def _read_free(
+    session: AsyncSession,
+    log: EventLog,
+    task_id: str,
+    events: Sequence[EventIn],
+    actor: Actor,
+    source: str | None,
+) -> tuple[list[WebSocketMessage], LockedLog]:
+    now = utc_now()
+    checked: list[tuple[EventIn, dict[str, Any]]] = []
+    changes: dict[str, Any] = {}
+    tasks = TaskStore(session)
+    try:
+        for index, event in enumerate(events):
+            data = checked_data(index, event)
+            progress_changes(changes, event.event_type, data)
+            checked.append((event, data))
+    except Exception:
+        if not await tasks.exists(task_id):  # a missing task is reported first
+            raise NotFoundError("task", task_id) from None
+        raise
+    changes["updated_at"] = now
+    if not await tasks.set_columns(task_id, changes):
+        raise NotFoundError("task", task_id)
+    head = await log.allocate(task_id, len(checked))
+    first_seq = head.last_seq - len(checked) + 1
+    who = str(actor)
+    rows = [
+        event_row(task_id, first_seq + i, event, data, now=now, source=source, actor=who)
+        for i, (event, data) in enumerate(checked)
+    ]
+    return await log.insert(rows), head
+
+
+async def _reading(
+    session: AsyncSession,
+    log: EventLog,
+    task_id: str,
+    events: Sequence[EventIn],
+    actor: Actor,
+    source: str | None,
+    apply: bool,
+) -> tuple[list[WebSocketMessage], LockedLog]:
+    with_state = apply and any(e.event_type in NEEDS_STATE for e in events)
+    facts: Facts | None = None
+    if apply:
+        task, head = await log.lock(task_id, with_state=with_state)
+        facts = Facts(
+            task_id,
+            TaskStatus(task.status),
+            task.started_at,
+            head.state_version,
+            head.state,
+            agents=await AgentStore(session).statuses(
+                _named(events, E.AGENT_STATUS_CHANGE, "agent_id")
+            ),
+            subtasks=await SectionStore(session).sections_of(
+                task_id, _named(events, E.SUBTASK_UPDATED, "subtask_id")
+            ),
+        )
+    else:
+        head = await log.lock_log(task_id)
+    stored = await log.stored(task_id, [e.id for e in events if e.id])
+    effects = Effects()
+    rows: list[dict[str, Any]] = []
+    committed: list[WebSocketMessage | int] = []  # stored envelopes, or indexes into rows
+    seen_ids: set[str] = set()
+    now = utc_now()
+    who = str(actor)
+    for index, event in enumerate(events):
+        if event.id and event.id in stored:
+            committed.append(stored[event.id])
+            continue
+        if event.id and event.id in seen_ids:
+            continue  # repeated inside the batch: stored once
+        data = checked_data(index, event, server=not apply)
+        if facts is not None:
+            data = apply_event(
+                facts, effects, event.event_type, data, prefix=f"events.{index}", now=now
+            )
+        head.last_seq += 1
+        row = event_row(task_id, head.last_seq, event, data, now=now, source=source, actor=who)
+        seen_ids.add(row["id"])
+        committed.append(len(rows))
+        rows.append(row)
+    inserted = await log.insert(rows) if rows else []
+    if rows:
+        head.changes["last_seq"] = head.last_seq
+    envelopes = [inserted[c] if isinstance(c, int) else c for c in committed]
+    if facts is not None:
+        if any(m.seq == head.last_seq for m in envelopes):  # the newest event is this batch's
+            effects.task["updated_at"] = now
+        await _write_effects(session, task_id, effects, head)
+    return envelopes, head
+
+
+async def _write_effects(
+    session: AsyncSession, task_id: str, effects: Effects, head: LockedLog
+) -> None:
+    """Store what a batch changed besides the log: agents, subtasks, the task, the state."""
+    agents = AgentStore(session)
+    for agent_id, changes in effects.agents.items():
+        await agents.set_columns(agent_id, changes)
+    sections = SectionStore(session)
+    for subtask_id, done in effects.subtasks.items():
+        await sections.set_done(subtask_id, done)
+    if effects.task:
+        await TaskStore(session).set_columns(task_id, effects.task)
+    head.changes.update(effects.log)
+
+
+def _named(events: Sequence[EventIn], kind: WebSocketEventType, key: str) -> list[str]:
+    """The ids that events of ``kind`` name under ``data[key]`` (what the batch must read)."""
+    return [
+        value
+        for event in events
+        if event.event_type == kind and isinstance(value := event.data.get(key), str)
+    ]

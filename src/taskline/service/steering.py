@@ -1,0 +1,79 @@
+"""People steering agents: pause / resume / cancel a task, and its message thread.
+
+Each is one logged change, then a command to the task's agent (its assigned agent, else an
+agent whose current task it is): delivered at once when the agent is connected, else queued
+for it by the agent hub.
+"""
+
+from typing import Any
+
+from taskline.domain import changes
+from taskline.domain.actors import Actor
+from taskline.domain.models import Message, MessageCreate, Task
+from taskline.domain.status import TaskStatus
+from taskline.realtime.agents import AgentHub
+from taskline.service.agents import AgentService
+from taskline.service.tasks import SOURCE, TaskService
+from taskline.service.writes import Writes
+from taskline.store.database import Database
+from taskline.store.messages import MessageStore
+
+__all__ = ["Steering"]
+
+_COMMANDS = {
+    TaskStatus.PAUSED: "pause",
+    TaskStatus.IN_PROGRESS: "resume",
+    TaskStatus.CANCELLED: "cancel",
+}
+
+
+class Steering:
+    """Commands and messages from people to the agent working on a task."""
+
+    def __init__(
+        self,
+        database: Database,
+        writes: Writes,
+        tasks: TaskService,
+        agents: AgentService,
+        hub: AgentHub,
+    ) -> None:
+        self.database = database
+        self.writes = writes
+        self.tasks = tasks
+        self.agents = agents
+        self.hub = hub
+
+    async def move(self, task_id: str, target: TaskStatus, *, actor: Actor) -> tuple[Task, bool]:
+        """Move the task to ``target`` (paused, in progress, cancelled; 409 if the state
+        machine refuses) and command its agent; return the task and whether the agent got
+        the command now."""
+        task = await self.tasks.patch(task_id, {"status": target}, actor=actor)
+        return task, await self.command(task_id, _COMMANDS[target])
+
+    async def messages(self, task_id: str) -> list[Message]:
+        async with self.database.read() as session:
+            return await MessageStore(session).list(task_id)
+
+    async def post(
+        self, task_id: str, body: MessageCreate, *, actor: Actor
+    ) -> tuple[Message, bool]:
+        """Store the message in the task's thread, log it (``custom`` event ``task_message``)
+        and deliver it to the task's agent as a ``message`` command."""
+        async with self.writes.change() as change:
+            message = await MessageStore(change.session).add(task_id, body)
+            payload = message.model_dump(mode="json")
+            await change.record(
+                task_id, [changes.message_posted(payload)], actor=actor, source=SOURCE, apply=False
+            )
+        return message, await self.command(task_id, "message", message=payload)
+
+    async def command(
+        self, task_id: str, command: str, *, message: dict[str, Any] | None = None
+    ) -> bool:
+        """Send ``command`` to the task's agent (queued while it is away); False when the
+        task has no agent or it was queued."""
+        candidates = await self.agents.agents_for(task_id)
+        if not candidates:
+            return False
+        return await self.hub.send_command(candidates[0], task_id, command, message=message)

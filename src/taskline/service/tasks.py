@@ -1,0 +1,193 @@
+"""Tasks, their sections and subtasks: reading them, and every change made to them, each in
+one transaction that also logs what it did (see :mod:`taskline.domain.changes`)."""
+
+from collections.abc import Sequence
+from typing import Any
+
+from taskline.domain import changes
+from taskline.domain.actors import Actor
+from taskline.domain.events import WebSocketMessage
+from taskline.domain.models import (
+    Section,
+    SectionCreate,
+    Subtask,
+    SubtaskCreate,
+    Task,
+    TaskCreate,
+    TaskReplace,
+)
+from taskline.domain.queries import TaskQuery
+from taskline.service.writes import Change, Writes
+from taskline.store.database import Database
+from taskline.store.sections import SectionStore
+from taskline.store.tasks import TaskStore
+
+__all__ = ["TaskService"]
+
+#: What the REST API records as the source of the events it logs.
+SOURCE = "api"
+
+
+class TaskService:
+    """Reading and changing tasks (the REST API's, the CLI's and the UI's way in)."""
+
+    def __init__(self, database: Database, writes: Writes) -> None:
+        self.database = database
+        self.writes = writes
+
+    # --- reading ----------------------------------------------------------------------------
+
+    async def page(self, query: TaskQuery) -> dict[str, Any]:
+        """One page of tasks as a document (``items``, ``total``, ``limit``, ``offset``)."""
+        async with self.database.read() as session:
+            return await TaskStore(session).page_document(query)
+
+    async def document(self, task_id: str) -> dict[str, Any]:
+        """The task as a document; :class:`NotFoundError` if there is none."""
+        async with self.database.read() as session:
+            return await TaskStore(session).get_document(task_id)
+
+    async def get(self, task_id: str) -> Task:
+        async with self.database.read() as session:
+            return await TaskStore(session).get(task_id)
+
+    # --- changing ---------------------------------------------------------------------------
+
+    async def create(
+        self, body: TaskCreate, *, actor: Actor, task_id: str | None = None, source: str = SOURCE
+    ) -> Task:
+        """Create the task and log ``task_created`` in the same transaction."""
+        async with self.writes.change() as change:
+            task = await TaskStore(change.session).create(body, task_id=task_id)
+            await change.start(task.id, changes.created(task), actor=actor, source=source)
+        return task
+
+    async def replace(self, task_id: str, body: TaskReplace, *, actor: Actor) -> Task:
+        """Replace the fields; logs ``task_updated`` (and the status event if it moved)."""
+        async with self.writes.change() as change:
+            store = TaskStore(change.session)
+            before = await store.get(task_id)
+            task = await store.replace(task_id, body)
+            await _log_change(change, task, before, body.model_fields_set, actor)
+        return task
+
+    async def patch(self, task_id: str, fields: dict[str, Any], *, actor: Actor) -> Task:
+        """Change the given fields; logs ``task_updated`` (and the status event if it moved)."""
+        async with self.writes.change() as change:
+            store = TaskStore(change.session)
+            before = await store.get(task_id)
+            task = await store.patch(task_id, fields)
+            await _log_change(change, task, before, fields, actor)
+        return task
+
+    async def delete(self, task_id: str, *, actor: Actor) -> None:
+        """Delete the task; its log keeps a final ``task_deleted`` event."""
+        async with self.writes.change() as change:
+            await TaskStore(change.session).delete(task_id)
+            await _record(change, task_id, changes.deleted(), actor)
+
+    # --- sections and subtasks --------------------------------------------------------------
+
+    async def add_section(
+        self, task_id: str, body: SectionCreate, *, position: int | None, actor: Actor
+    ) -> Section:
+        async with self.writes.change() as change:
+            section = await SectionStore(change.session).add_section(
+                task_id, body, position=position
+            )
+            await _structure_changed(change, task_id, actor)
+        return section
+
+    async def rename_section(
+        self, task_id: str, section_id: str, title: str, *, actor: Actor
+    ) -> Section:
+        async with self.writes.change() as change:
+            section = await SectionStore(change.session).rename_section(task_id, section_id, title)
+            await _structure_changed(change, task_id, actor)
+        return section
+
+    async def delete_section(self, task_id: str, section_id: str, *, actor: Actor) -> None:
+        async with self.writes.change() as change:
+            await SectionStore(change.session).delete_section(task_id, section_id)
+            await _structure_changed(change, task_id, actor)
+
+    async def reorder_sections(
+        self, task_id: str, ids: Sequence[str], *, actor: Actor
+    ) -> list[Section]:
+        async with self.writes.change() as change:
+            sections = await SectionStore(change.session).reorder_sections(task_id, ids)
+            await _structure_changed(change, task_id, actor)
+        return sections
+
+    async def add_subtask(
+        self,
+        task_id: str,
+        section_id: str,
+        body: SubtaskCreate,
+        *,
+        position: int | None,
+        actor: Actor,
+    ) -> Subtask:
+        """Add a subtask (logged as a ``task_updated`` of the task's sections)."""
+        async with self.writes.change() as change:
+            subtask = await SectionStore(change.session).add_subtask(
+                task_id, section_id, body, position=position
+            )
+            await _structure_changed(change, task_id, actor)
+        return subtask
+
+    async def reorder_subtasks(
+        self, task_id: str, section_id: str, ids: Sequence[str], *, actor: Actor
+    ) -> list[Subtask]:
+        async with self.writes.change() as change:
+            subtasks = await SectionStore(change.session).reorder_subtasks(task_id, section_id, ids)
+            await _structure_changed(change, task_id, actor)
+        return subtasks
+
+    async def update_subtask(
+        self,
+        task_id: str,
+        subtask_id: str,
+        *,
+        title: str | None,
+        done: bool | None,
+        notes: str | None,
+        section_id: str | None,
+        actor: Actor,
+    ) -> Subtask:
+        """Rename, tick, annotate or move (``section_id``) a subtask."""
+        async with self.writes.change() as change:
+            subtask = await SectionStore(change.session).update_subtask(
+                task_id, subtask_id, title=title, done=done, notes=notes, section_id=section_id
+            )
+            await _record(change, task_id, changes.subtask_changed(subtask), actor)
+            if section_id is not None:
+                await _structure_changed(change, task_id, actor)
+        return subtask
+
+    async def toggle_subtask(self, task_id: str, subtask_id: str, *, actor: Actor) -> Subtask:
+        async with self.writes.change() as change:
+            subtask = await SectionStore(change.session).toggle_subtask(task_id, subtask_id)
+            await _record(change, task_id, changes.subtask_changed(subtask), actor)
+        return subtask
+
+    async def delete_subtask(self, task_id: str, subtask_id: str, *, actor: Actor) -> None:
+        async with self.writes.change() as change:
+            await SectionStore(change.session).delete_subtask(task_id, subtask_id)
+            await _structure_changed(change, task_id, actor)
+
+
+async def _record(change: Change, task_id: str, event: Any, actor: Actor) -> list[WebSocketMessage]:
+    """Log one server-made event (a change made already: nothing to apply)."""
+    return await change.record(task_id, [event], actor=actor, source=SOURCE, apply=False)
+
+
+async def _log_change(change: Change, task: Task, before: Task, changed: Any, actor: Actor) -> None:
+    events = changes.task_changed(task, before=before, changed=changed)
+    await change.record(task.id, events, actor=actor, source=SOURCE, apply=False)
+
+
+async def _structure_changed(change: Change, task_id: str, actor: Actor) -> None:
+    """A section or subtask was added, renamed, moved or removed: log the task's new shape."""
+    task = await TaskStore(change.session).get(task_id)
+    await _log_change(change, task, task, ["sections"], actor)

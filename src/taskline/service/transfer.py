@@ -1,0 +1,51 @@
+"""Exports (what to export: the tasks, their agents and messages) and imports."""
+
+from taskline.domain.actors import Actor
+from taskline.domain.models import utc_now
+from taskline.domain.queries import TaskQuery
+from taskline.export import ExportBundle
+from taskline.export.json_export import ExportDocument
+from taskline.service.writes import Writes
+from taskline.store.agents import AgentStore
+from taskline.store.database import Database
+from taskline.store.tasks import TaskStore
+from taskline.store.transfer import ImportMode, ImportSummary, import_board, messages_by_task
+
+__all__ = ["Transfer"]
+
+
+class Transfer:
+    """Reading a bundle to export, and importing a JSON export."""
+
+    def __init__(self, database: Database, writes: Writes) -> None:
+        self.database = database
+        self.writes = writes
+
+    async def bundle(
+        self, *, query: TaskQuery | None = None, task_id: str | None = None
+    ) -> ExportBundle:
+        """The tasks to export (one task, or all matching ``query``) with their agents and
+        messages (all agents for a board export, the assigned one for a task)."""
+        async with self.database.read() as session:
+            store = TaskStore(session)
+            tasks = [await store.get(task_id)] if task_id else await store.all(query)
+            referenced = {t.assigned_agent_id for t in tasks if t.assigned_agent_id}
+            agents = [
+                a for a in await AgentStore(session).list() if a.id in referenced or not task_id
+            ]
+            messages = await messages_by_task(session, [t.id for t in tasks])
+        return ExportBundle(tasks=tasks, agents=agents, messages=messages, exported_at=utc_now())
+
+    async def import_board(
+        self, document: ExportDocument, *, mode: ImportMode, actor: Actor
+    ) -> ImportSummary:
+        """Restore the tasks, agents and messages of a JSON export exactly (ids and times
+        kept), all or nothing (see :func:`taskline.store.transfer.import_board`)."""
+        async with self.writes.change() as change:
+            return await import_board(
+                change.session,
+                document.tasks,
+                document.agents,
+                {task.id: task.messages for task in document.tasks},
+                mode=mode,
+            )

@@ -61,6 +61,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         outbox_bytes=settings.outbox_bytes,
         recent_bytes=settings.recent_events_bytes,
         recent_task_bytes=min(settings.recent_events_bytes, 4 * settings.outbox_bytes),
+        # retention trims logs without a dispatch: remembered heads could not follow it
+        remember_heads=0 if settings.event_retention else 10_000,
         flush_interval=settings.flush_interval,
         offline_queue_size=settings.offline_queue_size,
         offline_queue_ttl=settings.offline_queue_ttl,

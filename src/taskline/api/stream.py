@@ -3,21 +3,19 @@ WebSocket, for curl, EventSource and proxies that block WebSocket.
 
 Each event is ``id: <seq>``, ``event: <event_type>``, ``data: <envelope JSON>``. Resume with
 the ``Last-Event-ID`` header (EventSource sends it on reconnect) or ``?since=``. Comment
-lines (``: heartbeat``) keep idle connections open.
+lines (``: heartbeat``) keep idle connections open. A reader slower than the events is fed
+from the log at its own pace; one that takes nothing for the server's write timeout is ended.
 """
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from taskline.api.deps import DatabaseDep
-from taskline.domain.errors import InvalidInputError, NotFoundError
+from taskline.api.cursors import last_event_id_cursor
 from taskline.domain.events import WebSocketMessage
-from taskline.realtime import CloseCode, ConnectionManager
-from taskline.store.tasks import TaskStore
+from taskline.realtime import ConnectionManager
 
 __all__ = ["router", "sse_record"]
 
@@ -37,66 +35,31 @@ def sse_record(message: WebSocketMessage | None, frame: str) -> str:
 async def stream_task(
     task_id: str,
     request: Request,
-    database: DatabaseDep,
     since: Annotated[int | None, Query(ge=0)] = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
     manager: ConnectionManager = request.app.state.connections
-    if last_event_id:
-        try:
-            since = int(last_event_id)
-        except ValueError:
-            raise InvalidInputError(
-                "Last-Event-ID must be a seq (integer)", field="Last-Event-ID"
-            ) from None
-    async with database.read() as session:
-        await TaskStore(session).get(task_id)  # 404 before the stream starts
-    queue: asyncio.Queue[str | None] = asyncio.Queue()
-    closed = asyncio.Event()
-
-    async def sender(text: str) -> None:
-        # returns once the response has taken the frame: the manager's outbox (bounded in
-        # bytes) is what waits for a slow reader, not this queue
-        await queue.put(text)
-        await queue.join()
-
-    async def closer(code: int, reason: str) -> None:
-        closed.set()
-        queue.put_nowait(None)
-
+    cursor = last_event_id_cursor(last_event_id)
     client = request.client
-    subscriber = await manager.attach(
-        sender,
-        closer,
+    following = manager.follow(
         task_id,
-        since=since,
+        since=cursor if cursor is not None else since,
         user_agent=request.headers.get("user-agent"),
         remote_address=f"{client.host}:{client.port}" if client else None,
-        formatter=sse_record,
     )
-    if subscriber is None:
-        raise NotFoundError("task", task_id)
-    client_id = subscriber.client_id
+    follower = await following.__aenter__()  # 404 / 422 before the stream starts
     interval = manager.heartbeat_interval
 
     async def body() -> AsyncIterator[str]:
         try:
-            while not closed.is_set():
+            while True:
                 try:
-                    item = await asyncio.wait_for(queue.get(), timeout=interval)
-                except TimeoutError:
-                    manager.touch(client_id)
-                    yield ": heartbeat\n\n"
-                    continue
-                try:
-                    if item is None:
-                        return
-                    manager.touch(client_id)  # SSE clients cannot talk back; being read counts
-                    yield item
-                finally:
-                    queue.task_done()
+                    item = await follower.receive(timeout=interval)
+                except StopAsyncIteration:
+                    return
+                yield ": heartbeat\n\n" if item is None else sse_record(*item)
         finally:
-            await manager.disconnect(client_id, CloseCode.NORMAL, "stream ended")
+            await following.__aexit__(None, None, None)
 
     return StreamingResponse(
         body(),

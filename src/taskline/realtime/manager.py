@@ -1,23 +1,25 @@
 """The ConnectionManager: who is subscribed to what, and getting each of them every event.
 
+It is the I/O shell around the delivery core (:mod:`taskline.realtime.delivery`, which
+decides who gets which seq), built from parts with one job each: the registry of
+connections, the log heads connects look up, the flusher of direct channels, the catch-up
+reader, the keepalive timers, the newest events kept in memory, the offline queues.
+
 Delivery contract (design.md):
 - Live events arrive from the bus as committed batches. Each is encoded once and offered to
   every subscriber of its task; a subscriber accepts only the next seq it expects, skips
-  duplicates, and when it sees a jump it reads the missing events from the log first.
-- A subscriber is registered *before* the log's head is read, so events committed during the
-  connect and the replay are held (within its byte budget; past it they are read from the log
-  again) and released after it: no gap, no duplicate.
+  duplicates, and when it sees a jump it reads the missing events first.
+- A subscriber is registered *before* its task's log head is read, so events committed during
+  the connect and the replay are held (within its byte budget; past it they are read again)
+  and released after it: no gap, no duplicate.
 - Each connection has its own outbox, bounded in bytes (``outbox_bytes``). A subscriber that
   reads more slowly than events arrive is not cut off: past the bound it stops taking live
-  events and catches up from the log at the pace it drains, then rejoins live with no gap and
-  no duplicate (:mod:`taskline.realtime.delivery` has the rules). Only a connection that takes
-  no bytes at all for ``write_timeout`` seconds while frames wait (a reader that stopped) is
-  closed, with 4008; it can resume with ``since``. Nobody else ever waits for it.
-- Draining: a connection that offers a direct channel (:mod:`taskline.realtime.channel`) has no
-  writer task. Its outbox marks it dirty, and one flush per ``flush_interval`` writes every
-  dirty connection's pending frames as ready-made bytes, built once and shared by all
-  subscribers that have the same frames pending. Other connections (SSE, other ASGI servers)
-  have a writer task that awaits their ``send`` frame by frame.
+  events and catches up (from the newest events kept in memory, else the log) at the pace it
+  drains, then rejoins live. Only a connection that takes nothing for ``write_timeout``
+  seconds while frames wait (a reader that stopped) is closed, with 4008; it can resume with
+  ``since``. Nobody else ever waits for it.
+- Draining: a WebSocket that offers a direct channel is written by the flusher; any other
+  connection has a writer task; code that follows a task (:meth:`follow`: SSE, AG-UI) pulls.
 - Personal messages are not task events: they go to the client's own connection, or to its
   offline queue (``offline_queue_size`` per client, oldest dropped and counted) while away.
 """
@@ -27,35 +29,35 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketState
 
-from taskline.domain.errors import NotFoundError
+from taskline.domain.errors import InvalidInputError, NotFoundError
 from taskline.domain.events import ConnectionInfo, WebSocketEventType, WebSocketMessage
 from taskline.domain.ids import new_id
-from taskline.domain.models import Task, utc_now
-from taskline.realtime.channel import DirectChannel, direct_channel, text_frame
+from taskline.realtime.catch_up import CatchUp
+from taskline.realtime.channel import DirectChannel, direct_channel
 from taskline.realtime.close_codes import CloseCode
 from taskline.realtime.delivery import Verdict
+from taskline.realtime.flusher import Flusher
+from taskline.realtime.follow import Following
+from taskline.realtime.heads import LogHeads
+from taskline.realtime.keepalive import Keepalive
+from taskline.realtime.notices import encode, established, gap_notices, notice, offline_notices
 from taskline.realtime.offline import OfflineQueues
 from taskline.realtime.recent import RecentEvents
+from taskline.realtime.registry import Closer, Connection, Registry
 from taskline.realtime.resume import ResumeKind, plan_resume
-from taskline.realtime.subscriber import (
-    Formatter,
-    Pending,
-    Subscriber,
-    SubscriberState,
-    frame_size,
-)
+from taskline.realtime.subscriber import Pending, Subscriber, SubscriberState, frame_size
 from taskline.store.database import Database
-from taskline.store.events import EventLog, LogHead
+from taskline.store.events import EventLog
 from taskline.store.tasks import TaskStore
 
-__all__ = ["BOARD_EVENTS", "ConnectionManager", "Sender"]
+__all__ = ["BOARD_EVENTS", "ConnectionManager", "CursorVoidError", "Sender"]
 
 logger = logging.getLogger("taskline.realtime")
 E = WebSocketEventType
@@ -79,49 +81,12 @@ BOARD_EVENTS = frozenset(
     }
 )
 
-#: Writes one text frame to a connection (WebSocket ``send_text`` or an SSE queue).
+#: Writes one text frame to a connection (a WebSocket's ``send_text``).
 Sender = Callable[[str], Awaitable[None]]
-#: Closes a connection with a code and a reason.
-Closer = Callable[[int, str], Awaitable[None]]
 
 
-def encode(message: WebSocketMessage) -> str:
-    """The JSON text of an envelope, computed once per event and shared by all subscribers."""
-    return message.model_dump_json()
-
-
-def _notice(
-    event_type: WebSocketEventType,
-    data: dict[str, Any],
-    *,
-    task_id: str | None = None,
-    client_id: str | None = None,
-) -> WebSocketMessage:
-    """A connection message (not from the log: ``seq`` is None)."""
-    return WebSocketMessage(
-        id=new_id("msg"),
-        event_type=event_type,
-        data=data,
-        timestamp=utc_now(),
-        task_id=task_id,
-        client_id=client_id,
-        source="server",
-    )
-
-
-class _Connection:
-    """The I/O side of a subscriber: its direct channel or writer task, and how to close it."""
-
-    __slots__ = ("catching_up", "channel", "closer", "subscriber", "writer")
-
-    def __init__(
-        self, subscriber: Subscriber, closer: Closer, channel: DirectChannel | None
-    ) -> None:
-        self.subscriber = subscriber
-        self.closer = closer
-        self.channel = channel
-        self.writer: asyncio.Task[None] | None = None
-        self.catching_up = False
+class CursorVoidError(InvalidInputError):
+    """A ``since`` cursor that does not belong to this log (another epoch, or ahead of it)."""
 
 
 class ConnectionManager:
@@ -133,19 +98,21 @@ class ConnectionManager:
         stale_after: a connection with no client frame for this long is closed (4408).
         write_timeout: a connection that takes no bytes for this long while frames wait for
             it (a reader that stopped) is closed (4008).
-        outbox_bytes: bytes of frames a connection may have waiting; past it, the subscriber
-            catches up from the log at its own pace instead of taking live events.
-        offline_queue_size: personal messages kept per offline client (oldest dropped).
-        offline_queue_ttl: seconds an offline client's queue is kept.
         flush_interval: seconds between writes to direct-channel connections (0: at the end of
             the current loop iteration). Frames committed meanwhile go out together: a
             ``batch`` subscriber gets them as one array frame, others as consecutive frames in
             one write.
+        writer_grace: seconds a writer task may take to finish when its connection is closed.
+        close_timeout: seconds a connection's close may take before it is given up.
+        outbox_bytes: bytes of frames a connection may have waiting; past it, the subscriber
+            catches up at its own pace instead of taking live events.
+        offline_queue_size: personal messages kept per offline client (oldest dropped).
+        offline_queue_ttl: seconds an offline client's queue is kept.
         recent_bytes: bytes of the newest events kept in memory (with their frames) over all
             tasks, so that catching up and resuming read them there instead of the log;
             ``recent_task_bytes`` per task.
-        writer_grace: seconds a writer task may take to finish when its connection is closed.
-        close_timeout: seconds a connection's close may take before it is given up.
+        remember_heads: log heads remembered for connects (0: every connect reads its head;
+            set it to 0 when the log is trimmed by retention, which no dispatch announces).
     """
 
     def __init__(
@@ -165,24 +132,32 @@ class ConnectionManager:
         offline_queue_ttl: float = 86_400.0,
         recent_bytes: int = 64 * 1024 * 1024,
         recent_task_bytes: int = 4 * 1024 * 1024,
+        remember_heads: int = 10_000,
     ) -> None:
         self.database = database
         self.heartbeat_interval = heartbeat_interval
         self.stale_after = stale_after
         self.write_timeout = write_timeout
         self.outbox_bytes = outbox_bytes
-        self.flush_interval = flush_interval
         self.writer_grace = writer_grace
         self.close_timeout = close_timeout
-        self._dirty: dict[str, None] = {}  # client ids with frames to flush, in order
-        self._flush_handle: asyncio.TimerHandle | asyncio.Handle | None = None
+        self.registry = Registry()
         self.offline = OfflineQueues(size=offline_queue_size, ttl=offline_queue_ttl)
         self.recent = RecentEvents(task_bytes=recent_task_bytes, total_bytes=recent_bytes)
-        self._connections: dict[str, _Connection] = {}
-        self._by_task: dict[str, set[Subscriber]] = defaultdict(set)
-        self._board: set[Subscriber] = set()
+        self.heads = LogHeads(database, remember=remember_heads)
+        self.flusher = Flusher(self._channel_of, self._write_failed, interval=flush_interval)
+        self.catch_up = CatchUp(database, self.recent, self._replay_failed)
+        self.keepalive = Keepalive(
+            self.registry,
+            heartbeat_interval=heartbeat_interval,
+            stale_after=stale_after,
+            write_timeout=write_timeout,
+            beat=self._beat,
+            stale=self._close_stale,
+            stalled=lambda s: self._cut(s, f"no write progress for {write_timeout:g} s"),
+            expire=lambda now: self.offline.expire(now=now),
+        )
         self._background: set[asyncio.Task[Any]] = set()
-        self._loops: list[asyncio.Task[None]] = []
         self._epoch: str | None = None
         self.started_at = time.time()
         self.stats = {
@@ -197,30 +172,22 @@ class ConnectionManager:
 
     async def start(self) -> None:
         """Start the heartbeat/stale-cleanup loop and the write-timeout watchdog."""
-        self._loops = [
-            asyncio.create_task(self._heartbeat_loop(), name="taskline-heartbeat"),
-            asyncio.create_task(self._write_watchdog(), name="taskline-write-watchdog"),
-        ]
+        self.keepalive.start()
 
     async def stop(self) -> None:
         """Close every connection with 1001 (going away) and stop background work."""
-        for loop in self._loops:
-            loop.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
-        self._loops = []
+        await self.keepalive.stop()
         await asyncio.gather(
             *(
                 self.disconnect(client_id, CloseCode.GOING_AWAY, "server shutting down")
-                for client_id in list(self._connections)
+                for client_id in list(self.registry.connections)
             ),
             return_exceptions=True,
         )
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
+        self.flusher.stop()
 
     async def epoch(self) -> str:
         if self._epoch is None:
@@ -275,7 +242,6 @@ class ConnectionManager:
         batch: bool = False,
         user_agent: str | None = None,
         remote_address: str | None = None,
-        formatter: Formatter | None = None,
         channel: DirectChannel | None = None,
     ) -> Subscriber | None:
         """Register a connection to a task (``task_id``) or to the board (``None``).
@@ -283,16 +249,89 @@ class ConnectionManager:
         Queues ``connection_established`` and the client's offline personal messages, then
         starts the replay from ``since`` (after a ``gap`` and snapshots if the log was trimmed
         past it), which runs in the background at the pace the connection drains; live events
-        follow it with no gap and no duplicate. Returns None (after closing the connection) for
-        an unknown task or a void cursor.
+        follow it with no gap and no duplicate. Without a ``channel`` a writer task sends the
+        frames with ``sender``. Returns None (after closing the connection with 4404 or 4409)
+        for an unknown task or a void cursor.
         """
+        try:
+            connection = await self._open(
+                closer,
+                task_id,
+                client_id,
+                since=since,
+                epoch=epoch,
+                batch=batch,
+                user_agent=user_agent,
+                remote_address=remote_address,
+                channel=channel,
+                sender=sender,
+            )
+        except NotFoundError:
+            await self._close_quietly(
+                closer, CloseCode.UNKNOWN_TASK, f"task {task_id!r} does not exist"
+            )
+            return None
+        except CursorVoidError:
+            return None  # told and closed (4409) by _open
+        return connection.subscriber
+
+    @contextlib.asynccontextmanager
+    async def follow(
+        self,
+        task_id: str,
+        *,
+        since: int | None = None,
+        epoch: str | None = None,
+        client_id: str | None = None,
+        user_agent: str | None = None,
+        remote_address: str | None = None,
+    ) -> AsyncIterator[Following]:
+        """Follow a task from code (see :mod:`taskline.realtime.follow`): its events after
+        ``since`` (None: from now), replayed then live, at the pace the reader pulls.
+
+        Raises:
+            NotFoundError: no such task (nothing was sent).
+            CursorVoidError: ``since``/``epoch`` do not belong to this log.
+        """
+
+        async def closed(code: int, reason: str) -> None:
+            return None
+
+        connection = await self._open(
+            closed,
+            task_id,
+            client_id,
+            since=since,
+            epoch=epoch,
+            user_agent=user_agent,
+            remote_address=remote_address,
+            pairs=True,
+        )
+        try:
+            yield Following(connection.subscriber)
+        finally:
+            await self.disconnect(connection.subscriber.client_id, CloseCode.NORMAL, "stream ended")
+
+    async def _open(
+        self,
+        closer: Closer,
+        task_id: str | None,
+        client_id: str | None,
+        *,
+        since: int | None,
+        epoch: str | None,
+        batch: bool = False,
+        user_agent: str | None,
+        remote_address: str | None,
+        channel: DirectChannel | None = None,
+        sender: Sender | None = None,
+        pairs: bool = False,
+    ) -> Connection:
         log_epoch = await self.epoch()
         client_id = client_id or new_id("client")
-        if client_id in self._connections:
+        if client_id in self.registry.connections:
             await self.disconnect(client_id, CloseCode.NORMAL, "replaced by a new connection")
-        if formatter is not None:
-            channel = None  # formatted frames (SSE) are not WebSocket text frames
-        ready = partial(self._mark_dirty, client_id) if channel is not None else None
+        ready = partial(self.flusher.mark, client_id) if channel is not None else None
         subscriber = Subscriber(
             client_id,
             task_id,
@@ -300,79 +339,83 @@ class ConnectionManager:
             batch=batch,
             user_agent=user_agent,
             remote_address=remote_address,
-            formatter=formatter,
+            pairs=pairs,
             on_ready=ready,
         )
-        head = LogHead(1, 0)
+        first_seq, last_seq = 1, 0
         if task_id is not None:
             # registered before the head is read: whatever commits from now on is offered
-            self._by_task[task_id].add(subscriber)
+            self.registry.follow(subscriber)
             try:
-                async with self.database.read() as session:
-                    if not await TaskStore(session).exists(task_id):
-                        raise NotFoundError("task", task_id)
-                    head = await EventLog(session).head(task_id)
-            except BaseException as exc:
-                self._unregister(subscriber)
-                if not isinstance(exc, NotFoundError):
-                    raise
-                await closer(CloseCode.UNKNOWN_TASK, f"task {task_id!r} does not exist")
-                return None
-        connection = _Connection(subscriber, closer, channel)
-        self._connections[client_id] = connection
+                head = await self.heads.head(task_id, since=since)
+            except BaseException:
+                self.registry.unfollow(subscriber)
+                raise
+            first_seq, last_seq = head.first_seq, head.last_seq
+        connection = Connection(subscriber, closer, channel)
+        self.registry.add(connection)
         if channel is not None:
             channel.set_writable_callback(ready)
-        else:
+        elif sender is not None:
             connection.writer = asyncio.create_task(self._write(connection, sender))
         self.stats["connections_opened"] += 1
-        established = {
-            "client_id": client_id,
-            "task_id": task_id,
-            "epoch": log_epoch,
-            "last_seq": head.last_seq if task_id else None,
-            "first_seq": head.first_seq if task_id else None,
-            "server_time": datetime.now(UTC).isoformat(),
-            "heartbeat_interval": self.heartbeat_interval,
-            "stale_after": self.stale_after,
-        }
-        self._queue(
-            subscriber,
-            _notice(E.CONNECTION_ESTABLISHED, established, task_id=task_id, client_id=client_id),
+        hello = established(
+            client_id,
+            task_id,
+            epoch=log_epoch,
+            first_seq=first_seq,
+            last_seq=last_seq,
+            heartbeat_interval=self.heartbeat_interval,
+            stale_after=self.stale_after,
         )
-        self._deliver_offline(subscriber)
+        self._queue(subscriber, hello)
+        for item in offline_notices(
+            client_id,
+            self.offline.take(client_id, now=time.monotonic()),
+            size=self.offline.size,
+            ttl=self.offline.ttl,
+        ):
+            self._queue(subscriber, item)
         if task_id is None:
             subscriber.delivery.begin_board()
-            self._board.add(subscriber)
-            return subscriber
+            self.registry.follow(subscriber)
+            return connection
         plan = plan_resume(
-            since,
-            first_seq=head.first_seq,
-            last_seq=head.last_seq,
-            client_epoch=epoch,
-            log_epoch=log_epoch,
+            since, first_seq=first_seq, last_seq=last_seq, client_epoch=epoch, log_epoch=log_epoch
         )
         if plan.kind == ResumeKind.VOID:
+            message = (
+                f"cursor since={since} epoch={epoch} does not belong to this log (epoch "
+                f"{log_epoch}, last seq {last_seq}); reconnect without since, or with since=0 "
+                "to replay everything"
+            )
             self._queue(
                 subscriber,
-                _notice(
+                notice(
                     E.ERROR,
-                    {
-                        "code": "cursor_void",
-                        "message": f"cursor since={since} epoch={epoch} does not belong to this "
-                        f"log (epoch {log_epoch}, last seq {head.last_seq}); reconnect without "
-                        "since, or with since=0 to replay everything",
-                    },
+                    {"code": "cursor_void", "message": message},
                     task_id=task_id,
                     client_id=client_id,
                 ),
             )
             await self.disconnect(client_id, CloseCode.EPOCH_MISMATCH, "cursor is void")
-            return None
+            raise CursorVoidError(message, field="since")
         if plan.kind == ResumeKind.GAP:
-            await self._announce_gap(subscriber, since or 0, plan.first_available)
-        if subscriber.release(plan.replay_after, head.last_seq) == Verdict.READ_LOG:
-            self._spawn(self._catch_up(connection))
-        return subscriber
+            async with self.database.read() as session:
+                task = await TaskStore(session).get(task_id)
+                state = await EventLog(session).state(task_id)
+            for item in gap_notices(
+                client_id,
+                task,
+                state.document,
+                state.version,
+                since=since or 0,
+                first_seq=plan.first_available,
+            ):
+                self._queue(subscriber, item)
+        if subscriber.release(plan.replay_after, last_seq) == Verdict.READ_LOG:
+            self._spawn(self.catch_up.run(connection))
+        return connection
 
     async def disconnect(
         self, client_id: str, code: int = CloseCode.NORMAL, reason: str = ""
@@ -382,19 +425,18 @@ class ConnectionManager:
         Returns False if the client was not connected. Never raises for an already-closed
         socket.
         """
-        connection = self._connections.pop(client_id, None)
+        connection = self.registry.remove(client_id)
         if connection is None:
             return False
         subscriber = connection.subscriber
         subscriber.close_reason = reason
-        self._unregister(subscriber)
         self.offline.went_offline(client_id, now=time.monotonic())
         subscriber.close()
         if connection.channel is not None:
             # what is already queued (an error before a close, say) still goes out first
-            self._dirty.pop(client_id, None)
+            self.flusher.forget(client_id)
             connection.channel.set_writable_callback(None)
-            self._flush_connection(connection, {})
+            self.flusher.write(subscriber, connection.channel)
         writer = connection.writer
         if writer is not None and writer is not asyncio.current_task():
             try:
@@ -411,8 +453,8 @@ class ConnectionManager:
 
         Returns True if it went to a live connection, False if it was queued.
         """
-        frame = encode(_notice(E.PERSONAL_MESSAGE, message, client_id=client_id))
-        connection = self._connections.get(client_id)
+        frame = encode(notice(E.PERSONAL_MESSAGE, message, client_id=client_id))
+        connection = self.registry.get(client_id)
         if connection is not None and self._queue(connection.subscriber, frame):
             return True
         self.offline.push(client_id, frame, now=time.monotonic())
@@ -430,26 +472,30 @@ class ConnectionManager:
         """
         if isinstance(messages, WebSocketMessage):
             messages = [messages]
-        subscribers = self._by_task.get(task_id)
+        subscribers = self.registry.subscribers_of(task_id)
         if not subscribers or not messages:
             return 0
         events = [m for m in messages if m.seq is not None]
-        for notice in (m for m in messages if m.seq is None):
+        for message in (m for m in messages if m.seq is None):
             for subscriber in list(subscribers):
-                self._queue(subscriber, notice)
+                self._queue(subscriber, message)
         if not events:
             return len(subscribers)
         frames = [encode(m) for m in events]
         sizes = [frame_size(f) for f in frames]
         seqs = [m.seq or 0 for m in events]
         self.recent.add(task_id, events, frames, sizes)
+        pairs: list[Pending] | None = None
         chunk: str | None = None
         chunk_size = sum(sizes)
         first, last = seqs[0], seqs[-1]
         consecutive = last - first == len(events) - 1
         for subscriber in list(subscribers):
-            if subscriber.formatter is not None:
-                items: Sequence[Pending] = [(m, f) for m, f in zip(events, frames, strict=True)]
+            items: Sequence[Pending]
+            if subscriber.pairs:
+                if pairs is None:
+                    pairs = [(m, f) for m, f in zip(events, frames, strict=True)]
+                items = pairs
             else:
                 if consecutive and subscriber.batch:
                     chunk = chunk if chunk is not None else ",".join(frames)
@@ -462,36 +508,37 @@ class ConnectionManager:
 
     async def on_committed(self, messages: Sequence[WebSocketMessage]) -> None:
         """Bus listener: fan out a committed batch to its task's subscribers and the board."""
+        self.heads.committed(messages)
         by_task: dict[str, list[WebSocketMessage]] = defaultdict(list)
         for message in messages:
             if message.task_id:
                 by_task[message.task_id].append(message)
         for task_id, batch in by_task.items():
             await self.broadcast_to_task(task_id, batch)
-        if self._board:
-            board = [m for m in messages if m.event_type in BOARD_EVENTS]
-            for message in board:
+        board_subscribers = self.registry.board
+        if board_subscribers:
+            for message in (m for m in messages if m.event_type in BOARD_EVENTS):
                 frame = encode(message)
                 size = frame_size(frame)
-                for subscriber in list(self._board):
+                for subscriber in list(board_subscribers):
                     item = subscriber.pending(message, frame)
                     if subscriber.offer_board(item, size) == Verdict.BEHIND:
                         self._resync_board(subscriber)
 
     def touch(self, client_id: str) -> None:
         """Record client activity (any frame received)."""
-        connection = self._connections.get(client_id)
+        connection = self.registry.get(client_id)
         if connection is not None:
             connection.subscriber.last_seen = time.monotonic()
 
     def reply(self, client_id: str, event_type: WebSocketEventType, data: dict[str, Any]) -> None:
         """Queue a connection message (heartbeat reply, error) to one client."""
-        connection = self._connections.get(client_id)
+        connection = self.registry.get(client_id)
         if connection is not None:
             subscriber = connection.subscriber
             self._queue(
                 subscriber,
-                _notice(event_type, data, task_id=subscriber.task_id, client_id=client_id),
+                notice(event_type, data, task_id=subscriber.task_id, client_id=client_id),
             )
 
     # --- inspection -------------------------------------------------------------------------
@@ -500,21 +547,21 @@ class ConnectionManager:
         """The live connections subscribed to ``task_id``."""
         return [
             self._info(s)
-            for s in self._by_task.get(task_id, ())
-            if s.client_id in self._connections
+            for s in self.registry.subscribers_of(task_id) or ()
+            if s.client_id in self.registry.connections
         ]
 
     def get_connection_info(self, client_id: str) -> ConnectionInfo | None:
-        connection = self._connections.get(client_id)
+        connection = self.registry.get(client_id)
         return self._info(connection.subscriber) if connection else None
 
     def get_stats(self) -> dict[str, Any]:
         """Counts of connections, subscribers per task, queues and delivery counters."""
-        subscribers = [c.subscriber for c in self._connections.values()]
+        subscribers = [c.subscriber for c in self.registry]
         return {
-            "connections": len(self._connections),
-            "board_connections": len(self._board),
-            "tasks": {task_id: len(subs) for task_id, subs in self._by_task.items()},
+            "connections": len(self.registry),
+            "board_connections": len(self.registry.board),
+            "tasks": {task_id: len(subs) for task_id, subs in self.registry.by_task.items()},
             "offline_queues": self.offline.stats(),
             "uptime_seconds": round(time.time() - self.started_at, 3),
             "bytes_pending": sum(s.delivery.pending_bytes for s in subscribers),
@@ -526,11 +573,12 @@ class ConnectionManager:
                 "hits": self.recent.hits,
                 "misses": self.recent.misses,
             },
+            "log_heads": {"lookups": self.heads.lookups, "remembered": self.heads.hits},
             **self.stats,
         }
 
     def all_connections(self) -> list[ConnectionInfo]:
-        return [self._info(c.subscriber) for c in self._connections.values()]
+        return [self._info(c.subscriber) for c in self.registry]
 
     # --- internals --------------------------------------------------------------------------
 
@@ -551,15 +599,11 @@ class ConnectionManager:
             caught_up_from_log=delivery.catch_ups,
         )
 
-    def _unregister(self, subscriber: Subscriber) -> None:
-        """Remove a subscriber from the fan-out (its task's set, or the board)."""
-        if subscriber.task_id is not None:
-            subscribers = self._by_task.get(subscriber.task_id)
-            if subscribers is not None:
-                subscribers.discard(subscriber)
-                if not subscribers:
-                    del self._by_task[subscriber.task_id]
-        self._board.discard(subscriber)
+    def _channel_of(self, client_id: str) -> tuple[Subscriber, DirectChannel] | None:
+        connection = self.registry.get(client_id)
+        if connection is None or connection.channel is None:
+            return None
+        return connection.subscriber, connection.channel
 
     def _queue(self, subscriber: Subscriber, item: WebSocketMessage | str) -> bool:
         """Queue a connection message (or an already encoded frame) outside the seq order.
@@ -579,20 +623,27 @@ class ConnectionManager:
             return False
         return True
 
+    def _beat(self, subscriber: Subscriber) -> None:
+        data = {"server_time": datetime.now(UTC).isoformat()}
+        self._queue(
+            subscriber,
+            notice(E.HEARTBEAT, data, task_id=subscriber.task_id, client_id=subscriber.client_id),
+        )
+
     def _fell_behind(self, subscriber: Subscriber) -> None:
-        """A live subscriber passed its bound or saw a jump: catch up from the log."""
-        connection = self._connections.get(subscriber.client_id)
+        """A live subscriber passed its bound or saw a jump: catch up."""
+        connection = self.registry.get(subscriber.client_id)
         if connection is None or connection.subscriber is not subscriber:
             return
         self.stats["caught_up_from_log"] += 1
-        self._spawn(self._catch_up(connection))
+        self._spawn(self.catch_up.run(connection))
 
     def _resync_board(self, subscriber: Subscriber) -> None:
         """A board subscriber dropped events: tell it to reload the board."""
         self.stats["board_resyncs"] += 1
         self._queue(
             subscriber,
-            _notice(
+            notice(
                 E.GAP,
                 {
                     "board": True,
@@ -617,207 +668,43 @@ class ConnectionManager:
             )
         )
 
-    async def _catch_up(self, connection: _Connection) -> None:
-        """Read the log after ``last_seq`` at the pace the connection drains, until live."""
-        if connection.catching_up:
-            return
-        connection.catching_up = True
-        subscriber = connection.subscriber
-        task_id = subscriber.task_id
-        assert task_id is not None
-        try:
-            while subscriber.state == SubscriberState.REPLAYING:
-                await subscriber.wait_for_room()
-                if subscriber.state != SubscriberState.REPLAYING:
-                    return
-                limit = subscriber.delivery.read_limit()
-                since = subscriber.last_seq
-                cached = self.recent.after(task_id, since, limit)
-                if cached is not None:
-                    events, frames, sizes = cached
-                else:
-                    async with self.database.read() as session:
-                        events = await EventLog(session).read(task_id, since=since, limit=limit)
-                    frames = [encode(event) for event in events]
-                    sizes = [frame_size(f) for f in frames]
-                items: Sequence[Pending] = (
-                    frames
-                    if subscriber.formatter is None
-                    else [(e, f) for e, f in zip(events, frames, strict=True)]
-                )
-                subscriber.replayed(items, [event.seq or 0 for event in events], sizes)
-        except Exception:
-            logger.exception("replay failed for %s", subscriber.client_id)
-            await self.disconnect(subscriber.client_id, CloseCode.GOING_AWAY, "replay failed")
-        finally:
-            connection.catching_up = False
+    async def _close_stale(self, subscriber: Subscriber) -> None:
+        self.stats["stale_closed"] += 1
+        await self.disconnect(
+            subscriber.client_id, CloseCode.STALE, f"no activity for {self.stale_after:g} s"
+        )
 
-    async def _announce_gap(self, subscriber: Subscriber, since: int, first_seq: int) -> None:
-        assert subscriber.task_id is not None
-        async with self.database.read() as session:
-            task: Task = await TaskStore(session).get(subscriber.task_id)
-            state = await EventLog(session).state(subscriber.task_id)
-        for event_type, data in (
-            (E.GAP, {"since": since, "first_available_seq": first_seq}),
-            (E.TASK_UPDATED, {"task": task.model_dump(mode="json"), "snapshot": True}),
-            (E.STATE_SNAPSHOT, {"snapshot": state.document, "version": state.version}),
-        ):
-            self._queue(
-                subscriber,
-                _notice(
-                    event_type, data, task_id=subscriber.task_id, client_id=subscriber.client_id
-                ),
-            )
+    def _write_failed(self, subscriber: Subscriber) -> None:
+        self._spawn(self.disconnect(subscriber.client_id, CloseCode.GOING_AWAY, "send failed"))
 
-    def _deliver_offline(self, subscriber: Subscriber) -> None:
-        queued = self.offline.take(subscriber.client_id, now=time.monotonic())
-        if queued.expired:
-            self._queue(
-                subscriber,
-                _notice(
-                    E.QUEUE_EXPIRED,
-                    {
-                        "message": "your queued personal messages expired while you were away",
-                        "ttl_seconds": self.offline.ttl,
-                    },
-                    client_id=subscriber.client_id,
-                ),
-            )
-        for frame in queued.frames:
-            self._queue(subscriber, frame)
-        if queued.dropped:
-            self._queue(
-                subscriber,
-                _notice(
-                    E.QUEUE_OVERFLOW,
-                    {
-                        "dropped": queued.dropped,
-                        "kept": len(queued.frames),
-                        "message": f"{queued.dropped} older personal messages were dropped "
-                        f"while you were away (the queue keeps {self.offline.size})",
-                    },
-                    client_id=subscriber.client_id,
-                ),
-            )
+    async def _replay_failed(self, connection: Connection) -> None:
+        await self.disconnect(
+            connection.subscriber.client_id, CloseCode.GOING_AWAY, "replay failed"
+        )
 
-    def _mark_dirty(self, client_id: str) -> None:
-        """A direct-channel connection has frames to write (or can write again)."""
-        self._dirty[client_id] = None
-        if self._flush_handle is None:
-            loop = asyncio.get_running_loop()
-            if self.flush_interval > 0:
-                self._flush_handle = loop.call_later(self.flush_interval, self._flush)
-            else:
-                self._flush_handle = loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        """Write every dirty direct-channel connection's pending frames.
-
-        Connections with the same frames pending (the usual case: everyone up to date) get the
-        same bytes, built once. A connection whose send buffer is full is skipped (and counts
-        as blocked for the write watchdog); its channel marks it dirty again when the buffer
-        drains, and its outbox keeps filling meanwhile, up to its bound.
-        """
-        self._flush_handle = None
-        dirty, self._dirty = self._dirty, {}
-        shared: dict[tuple[object, ...], bytes] = {}
-        for client_id in dirty:
-            connection = self._connections.get(client_id)
-            if connection is not None:
-                self._flush_connection(connection, shared)
-
-    def _flush_connection(
-        self, connection: _Connection, shared: dict[tuple[object, ...], bytes]
-    ) -> None:
-        channel = connection.channel
-        subscriber = connection.subscriber
-        if channel is None or not subscriber.delivery:
-            return
-        if not channel.writable:
-            if not subscriber.blocked_since:
-                subscriber.blocked_since = time.monotonic()
-            return
-        subscriber.blocked_since = 0.0
-        frames: list[str] = subscriber.take()  # type: ignore[assignment]  # no formatter here
-        key = (subscriber.batch, *frames)
-        data = shared.get(key)
-        if data is None:
-            if subscriber.batch:
-                data = text_frame(("[" + ",".join(frames) + "]").encode())
-            else:
-                data = b"".join([text_frame(frame.encode()) for frame in frames])
-            shared[key] = data
-        try:
-            channel.write_frames(data)
-        except Exception:
-            logger.exception("writing to %s failed", subscriber.client_id)
-            self._spawn(self.disconnect(subscriber.client_id, CloseCode.GOING_AWAY, "send failed"))
-            return
-        subscriber.messages_sent += len(frames)
-
-    async def _write(self, connection: _Connection, sender: Sender) -> None:
-        """Writer task of a connection without a direct channel: take, format, send."""
+    async def _write(self, connection: Connection, sender: Sender) -> None:
+        """Writer task of a WebSocket without a direct channel: take, then send."""
         subscriber = connection.subscriber
         try:
             while True:
                 items = await subscriber.next_items()
                 if not items:
                     return
-                frames = [frame for frame in map(subscriber.render, items) if frame]
-                texts = ["[" + ",".join(frames) + "]"] if subscriber.batch and frames else frames
+                frames: list[str] = items  # type: ignore[assignment]  # frames, no pairs
+                texts = ["[" + ",".join(frames) + "]"] if subscriber.batch else frames
                 for text in texts:
-                    subscriber.blocked_since = time.monotonic()
                     await sender(text)
-                    subscriber.blocked_since = 0.0
-                subscriber.messages_sent += len(items)
+                subscriber.messages_sent += len(frames)
         except asyncio.CancelledError:
             raise
         except Exception:
             # The peer went away mid-send: forget the connection (it may resume later).
             if subscriber.state != SubscriberState.CLOSED:
-                self._spawn(
-                    self.disconnect(subscriber.client_id, CloseCode.GOING_AWAY, "send failed")
-                )
+                self._write_failed(subscriber)
 
     async def _close_quietly(self, closer: Closer, code: int, reason: str) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(closer(code, reason[:120]), timeout=self.close_timeout)
-
-    async def _heartbeat_loop(self) -> None:
-        while True:
-            await asyncio.sleep(min(self.heartbeat_interval, self.stale_after / 2))
-            now = time.monotonic()
-            self.offline.expire(now=now)
-            for client_id, connection in list(self._connections.items()):
-                subscriber = connection.subscriber
-                if now - subscriber.last_seen > self.stale_after:
-                    self.stats["stale_closed"] += 1
-                    await self.disconnect(
-                        client_id,
-                        CloseCode.STALE,
-                        f"no activity for {self.stale_after:g} s",
-                    )
-                    continue
-                self._queue(
-                    subscriber,
-                    _notice(
-                        E.HEARTBEAT,
-                        {"server_time": datetime.now(UTC).isoformat()},
-                        task_id=subscriber.task_id,
-                        client_id=client_id,
-                    ),
-                )
-
-    async def _write_watchdog(self) -> None:
-        """Close connections that have taken no bytes for ``write_timeout`` while frames wait."""
-        while True:
-            await asyncio.sleep(self.write_timeout / 4)
-            now = time.monotonic()
-            for connection in list(self._connections.values()):
-                subscriber = connection.subscriber
-                since = subscriber.blocked_since
-                if since and now - since > self.write_timeout:
-                    self._cut(subscriber, f"no write progress for {self.write_timeout:g} s")
 
     def _spawn(self, coroutine: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coroutine)

@@ -2,9 +2,11 @@
 waiting its connection's I/O does on it.
 
 The rules of what it receives are in :class:`~taskline.realtime.delivery.Delivery`; this class
-adds what only a live connection has: identity, counters, how its outbox is drained (a
-``on_ready`` callback for a direct channel, or a writer task that awaits :meth:`next_items`),
-and the pacing of a catch-up (:meth:`wait_for_room`).
+adds what only a live connection has: identity, counters, how its outbox is drained (an
+``on_ready`` callback for a direct channel; otherwise a reader — a writer task, or code that
+follows the task — awaits :meth:`next_items`), the pacing of a catch-up
+(:meth:`wait_for_room`), and since when frames wait that nobody takes (``blocked_since``,
+which the write watchdog reads).
 """
 
 import asyncio
@@ -14,14 +16,10 @@ from collections.abc import Callable, Sequence
 from taskline.domain.events import WebSocketMessage
 from taskline.realtime.delivery import Delivery, DeliveryState, Verdict
 
-__all__ = ["Formatter", "Pending", "Subscriber", "SubscriberState", "frame_size"]
+__all__ = ["Pending", "Subscriber", "SubscriberState", "frame_size"]
 
-#: Turns a shared JSON frame into this transport's frame (e.g. an SSE record with ``id:``);
-#: it receives the envelope (None for connection messages) and its JSON text. It is called
-#: once per delivered event, in seq order, when the frame is about to be written.
-Formatter = Callable[[WebSocketMessage | None, str], str]
-
-#: What an outbox holds: a ready JSON frame, or (for a formatter) the envelope and its frame.
+#: What an outbox holds: a ready JSON frame, or (for a reader that wants them, ``pairs``) the
+#: envelope (None for a frame without one: a queued personal message) with its frame.
 Pending = str | tuple[WebSocketMessage | None, str]
 
 #: The subscriber's lifecycle (the delivery core's states).
@@ -38,8 +36,10 @@ class Subscriber:
 
     Args:
         max_bytes: the outbox bound (see :class:`~taskline.realtime.delivery.Delivery`).
+        pairs: queue ``(envelope, frame)`` pairs instead of frames (for readers that format
+            or interpret what they get: SSE, AG-UI).
         on_ready: called each time the outbox stops being empty (a direct channel's flush);
-            None when a writer task drains it with :meth:`next_items`.
+            None when a reader drains it with :meth:`next_items`.
     """
 
     __slots__ = (
@@ -52,9 +52,9 @@ class Subscriber:
         "close_reason",
         "connected_at",
         "delivery",
-        "formatter",
         "last_seen",
         "messages_sent",
+        "pairs",
         "remote_address",
         "task_id",
         "user_agent",
@@ -69,14 +69,14 @@ class Subscriber:
         batch: bool = False,
         user_agent: str | None = None,
         remote_address: str | None = None,
-        formatter: Formatter | None = None,
+        pairs: bool = False,
         on_ready: Callable[[], None] | None = None,
     ) -> None:
         self.client_id = client_id
         self.task_id = task_id
         self.delivery: Delivery[Pending] = Delivery(max_bytes=max_bytes, board=task_id is None)
         self.batch = batch
-        self.formatter = formatter
+        self.pairs = pairs
         self.connected_at = time.time()
         self.last_seen = time.monotonic()
         self.messages_sent = 0
@@ -101,8 +101,8 @@ class Subscriber:
     # --- feeding (each wakes the drain when the outbox stops being empty) -------------------
 
     def pending(self, message: WebSocketMessage | None, frame: str) -> Pending:
-        """What to queue for ``frame``: the frame itself, or with its envelope for a formatter."""
-        return frame if self.formatter is None else (message, frame)
+        """What to queue for ``frame``: the frame itself, or with its envelope (``pairs``)."""
+        return (message, frame) if self.pairs else frame
 
     def notice(self, item: Pending, size: int) -> Verdict:
         empty = not self.delivery
@@ -136,18 +136,12 @@ class Subscriber:
 
     def take(self) -> list[Pending]:
         """Everything queued (oldest first); wakes a catch-up waiting for room."""
+        self.blocked_since = 0.0
         items = self.delivery.take()
         room = self._room
         if room is not None and not room.done():
             room.set_result(None)
         return items
-
-    def render(self, item: Pending) -> str:
-        """The frame to write for a queued item (formatting it now, in seq order)."""
-        if isinstance(item, str):
-            return item
-        assert self.formatter is not None
-        return self.formatter(*item)
 
     async def next_items(self) -> list[Pending]:
         """Wait for queued items and take them all; an empty list once closed and empty."""
@@ -181,12 +175,13 @@ class Subscriber:
     # --- internals --------------------------------------------------------------------------
 
     def _fed(self, was_empty: bool, verdict: Verdict) -> Verdict:
-        """Wake the drain if the outbox has just stopped being empty."""
+        """Wake the drain if the outbox has just stopped being empty; with no reader waiting,
+        the frames wait from now on (``blocked_since``)."""
         if was_empty and self.delivery:
             if self._on_ready is not None:
                 self._on_ready()
-            else:
-                ready = self._ready
-                if ready is not None and not ready.done():
-                    ready.set_result(None)
+            elif self._ready is not None and not self._ready.done():
+                self._ready.set_result(None)
+            elif not self.blocked_since:
+                self.blocked_since = time.monotonic()
         return verdict

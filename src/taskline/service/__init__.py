@@ -16,6 +16,7 @@ from taskline.realtime import ConnectionManager
 from taskline.realtime.agents import AgentHub
 from taskline.service.agents import AgentService
 from taskline.service.agui_gateway import AguiGateway
+from taskline.service.agui_watch import AguiWatch
 from taskline.service.events import EventService
 from taskline.service.steering import Steering
 from taskline.service.tasks import TaskService
@@ -65,6 +66,7 @@ class Services:
         self.steering = Steering(database, self.writes, self.tasks, self.agents, self.hub)
         self.transfer = Transfer(database, self.writes)
         self.agui = AguiGateway(self.tasks, self.events, self.agents, connections, self.hub)
+        self.agui_watch = AguiWatch(database, connections)
 
     async def start(self) -> None:
         await self.hub.start()

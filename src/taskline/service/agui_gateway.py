@@ -47,6 +47,7 @@ import hashlib
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,7 @@ from taskline.domain.events import EventIn, WebSocketEventType, WebSocketMessage
 from taskline.domain.ids import ID_PATTERN, new_id
 from taskline.domain.models import MAX_TITLE, Task, TaskCreate
 from taskline.domain.status import TaskStatus
-from taskline.realtime import CloseCode, ConnectionManager
+from taskline.realtime import ConnectionManager, Following
 from taskline.realtime.agents import AgentHub
 from taskline.sdk import Run
 from taskline.service.agents import AgentService
@@ -155,14 +156,6 @@ class PreparedRun:
     input: RunAgentInput
     task: Task
     instruction: str
-
-
-@dataclass(frozen=True, slots=True)
-class _Feed:
-    """The events of one task after a seq (``None`` once the subscription is closed)."""
-
-    queue: "asyncio.Queue[WebSocketMessage | None]"
-    client_id: str
 
 
 class _RunClient(LocalClient):
@@ -373,9 +366,9 @@ class AguiGateway:
             await self._fail(task_id, run_input.run_id, reason)
             return reason
 
-        async with self._follow(task_id, since) as feed:
+        async with self._follow(task_id, since) as following:
             await self.hub.reply(agent_id, frame)
-            async for event in self._events(feed, run_input.run_id, alive, self.start_timeout):
+            async for event in self._events(following, run_input.run_id, alive, self.start_timeout):
                 yield event
 
     async def _review(self, prepared: PreparedRun, folder: Path) -> AsyncIterator[BaseEvent]:
@@ -399,11 +392,11 @@ class AguiGateway:
                 return f"the built-in agent failed: {error}"
             return "the built-in agent ended without finishing the run"
 
-        async with self._follow(task_id, since) as feed:
+        async with self._follow(task_id, since) as following:
             job = asyncio.create_task(work(), name=f"agui-review-{run_input.run_id}")
             self._background.add(job)
             job.add_done_callback(self._background.discard)
-            async for event in self._events(feed, run_input.run_id, alive, self.start_timeout):
+            async for event in self._events(following, run_input.run_id, alive, self.start_timeout):
                 yield event
 
     def _reply(self, prepared: PreparedRun, state: Any, report: str) -> list[BaseEvent]:
@@ -428,57 +421,34 @@ class AguiGateway:
     async def _head(self, task_id: str) -> int:
         return (await self.events.head(task_id)).last_seq
 
-    @contextlib.asynccontextmanager
-    async def _follow(self, task_id: str, since: int) -> AsyncIterator["_Feed"]:
-        """Subscribe to the task's events after ``since`` (replayed, then live)."""
-        queue: asyncio.Queue[WebSocketMessage | None] = asyncio.Queue()
-
-        def formatter(message: WebSocketMessage | None, frame: str) -> str:
-            if message is not None and message.seq is not None:
-                queue.put_nowait(message)
-            return ""
-
-        async def sender(text: str) -> None:
-            return None
-
-        async def closer(code: int, reason: str) -> None:
-            queue.put_nowait(None)
-
-        subscriber = await self.connections.attach(
-            sender, closer, task_id, since=since, user_agent="agui-gateway", formatter=formatter
-        )
-        if subscriber is None:
-            raise NotFoundError("task", task_id)
-        try:
-            yield _Feed(queue, subscriber.client_id)
-        finally:
-            await self.connections.disconnect(subscriber.client_id, CloseCode.NORMAL, "run ended")
+    def _follow(self, task_id: str, since: int) -> AbstractAsyncContextManager[Following]:
+        """Follow the task's events after ``since`` (replayed, then live)."""
+        return self.connections.follow(task_id, since=since, user_agent="agui-gateway")
 
     async def _events(
         self,
-        feed: "_Feed",
+        following: Following,
         run_id: str,
         alive: Alive,
         first_timeout: float,
     ) -> AsyncIterator[BaseEvent]:
-        """Translate the run's events from ``feed`` until its terminal event (bounded waits)."""
-        queue = feed.queue
+        """Translate the run's events from ``following`` until its terminal event (bounded
+        waits)."""
         loop = asyncio.get_running_loop()
         started = False
         last = loop.time()
         while True:
-            self.connections.touch(feed.client_id)  # a reader that waits is not stale
             try:
-                message = await asyncio.wait_for(queue.get(), self.poll)
-            except TimeoutError:
+                item = await following.receive(timeout=self.poll)  # a waiting reader is alive
+            except StopAsyncIteration:
+                yield RunErrorEvent(message="the event stream closed", code="closed")
+                return
+            if item is None:
                 reason = await alive()
                 if reason is not None:
-                    # drain what arrived meanwhile: the terminal event may be there
-                    while not queue.empty():
-                        pending = queue.get_nowait()
-                        if pending is None:
-                            break
-                        for event in self._of_run(pending, run_id):
+                    # what arrived meanwhile first: the terminal event may be there
+                    for message, _ in following.drain():
+                        for event in self._of_run(message, run_id):
                             yield event
                             if event.type.value in _TERMINAL:
                                 return
@@ -493,18 +463,17 @@ class AguiGateway:
                     )
                     return
                 continue
-            if message is None:
-                yield RunErrorEvent(message="the event stream closed", code="closed")
-                return
-            for event in self._of_run(message, run_id):
+            for event in self._of_run(item.message, run_id):
                 started = True
                 last = loop.time()
                 yield event
                 if event.type.value in _TERMINAL:
                     return
 
-    def _of_run(self, message: WebSocketMessage, run_id: str) -> list[BaseEvent]:
-        """The AG-UI events of ``message`` if it belongs to the run (else none)."""
+    def _of_run(self, message: WebSocketMessage | None, run_id: str) -> list[BaseEvent]:
+        """The AG-UI events of ``message`` if it is an event of the run (else none)."""
+        if message is None or message.seq is None:
+            return []
         ingested = isinstance(message.data.get(AGUI_KEY), dict)
         if message.run_id != run_id and not (message.run_id is None and ingested):
             return []

@@ -246,6 +246,20 @@ class EventLog:
             return LogHead(1, 0)
         return LogHead(row.first_seq, row.last_seq)
 
+    async def heads(self, task_ids: Sequence[str]) -> dict[str, LogHead]:
+        """The retained range of each of ``task_ids`` that exists, in one statement (a task
+        without a log yet has an empty one); unknown tasks are left out."""
+        connection = await self.session.connection()
+        statement = (
+            select(TASKS.c.id, TASK_LOGS.c.first_seq, TASK_LOGS.c.last_seq)
+            .outerjoin(TASK_LOGS, TASK_LOGS.c.task_id == TASKS.c.id)
+            .where(TASKS.c.id.in_(list(task_ids)))
+        )
+        return {
+            row.id: LogHead(row.first_seq or 1, row.last_seq or 0)
+            for row in await connection.execute(statement)
+        }
+
     async def read(
         self,
         task_id: str,

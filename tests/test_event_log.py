@@ -21,7 +21,7 @@ from taskline.domain.errors import ConflictError, InvalidInputError, NotFoundErr
 from taskline.domain.events import EventIn, WebSocketEventType, WebSocketMessage
 from taskline.domain.models import AgentCreate, SectionCreate, SubtaskCreate, Task, TaskCreate
 from taskline.domain.status import AgentStatus, TaskStatus
-from taskline.service.recorder import record_events, start_log
+from taskline.service.recorder import Publish, record_events, record_read_free_group, start_log
 from taskline.store.agents import AgentStore
 from taskline.store.database import Database
 from taskline.store.events import EventLog
@@ -481,3 +481,83 @@ def test_publishing_plain_events_takes_a_fixed_few_statements(sqlite_server: Liv
         with_id = count_publish_statements(sqlite_server, http, url, custom(id="evt_counted"))
     assert one == many == 4
     assert with_id == 6  # begin, lock task and log, look up the id, insert, update task and log
+
+
+async def test_read_free_publishes_of_many_tasks_are_stored_together(database: Database) -> None:
+    """Several read-free publishes of several tasks stored at once (the group commit's
+    batch path): each gets its own seqs in arrival order, a refused one (an unknown task, a
+    bad event) gets its error and stores nothing, the tasks' figures are the last ones
+    published, and the whole group takes a fixed few statements."""
+    a, b = await new_task(database), await new_task(database)
+    publishes = [
+        Publish(a.id, [EventIn.model_validate(progress(0.1))], Actor.agent("agent_a"), "s1"),
+        Publish(b.id, [EventIn.model_validate(custom())] * 2, Actor.agent("agent_b"), "s2"),
+        Publish("task_missing", [EventIn.model_validate(custom())], Actor.anonymous(), None),
+        Publish(
+            a.id,
+            [EventIn.model_validate({"event_type": "progress_update", "data": {"progress": 2}})],
+            Actor.anonymous(),
+            None,
+        ),
+        Publish(
+            a.id, [EventIn.model_validate(progress(0.7, confidence=0.4))], Actor.anonymous(), None
+        ),
+    ]
+    statements: list[str] = []
+    engine = database._write_engine.sync_engine
+    listener = lambda *args: statements.append(str(args[2]))  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        async with database.write() as session:
+            outcomes = await record_read_free_group(session, publishes)
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    first, second, missing, refused, last = outcomes
+    assert isinstance(first, list) and [m.seq for m in first] == [1]
+    assert first[0].actor == "agent:agent_a" and first[0].source == "s1"
+    assert isinstance(second, list) and [m.seq for m in second] == [1, 2]
+    assert isinstance(missing, NotFoundError)
+    assert isinstance(refused, InvalidInputError) and refused.field == "events.0.data.progress"
+    assert isinstance(last, list) and [m.seq for m in last] == [2]
+    assert [m.seq for m in await history(database, a.id)] == [1, 2]
+    assert [m.model_dump() for m in await history(database, b.id)] == [
+        m.model_dump() for m in second
+    ]
+    after = await get_task(database, a.id)
+    assert (after.progress, after.confidence) == (0.7, 0.4)
+    # begin, lock the tasks and logs, create the logs they lack (new tasks), set the tasks'
+    # columns (two sets of columns: with and without confidence), insert, move the heads
+    assert len(statements) <= 8, statements
+
+
+async def test_concurrent_single_event_publishes_share_commits_and_keep_order(
+    server: LiveServer,
+) -> None:
+    """64 publishers posting one event at a time on 8 tasks: every answer has the seq its
+    event got, each task's log is gapless and holds every event once, and the server
+    grouped publishes into fewer transactions than requests."""
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        tasks = [
+            (await http.post("/api/v1/tasks/", json={"title": f"t{n}"})).json()["id"]
+            for n in range(8)
+        ]
+        sent: dict[str, dict[str, int]] = {t: {} for t in tasks}
+
+        async def publisher(n: int) -> None:
+            task_id = tasks[n % len(tasks)]
+            for i in range(10):
+                body = {"event_type": "custom", "data": {"name": f"p{n}", "value": i}}
+                response = await http.post(f"/api/v1/tasks/{task_id}/events", json=body)
+                assert response.status_code == 200, response.text
+                answer = response.json()
+                sent[task_id][answer["ids"][0]] = answer["seqs"][0]
+
+        await asyncio.gather(*(publisher(n) for n in range(64)))
+        for task_id in tasks:
+            events = (await http.get(f"/api/v1/tasks/{task_id}/events")).json()["events"]
+            assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+            assert {e["id"]: e["seq"] for e in events[1:]} == sent[task_id]
+            assert len(sent[task_id]) == 80
+    assert server.app is not None
+    commits = server.app.state.services.commits
+    assert commits.requests >= 640 and commits.groups < commits.requests

@@ -16,6 +16,7 @@ events): the server-only types are allowed, and only the log row is locked.
 """
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,7 +31,7 @@ from taskline.domain.effects import (
     is_read_free,
     progress_changes,
 )
-from taskline.domain.errors import NotFoundError
+from taskline.domain.errors import NotFoundError, TasklineError
 from taskline.domain.events import EventIn, WebSocketEventType, WebSocketMessage
 from taskline.domain.models import utc_now
 from taskline.domain.status import TaskStatus
@@ -39,7 +40,7 @@ from taskline.store.events import EventLog, LockedLog, event_row
 from taskline.store.sections import SectionStore
 from taskline.store.tasks import TaskStore
 
-__all__ = ["record_events", "start_log"]
+__all__ = ["Publish", "record_events", "record_read_free_group", "start_log"]
 
 E = WebSocketEventType
 
@@ -82,6 +83,76 @@ async def record_events(
         await log.trim(task_id, keep_last=keep_last, log=head)
     await log.save(task_id, head)
     return committed
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    """One publisher's batch: the events of one task, by one actor (from one source)."""
+
+    task_id: str
+    events: Sequence[EventIn]
+    actor: Actor
+    source: str | None
+
+
+async def record_read_free_group(
+    session: AsyncSession, publishes: Sequence[Publish], *, keep_last: int | None = None
+) -> list[list[WebSocketMessage] | TasklineError]:
+    """Store several read-free publishes (see :func:`is_read_free`), of any tasks, as if one
+    after another, in a fixed few statements whatever their number: lock every task and its
+    log (task rows first, in id order), set the tasks' columns, move the logs' heads, insert
+    every event. A refused publish (a bad event, an unknown task) gets its error and writes
+    nothing; the others are stored.
+    """
+    now = utc_now()
+    log = EventLog(session)
+    heads = await log.lock_many([p.task_id for p in publishes])
+    outcomes: list[list[WebSocketMessage] | TasklineError] = []
+    changes: dict[str, dict[str, Any]] = {}
+    rows: list[dict[str, Any]] = []
+    spans: list[tuple[int, int]] = []  # each accepted publish's rows
+    for publish in publishes:
+        head = heads.get(publish.task_id)
+        try:
+            if head is None:
+                raise NotFoundError("task", publish.task_id)
+            checked = [(e, checked_data(i, e)) for i, e in enumerate(publish.events)]
+        except TasklineError as exc:
+            outcomes.append(exc)
+            spans.append((0, 0))
+            continue
+        task_changes = changes.setdefault(publish.task_id, {})
+        who = str(publish.actor)
+        start = len(rows)
+        for event, data in checked:
+            progress_changes(task_changes, event.event_type, data)
+            head.last_seq += 1
+            rows.append(
+                event_row(
+                    publish.task_id,
+                    head.last_seq,
+                    event,
+                    data,
+                    now=now,
+                    source=publish.source,
+                    actor=who,
+                )
+            )
+        head.changes["last_seq"] = head.last_seq
+        task_changes["updated_at"] = now
+        outcomes.append([])
+        spans.append((start, len(rows)))
+    if rows:
+        await TaskStore(session).set_columns_many(changes)
+        inserted = await log.insert(rows)
+        if keep_last is not None:
+            for task_id in changes:
+                await log.trim(task_id, keep_last=keep_last, log=heads[task_id])
+        await log.save_many({task_id: heads[task_id] for task_id in changes})
+        for index, (start, end) in enumerate(spans):
+            if end > start:
+                outcomes[index] = inserted[start:end]
+    return outcomes
 
 
 async def _read_free(

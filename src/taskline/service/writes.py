@@ -25,7 +25,7 @@ from taskline.domain.actors import Actor
 from taskline.domain.effects import is_read_free
 from taskline.domain.errors import TasklineError
 from taskline.domain.events import EventIn, WebSocketMessage
-from taskline.service.recorder import record_events, start_log
+from taskline.service.recorder import Publish, record_events, record_read_free_group, start_log
 from taskline.store.database import Database
 
 __all__ = ["Change", "GroupCommit", "Writes"]
@@ -113,10 +113,10 @@ class GroupCommit:
     Each :meth:`publish` call waits for its own outcome: its events with their seqs, or its
     own error (a refused event refuses only its request). Requests are applied in the order
     they arrived, each seeing the effects of the ones before it, exactly as if they had run
-    one after another; consecutive read-free requests of one task by one actor are stored as
-    one batch (three statements for all of them). A request whose error is a database error
-    (not a refused event) makes the group fall back to one transaction per request, so only
-    the request that caused it fails.
+    one after another; consecutive read-free requests (of any tasks) are stored together in
+    a fixed few statements (:func:`~taskline.service.recorder.record_read_free_group`). A
+    request whose error is a database error (not a refused event) makes the group fall back
+    to one transaction per request, so only the request that caused it fails.
 
     Args:
         workers: groups committed at once (requests are spread by task, so a task's
@@ -247,43 +247,27 @@ class GroupCommit:
     async def _store_run(
         self, session: AsyncSession, run: list[_Publish]
     ) -> list[list[WebSocketMessage] | BaseException]:
-        first = run[0]
-        if len(run) > 1:
-            events = [e for request in run for e in request.events]
-            try:
-                stored = await record_events(
+        if len(run) > 1:  # read-free publishes: a fixed few statements for all of them
+            publishes = [Publish(r.task_id, r.events, r.actor, r.source) for r in run]
+            outcomes: list[list[WebSocketMessage] | BaseException] = []
+            outcomes.extend(
+                await record_read_free_group(session, publishes, keep_last=self.keep_last)
+            )
+            return outcomes
+        request = run[0]
+        try:
+            return [
+                await record_events(
                     session,
-                    first.task_id,
-                    events,
-                    actor=first.actor,
-                    source=first.source,
+                    request.task_id,
+                    request.events,
+                    actor=request.actor,
+                    source=request.source,
                     keep_last=self.keep_last,
                 )
-            except TasklineError:
-                pass  # refused before anything was written: store them one by one
-            else:
-                outcomes: list[list[WebSocketMessage] | BaseException] = []
-                start = 0
-                for request in run:
-                    outcomes.append(stored[start : start + len(request.events)])
-                    start += len(request.events)
-                return outcomes
-        results: list[list[WebSocketMessage] | BaseException] = []
-        for request in run:
-            try:
-                results.append(
-                    await record_events(
-                        session,
-                        request.task_id,
-                        request.events,
-                        actor=request.actor,
-                        source=request.source,
-                        keep_last=self.keep_last,
-                    )
-                )
-            except TasklineError as exc:  # refused before it wrote anything
-                results.append(exc)
-        return results
+            ]
+        except TasklineError as exc:  # refused before it wrote anything
+            return [exc]
 
     @staticmethod
     def _settle(group: list[_Publish], outcomes: Sequence[Any]) -> None:
@@ -297,19 +281,12 @@ class GroupCommit:
 
 
 def _run_of(group: list[_Publish], index: int) -> list[_Publish]:
-    """The requests from ``index`` on that can be stored as one batch: consecutive
-    read-free publishes of one task by one actor and source (at least the first)."""
-    first = group[index]
-    run = [first]
-    if not is_read_free(first.events):
-        return run
-    for request in group[index + 1 :]:
-        if (
-            request.task_id != first.task_id
-            or request.actor != first.actor
-            or request.source != first.source
-            or not is_read_free(request.events)
-        ):
-            break
-        run.append(request)
+    """The requests from ``index`` on that can be stored together: consecutive read-free
+    publishes (of any tasks; at least the first request)."""
+    run = [group[index]]
+    if is_read_free(group[index].events):
+        for request in group[index + 1 :]:
+            if not is_read_free(request.events):
+                break
+            run.append(request)
     return run

@@ -26,7 +26,15 @@ from taskline.domain.events import EventIn, WebSocketMessage
 from taskline.domain.ids import new_id
 from taskline.store.tables import EVENTS, TASK_LOGS, TASKS, EventRow, LogMetaRow
 
-__all__ = ["EventLog", "LockedLog", "LockedTask", "LogHead", "TaskState", "event_row"]
+__all__ = [
+    "EventLog",
+    "LockedLog",
+    "LockedTask",
+    "LogHead",
+    "TaskState",
+    "event_row",
+    "update_many",
+]
 
 # The statements of the append path, built once (SQLAlchemy caches their compiled form).
 # ``FOR UPDATE`` takes PostgreSQL row locks; SQLite leaves it out (its writers are serialised).
@@ -59,6 +67,10 @@ _ALLOCATE = (
 )
 # The SET clause comes from the parameters given: only the columns that changed.
 _UPDATE_LOG = update(TASK_LOGS).where(_LOG.task_id == bindparam("where_task_id"))
+# Several tasks with their logs (the batch path of publishing).
+_TASKS_AND_LOG_HEADS = select(TASKS.c.id, *_LOG_HEAD.selected_columns).join_from(
+    TASKS, TASK_LOGS, _LOG.task_id == TASKS.c.id
+)
 
 
 class LogHead:
@@ -154,6 +166,36 @@ class EventLog:
             return task, await self.lock_log(task_id, with_state=with_state)
         log = LockedLog.from_row(row, with_state=with_state)
         return LockedTask(task_id, row.status, row.started_at), log
+
+    async def lock_many(self, task_ids: Sequence[str]) -> dict[str, LockedLog]:
+        """Lock the rows of several tasks and their logs (task rows first, in id order),
+        creating empty logs for tasks that have none yet; unknown tasks are left out.
+        Two statements at most (three when some logs are new)."""
+        connection = await self.session.connection()
+        ids = sorted(set(task_ids))
+        rows = await connection.execute(
+            _TASKS_AND_LOG_HEADS.where(TASKS.c.id.in_(ids)).order_by(TASKS.c.id).with_for_update()
+        )
+        heads = {row.id: LockedLog.from_row(row) for row in rows}
+        missing = [task_id for task_id in ids if task_id not in heads]
+        if missing:
+            found = await connection.execute(
+                select(TASKS.c.id)
+                .where(TASKS.c.id.in_(missing))
+                .order_by(TASKS.c.id)
+                .with_for_update()
+            )
+            new = [row.id for row in found]
+            if new:
+                await connection.execute(insert(TASK_LOGS), [_empty_log(i) for i in new])
+                for task_id in new:
+                    heads[task_id] = LockedLog(last_seq=0, first_seq=1, state_version=0, state=None)
+        return heads
+
+    async def save_many(self, logs: dict[str, LockedLog]) -> None:
+        """Write back the ``changes`` of several locked logs (one statement per set of
+        changed columns)."""
+        await update_many(self.session, _UPDATE_LOG, "where_task_id", logs)
 
     async def lock_log(self, task_id: str, *, with_state: bool = False) -> LockedLog:
         """Lock the task's log row (seqs are allocated under this lock), creating an empty log
@@ -354,6 +396,22 @@ async def _require_task(connection: AsyncConnection, task_id: str) -> None:
     statement = select(TASKS.c.id).where(TASKS.c.id == task_id)
     if (await connection.execute(statement)).first() is None:
         raise NotFoundError("task", task_id)
+
+
+async def update_many(
+    session: AsyncSession, statement: Any, key: str, changes: dict[str, Any]
+) -> None:
+    """Run ``statement`` (an UPDATE whose WHERE binds ``key``) for each row's ``changes``:
+    one executemany per set of changed columns (an executemany needs the same keys)."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row_id, item in changes.items():
+        values = item.changes if isinstance(item, LockedLog) else item
+        if values:
+            groups.setdefault(tuple(sorted(values)), []).append({key: row_id, **values})
+    if groups:
+        connection = await session.connection()
+        for params in groups.values():
+            await connection.execute(statement, params)
 
 
 def _empty_log(task_id: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from taskline.domain.status import (
     check_transition,
     status_timestamps,
 )
+from taskline.store.events import update_many
 from taskline.store.tables import (
     SECTIONS,
     SUBTASKS,
@@ -239,6 +240,11 @@ class TaskStore:
         connection = await self.session.connection()
         result = await connection.execute(_UPDATE_TASK, {"where_task_id": task_id, **changes})
         return bool(result.rowcount)
+
+    async def set_columns_many(self, changes: dict[str, dict[str, Any]]) -> None:
+        """Set columns of several tasks (task id -> columns); one statement per set of
+        changed columns. The caller has locked the rows and checked the values."""
+        await update_many(self.session, _UPDATE_TASK, "where_task_id", changes)
 
     async def touch(self, row: TaskRow) -> None:
         """Mark the task as changed now."""

@@ -23,7 +23,9 @@ __all__ = [
     "free_port",
     "http_request",
     "pin_self",
+    "raise_open_files",
     "read_response",
+    "read_ws_text",
     "run_for",
     "scratch_postgres",
     "ws_handshake",
@@ -56,6 +58,16 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def raise_open_files(wanted: int) -> int:
+    """Raise this process's open-files limit towards ``wanted`` (up to the hard limit)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = min(max(soft, wanted), hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return target
 
 
 def pin_self(cpu: int) -> bool:

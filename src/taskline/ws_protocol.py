@@ -71,6 +71,7 @@ class TasklineWebSocketProtocol(asyncio.Protocol):
         "_fragment_text",
         "_fragments",
         "_handshake_buffer",
+        "_head_to_send",
         "_inbox",
         "_on_writable",
         "_ping_timer",
@@ -113,6 +114,7 @@ class TasklineWebSocketProtocol(asyncio.Protocol):
         self.disconnected = False
         self._handshake_buffer: bytes | None = b""  # None once the request head is read
         self._response_head: list[str] | None = None  # the 101 response, until accepted
+        self._head_to_send: bytes | None = None  # the accepted 101, not written yet
         self._inbox: list[ASGIMessage] = []  # a deque costs ~600 bytes even when empty
         self._receiver: asyncio.Future[None] | None = None
         self._reading_paused = False
@@ -190,7 +192,7 @@ class TasklineWebSocketProtocol(asyncio.Protocol):
         """Write complete frames built by the caller (nothing once closing)."""
         transport = self.transport
         if transport is not None and self.conn.state is State.OPEN and not transport.is_closing():
-            transport.write(data)
+            self._write(data)
 
     def set_writable_callback(self, callback: Callable[[], None] | None) -> None:
         self._on_writable = callback
@@ -352,7 +354,10 @@ class TasklineWebSocketProtocol(asyncio.Protocol):
             f"{name.decode('latin-1')}: {value.decode('latin-1')}" for name, value in extra
         )
         if not self.transport.is_closing():
-            self.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+            # written with the first frames when they follow at once (one write, not two);
+            # on its own at the end of this loop iteration otherwise
+            self._head_to_send = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+            self.loop.call_soon(self._write, b"")
         self.accepted = True
         if self.config.ws_ping_interval:
             self._ping_timer = self.loop.call_later(self.config.ws_ping_interval, self._ping)
@@ -439,17 +444,30 @@ class TasklineWebSocketProtocol(asyncio.Protocol):
         self._inbox.append(message)
         _wake(self._receiver)
 
+    def _write(self, data: bytes) -> None:
+        """Write ``data`` after the 101 response if that is still to be written."""
+        transport = self.transport
+        if transport is None:
+            return
+        head, self._head_to_send = self._head_to_send, None
+        if head is not None:
+            data = head + data
+        if data and not transport.is_closing():
+            transport.write(data)
+
     def _flush(self) -> None:
         transport = self.transport
         if transport is None:
             return
         for data in self.conn.data_to_send():
             if data:
-                transport.write(data)
+                self._write(data)
             else:  # end of stream: the server closes TCP once the close handshake is done
                 self._close_transport()
 
     def _close_transport(self) -> None:
+        if self._head_to_send is not None:
+            self._write(b"")
         if self._close_timer is not None:
             self._close_timer.cancel()
             self._close_timer = None
@@ -506,43 +524,51 @@ def _parse_upgrade(head: bytes) -> tuple[str, list[tuple[bytes, bytes]], str]:
     """Check a WebSocket upgrade request head (RFC 6455 §4.2.1).
 
     Returns the request target, the headers (lower-case names, as ASGI wants them) and the
-    client's key. Raises :class:`_BadHandshake` naming what is wrong.
+    client's key. Raises :class:`_BadHandshake` naming what is wrong. One pass over the
+    headers: this runs for every connection.
     """
-    request_line, *header_lines = head.decode("latin-1").split("\r\n")
-    parts = request_line.split(" ")
-    if len(parts) != 3 or parts[0] != "GET" or not parts[2].startswith("HTTP/1."):
+    request_line, *header_lines = head.split(b"\r\n")
+    parts = request_line.split(b" ")
+    if len(parts) != 3 or parts[0] != b"GET" or not parts[2].startswith(b"HTTP/1."):
         raise _BadHandshake(400, "a WebSocket handshake is a GET over HTTP/1.1")
     headers: list[tuple[bytes, bytes]] = []
+    upgrade = connection = version = b""
+    keys: list[bytes] = []
     for line in header_lines:
-        name, colon, value = line.partition(":")
-        if not colon or not name.strip():
-            raise _BadHandshake(400, f"malformed header line {line[:60]!r}")
-        headers.append((name.strip().lower().encode("latin-1"), value.strip().encode("latin-1")))
-
-    def tokens(name: bytes) -> set[str]:
-        return {
-            token.strip().lower()
-            for key, value in headers
-            if key == name
-            for token in value.decode("latin-1").split(",")
-        }
-
-    if "websocket" not in tokens(b"upgrade"):
+        name, colon, value = line.partition(b":")
+        name = name.strip().lower()
+        if not colon or not name:
+            raise _BadHandshake(400, f"malformed header line {line[:60].decode('latin-1')!r}")
+        value = value.strip()
+        headers.append((name, value))
+        if name == b"upgrade":
+            upgrade += b"," + value
+        elif name == b"connection":
+            connection += b"," + value
+        elif name == b"sec-websocket-version":
+            version += b"," + value
+        elif name == b"sec-websocket-key":
+            keys.append(value)
+    if b"websocket" not in _tokens(upgrade):
         raise _BadHandshake(400, "missing 'Upgrade: websocket'")
-    if "upgrade" not in tokens(b"connection"):
+    if b"upgrade" not in _tokens(connection):
         raise _BadHandshake(400, "missing 'Connection: Upgrade'")
-    if tokens(b"sec-websocket-version") != {"13"}:
+    if _tokens(version) != {b"13"}:
         raise _BadHandshake(
             426, "only WebSocket version 13 is supported", ("Sec-WebSocket-Version: 13",)
         )
-    keys = [value for name, value in headers if name == b"sec-websocket-key"]
     try:
         valid = len(keys) == 1 and len(base64.b64decode(keys[0], validate=True)) == 16
     except binascii.Error:
         valid = False
     if not valid:
         raise _BadHandshake(400, "missing or invalid Sec-WebSocket-Key")
-    return parts[1], headers, keys[0].decode("ascii")
+    return parts[1].decode("latin-1"), headers, keys[0].decode("ascii")
+
+
+def _tokens(value: bytes) -> set[bytes]:
+    """The comma-separated tokens of (joined) header values, lower-cased."""
+    return {token.strip().lower() for token in value.split(b",") if token.strip()}
 
 
 def _address(value: Any) -> tuple[str, int] | None:

@@ -15,6 +15,7 @@ a stream lives for hours, and every middleware layer it passed through would sta
 (and in memory) for as long. The routes below remain for servers run without the fast lane.
 """
 
+import time
 from typing import Any
 
 import orjson
@@ -23,7 +24,7 @@ from starlette.types import Receive, Scope, Send
 
 from taskline.domain.events import WebSocketEventType
 from taskline.domain.models import utc_now
-from taskline.realtime import CloseCode, ConnectionManager
+from taskline.realtime import CloseCode, ConnectionManager, SubscriberState
 
 __all__ = ["WebSocketFastLane", "router"]
 
@@ -74,21 +75,26 @@ async def _serve(websocket: WebSocket, task_id: str | None, app: FastAPI) -> Non
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
                 break
-            manager.touch(client_id)
+            subscriber.last_seen = time.monotonic()
             text = message.get("text")
             if text is None:
                 raw = message.get("bytes") or b""
                 text = raw.decode("utf-8", "replace")
             if len(text.encode()) > max_bytes:
                 await manager.disconnect(
-                    client_id, CloseCode.MESSAGE_TOO_BIG, f"frames are limited to {max_bytes} bytes"
+                    client_id,
+                    CloseCode.MESSAGE_TOO_BIG,
+                    f"frames are limited to {max_bytes} bytes",
+                    subscriber=subscriber,
                 )
                 return
+            if subscriber.state == SubscriberState.CLOSED:
+                break  # replaced by a newer connection, or cut: nothing more to answer
             _answer(manager, client_id, text)
     except WebSocketDisconnect:
         pass
     finally:
-        await manager.disconnect(client_id, CloseCode.NORMAL, "client left")
+        await manager.disconnect(client_id, CloseCode.NORMAL, "client left", subscriber=subscriber)
 
 
 def _answer(manager: ConnectionManager, client_id: str, text: str) -> None:

@@ -307,10 +307,13 @@ class ConnectionManager:
             remote_address=remote_address,
             pairs=True,
         )
+        subscriber = connection.subscriber
         try:
-            yield Following(connection.subscriber)
+            yield Following(subscriber)
         finally:
-            await self.disconnect(connection.subscriber.client_id, CloseCode.NORMAL, "stream ended")
+            await self.disconnect(
+                subscriber.client_id, CloseCode.NORMAL, "stream ended", subscriber=subscriber
+            )
 
     async def _open(
         self,
@@ -376,6 +379,8 @@ class ConnectionManager:
             ttl=self.offline.ttl,
         ):
             self._queue(subscriber, item)
+        if channel is not None:  # the greeting goes out now, with the 101 (one write)
+            self.flusher.write(subscriber, channel)
         if task_id is None:
             subscriber.delivery.begin_board()
             self.registry.follow(subscriber)
@@ -418,13 +423,23 @@ class ConnectionManager:
         return connection
 
     async def disconnect(
-        self, client_id: str, code: int = CloseCode.NORMAL, reason: str = ""
+        self,
+        client_id: str,
+        code: int = CloseCode.NORMAL,
+        reason: str = "",
+        *,
+        subscriber: Subscriber | None = None,
     ) -> bool:
         """Forget a connection, close it with ``code`` and start its offline-queue clock.
 
+        With ``subscriber``, only if that is still the client's connection (a connection
+        replaced by a newer one with the same client id leaves the newer one alone).
         Returns False if the client was not connected. Never raises for an already-closed
         socket.
         """
+        current = self.registry.get(client_id)
+        if current is None or (subscriber is not None and current.subscriber is not subscriber):
+            return False
         connection = self.registry.remove(client_id)
         if connection is None:
             return False
@@ -704,7 +719,8 @@ class ConnectionManager:
 
     async def _close_quietly(self, closer: Closer, code: int, reason: str) -> None:
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(closer(code, reason[:120]), timeout=self.close_timeout)
+            async with asyncio.timeout(self.close_timeout):
+                await closer(code, reason[:120])
 
     def _spawn(self, coroutine: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coroutine)

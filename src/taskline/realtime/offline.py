@@ -46,13 +46,21 @@ class OfflineQueues:
         queue.messages.append(frame)
 
     def went_offline(self, client_id: str, *, now: float) -> None:
-        """Start the expiry clock of the client's queue (created empty if needed)."""
-        queue = self._queues.setdefault(client_id, _Queue(deque()))
-        queue.offline_since = now
+        """Start the expiry clock of the client's queue, if it has one (a queue is made by
+        the first message for an offline client, its clock started then)."""
+        queue = self._queues.get(client_id)
+        if queue is not None:
+            queue.offline_since = now
 
     def take(self, client_id: str, *, now: float) -> QueuedMessages:
-        """Remove and return what is queued for a client that is back."""
-        self.expire(now=now)
+        """Remove and return what is queued for a client that is back (only this client's
+        queue is looked at: expiring the others is :meth:`expire`'s job)."""
+        queue = self._queues.get(client_id)
+        since = queue.offline_since if queue is not None else None
+        if queue is not None and since is not None and now - since > self.ttl:
+            del self._queues[client_id]
+            if queue.messages:
+                self._expired.add(client_id)
         if client_id in self._expired:
             self._expired.discard(client_id)
             return QueuedMessages(expired=True)

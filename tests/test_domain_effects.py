@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from taskline.domain import changes
 from taskline.domain.effects import (
     READ_FREE_EVENTS,
-    SERVER_ONLY_EVENTS,
     Effects,
     Facts,
     apply_event,
@@ -26,6 +25,7 @@ from taskline.domain.errors import InvalidInputError
 from taskline.domain.events import (
     CONNECTION_EVENTS,
     LOGGED_EVENTS,
+    SERVER_ONLY_EVENTS,
     STATUS_EVENTS,
     EventIn,
     WebSocketEventType,

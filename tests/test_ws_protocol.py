@@ -44,11 +44,6 @@ def _serve(tmp_path: Path, **options: Any) -> Iterator[LiveServer]:
 
 
 @pytest.fixture
-def sqlite_server(tmp_path: Path) -> Iterator[LiveServer]:
-    yield from _serve(tmp_path)
-
-
-@pytest.fixture
 def client(sqlite_server: LiveServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=sqlite_server.url, timeout=10) as http:
         yield http

@@ -19,6 +19,7 @@ import pytest
 
 from taskline.service.agui_gateway import task_id_for_thread
 from tests.support.databases import unavailable
+from tests.support.rest import publish
 from tests.support.server import LiveServer
 
 JS_DIR = Path(__file__).parent / "agui_js"
@@ -87,11 +88,6 @@ def test_js_client_runs_the_builtin_agent(
     assert roles[0] == "user" and "assistant" in roles and "tool" in roles
 
 
-def publish(http: httpx.Client, task_id: str, events: list[dict[str, Any]]) -> None:
-    response = http.post(f"/api/v1/tasks/{task_id}/events", json=events)
-    assert response.status_code == 200, response.text
-
-
 def test_js_client_joins_the_watch_stream_mid_run(node: str, sqlite_server: LiveServer) -> None:
     """GET /api/v1/tasks/{id}/agui?until=run_end joined with an open text message and an open
     tool call: the client accepts the prelude and the live rest, and the body ends."""
@@ -100,20 +96,18 @@ def test_js_client_joins_the_watch_stream_mid_run(node: str, sqlite_server: Live
     publish(
         http,
         task_id,
-        [
-            {"event_type": "task_started", "run_id": "run_watch1"},
-            {"event_type": "state.snapshot", "data": {"snapshot": {"files": []}}},
-            {"event_type": "message.start", "data": {"message_id": "m0"}},
-            {"event_type": "message.delta", "data": {"message_id": "m0", "delta": "Planned."}},
-            {"event_type": "message.end", "data": {"message_id": "m0"}},
-            {"event_type": "message.start", "data": {"message_id": "m1"}},
-            {"event_type": "message.delta", "data": {"message_id": "m1", "delta": "Read"}},
-            {
-                "event_type": "tool_call.start",
-                "data": {"tool_call_id": "c1", "name": "read_file", "parent_message_id": "m1"},
-            },
-            {"event_type": "tool_call.args", "data": {"tool_call_id": "c1", "delta": '{"pa'}},
-        ],
+        {"event_type": "task_started", "run_id": "run_watch1"},
+        {"event_type": "state.snapshot", "data": {"snapshot": {"files": []}}},
+        {"event_type": "message.start", "data": {"message_id": "m0"}},
+        {"event_type": "message.delta", "data": {"message_id": "m0", "delta": "Planned."}},
+        {"event_type": "message.end", "data": {"message_id": "m0"}},
+        {"event_type": "message.start", "data": {"message_id": "m1"}},
+        {"event_type": "message.delta", "data": {"message_id": "m1", "delta": "Read"}},
+        {
+            "event_type": "tool_call.start",
+            "data": {"tool_call_id": "c1", "name": "read_file", "parent_message_id": "m1"},
+        },
+        {"event_type": "tool_call.args", "data": {"tool_call_id": "c1", "delta": '{"pa'}},
     )
     outputs: list[dict[str, Any]] = []
     url = f"{sqlite_server.url}/api/v1/tasks/{task_id}/agui?until=run_end"
@@ -126,17 +120,15 @@ def test_js_client_joins_the_watch_stream_mid_run(node: str, sqlite_server: Live
     publish(
         http,
         task_id,
-        [
-            {"event_type": "tool_call.args", "data": {"tool_call_id": "c1", "delta": 'th":"a"}'}},
-            {"event_type": "tool_call.end", "data": {"tool_call_id": "c1", "result": "ok"}},
-            {"event_type": "message.delta", "data": {"message_id": "m1", "delta": "ing a."}},
-            {"event_type": "message.end", "data": {"message_id": "m1"}},
-            {
-                "event_type": "state.patch",
-                "data": {"patch": [{"op": "add", "path": "/files/-", "value": "a"}]},
-            },
-            {"event_type": "task_completed", "data": {"result": "done"}},
-        ],
+        {"event_type": "tool_call.args", "data": {"tool_call_id": "c1", "delta": 'th":"a"}'}},
+        {"event_type": "tool_call.end", "data": {"tool_call_id": "c1", "result": "ok"}},
+        {"event_type": "message.delta", "data": {"message_id": "m1", "delta": "ing a."}},
+        {"event_type": "message.end", "data": {"message_id": "m1"}},
+        {
+            "event_type": "state.patch",
+            "data": {"patch": [{"op": "add", "path": "/files/-", "value": "a"}]},
+        },
+        {"event_type": "task_completed", "data": {"result": "done"}},
     )
     reader.join(60)
     assert outputs, "the JS client did not finish (the body did not end)"

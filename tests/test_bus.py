@@ -17,7 +17,7 @@ import pytest
 from redis.asyncio import Redis
 
 import taskline.bus
-from taskline.bus import EventBus, MemoryNotifier, RedisNotifier, Subscription
+from taskline.bus import EventBus, HandlerSubscription, MemoryNotifier, RedisNotifier
 from taskline.domain.errors import InvalidInputError, StorageError
 from taskline.domain.events import EventIn, WebSocketEventType, WebSocketMessage
 from taskline.domain.ids import new_id
@@ -213,7 +213,7 @@ async def test_handler_unsubscription(bus: EventBus) -> None:
     """After unsubscribe the handler gets nothing more; a second unsubscribe returns False."""
     received = Recorder()
     subscription = bus.subscribe(E.TASK_UPDATED, received)
-    assert isinstance(subscription, Subscription)
+    assert isinstance(subscription, HandlerSubscription)
 
     await bus.emit_task_event("task_a", E.TASK_UPDATED)
     await bus.wait_for_handlers()

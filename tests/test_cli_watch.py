@@ -14,6 +14,7 @@ import httpx
 from taskline.cli.watch_view import WatchView
 from taskline.domain.events import WebSocketEventType, WebSocketMessage
 from taskline.domain.models import utc_now
+from tests.support.rest import publish
 from tests.support.server import LiveServer
 
 TASKLINE = str(Path(sys.executable).with_name("taskline"))
@@ -58,11 +59,6 @@ class Terminal:
             self.process.terminate()
             self.process.wait(10)
         os.close(self.fd)
-
-
-def publish(client: httpx.Client, task_id: str, *events: dict[str, object]) -> None:
-    response = client.post(f"/api/v1/tasks/{task_id}/events", json=list(events))
-    assert response.status_code == 200, response.text
 
 
 def test_watch_shows_progress_tool_calls_and_text_live(sqlite_server: LiveServer) -> None:

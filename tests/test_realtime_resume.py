@@ -10,13 +10,9 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from taskline.settings import Settings
+from tests.support.rest import new_task
 from tests.support.server import LiveServer
 from tests.support.ws import collect_events, open_ws, receive, receive_until
-
-
-def new_task(client: httpx.Client) -> str:
-    task_id: str = client.post("/api/v1/tasks/", json={"title": "t"}).json()["id"]
-    return task_id
 
 
 def publish_progress(client: httpx.Client, task_id: str, count: int) -> int:

@@ -10,23 +10,10 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from taskline.settings import Settings
+from tests.support.rest import new_task, publish
 from tests.support.server import LiveServer
 from tests.support.waiting import async_wait_until
 from tests.support.ws import collect_events, open_ws, receive, receive_until
-
-
-def new_task(client: httpx.Client, title: str = "Live task") -> str:
-    response = client.post("/api/v1/tasks/", json={"title": title})
-    assert response.status_code == 201
-    task_id: str = response.json()["id"]
-    return task_id
-
-
-def publish(client: httpx.Client, task_id: str, events: list[dict[str, Any]]) -> list[int]:
-    response = client.post(f"/api/v1/tasks/{task_id}/events", json={"events": events})
-    assert response.status_code == 200, response.text
-    seqs: list[int] = response.json()["seqs"]
-    return seqs
 
 
 def progress(n: int) -> dict[str, Any]:
@@ -49,7 +36,7 @@ async def test_connection_established_then_live_events(
         assert data["task_id"] == task_id and data["client_id"].startswith("client_")
         assert data["last_seq"] == 1  # task_created
         assert data["epoch"] and data["server_time"]
-        publish(client, task_id, [progress(50)])
+        publish(client, task_id, progress(50))
         event = await receive(ws)
         assert (event["event_type"], event["seq"], event["task_id"]) == (
             "progress_update",
@@ -86,7 +73,7 @@ async def test_three_clients_receive_a_broadcast_in_seq_order(
     async with open_ws(url) as a, open_ws(url) as b, open_ws(url) as c:
         for ws in (a, b, c):
             await receive_until(ws, "connection_established")
-        seqs = publish(client, task_id, [progress(i) for i in range(30)])
+        seqs = publish(client, task_id, *[progress(i) for i in range(30)])
         for ws in (a, b, c):
             events = await collect_events(ws, seqs[-1])
             assert [e["seq"] for e in events] == seqs
@@ -95,11 +82,11 @@ async def test_three_clients_receive_a_broadcast_in_seq_order(
 async def test_since_replays_then_continues_live(server: LiveServer, client: httpx.Client) -> None:
     """since=N replays every event after N, then live ones follow without a gap."""
     task_id = new_task(client)
-    publish(client, task_id, [progress(i) for i in range(9)])  # seqs 2..10
+    publish(client, task_id, *[progress(i) for i in range(9)])  # seqs 2..10
     async with open_ws(f"{server.ws_url}/ws/tasks/{task_id}?since=4") as ws:
         replayed = await collect_events(ws, 10)
         assert [e["seq"] for e in replayed] == list(range(5, 11))
-        publish(client, task_id, [progress(1)])
+        publish(client, task_id, progress(1))
         assert (await collect_events(ws, 11))[-1]["seq"] == 11
 
 
@@ -205,7 +192,7 @@ async def test_malformed_frames_get_errors_and_the_server_stays_healthy(
             assert error["event_type"] == "error"
             codes.append(error["data"]["code"])
         assert set(codes) == {"invalid_json", "unknown_type"}
-        seqs = publish(client, task_id, [progress(1)])
+        seqs = publish(client, task_id, progress(1))
         assert (await collect_events(noisy, seqs[-1]))[-1]["seq"] == seqs[-1]
         assert (await collect_events(bystander, seqs[-1]))[-1]["seq"] == seqs[-1]
     assert client.get("/health").json()["status"] == "ok"
@@ -302,15 +289,13 @@ async def test_events_update_task_state(client: httpx.Client) -> None:
     publish(
         client,
         task_id,
-        [
-            {"event_type": "task_started"},
-            {"event_type": "progress_update", "data": {"progress": 0.4, "confidence": 0.7}},
-            {"event_type": "state.snapshot", "data": {"snapshot": {"files": []}}},
-            {
-                "event_type": "state.patch",
-                "data": {"patch": [{"op": "add", "path": "/files/-", "value": "a.md"}]},
-            },
-        ],
+        {"event_type": "task_started"},
+        {"event_type": "progress_update", "data": {"progress": 0.4, "confidence": 0.7}},
+        {"event_type": "state.snapshot", "data": {"snapshot": {"files": []}}},
+        {
+            "event_type": "state.patch",
+            "data": {"patch": [{"op": "add", "path": "/files/-", "value": "a.md"}]},
+        },
     )
     task = client.get(f"/api/v1/tasks/{task_id}").json()
     assert (task["status"], task["progress"], task["confidence"]) == ("in_progress", 0.4, 0.7)
@@ -343,11 +328,11 @@ async def test_batch_mode_delivers_arrays_in_seq_order(
     """With batch=1 every frame is a JSON array; replayed and live events arrive once, in
     order, whatever the batching."""
     task_id = new_task(client)
-    publish(client, task_id, [progress(i) for i in range(5)])  # seqs 2..6
+    publish(client, task_id, *[progress(i) for i in range(5)])  # seqs 2..6
     async with open_ws(f"{server.ws_url}/ws/tasks/{task_id}?since=0&batch=1") as ws:
         seqs: list[int] = []
         publishing = asyncio.get_running_loop().run_in_executor(
-            None, lambda: [publish(client, task_id, [progress(i)] * 7) for i in range(20)]
+            None, lambda: [publish(client, task_id, *[progress(i)] * 7) for i in range(20)]
         )
         while not seqs or seqs[-1] < 6 + 140:
             frame = json.loads(await asyncio.wait_for(ws.recv(), 10))

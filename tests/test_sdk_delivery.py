@@ -4,13 +4,11 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any, Self
 
 import pytest
 
 from taskline.sdk import AsyncClient, Backoff, DeliveryOptions, DeliveryTimeoutError, InvalidEvent
-from taskline.settings import Settings
 from tests.support.server import LiveServer
 from tests.support.waiting import WAIT, async_wait_until
 
@@ -18,14 +16,9 @@ FAST_RETRY = Backoff(initial=0.05, maximum=0.5)
 
 
 @pytest.fixture
-def server(sqlite_url: str) -> Iterator[LiveServer]:
-    """A server this test may stop and start (same port, same database)."""
-    live = LiveServer(Settings(database_url=sqlite_url))
-    live.start()
-    try:
-        yield live
-    finally:
-        live.stop()
+def server(sqlite_server: LiveServer) -> LiveServer:
+    """A server this test may stop and start (same port, same database): SQLite only."""
+    return sqlite_server
 
 
 class HeldBatches:

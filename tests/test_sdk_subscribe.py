@@ -1,7 +1,6 @@
 """SDK subscriptions against a real server: resume across restarts, gaps, refusals."""
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,14 +15,9 @@ FAST_RETRY = Backoff(initial=0.05, maximum=0.5)
 
 
 @pytest.fixture
-def server(sqlite_url: str) -> Iterator[LiveServer]:
-    """A server this test may restart (same port, same database)."""
-    live = LiveServer(Settings(database_url=sqlite_url))
-    live.start()
-    try:
-        yield live
-    finally:
-        live.stop()
+def server(sqlite_server: LiveServer) -> LiveServer:
+    """A server this test may restart (same port, same database): SQLite only."""
+    return sqlite_server
 
 
 def progress(count: int, start: int = 0) -> list[dict[str, object]]:

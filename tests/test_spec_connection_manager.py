@@ -7,14 +7,10 @@ import httpx
 import pytest
 from websockets.exceptions import InvalidStatus
 
+from tests.support.rest import new_task
 from tests.support.server import LiveServer
 from tests.support.waiting import async_wait_until
 from tests.support.ws import collect_events, open_ws, receive, receive_until
-
-
-def new_task(client: httpx.Client) -> str:
-    task_id: str = client.post("/api/v1/tasks/", json={"title": "spec"}).json()["id"]
-    return task_id
 
 
 def status(client: httpx.Client) -> dict[str, object]:

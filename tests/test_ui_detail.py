@@ -16,11 +16,10 @@ from taskline.settings import Settings
 from tests.support.browser import (
     LIVE_MS,
     browser_fixture,  # noqa: F401 (fixture)
-    create_task,
     page_factory_fixture,  # noqa: F401 (fixture)
     playwright_api,
-    publish,
 )
+from tests.support.rest import create_task, publish
 from tests.support.server import LiveServer
 
 if TYPE_CHECKING:

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from taskline.domain.events import STATUS_EVENTS
 from tests.support.browser import (
     browser_fixture,  # noqa: F401 (fixture)
     page_factory_fixture,  # noqa: F401 (fixture)
@@ -168,3 +169,11 @@ def test_event_summaries_and_groups(page: "Page") -> None:
         ["ana: hi", "messages"],
         ["→ Paused", "task"],
     ]
+
+
+def test_the_ui_moves_statuses_as_the_server_does(page: "Page") -> None:
+    """format.js's STATUS_OF_EVENT (the UI's one copy) is domain.events.STATUS_EVENTS."""
+    mapping = page.evaluate(
+        """async () => ({...(await import('/ui/js/format.js')).STATUS_OF_EVENT})"""
+    )
+    assert mapping == {kind.value: status for kind, status in STATUS_EVENTS.items()}

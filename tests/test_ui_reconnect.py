@@ -20,10 +20,10 @@ from taskline.store.database import Database
 from tests.support.browser import (
     SCALE,
     browser_fixture,  # noqa: F401 (fixture)
-    create_task,
     page_factory_fixture,  # noqa: F401 (fixture)
     playwright_api,
 )
+from tests.support.rest import create_task
 from tests.support.server import LiveServer
 
 if TYPE_CHECKING:

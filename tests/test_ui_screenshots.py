@@ -9,11 +9,10 @@ import httpx
 from tests.support.browser import (
     SCREENSHOTS,
     browser_fixture,  # noqa: F401 (fixture)
-    create_task,
     page_factory_fixture,  # noqa: F401 (fixture)
     playwright_api,
-    publish,
 )
+from tests.support.rest import create_task, publish
 from tests.support.server import LiveServer
 
 if TYPE_CHECKING:

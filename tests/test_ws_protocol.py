@@ -21,22 +21,9 @@ from websockets.exceptions import InvalidStatus
 
 from taskline.realtime.channel import text_frame
 from taskline.settings import Settings
+from tests.support.rest import new_task, publish
 from tests.support.server import LiveServer
 from tests.support.ws import collect_events, open_ws, receive, receive_until
-
-
-def new_task(client: httpx.Client) -> str:
-    response = client.post("/api/v1/tasks/", json={"title": "Protocol task"})
-    assert response.status_code == 201
-    task_id: str = response.json()["id"]
-    return task_id
-
-
-def publish(client: httpx.Client, task_id: str, events: list[dict[str, Any]]) -> list[int]:
-    response = client.post(f"/api/v1/tasks/{task_id}/events", json={"events": events})
-    assert response.status_code == 200, response.text
-    seqs: list[int] = response.json()["seqs"]
-    return seqs
 
 
 def custom(n: int) -> dict[str, Any]:
@@ -54,11 +41,6 @@ def _serve(tmp_path: Path, **options: Any) -> Iterator[LiveServer]:
         yield live
     finally:
         live.stop()
-
-
-@pytest.fixture
-def sqlite_server(tmp_path: Path) -> Iterator[LiveServer]:
-    yield from _serve(tmp_path)
 
 
 @pytest.fixture
@@ -212,7 +194,7 @@ async def test_events_committed_within_the_flush_interval_share_one_frame(tmp_pa
             async with open_ws(f"{live.ws_url}/ws/tasks/{task_id}?batch=1") as ws:
                 first = json.loads(await asyncio.wait_for(ws.recv(), 10))
                 assert [m["event_type"] for m in first] == ["connection_established"]
-                seqs = [publish(http, task_id, [custom(k)])[0] for k in range(3)]
+                seqs = [publish(http, task_id, custom(k))[0] for k in range(3)]
                 frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
         assert [m["seq"] for m in frame] == seqs == [2, 3, 4]
 
@@ -240,7 +222,7 @@ async def test_three_clients_get_every_event_in_order(tmp_path: Path, path: str)
                     await receive_until(ws, "connection_established")
                 await asyncio.wait_for(three.recv(), 10)
                 for k in range(10):
-                    publish(http, task_id, [custom(k * 3 + i) for i in range(3)])
+                    publish(http, task_id, *[custom(k * 3 + i) for i in range(3)])
                 singles = [await collect_events(ws, 31) for ws in (one, two)]
                 batched: list[int] = []
                 while not batched or batched[-1] < 31:

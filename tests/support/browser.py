@@ -11,7 +11,7 @@ Fixtures (import them into a test module to use them):
   (separate storage, like two people), closing them after the test and failing the test
   if a page threw an uncaught error.
 
-Helpers ``create_task`` and ``publish`` set a scene through the REST API.
+``tests.support.rest`` sets a scene through the REST API.
 """
 
 import os
@@ -35,11 +35,9 @@ __all__ = [
     "SCALE",
     "SCREENSHOTS",
     "browser_fixture",
-    "create_task",
     "launch_chromium",
     "page_factory_fixture",
     "playwright_api",
-    "publish",
 ]
 
 CHROMIUM = Path(os.environ.get("TASKLINE_CHROMIUM", "/usr/bin/chromium"))
@@ -134,22 +132,3 @@ def page_factory_fixture(browser: "Browser") -> Iterator[Callable[..., "Page"]]:
     for context in contexts:
         context.close()
     assert not errors, f"uncaught errors in the page: {errors}"
-
-
-# --- helpers for UI tests: making tasks and publishing events through the REST API ----------
-
-
-def create_task(client: Any, title: str = "Watch me", **fields: Any) -> dict[str, Any]:
-    """Create a task over HTTP (``client`` is an ``httpx.Client``) and return it."""
-    response = client.post("/api/v1/tasks/", json={"title": title, **fields})
-    assert response.status_code == 201, response.text
-    task: dict[str, Any] = response.json()
-    return task
-
-
-def publish(client: Any, task_id: str, *events: dict[str, Any]) -> list[int]:
-    """Publish events to a task's log (the agents' wire); return their seqs."""
-    response = client.post(f"/api/v1/tasks/{task_id}/events", json=list(events))
-    assert response.status_code == 200, response.text
-    seqs: list[int] = response.json()["seqs"]
-    return seqs

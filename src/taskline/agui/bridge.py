@@ -35,13 +35,11 @@ from typing import Any
 import httpx
 from ag_ui.core import RunAgentInput, UserMessage
 
-from taskline.agui.translate import parse_agui
+from taskline.agui.translate import TERMINAL_TYPES, parse_agui
 from taskline.domain.errors import InvalidInputError
 from taskline.domain.ids import new_id
 
 __all__ = ["BridgeError", "BridgeResult", "attach", "sse_events"]
-
-_TERMINAL = {"RUN_FINISHED", "RUN_ERROR"}
 
 
 class BridgeError(Exception):
@@ -199,7 +197,7 @@ async def attach(
                     async for data in sse_events(response.aiter_text()):
                         kind = await _take(data, recorder, result, on_event, on_warning)
                         started = started or kind == "RUN_STARTED"
-                        if kind in _TERMINAL:
+                        if kind in TERMINAL_TYPES:
                             result.terminal = kind
                             break
             except httpx.HTTPError as exc:

@@ -31,7 +31,7 @@ from ag_ui.core import (
     ToolMessage,
 )
 
-from taskline.agui.translate import to_agui
+from taskline.agui.translate import TERMINAL_TYPES, to_agui
 from taskline.domain.events import WebSocketMessage
 
 __all__ = ["RunView"]
@@ -78,7 +78,7 @@ class RunView:
                 self._start(event)
             elif not self.open:
                 continue  # nothing may stand outside a run
-            elif kind in {"RUN_FINISHED", "RUN_ERROR"}:
+            elif kind in TERMINAL_TYPES:
                 self.open = False
                 self.text.clear()
                 self.calls.clear()

@@ -54,10 +54,12 @@ from pydantic import TypeAdapter, ValidationError
 from taskline.domain.errors import InvalidInputError
 from taskline.domain.events import EventIn, WebSocketEventType, WebSocketMessage
 
-__all__ = ["AGUI_KEY", "from_agui", "parse_agui", "to_agui"]
+__all__ = ["AGUI_KEY", "TERMINAL_TYPES", "from_agui", "parse_agui", "to_agui"]
 
 E = WebSocketEventType
 AGUI_KEY = "agui"  #: where an ingested event's original AG-UI JSON is kept in ``data``
+#: The AG-UI event types that end a run: nothing of that run may follow them.
+TERMINAL_TYPES = frozenset({"RUN_FINISHED", "RUN_ERROR"})
 _EVENTS: TypeAdapter[Any] = TypeAdapter(Event)
 _ADAPTER_CACHE: dict[str, TypeAdapter[Any]] = {}
 

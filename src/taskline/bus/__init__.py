@@ -6,7 +6,7 @@ It may import only :mod:`taskline.domain`; the app injects how events are persis
 from taskline.bus.event_bus import Attribution, BusState, EventBus, PersistEvents
 from taskline.bus.notifier import BatchCallback, MemoryNotifier, Notifier
 from taskline.bus.redis_notifier import RedisNotifier
-from taskline.bus.subscription import Handler, Subscription
+from taskline.bus.subscription import Handler, HandlerSubscription
 
 __all__ = [
     "Attribution",
@@ -14,9 +14,9 @@ __all__ = [
     "BusState",
     "EventBus",
     "Handler",
+    "HandlerSubscription",
     "MemoryNotifier",
     "Notifier",
     "PersistEvents",
     "RedisNotifier",
-    "Subscription",
 ]

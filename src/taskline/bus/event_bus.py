@@ -36,7 +36,7 @@ from pydantic_core import PydanticSerializationError
 
 from taskline.bus.history import EventHistory
 from taskline.bus.notifier import BatchCallback, MemoryNotifier, Notifier
-from taskline.bus.subscription import Handler, HandlerRunner, Subscription
+from taskline.bus.subscription import Handler, HandlerRunner, HandlerSubscription
 from taskline.domain.errors import InvalidInputError, StorageError
 from taskline.domain.events import (
     LOGGED_EVENTS,
@@ -57,6 +57,7 @@ logger = logging.getLogger(__name__)
 PersistEvents = Callable[[str, list[EventIn]], Awaitable[list[WebSocketMessage]]]
 
 ALL_TYPES = "*"
+_Key = tuple[WebSocketEventType | None, str | None]
 
 
 class _Origin(TypedDict, total=False):
@@ -131,7 +132,8 @@ class EventBus:
         self._history = EventHistory(history_size)
         self._queue_size = handler_queue_size
         self._runner = HandlerRunner(timeout=handler_timeout)
-        self._index: dict[tuple[WebSocketEventType | None, str | None], list[Subscription]] = {}
+        #: subscriptions by their key, (event type or None, task id or None)
+        self._index: dict[_Key, list[HandlerSubscription]] = {}
         self._listeners: list[BatchCallback] = []
         self._state = BusState.NEW
         # statistics
@@ -196,7 +198,7 @@ class EventBus:
         event_type: WebSocketEventType | str | None,
         handler: Handler,
         task_id: str | None = None,
-    ) -> Subscription:
+    ) -> HandlerSubscription:
         """Call ``handler`` with each committed event of ``event_type`` on ``task_id``.
 
         ``event_type`` ``None`` or ``"*"`` means every type; ``task_id`` ``None`` every task.
@@ -213,11 +215,11 @@ class EventBus:
             if event_type is None or event_type == ALL_TYPES
             else _event_type(event_type, loggable=True)
         )
-        subscription = Subscription(kind, handler, task_id, queue_size=self._queue_size)
+        subscription = HandlerSubscription(kind, handler, task_id, queue_size=self._queue_size)
         self._index.setdefault(subscription.key, []).append(subscription)
         return subscription
 
-    def unsubscribe(self, subscription: Subscription) -> bool:
+    def unsubscribe(self, subscription: HandlerSubscription) -> bool:
         """Stop ``subscription``: queued calls are discarded, a running call may finish.
 
         Returns False if it was not subscribed to this bus (or already unsubscribed).
@@ -493,7 +495,7 @@ class EventBus:
                     batch[0].task_id,
                 )
 
-    def _matching(self, message: WebSocketMessage) -> Iterator[Subscription]:
+    def _matching(self, message: WebSocketMessage) -> Iterator[HandlerSubscription]:
         keys = {
             (None, None),
             (message.event_type, None),

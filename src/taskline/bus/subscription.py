@@ -1,7 +1,8 @@
 """Subscriptions and the workers that run their handlers.
 
-Each :class:`Subscription` has its own bounded queue and, once a message arrives, its own
-worker task, so:
+Each :class:`HandlerSubscription` (a handler registered with ``EventBus.subscribe``; not the
+SDK's live stream, :class:`taskline.sdk.Subscription`) has its own bounded queue and, once a
+message arrives, its own worker task, so:
 
 * a handler sees messages one at a time, in the order they reached the bus;
 * a slow or failing handler delays only its own subscription, never the publisher or the
@@ -24,7 +25,7 @@ from typing import Any
 from taskline.domain.events import WebSocketEventType, WebSocketMessage
 from taskline.domain.ids import new_id
 
-__all__ = ["Handler", "HandlerCounters", "HandlerRunner", "Subscription"]
+__all__ = ["Handler", "HandlerCounters", "HandlerRunner", "HandlerSubscription"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ logger = logging.getLogger(__name__)
 Handler = Callable[[WebSocketMessage], Awaitable[None] | None]
 
 
-class Subscription:
+class HandlerSubscription:
     """A handler registered on an :class:`~taskline.bus.EventBus` by ``subscribe``.
 
     Pass it to ``unsubscribe`` to stop it. ``event_type`` ``None`` matches every type and
@@ -79,7 +80,9 @@ class Subscription:
         kind = self.event_type.value if self.event_type is not None else "*"
         task = self.task_id or "*"
         state = "active" if self.active else "inactive"
-        return f"<Subscription {self.id} {kind} task={task} {state} handler={self.handler!r}>"
+        return (
+            f"<HandlerSubscription {self.id} {kind} task={task} {state} handler={self.handler!r}>"
+        )
 
     @property
     def key(self) -> tuple[WebSocketEventType | None, str | None]:
@@ -129,7 +132,7 @@ class HandlerRunner:
         """Handler calls queued or running."""
         return self._pending
 
-    def offer(self, subscription: Subscription, message: WebSocketMessage) -> bool:
+    def offer(self, subscription: HandlerSubscription, message: WebSocketMessage) -> bool:
         """Queue ``message`` for ``subscription``'s handler; never waits.
 
         Returns False, counting a drop, when the subscription's queue is full, and False
@@ -158,7 +161,7 @@ class HandlerRunner:
             subscription._worker = self._spawn(self._work(subscription), subscription.id)
         return True
 
-    def stop(self, subscription: Subscription) -> None:
+    def stop(self, subscription: HandlerSubscription) -> None:
         """Discard ``subscription``'s queued messages; its worker ends after the running call."""
         subscription.active = False
         discarded = 0
@@ -201,7 +204,7 @@ class HandlerRunner:
             self._pending = 0
             self._idle.set()
 
-    async def _work(self, subscription: Subscription) -> None:
+    async def _work(self, subscription: HandlerSubscription) -> None:
         queue = subscription._queue
         while True:
             message = await queue.get()
@@ -212,7 +215,7 @@ class HandlerRunner:
             finally:
                 self._done(1)
 
-    async def _call(self, subscription: Subscription, message: WebSocketMessage) -> None:
+    async def _call(self, subscription: HandlerSubscription, message: WebSocketMessage) -> None:
         subscription.calls += 1
         self.counters.calls += 1
         deadline = asyncio.timeout(self.timeout)

@@ -11,6 +11,7 @@ import threading
 
 from taskline.agent.files import SAMPLE_DOCS
 from taskline.agent.runner import review_folder
+from taskline.domain.status import TERMINAL_STATUSES
 from taskline.sdk import AsyncClient, TasklineClientError
 
 __all__ = ["start_demo_agent"]
@@ -41,7 +42,7 @@ async def _run_demo(url: str, delay: float) -> None:
             await review_folder(client, task.id, SAMPLE_DOCS, step_delay=delay)
             await asyncio.sleep(DEMO_PAUSE)
             current = await client.get_task(task.id)
-            if current.status.value not in {"completed", "cancelled", "failed"}:
+            if current.status not in TERMINAL_STATUSES:
                 return  # someone else is driving it now
             # start over on the same task: reopened, with its plan cleared
             await client.replace_task(

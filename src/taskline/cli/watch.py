@@ -19,6 +19,7 @@ from rich.text import Text
 from taskline.cli.context import CliState
 from taskline.cli.errors import CliError, ExitCode
 from taskline.cli.watch_view import WatchView
+from taskline.domain.status import TERMINAL_STATUSES
 from taskline.sdk import AsyncClient, NotFound
 
 __all__ = ["watch"]
@@ -32,7 +33,6 @@ _STATUS_STYLE = {
     "cancelled": "magenta",
 }
 _CONNECTION_STYLE = {"live": "green", "connecting": "yellow", "reconnecting": "yellow"}
-_FINISHED = {"completed", "failed", "cancelled"}
 
 
 def render(view: WatchView) -> Panel:
@@ -94,7 +94,7 @@ async def _follow(url: str, timeout: float, task_id: str, once: bool, console: C
                         view.connection = subscription.state.value
                         view.apply(event)
                         live.update(render(view))
-                        if once and view.status in _FINISHED:
+                        if once and view.status in TERMINAL_STATUSES:
                             return
             finally:
                 indicator.cancel()

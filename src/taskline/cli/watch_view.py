@@ -4,20 +4,12 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from taskline.domain.events import WebSocketEventType, WebSocketMessage
+from taskline.domain.events import STATUS_EVENTS, WebSocketEventType, WebSocketMessage
 from taskline.domain.models import Task
 
 __all__ = ["ToolCallLine", "WatchView"]
 
 E = WebSocketEventType
-_STATUS_OF = {
-    E.TASK_STARTED: "in_progress",
-    E.TASK_RESUMED: "in_progress",
-    E.TASK_PAUSED: "paused",
-    E.TASK_COMPLETED: "completed",
-    E.TASK_FAILED: "failed",
-    E.TASK_CANCELLED: "cancelled",
-}
 
 
 @dataclass(slots=True)
@@ -69,8 +61,8 @@ class WatchView:
                 self.confidence = float(data["confidence"])
         elif kind == E.CONFIDENCE_UPDATE:
             self.confidence = float(data["confidence"])
-        elif kind in _STATUS_OF:
-            self.status = _STATUS_OF[kind]
+        elif kind in STATUS_EVENTS:
+            self.status = STATUS_EVENTS[kind]
             if kind == E.TASK_COMPLETED:
                 self.progress = 1.0
         elif kind in {E.TASK_UPDATED, E.TASK_CREATED} and isinstance(data.get("task"), dict):

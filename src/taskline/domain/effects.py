@@ -28,6 +28,7 @@ import jsonpatch
 from taskline.domain.errors import ConflictError, InvalidInputError
 from taskline.domain.events import (
     LOGGED_EVENTS,
+    SERVER_ONLY_EVENTS,
     STATUS_EVENTS,
     EventIn,
     WebSocketEventType,
@@ -37,7 +38,6 @@ from taskline.domain.status import AgentStatus, TaskStatus, check_transition, st
 
 __all__ = [
     "READ_FREE_EVENTS",
-    "SERVER_ONLY_EVENTS",
     "Effects",
     "Facts",
     "apply_event",
@@ -47,9 +47,6 @@ __all__ = [
 ]
 
 E = WebSocketEventType
-
-#: Events only the server itself writes (from REST changes); publishers may not send them.
-SERVER_ONLY_EVENTS = frozenset({E.TASK_CREATED, E.TASK_DELETED})
 
 #: Event types whose effect on the task follows from their data alone (or that have none).
 #: A batch of only these, without event ids, needs nothing read before it is written.

@@ -31,6 +31,7 @@ __all__ = [
     "CONNECTION_EVENTS",
     "DATA_SCHEMAS",
     "LOGGED_EVENTS",
+    "SERVER_ONLY_EVENTS",
     "STATUS_EVENTS",
     "ConnectionInfo",
     "EventIn",
@@ -99,6 +100,8 @@ CONNECTION_EVENTS = frozenset(
 )
 #: Types a task's log may hold (``error`` may be logged by an agent reporting a failure).
 LOGGED_EVENTS = frozenset(set(E) - CONNECTION_EVENTS)
+#: Logged types only the server itself writes (from REST changes); publishers may not send them.
+SERVER_ONLY_EVENTS = frozenset({E.TASK_CREATED, E.TASK_DELETED})
 
 #: Task status each status event moves the task to.
 STATUS_EVENTS: dict[WebSocketEventType, str] = {

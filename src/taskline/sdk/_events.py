@@ -11,15 +11,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from taskline.domain.errors import InvalidInputError
-from taskline.domain.events import LOGGED_EVENTS, WebSocketEventType, validate_data
+from taskline.domain.events import (
+    LOGGED_EVENTS,
+    SERVER_ONLY_EVENTS,
+    WebSocketEventType,
+    validate_data,
+)
 from taskline.domain.ids import new_id
 from taskline.sdk._errors import InvalidEvent
 from taskline.sdk._http import jsonable
 
 __all__ = ["BuiltEvent", "build_event", "event_type"]
-
-#: Types only the server writes (from REST changes); the server refuses them from publishers.
-_SERVER_ONLY = frozenset({WebSocketEventType.TASK_CREATED, WebSocketEventType.TASK_DELETED})
 
 
 class BuiltEvent:
@@ -43,7 +45,7 @@ def event_type(value: str | WebSocketEventType) -> WebSocketEventType:
             f"event_type: {kind.value!r} is a connection message and cannot be logged",
             field="event_type",
         )
-    if kind in _SERVER_ONLY:
+    if kind in SERVER_ONLY_EVENTS:
         raise InvalidEvent(
             f"event_type: {kind.value!r} is written by the server", field="event_type"
         )

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Self
 from taskline.domain.events import WebSocketEventType
 from taskline.domain.ids import new_id
 from taskline.domain.models import Agent, Task
-from taskline.domain.status import AgentStatus, TaskStatus
+from taskline.domain.status import TERMINAL_STATUSES, AgentStatus, TaskStatus
 from taskline.sdk._agent import AgentLink
 from taskline.sdk._config import CLIENT_DEFAULT, ClientDefault
 from taskline.sdk._errors import RunStateError, TasklineClientError
@@ -60,7 +60,6 @@ E = WebSocketEventType
 MessageCallback = Callable[[HumanMessage], Awaitable[None] | None]
 CommandCallback = Callable[[Command], Awaitable[None] | None]
 
-_FINISHED = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
 #: Seconds that leaving a run waits for still-running async callbacks before cancelling them.
 _CALLBACK_GRACE = 5.0
 
@@ -287,7 +286,7 @@ class Run:
     ) -> None:
         if self.phase is not RunPhase.RUNNING:
             return
-        open_task = self._outcome is None and self._task_status not in _FINISHED
+        open_task = self._outcome is None and self._task_status not in TERMINAL_STATUSES
         try:
             if exc is None:
                 if open_task:

@@ -4,7 +4,7 @@
  * @module event-summary
  */
 
-import { STATUS_LABELS, duration, percent, shortJson } from './format.js';
+import { STATUS_LABELS, STATUS_OF_EVENT, duration, percent, shortJson } from './format.js';
 
 /** Timeline filter groups → the event types they show (`other`: everything not listed). */
 export const EVENT_GROUPS = Object.freeze({
@@ -33,15 +33,6 @@ export function groupOf(event) {
   if (event.event_type === 'custom' && event.data?.name === 'task_message') return 'messages';
   return GROUP_OF.get(event.event_type) ?? 'other';
 }
-
-const STATUS_EVENTS = {
-  task_started: 'in_progress',
-  task_resumed: 'in_progress',
-  task_paused: 'paused',
-  task_completed: 'completed',
-  task_failed: 'failed',
-  task_cancelled: 'cancelled',
-};
 
 /**
  * A short description of an event.
@@ -105,9 +96,9 @@ export function summarize(event) {
     case 'error':
       return d.message || 'error';
     default:
-      if (STATUS_EVENTS[event.event_type]) {
+      if (STATUS_OF_EVENT[event.event_type]) {
         const reason = d.reason || d.error || '';
-        return `→ ${STATUS_LABELS[STATUS_EVENTS[event.event_type]]}${reason ? `: ${reason}` : ''}`;
+        return `→ ${STATUS_LABELS[STATUS_OF_EVENT[event.event_type]]}${reason ? `: ${reason}` : ''}`;
       }
       return shortJson(d, 140);
   }

@@ -19,6 +19,7 @@ from taskline.domain.models import Agent, Task, TaskPage
 from taskline.domain.status import AgentStatus, TaskStatus
 
 __all__ = [
+    "STATUS_STYLE",
     "agent_table",
     "echo_json",
     "percent",
@@ -33,7 +34,8 @@ __all__ = [
 PIPE_WIDTH = 160
 NONE = "—"
 
-_STATUS_STYLE = {
+#: How each task status is shown (watch and tables).
+STATUS_STYLE: dict[str, str] = {
     TaskStatus.PENDING: "white",
     TaskStatus.IN_PROGRESS: "cyan",
     TaskStatus.PAUSED: "yellow",
@@ -84,7 +86,7 @@ def when(moment: datetime | None) -> str:
 
 
 def _status(status: TaskStatus) -> Text:
-    return Text(status.value, style=_STATUS_STYLE.get(status, ""))
+    return Text(status.value, style=STATUS_STYLE.get(status, ""))
 
 
 def _or_none(value: str | None) -> Text:

@@ -18,20 +18,13 @@ from rich.text import Text
 
 from taskline.cli.context import CliState
 from taskline.cli.errors import CliError, ExitCode
+from taskline.cli.output import STATUS_STYLE
 from taskline.cli.watch_view import WatchView
 from taskline.domain.status import TERMINAL_STATUSES
 from taskline.sdk import AsyncClient, NotFound
 
 __all__ = ["watch"]
 
-_STATUS_STYLE = {
-    "pending": "white",
-    "in_progress": "cyan",
-    "paused": "yellow",
-    "completed": "green",
-    "failed": "red",
-    "cancelled": "magenta",
-}
 _CONNECTION_STYLE = {"live": "green", "connecting": "yellow", "reconnecting": "yellow"}
 
 
@@ -40,7 +33,7 @@ def render(view: WatchView) -> Panel:
     header = Table.grid(expand=True)
     header.add_column()
     header.add_column(justify="right")
-    status = Text(view.status, style=_STATUS_STYLE.get(view.status, "white"))
+    status = Text(view.status, style=STATUS_STYLE.get(view.status, "white"))
     connection = Text(f"● {view.connection}", style=_CONNECTION_STYLE.get(view.connection, "red"))
     header.add_row(Text.assemble("Status: ", status), connection)
     bar = Table.grid(expand=True)

@@ -37,6 +37,7 @@ from taskline.domain.events import (
 from taskline.domain.status import AgentStatus, TaskStatus, check_transition, status_timestamps
 
 __all__ = [
+    "NEEDS_STATE",
     "READ_FREE_EVENTS",
     "Effects",
     "Facts",

@@ -67,7 +67,7 @@ from ag_ui.core import (
 from pydantic import ValidationError
 
 from taskline.agent.runner import DEFAULT_AGENT_ID, review_folder
-from taskline.agui.translate import AGUI_KEY, to_agui
+from taskline.agui.translate import AGUI_KEY, TERMINAL_TYPES, to_agui
 from taskline.domain.actors import Actor
 from taskline.domain.errors import (
     ConflictError,
@@ -94,7 +94,6 @@ logger = logging.getLogger("taskline.agui")
 E = WebSocketEventType
 #: Who the gateway's own changes are made by (a task created for a thread, a run failed).
 _ACTOR = Actor.system("agui-gateway")
-_TERMINAL = {"RUN_FINISHED", "RUN_ERROR"}
 _WORD = re.compile(r"[a-z0-9]{3,}")
 
 
@@ -296,7 +295,7 @@ class AguiGateway:
                         update={"thread_id": run_input.thread_id, "run_id": run_input.run_id}
                     )
                 yield event
-                if event.type.value in _TERMINAL:
+                if event.type.value in TERMINAL_TYPES:
                     return
             yield RunErrorEvent(message="the run ended without a result", code="incomplete")
         except Exception as exc:  # the stream has started: report, never raise
@@ -450,7 +449,7 @@ class AguiGateway:
                     for message, _ in following.drain():
                         for event in self._of_run(message, run_id):
                             yield event
-                            if event.type.value in _TERMINAL:
+                            if event.type.value in TERMINAL_TYPES:
                                 return
                     yield RunErrorEvent(message=reason, code="agent_gone")
                     return
@@ -467,7 +466,7 @@ class AguiGateway:
                 started = True
                 last = loop.time()
                 yield event
-                if event.type.value in _TERMINAL:
+                if event.type.value in TERMINAL_TYPES:
                     return
 
     def _of_run(self, message: WebSocketMessage | None, run_id: str) -> list[BaseEvent]:

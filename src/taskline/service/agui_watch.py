@@ -19,7 +19,7 @@ from ag_ui.core import BaseEvent
 from ag_ui.encoder import EventEncoder
 
 from taskline.agui.projection import RunView
-from taskline.agui.translate import to_agui
+from taskline.agui.translate import TERMINAL_TYPES, to_agui
 from taskline.domain.events import WebSocketEventType, WebSocketMessage
 from taskline.realtime import ConnectionManager
 from taskline.store.database import Database
@@ -31,7 +31,6 @@ __all__ = ["AguiWatch"]
 #: An SSE comment put after a terminal event (clients ignore comments); with ``until`` the
 #: body ends there. JSON data never holds a raw newline, so only a real frame can match.
 _RUN_END = "\n\n: run-end\n\n"
-_TERMINAL = frozenset({"RUN_FINISHED", "RUN_ERROR"})
 
 
 class AguiWatch:
@@ -116,7 +115,7 @@ class AguiWatch:
             a is b for a, b in zip(events, translated, strict=True)
         )
         text = encoded if same else self._frames(events, message.seq)
-        if mark_end and text and any(e.type.value in _TERMINAL for e in events):
+        if mark_end and text and any(e.type.value in TERMINAL_TYPES for e in events):
             return text[:-2] + _RUN_END
         return text
 

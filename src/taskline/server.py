@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from taskline.api.ws import WebSocketFastLane
 from taskline.app import create_app
+from taskline.front_protocol import TasklineHttpProtocol
 from taskline.realtime import ConnectionManager
 from taskline.service import Services
 from taskline.settings import Settings
@@ -61,7 +62,14 @@ def build_server(settings: Settings, *, fast_lane: bool = True, **config: object
         "ws_per_message_deflate": False,
         # agents publish batches over WebSocket: allow frames as large as an HTTP body
         "ws_max_size": max(settings.max_body_bytes, settings.ws_max_message_bytes) + 4096,
+        # after a restart every viewer reconnects at once: connections the listen queue cannot
+        # hold are dropped and retried by the client's kernel a second later (the kernel caps
+        # this at net.core.somaxconn)
+        "backlog": 8192,
     }
     options.update(config)
+    if options["ws"] is TasklineWebSocketProtocol:
+        # WebSocket upgrades skip uvicorn's HTTP parser (see taskline.front_protocol)
+        options.setdefault("http", TasklineHttpProtocol)
     served = WebSocketFastLane(app) if fast_lane else app
     return TasklineServer(uvicorn.Config(served, **options), app)  # type: ignore[arg-type]

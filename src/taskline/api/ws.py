@@ -16,15 +16,19 @@ a stream lives for hours, and every middleware layer it passed through would sta
 """
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
-from fastapi import APIRouter, FastAPI, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, FastAPI, WebSocket
 from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocketDisconnect
 
 from taskline.domain.events import WebSocketEventType
 from taskline.domain.models import utc_now
 from taskline.realtime import CloseCode, ConnectionManager, SubscriberState
+from taskline.realtime.channel import direct_channel
 
 __all__ = ["WebSocketFastLane", "router"]
 
@@ -32,55 +36,94 @@ router = APIRouter()
 
 E = WebSocketEventType
 _CLIENT_TYPES = ("heartbeat", "ping")
+_TRUE = frozenset({"1", "true", "yes"})
 
 
-def _query_int(websocket: WebSocket, name: str) -> int | None:
-    raw = websocket.query_params.get(name)
-    if raw is None or raw == "":
+def _cursor(params: dict[str, str]) -> int | None:
+    raw = params.get("since")
+    if not raw:
         return None
     value = int(raw)
     if value < 0:
-        raise ValueError(f"{name} must be >= 0")
+        raise ValueError("since must be >= 0")
     return value
 
 
-async def _serve(websocket: WebSocket, task_id: str | None, app: FastAPI) -> None:
+def _sender(send: Send) -> Callable[[str], Awaitable[None]]:
+    """Writes one text frame (for a connection without a direct channel: a writer task)."""
+
+    async def sender(text: str) -> None:
+        await send({"type": "websocket.send", "text": text})
+
+    return sender
+
+
+def _user_agent(scope: Scope) -> str | None:
+    for name, value in scope.get("headers") or ():
+        if name == b"user-agent":
+            return str(value.decode("latin-1"))
+    return None
+
+
+async def _serve(
+    scope: Scope, receive: Receive, send: Send, task_id: str | None, app: FastAPI
+) -> None:
+    """One task or board stream over plain ASGI (no request wrapper per connection)."""
     manager: ConnectionManager = app.state.connections
     max_bytes: int = app.state.settings.ws_max_message_bytes
-    await websocket.accept()
+    params = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
     try:
-        since = _query_int(websocket, "since")
+        since = _cursor(params)
     except ValueError as exc:
-        await websocket.send_text(
-            orjson.dumps(
-                {"event_type": "error", "data": {"code": "bad_query", "message": str(exc)}}
-            ).decode()
+        error = {"event_type": "error", "data": {"code": "bad_query", "message": str(exc)}}
+        await send({"type": "websocket.send", "text": orjson.dumps(error).decode()})
+        await send(
+            {
+                "type": "websocket.close",
+                "code": 1008,
+                "reason": "since must be a non-negative integer",
+            }
         )
-        await websocket.close(1008, "since must be a non-negative integer")
         return
+    gone = False  # the client's side is closed: nothing more is sent
+    channel = direct_channel(scope)
+    client = scope.get("client")
+    user_agent = _user_agent(scope)
+    # a stream lives for hours: its request headers are not kept that long
+    scope["headers"] = ()
 
-    subscriber = await manager.connect(
-        websocket,
+    async def closer(code: int, reason: str) -> None:
+        if not gone:
+            await send({"type": "websocket.close", "code": code, "reason": reason})
+
+    subscriber = await manager.attach(
+        _sender(send) if channel is None else None,
+        closer,
         task_id,
-        websocket.query_params.get("client_id") or None,
+        params.get("client_id") or None,
         since=since,
-        epoch=websocket.query_params.get("epoch") or None,
-        batch=websocket.query_params.get("batch") in {"1", "true", "yes"},
+        epoch=params.get("epoch") or None,
+        batch=params.get("batch") in _TRUE,
+        user_agent=user_agent,
+        remote_address=f"{client[0]}:{client[1]}" if client else None,
+        channel=channel,
     )
     if subscriber is None:
         return
     client_id = subscriber.client_id
     try:
         while True:
-            message = await websocket.receive()
+            message = await receive()
             if message["type"] == "websocket.disconnect":
+                gone = True
                 break
             subscriber.last_seen = time.monotonic()
             text = message.get("text")
             if text is None:
-                raw = message.get("bytes") or b""
-                text = raw.decode("utf-8", "replace")
-            if len(text.encode()) > max_bytes:
+                text = (message.get("bytes") or b"").decode("utf-8", "replace")
+            if len(text) > max_bytes and len(text.encode()) > max_bytes:
                 await manager.disconnect(
                     client_id,
                     CloseCode.MESSAGE_TOO_BIG,
@@ -91,8 +134,8 @@ async def _serve(websocket: WebSocket, task_id: str | None, app: FastAPI) -> Non
             if subscriber.state == SubscriberState.CLOSED:
                 break  # replaced by a newer connection, or cut: nothing more to answer
             _answer(manager, client_id, text)
-    except WebSocketDisconnect:
-        pass
+    except (OSError, WebSocketDisconnect):
+        gone = True  # the server's protocol says the client is gone
     finally:
         await manager.disconnect(client_id, CloseCode.NORMAL, "client left", subscriber=subscriber)
 
@@ -126,13 +169,13 @@ def _answer(manager: ConnectionManager, client_id: str, text: str) -> None:
 @router.websocket("/ws/tasks/{task_id}")
 async def task_socket(websocket: WebSocket, task_id: str) -> None:
     """Live events of one task, replayed from ``since`` first."""
-    await _serve(websocket, task_id, websocket.app)
+    await _serve(websocket.scope, websocket.receive, websocket.send, task_id, websocket.app)
 
 
 @router.websocket("/ws/board")
 async def board_socket(websocket: WebSocket) -> None:
     """Task-level changes across all tasks (created, updated, deleted, progress, status)."""
-    await _serve(websocket, None, websocket.app)
+    await _serve(websocket.scope, websocket.receive, websocket.send, None, websocket.app)
 
 
 _TASK_PREFIX = "/ws/tasks/"
@@ -149,10 +192,10 @@ class WebSocketFastLane:
         if scope["type"] == "websocket":
             path: str = scope["path"][len(scope.get("root_path", "")) :]
             if path == "/ws/board":
-                await _serve(WebSocket(scope, receive, send), None, self.app)
+                await _serve(scope, receive, send, None, self.app)
                 return
             task_id = path[len(_TASK_PREFIX) :]
             if path.startswith(_TASK_PREFIX) and task_id and "/" not in task_id:
-                await _serve(WebSocket(scope, receive, send), task_id, self.app)
+                await _serve(scope, receive, send, task_id, self.app)
                 return
         await self.app(scope, receive, send)

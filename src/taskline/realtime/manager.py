@@ -31,12 +31,11 @@ import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketState
 
-from taskline.domain.errors import InvalidInputError, NotFoundError
+from taskline.domain.errors import InvalidInputError, NotFoundError, StorageError
 from taskline.domain.events import ConnectionInfo, WebSocketEventType, WebSocketMessage
 from taskline.domain.ids import new_id
 from taskline.realtime.catch_up import CatchUp
@@ -159,6 +158,7 @@ class ConnectionManager:
         )
         self._background: set[asyncio.Task[Any]] = set()
         self._epoch: str | None = None
+        self._epoch_lock = asyncio.Lock()
         self.started_at = time.time()
         self.stats = {
             "connections_opened": 0,
@@ -171,7 +171,12 @@ class ConnectionManager:
     # --- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the heartbeat/stale-cleanup loop and the write-timeout watchdog."""
+        """Read the log's epoch (if the database answers: else at the first connect) and start
+        the heartbeat/stale-cleanup loop and the write watchdog."""
+        try:
+            await self.epoch()
+        except StorageError as exc:
+            logger.warning("the log's epoch could not be read yet: %s", exc)
         self.keepalive.start()
 
     async def stop(self) -> None:
@@ -190,9 +195,12 @@ class ConnectionManager:
         self.flusher.stop()
 
     async def epoch(self) -> str:
+        """This database's log epoch, read once (concurrent first callers share the read)."""
         if self._epoch is None:
-            async with self.database.read() as session:
-                self._epoch = await EventLog(session).epoch()
+            async with self._epoch_lock:
+                if self._epoch is None:
+                    async with self.database.read() as session:
+                        self._epoch = await EventLog(session).epoch()
         return self._epoch
 
     # --- connecting -------------------------------------------------------------------------
@@ -232,7 +240,7 @@ class ConnectionManager:
 
     async def attach(
         self,
-        sender: Sender,
+        sender: Sender | None,
         closer: Closer,
         task_id: str | None,
         client_id: str | None = None,
@@ -250,8 +258,8 @@ class ConnectionManager:
         starts the replay from ``since`` (after a ``gap`` and snapshots if the log was trimmed
         past it), which runs in the background at the pace the connection drains; live events
         follow it with no gap and no duplicate. Without a ``channel`` a writer task sends the
-        frames with ``sender``. Returns None (after closing the connection with 4404 or 4409)
-        for an unknown task or a void cursor.
+        frames with ``sender`` (which may be None only when there is a channel). Returns None
+        (after closing the connection with 4404 or 4409) for an unknown task or a void cursor.
         """
         try:
             connection = await self._open(
@@ -334,7 +342,6 @@ class ConnectionManager:
         client_id = client_id or new_id("client")
         if client_id in self.registry.connections:
             await self.disconnect(client_id, CloseCode.NORMAL, "replaced by a new connection")
-        ready = partial(self.flusher.mark, client_id) if channel is not None else None
         subscriber = Subscriber(
             client_id,
             task_id,
@@ -343,7 +350,7 @@ class ConnectionManager:
             user_agent=user_agent,
             remote_address=remote_address,
             pairs=pairs,
-            on_ready=ready,
+            flusher=self.flusher if channel is not None else None,
         )
         first_seq, last_seq = 1, 0
         if task_id is not None:
@@ -358,7 +365,7 @@ class ConnectionManager:
         connection = Connection(subscriber, closer, channel)
         self.registry.add(connection)
         if channel is not None:
-            channel.set_writable_callback(ready)
+            channel.set_writable_callback(subscriber.ready)
         elif sender is not None:
             connection.writer = asyncio.create_task(self._write(connection, sender))
         self.stats["connections_opened"] += 1

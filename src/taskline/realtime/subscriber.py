@@ -11,7 +11,8 @@ which the write watchdog reads).
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 from taskline.domain.events import WebSocketMessage
 from taskline.realtime.delivery import Delivery, DeliveryState, Verdict
@@ -21,6 +22,13 @@ __all__ = ["Pending", "Subscriber", "SubscriberState", "frame_size"]
 #: What an outbox holds: a ready JSON frame, or (for a reader that wants them, ``pairs``) the
 #: envelope (None for a frame without one: a queued personal message) with its frame.
 Pending = str | tuple[WebSocketMessage | None, str]
+
+
+class Marker(Protocol):
+    """What marks a direct-channel connection for the next write (the flusher)."""
+
+    def mark(self, client_id: str) -> None: ...
+
 
 #: The subscriber's lifecycle (the delivery core's states).
 SubscriberState = DeliveryState
@@ -38,12 +46,12 @@ class Subscriber:
         max_bytes: the outbox bound (see :class:`~taskline.realtime.delivery.Delivery`).
         pairs: queue ``(envelope, frame)`` pairs instead of frames (for readers that format
             or interpret what they get: SSE, AG-UI).
-        on_ready: called each time the outbox stops being empty (a direct channel's flush);
-            None when a reader drains it with :meth:`next_items`.
+        flusher: marks the connection for a write each time the outbox stops being empty
+            (a direct channel's flush); None when a reader drains it with :meth:`next_items`.
     """
 
     __slots__ = (
-        "_on_ready",
+        "_flusher",
         "_ready",
         "_room",
         "batch",
@@ -70,7 +78,7 @@ class Subscriber:
         user_agent: str | None = None,
         remote_address: str | None = None,
         pairs: bool = False,
-        on_ready: Callable[[], None] | None = None,
+        flusher: "Marker | None" = None,
     ) -> None:
         self.client_id = client_id
         self.task_id = task_id
@@ -85,7 +93,7 @@ class Subscriber:
         self.close_reason: str | None = None
         #: monotonic time since when frames wait and the connection takes none (0: not blocked)
         self.blocked_since = 0.0
-        self._on_ready = on_ready
+        self._flusher = flusher
         self._ready: asyncio.Future[None] | None = None
         self._room: asyncio.Future[None] | None = None
 
@@ -134,6 +142,11 @@ class Subscriber:
 
     # --- draining ---------------------------------------------------------------------------
 
+    def ready(self) -> None:
+        """The connection can take frames again (its send buffer drained): write them."""
+        if self._flusher is not None:
+            self._flusher.mark(self.client_id)
+
     def take(self) -> list[Pending]:
         """Everything queued (oldest first); wakes a catch-up waiting for room."""
         self.blocked_since = 0.0
@@ -178,8 +191,8 @@ class Subscriber:
         """Wake the drain if the outbox has just stopped being empty; with no reader waiting,
         the frames wait from now on (``blocked_since``)."""
         if was_empty and self.delivery:
-            if self._on_ready is not None:
-                self._on_ready()
+            if self._flusher is not None:
+                self._flusher.mark(self.client_id)
             elif self._ready is not None and not self._ready.done():
                 self._ready.set_result(None)
             elif not self.blocked_since:

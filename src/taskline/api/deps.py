@@ -11,16 +11,10 @@ from fastapi import Depends, Request
 from taskline.domain.actors import Actor
 from taskline.service import Services
 from taskline.settings import Settings
-from taskline.store.database import Database
 
-__all__ = ["ActorDep", "DatabaseDep", "ServicesDep", "SettingsDep"]
+__all__ = ["ActorDep", "ServicesDep", "SettingsDep"]
 
 _ANONYMOUS = Actor.anonymous()
-
-
-async def _database(request: Request) -> Database:
-    database: Database = request.app.state.database
-    return database
 
 
 async def _settings(request: Request) -> Settings:
@@ -40,5 +34,4 @@ async def _actor(request: Request) -> Actor:
 
 ActorDep = Annotated[Actor, Depends(_actor)]
 ServicesDep = Annotated[Services, Depends(_services)]
-DatabaseDep = Annotated[Database, Depends(_database)]
 SettingsDep = Annotated[Settings, Depends(_settings)]

@@ -8,7 +8,7 @@ from taskline.api.deps import ActorDep, ServicesDep
 from taskline.api.tasks import parse_task_query
 from taskline.domain.errors import UnsupportedFormatError
 from taskline.export import SUPPORTED_FORMATS, ExportFile, parse_json_export, render
-from taskline.store.transfer import ImportMode
+from taskline.service.transfer import ImportMode
 
 __all__ = ["router"]
 

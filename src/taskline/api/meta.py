@@ -14,7 +14,7 @@ from starlette.routing import NoMatchFound
 from starlette.types import Message, Receive, Scope, Send
 
 from taskline import __version__
-from taskline.api.deps import DatabaseDep
+from taskline.api.deps import ServicesDep
 
 __all__ = ["prefers_html", "router"]
 
@@ -92,18 +92,17 @@ def _web_index_path(request: Request) -> str | None:
 
 
 @router.get("/", summary="API information", response_model=dict[str, Any])
-async def api_info(request: Request, response: Response) -> Any:
+async def api_info(request: Request, response: Response, services: ServicesDep) -> Any:
     """The API's name, version, backend and where things are; browsers go to the UI."""
     response.headers["Vary"] = "Accept"
     if prefers_html(request.headers.get("accept")):
         page = _web_index_path(request)
         if page is not None:
             return _Rewrite(page)
-    database = request.app.state.database
     return {
         "name": "Taskline",
         "version": __version__,
-        "database": database.backend,
+        "database": services.backend,
         "docs": "/docs",
         "openapi": "/openapi.json",
         "health": "/health",
@@ -119,7 +118,7 @@ async def api_info(request: Request, response: Response) -> Any:
 
 
 @router.get("/health", summary="Health check (asks the database)")
-async def health(database: DatabaseDep) -> dict[str, str]:
+async def health(services: ServicesDep) -> dict[str, str]:
     """Answer 200 when the database answers; 503 problem details otherwise."""
-    await database.ping()
-    return {"status": "ok", "database": database.backend, "version": __version__}
+    await services.ping()
+    return {"status": "ok", "database": services.backend, "version": __version__}

@@ -68,6 +68,15 @@ class Services:
         self.agui = AguiGateway(self.tasks, self.events, self.agents, connections, self.hub)
         self.agui_watch = AguiWatch(database, connections)
 
+    @property
+    def backend(self) -> str:
+        """The database's kind (``sqlite`` or ``postgresql``)."""
+        return self.database.backend
+
+    async def ping(self) -> None:
+        """Ask the database; raises :class:`StorageError` when it does not answer."""
+        await self.database.ping()
+
     async def start(self) -> None:
         await self.hub.start()
 

@@ -11,7 +11,7 @@ from taskline.store.database import Database
 from taskline.store.tasks import TaskStore
 from taskline.store.transfer import ImportMode, ImportSummary, import_board, messages_by_task
 
-__all__ = ["Transfer"]
+__all__ = ["ImportMode", "ImportSummary", "Transfer"]
 
 
 class Transfer:

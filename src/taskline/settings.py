@@ -50,6 +50,44 @@ class Settings(BaseSettings):
         default=(), description="Origins allowed to call the API from a browser (CORS)."
     )
     log_level: str = Field(default="info", description="uvicorn log level.")
+    # --- security
+    auth: bool = Field(
+        default=True,
+        description="Check who asks: every request but /health, the UI's files and signing in "
+        "needs a session cookie or an API token (off: everyone may do everything; refused "
+        "on a non-loopback address unless insecure).",
+    )
+    insecure: bool = Field(
+        default=False,
+        description="Turn off authentication and the Host and Origin checks, on any address "
+        "(taskline serve --insecure). For trusted networks and experiments only.",
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="The URL people and agents reach the server at (https://... behind a "
+        "TLS-terminating proxy): its host is allowed, its origin too, sign-in links use it.",
+    )
+    allowed_hosts: tuple[str, ...] = Field(
+        default=(),
+        description="Host names accepted besides the bind address, localhost and the "
+        "public URL's (DNS rebinding protection; '*' accepts any).",
+    )
+    allowed_origins: tuple[str, ...] = Field(
+        default=(),
+        description="Origins whose pages may use a signed-in browser's cookie (unsafe "
+        "requests and WebSockets), besides the server's own.",
+    )
+    session_ttl: float = Field(
+        default=14 * 86_400.0, gt=0, description="Seconds a browser sign-in lasts."
+    )
+    review_roots: tuple[str, ...] = Field(
+        default=(),
+        description="Folders the built-in agent may review (paths under them only; unset: "
+        "the sample folder shipped with Taskline).",
+    )
+    review_hidden: bool = Field(
+        default=False, description="Let the built-in agent read hidden files and folders."
+    )
     # --- real-time delivery
     redis_url: str | None = Field(
         default=None,
@@ -105,3 +143,8 @@ class Settings(BaseSettings):
     seed_demo: bool = Field(
         default=False, description="Create sample tasks at start-up when the board is empty."
     )
+
+    @property
+    def checks_who_asks(self) -> bool:
+        """True unless authentication is off (``auth=False`` or ``insecure``)."""
+        return self.auth and not self.insecure

@@ -3,6 +3,8 @@
 ::
 
     TasklineError
+    ├── NotAuthenticatedError    (401) no credentials, or credentials the server refuses
+    ├── ForbiddenError           (403) the caller is known but may not do this
     ├── NotFoundError            (404) a task, agent, section or subtask id that does not exist
     ├── ConflictError            (409) the request contradicts the current state
     │   ├── InvalidTransitionError     a status change the state machine refuses
@@ -17,8 +19,10 @@ from collections.abc import Sequence
 __all__ = [
     "AlreadyExistsError",
     "ConflictError",
+    "ForbiddenError",
     "InvalidInputError",
     "InvalidTransitionError",
+    "NotAuthenticatedError",
     "NotFoundError",
     "StorageError",
     "TasklineError",
@@ -34,6 +38,18 @@ class TasklineError(Exception):
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+
+
+class NotAuthenticatedError(TasklineError):
+    """The request carries no credentials, or ones that are unknown, expired or revoked."""
+
+    title = "Unauthorized"
+
+
+class ForbiddenError(TasklineError):
+    """The caller is known, but its role (or the task's assignment) does not allow this."""
+
+    title = "Forbidden"
 
 
 class NotFoundError(TasklineError):

@@ -7,8 +7,10 @@ from typing import Any
 from taskline.domain.errors import (
     AlreadyExistsError,
     ConflictError,
+    ForbiddenError,
     InvalidInputError,
     InvalidTransitionError,
+    NotAuthenticatedError,
     NotFoundError,
     StorageError,
     TasklineError,
@@ -21,6 +23,8 @@ PROBLEM_TYPE_BASE = "https://taskline.dev/problems/"
 
 #: The first entry whose class the error is an instance of decides (most specific first).
 _STATUS_BY_ERROR: list[tuple[type[TasklineError], int, str]] = [
+    (NotAuthenticatedError, 401, "unauthenticated"),
+    (ForbiddenError, 403, "forbidden"),
     (NotFoundError, 404, "not-found"),
     (InvalidTransitionError, 409, "invalid-transition"),
     (AlreadyExistsError, 409, "already-exists"),

@@ -142,8 +142,13 @@ def test_invalid_run_input_is_a_422_problem(sqlite_server: LiveServer) -> None:
         assert response.status_code == 422
         assert response.headers["content-type"].startswith("application/problem+json")
         assert "runId" in response.json()["detail"]
-        response = http.post("/api/v1/agui", content=b"not json")
+        response = http.post(
+            "/api/v1/agui", content=b"not json", headers={"Content-Type": "application/json"}
+        )
         assert response.status_code == 422
+        # a body that is not declared JSON is refused before it is read (no CSRF by form)
+        response = http.post("/api/v1/agui", content=b"not json")
+        assert response.status_code == 415
 
 
 async def test_a_connected_agent_serves_the_run_and_its_loss_fails_it(

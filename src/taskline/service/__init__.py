@@ -18,6 +18,7 @@ from taskline.service.agents import AgentService
 from taskline.service.agui_gateway import AguiGateway
 from taskline.service.agui_watch import AguiWatch
 from taskline.service.events import EventService
+from taskline.service.identity import Identity
 from taskline.service.steering import Steering
 from taskline.service.tasks import TaskService
 from taskline.service.transfer import Transfer
@@ -33,6 +34,7 @@ class Services:
 
     Args:
         keep_last: retention (the newest events kept per task; None keeps all).
+        session_ttl: seconds a browser sign-in lasts.
         heartbeat_interval, stale_after, queue_size: the agent hub's (see AgentHub).
     """
 
@@ -46,9 +48,11 @@ class Services:
         heartbeat_interval: float = 20.0,
         stale_after: float = 300.0,
         queue_size: int = 100,
+        session_ttl: float = 14 * 86_400.0,
     ) -> None:
         self.database = database
         self.bus = bus
+        self.identity = Identity(database, session_ttl=session_ttl)
         self.writes = Writes(database, bus, keep_last=keep_last)
         # SQLite serialises writers: one group at a time; PostgreSQL commits a few in parallel
         self.commits = GroupCommit(

@@ -68,7 +68,8 @@ from pydantic import ValidationError
 
 from taskline.agent.runner import DEFAULT_AGENT_ID, review_folder
 from taskline.agui.translate import AGUI_KEY, TERMINAL_TYPES, to_agui
-from taskline.domain.actors import Actor
+from taskline.domain.access import Action, require
+from taskline.domain.actors import Actor, Role
 from taskline.domain.errors import (
     ConflictError,
     InvalidInputError,
@@ -164,7 +165,9 @@ class _RunClient(LocalClient):
     def __init__(
         self, tasks: TaskService, events: EventService, hub: AgentHub, run_id: str
     ) -> None:
-        super().__init__(tasks, events, hub, actor=Actor.agent(DEFAULT_AGENT_ID))
+        # the server's own agent, started by a member (START_RUNS) to work for them: it acts
+        # with a member's rights on the run's task (which is assigned to no one)
+        super().__init__(tasks, events, hub, actor=Actor.agent(DEFAULT_AGENT_ID, Role.MEMBER))
         self._run_id = run_id
 
     def run(
@@ -225,13 +228,16 @@ class AguiGateway:
 
     # --- request ----------------------------------------------------------------------------
 
-    async def prepare(self, raw: bytes) -> PreparedRun:
+    async def prepare(self, raw: bytes, *, actor: Actor) -> PreparedRun:
         """Validate the body and find or create the task.
 
         Raises:
+            NotAuthenticatedError, ForbiddenError: ``actor`` may not start runs (the built-in
+                agent reads the server's disk: members and admins only).
             InvalidInputError: the body is not a ``RunAgentInput`` (names the first bad field).
             ConflictError: the thread has a run in progress.
         """
+        require(actor, Action.START_RUNS)
         try:
             run_input = RunAgentInput.model_validate_json(raw)
         except ValidationError as exc:

@@ -117,9 +117,7 @@ class LocalClient(AsyncClient):
         self, tasks: TaskService, events: EventService, hub: AgentHub, *, actor: Actor
     ) -> None:
         async def connect(agent_id: str, name: str | None, kind: str | None) -> LocalAgentSocket:
-            return await LocalAgentSocket.open(
-                hub, events, agent_id, name, kind, role=actor.role
-            )
+            return await LocalAgentSocket.open(hub, events, agent_id, name, kind, role=actor.role)
 
         super().__init__(LOCAL_URL, agent_connector=connect)
         self._tasks = tasks

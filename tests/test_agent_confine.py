@@ -57,8 +57,9 @@ def test_a_root_and_folders_under_it_are_allowed(tree: Path) -> None:
     assert confine("docs", roots) == docs
     assert confine("other", roots) == (tree / "roots" / "other").resolve()
     assert confine("guide/../guide", roots) == docs / "guide"
-    # a missing folder under a root is for the caller to find missing, not a refusal
-    assert confine("nothing/here", roots) == docs / "nothing" / "here"
+    # nothing there: None, not a refusal; a name after a missing one stays missing
+    assert confine("nothing/here", roots) is None
+    assert confine("review guide/..", roots) is None  # not the root: "review guide" is missing
 
 
 @pytest.mark.parametrize(

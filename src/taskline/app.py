@@ -87,6 +87,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         stale_after=settings.stale_after,
         heartbeat_interval=settings.heartbeat_interval,
         queue_size=settings.offline_queue_size,
+        review_roots=settings.review_roots,
+        review_hidden=settings.review_hidden,
     )
 
     @asynccontextmanager

@@ -108,29 +108,27 @@ def _candidates(requested: Path, roots: ReviewRoots) -> list[Path]:
     return found
 
 
-def _exists(path: Path) -> bool:
-    try:
-        return path.exists()
-    except OSError:  # e.g. a folder on the way that may not be searched
-        return False
+def confine(requested: str, roots: ReviewRoots, *, hidden: bool = False) -> Path | None:
+    """The resolved path ``requested`` names if it is a root or under one (see the module
+    docstring), or None if nothing exists there; whether it is a folder is for the caller.
 
-
-def confine(requested: str, roots: ReviewRoots, *, hidden: bool = False) -> Path:
-    """The resolved path ``requested`` names, if it is a root or under one (see the module
-    docstring); whether it exists or is a folder is for the caller to check.
+    An existing path is resolved as the system resolves it (a ``..`` after a missing name
+    does not make ``missing/..`` exist); the refusal of a missing path is decided from its
+    lexical resolution, so it does not depend on what exists out of the roots.
 
     Raises:
         FolderRefused: it resolves out of every root, it has a hidden name below each root it
             is under (unless ``hidden``), or it cannot be resolved (``~nobody``, a link loop).
     """
     try:
-        options = [path.resolve() for path in _candidates(Path(requested).expanduser(), roots)]
-    except (OSError, RuntimeError, ValueError):  # no such user, link loop, NUL byte
+        options = _candidates(Path(requested).expanduser(), roots)
+        existing = next((path for path in options if os.path.exists(path)), None)
+        chosen = (existing or options[0]).resolve(strict=existing is not None)
+    except (OSError, RuntimeError, ValueError):  # no such user, link loop, NUL byte, a race
         raise FolderRefused(requested, roots, hidden=False) from None
-    chosen = next((path for path in options if _exists(path)), options[0])
     under = [root for root in roots.paths if within(chosen, root)]
     if not under:
         raise FolderRefused(requested, roots, hidden=False)
     if not any(permitted(chosen, root, hidden=hidden) for root in under):
         raise FolderRefused(requested, roots, hidden=True)
-    return chosen
+    return chosen if existing is not None else None

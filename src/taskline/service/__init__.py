@@ -11,6 +11,9 @@ the bus. This is also the one place that will decide who may do what.
 ``app.state.services``.
 """
 
+import os
+from collections.abc import Sequence
+
 from taskline.bus import EventBus
 from taskline.realtime import ConnectionManager
 from taskline.realtime.agents import AgentHub
@@ -34,6 +37,7 @@ class Services:
     Args:
         keep_last: retention (the newest events kept per task; None keeps all).
         heartbeat_interval, stale_after, queue_size: the agent hub's (see AgentHub).
+        review_roots, review_hidden: what the built-in agent may review (see AguiGateway).
     """
 
     def __init__(
@@ -46,6 +50,8 @@ class Services:
         heartbeat_interval: float = 20.0,
         stale_after: float = 300.0,
         queue_size: int = 100,
+        review_roots: Sequence[str | os.PathLike[str]] = (),
+        review_hidden: bool = False,
     ) -> None:
         self.database = database
         self.bus = bus
@@ -65,7 +71,15 @@ class Services:
         )
         self.steering = Steering(database, self.writes, self.tasks, self.agents, self.hub)
         self.transfer = Transfer(database, self.writes)
-        self.agui = AguiGateway(self.tasks, self.events, self.agents, connections, self.hub)
+        self.agui = AguiGateway(
+            self.tasks,
+            self.events,
+            self.agents,
+            connections,
+            self.hub,
+            review_roots=review_roots,
+            review_hidden=review_hidden,
+        )
         self.agui_watch = AguiWatch(database, connections)
 
     @property

@@ -29,7 +29,8 @@ task, with nothing stored. A task created for a run is titled from the last user
    to the first root; hidden files only with ``review_hidden``; links out of the folder are
    not followed). A last word (or one-word message) naming anything else (``/etc``, ``~``,
    ``../..``, a link out of a root) ends the run with ``RUN_ERROR`` (code
-   ``folder_refused``) naming the roots as configured, before anything is read or stored.
+   ``folder_refused``) naming the roots as configured, before the agent starts (nothing is
+   read, nothing is added to the task's log).
 3. *The built-in agent answering a question* about its last report (the task's result): one
    text message, then ``RUN_FINISHED`` with the report as ``result``. Nothing is stored.
 4. Otherwise: ``RUN_ERROR`` (code ``no_agent``) saying why.

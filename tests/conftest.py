@@ -1,5 +1,13 @@
-"""Fixtures: real servers on real databases (SQLite files and PostgreSQL)."""
+"""Fixtures: real servers on real databases (SQLite files and PostgreSQL).
 
+The suite's servers run without authentication (``TASKLINE_AUTH=false``, loopback only) unless
+a test asks for it: what they test is the rest of the product. Who may do what is tested with
+``auth=True`` servers in ``tests/test_security_*.py``.
+"""
+
+import os
+
+os.environ.setdefault("TASKLINE_AUTH", "false")
 from collections.abc import Iterator
 from pathlib import Path
 

@@ -14,6 +14,8 @@ from tests.support.server import LiveServer
 
 FILENAME = re.compile(r'attachment; filename="(taskline-[A-Za-z0-9_-]+-\d{8}T\d{6}Z\.(\w+))"')
 
+JSON = {"Content-Type": "application/json"}
+
 
 def fill_board(client: httpx.Client) -> list[dict[str, Any]]:
     agent = client.post("/api/v1/agents/", json={"name": "Exporter", "kind": "test"}).json()
@@ -72,15 +74,18 @@ def test_json_export_round_trips_through_import(client: httpx.Client) -> None:
     second.start()
     try:
         with httpx.Client(base_url=second.url, timeout=10) as other:
-            imported = other.post("/api/v1/tasks/import", content=response.content)
+            imported = other.post("/api/v1/tasks/import", content=response.content, headers=JSON)
             assert imported.status_code == 200, imported.text
             assert imported.json() == {"tasks": 2, "agents": 1, "messages": 1, "replaced": 0}
             again = other.get("/api/v1/tasks/export/json").json()
             assert without_export_time(again) == without_export_time(original)
-            refused = other.post("/api/v1/tasks/import", content=response.content)
+            refused = other.post("/api/v1/tasks/import", content=response.content, headers=JSON)
             assert refused.status_code == 409
             replaced = other.post(
-                "/api/v1/tasks/import", params={"mode": "replace"}, content=response.content
+                "/api/v1/tasks/import",
+                params={"mode": "replace"},
+                content=response.content,
+                headers=JSON,
             )
             assert replaced.status_code == 200 and replaced.json()["replaced"] == 3
             final = other.get("/api/v1/tasks/export/json").json()
@@ -101,11 +106,13 @@ def test_import_refuses_a_broken_document(client: httpx.Client) -> None:
     document = client.get("/api/v1/tasks/export/json").json()
     client.delete(f"/api/v1/tasks/{document['tasks'][0]['id']}")
     document["tasks"][1]["progress"] = 1.5
-    response = client.post("/api/v1/tasks/import", content=json.dumps(document))
+    response = client.post("/api/v1/tasks/import", content=json.dumps(document), headers=JSON)
     assert response.status_code == 422
     assert "progress" in response.json()["detail"]
     assert client.get("/api/v1/tasks/").json()["total"] == 1
-    assert client.post("/api/v1/tasks/import", content=b"not json").status_code == 422
+    assert client.post("/api/v1/tasks/import", content=b"not json", headers=JSON).status_code == 422
+    # a body not declared as JSON is refused before it is read (a form post from a page)
+    assert client.post("/api/v1/tasks/import", content=b"{}").status_code == 415
 
 
 def test_csv_has_one_row_per_subtask_and_neutralises_formulas(client: httpx.Client) -> None:

@@ -16,6 +16,7 @@ from taskline.api import (
     agent_ws,
     agents,
     agui,
+    auth,
     clients,
     control,
     events,
@@ -40,9 +41,31 @@ from taskline.settings import Settings
 from taskline.store.database import Database
 from taskline.web import routes as web_routes
 
-__all__ = ["create_app"]
+__all__ = ["announce_sign_in_link", "create_app", "sign_in_url"]
 
 logger = logging.getLogger("taskline")
+
+
+def sign_in_url(settings: Settings, secret: str) -> str:
+    """The one-time sign-in link for ``secret`` (on the public URL, else the bind address)."""
+    if settings.public_url:
+        base = settings.public_url.rstrip("/")
+    else:
+        host = settings.host
+        host = "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host
+        base = f"http://{f'[{host}]' if ':' in host else host}:{settings.port}"
+    return f"{base}/auth/link?token={secret}"
+
+
+def announce_sign_in_link(settings: Settings, secret: str) -> None:
+    """Print the first admin's one-time sign-in link where the person starting it looks."""
+    url = sign_in_url(settings, secret)
+    logger.warning(
+        "\n    Nobody has signed in yet. Open this one-time link to sign in as the admin\n"
+        "    (valid 24 hours; set a password with: taskline users passwd admin):\n\n"
+        "        %s\n",
+        url,
+    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -87,12 +110,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         stale_after=settings.stale_after,
         heartbeat_interval=settings.heartbeat_interval,
         queue_size=settings.offline_queue_size,
+        session_ttl=settings.session_ttl,
+        review_roots=settings.review_roots,
+        review_hidden=settings.review_hidden,
     )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.migrate_on_start:
             await database.migrate()
+        if settings.checks_who_asks:
+            link = await services.identity.first_run()
+            if link is not None:
+                announce_sign_in_link(settings, link)
         if settings.seed_demo:
             created = await seed_demo_board(services.writes)
             if created:
@@ -132,6 +162,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # then events, the busiest route (routes are matched in this order)
     for module in (
         meta,
+        auth,
         exports,
         events,
         tasks,

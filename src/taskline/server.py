@@ -11,6 +11,7 @@ import socket
 import uvicorn
 from fastapi import FastAPI
 
+from taskline.api.doors import Doors
 from taskline.api.ws import WebSocketFastLane
 from taskline.app import create_app
 from taskline.front_protocol import TasklineHttpProtocol
@@ -71,5 +72,7 @@ def build_server(settings: Settings, *, fast_lane: bool = True, **config: object
     if options["ws"] is TasklineWebSocketProtocol:
         # WebSocket upgrades skip uvicorn's HTTP parser (see taskline.front_protocol)
         options.setdefault("http", TasklineHttpProtocol)
-    served = WebSocketFastLane(app) if fast_lane else app
+    inner = WebSocketFastLane(app) if fast_lane else app
+    services: Services = app.state.services
+    served = Doors(inner, settings, services.identity)  # every request is checked first
     return TasklineServer(uvicorn.Config(served, **options), app)  # type: ignore[arg-type]

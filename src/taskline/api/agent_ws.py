@@ -6,8 +6,10 @@ This moves frames; what they mean is :class:`~taskline.service.agent_session.Age
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
-from taskline.domain.errors import StorageError
+from taskline.api.doors import actor_of
+from taskline.domain.errors import ForbiddenError, NotAuthenticatedError, StorageError
 from taskline.domain.ids import ID_PATTERN
+from taskline.realtime import CloseCode
 from taskline.service import Services
 from taskline.service.agent_session import AgentSession
 
@@ -29,7 +31,18 @@ async def agent_socket(websocket: WebSocket, agent_id: str) -> None:
         if websocket.application_state != WebSocketState.DISCONNECTED:
             await websocket.close(code, reason)
 
-    session = AgentSession(services.hub, services.events, agent_id)
+    try:
+        session = AgentSession(
+            services.hub, services.events, agent_id, connected_by=actor_of(websocket.scope)
+        )
+    except (NotAuthenticatedError, ForbiddenError) as exc:
+        code = (
+            CloseCode.UNAUTHENTICATED
+            if isinstance(exc, NotAuthenticatedError)
+            else CloseCode.FORBIDDEN
+        )
+        await websocket.close(code, exc.detail[:120])
+        return
     params = websocket.query_params
     try:
         await session.open(

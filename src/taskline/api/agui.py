@@ -26,6 +26,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from taskline.api.cursors import last_event_id_cursor
+from taskline.api.deps import ActorDep
 from taskline.service import Services
 from taskline.service.agui_gateway import AguiGateway
 
@@ -68,9 +69,9 @@ async def watch_agui(
     summary="Run an AG-UI request (RunAgentInput in, AG-UI SSE out)",
     response_class=StreamingResponse,
 )
-async def run_agui(request: Request) -> StreamingResponse:
+async def run_agui(request: Request, actor: ActorDep) -> StreamingResponse:
     gateway: AguiGateway = request.app.state.services.agui
-    prepared = await gateway.prepare(await request.body())  # 422 before streaming
+    prepared = await gateway.prepare(await request.body(), actor=actor)  # 4xx before streaming
 
     async def body() -> AsyncIterator[str]:
         async for event in gateway.run(prepared):

@@ -5,6 +5,8 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Request
 from pydantic import BaseModel, JsonValue
 
+from taskline.api.deps import ActorDep
+from taskline.domain.access import Action, require
 from taskline.domain.errors import InvalidInputError
 from taskline.domain.ids import ID_PATTERN
 from taskline.realtime import ConnectionManager
@@ -25,12 +27,14 @@ async def send_personal_message(
     client_id: str,
     request: Request,
     body: Annotated[dict[str, JsonValue], Body(description="Any JSON object.")],
+    actor: ActorDep,
 ) -> Delivery:
     """Send ``body`` to the client as a ``personal_message`` event.
 
     Delivered at once if the client is connected; otherwise queued (up to the offline queue
     size, oldest dropped) and delivered in order when it reconnects with its ``client_id``.
     """
+    require(actor, Action.MESSAGE_CLIENTS)
     if not ID_PATTERN.match(client_id):
         raise InvalidInputError("client_id must look like 'client_abc123'", field="client_id")
     manager: ConnectionManager = request.app.state.connections

@@ -8,13 +8,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from taskline.api.doors import actor_of
 from taskline.domain.actors import Actor
 from taskline.service import Services
 from taskline.settings import Settings
 
 __all__ = ["ActorDep", "ServicesDep", "SettingsDep"]
-
-_ANONYMOUS = Actor.anonymous()
 
 
 async def _settings(request: Request) -> Settings:
@@ -28,8 +27,8 @@ async def _services(request: Request) -> Services:
 
 
 async def _actor(request: Request) -> Actor:
-    """Who is asking. Nothing identifies callers yet: every request is anonymous."""
-    return _ANONYMOUS
+    """Who is asking, as :class:`~taskline.api.doors.Doors` found out."""
+    return actor_of(request.scope)
 
 
 ActorDep = Annotated[Actor, Depends(_actor)]

@@ -4,7 +4,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from taskline.api.deps import ServicesDep
+from taskline.api.deps import ActorDep, ServicesDep
+from taskline.domain.access import Action, require
 from taskline.realtime import ConnectionManager
 
 __all__ = ["router"]
@@ -13,7 +14,11 @@ router = APIRouter(prefix="/api/v1", tags=["events"])
 
 
 @router.get("/websocket/status", summary="Live connection status")
-async def websocket_status(request: Request, services: ServicesDep) -> dict[str, Any]:
+async def websocket_status(
+    request: Request, services: ServicesDep, actor: ActorDep
+) -> dict[str, Any]:
+    """Who is connected (client ids, addresses, user agents) and how delivery goes: admin."""
+    require(actor, Action.VIEW_CONNECTIONS)
     manager: ConnectionManager = request.app.state.connections
     stats = manager.get_stats()
     return {

@@ -25,6 +25,7 @@ from fastapi import APIRouter, FastAPI, WebSocket
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 
+from taskline.api.doors import actor_of
 from taskline.domain.events import WebSocketEventType
 from taskline.domain.models import utc_now
 from taskline.realtime import CloseCode, ConnectionManager, SubscriberState
@@ -91,6 +92,7 @@ async def _serve(
     channel = direct_channel(scope)
     client = scope.get("client")
     user_agent = _user_agent(scope)
+    owner = str(actor_of(scope))
     # a stream lives for hours: its request headers are not kept that long
     scope["headers"] = ()
 
@@ -109,6 +111,7 @@ async def _serve(
         user_agent=user_agent,
         remote_address=f"{client[0]}:{client[1]}" if client else None,
         channel=channel,
+        owner=owner,
     )
     if subscriber is None:
         return

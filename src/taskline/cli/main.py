@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from taskline import __version__
+from taskline.cli.access import tokens, users
 from taskline.cli.agent import agent
 from taskline.cli.agents import agents
 from taskline.cli.attach import attach
@@ -95,6 +96,8 @@ def taskline(ctx: click.Context, url: str, token: str | None, timeout: float, de
 
 taskline.add_command(serve)
 taskline.add_command(db)
+taskline.add_command(users)
+taskline.add_command(tokens)
 taskline.add_command(tasks)
 taskline.add_command(agents)
 agent.add_command(attach)

@@ -17,6 +17,7 @@ role        may
 The server's own parts act as ``system`` actors with no role and are never refused.
 """
 
+from collections.abc import Sequence
 from enum import StrEnum
 
 from taskline.domain.actors import Actor, ActorKind, Role
@@ -28,6 +29,7 @@ __all__ = [
     "Role",
     "allows",
     "require",
+    "require_agent_connection",
     "require_on_task",
     "require_self",
 ]
@@ -94,23 +96,20 @@ def require(actor: Actor, action: Action) -> None:
     raise ForbiddenError(f"the {actor.role} role may not {_WORDS[action]}")
 
 
-def require_on_task(
-    actor: Actor, action: Action, task_id: str, assigned_agent_id: str | None
-) -> None:
-    """:func:`require`, and for the ``agent`` role: the task must be assigned to its agent.
+def require_on_task(actor: Actor, action: Action, task_id: str, workers: Sequence[str]) -> None:
+    """:func:`require`, and for the ``agent`` role: its agent must work on the task
+    (``workers``: the task's assigned agent and the agents whose current task it is).
 
     Raises:
-        ForbiddenError: an agent acting on a task assigned to another agent, or to none.
+        ForbiddenError: an agent acting on a task that is not its own.
     """
     require(actor, action)
-    if actor.role != Role.AGENT:
+    if actor.role != Role.AGENT or actor.id in workers:
         return
-    if assigned_agent_id != actor.id:
-        holder = f"to {assigned_agent_id}" if assigned_agent_id else "to no agent"
-        raise ForbiddenError(
-            f"task {task_id!r} is assigned {holder}; {actor} may {_WORDS[action]} only on "
-            "tasks assigned to it"
-        )
+    holder = f"assigned to {workers[0]}" if workers else "not assigned to any agent"
+    raise ForbiddenError(
+        f"task {task_id!r} is {holder}; {actor} may {_WORDS[action]} only on its own tasks"
+    )
 
 
 def require_self(actor: Actor, action: Action, agent_id: str) -> None:
@@ -122,6 +121,25 @@ def require_self(actor: Actor, action: Action, agent_id: str) -> None:
     require(actor, action)
     if actor.role == Role.AGENT and actor.id != agent_id:
         raise ForbiddenError(f"{actor} may act only as itself, not as {agent_id}")
+
+
+def require_agent_connection(actor: Actor, agent_id: str) -> None:
+    """Who may connect as agent ``agent_id``: its own agent token, an admin, the server.
+
+    Raises:
+        NotAuthenticatedError: nobody signed the request.
+        ForbiddenError: another agent's token, or a person who is not an admin.
+    """
+    require(actor, Action.READ)
+    if actor.kind == ActorKind.SYSTEM or actor.role == Role.ADMIN:
+        return
+    if actor.role != Role.AGENT:
+        raise ForbiddenError(
+            f"only {agent_id}'s agent token (or an admin) may connect as {agent_id}; "
+            f"create one: taskline tokens create NAME --role agent --agent {agent_id}"
+        )
+    if actor.id != agent_id:
+        raise ForbiddenError(f"this token is {actor}'s; it may not connect as {agent_id}")
 
 
 _WORDS = {

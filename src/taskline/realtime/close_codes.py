@@ -12,6 +12,8 @@ class CloseCode(IntEnum):
     GOING_AWAY = 1001  #: the server is shutting down; reconnect with ``since`` later
     MESSAGE_TOO_BIG = 1009  #: a client frame was larger than the limit
     SLOW_CONSUMER = 4008  #: the client took no bytes for ``write_timeout`` s: resume with since
+    UNAUTHENTICATED = 4401  #: no credentials, or refused ones: sign in or send a token
+    FORBIDDEN = 4403  #: not allowed: a foreign Origin, another agent's id, another's client id
     UNKNOWN_TASK = 4404  #: the task does not exist
     STALE = 4408  #: no client activity within ``stale_after`` seconds
     EPOCH_MISMATCH = 4409  #: the ``since`` cursor belongs to another database's log

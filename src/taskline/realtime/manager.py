@@ -48,6 +48,7 @@ from taskline.realtime.heads import LogHeads
 from taskline.realtime.keepalive import Keepalive
 from taskline.realtime.notices import encode, established, gap_notices, notice, offline_notices
 from taskline.realtime.offline import OfflineQueues
+from taskline.realtime.owners import ClientOwners
 from taskline.realtime.recent import RecentEvents
 from taskline.realtime.registry import Closer, Connection, Registry
 from taskline.realtime.resume import ResumeKind, plan_resume
@@ -142,6 +143,7 @@ class ConnectionManager:
         self.close_timeout = close_timeout
         self.registry = Registry()
         self.offline = OfflineQueues(size=offline_queue_size, ttl=offline_queue_ttl)
+        self.owners = ClientOwners(ttl=offline_queue_ttl)
         self.recent = RecentEvents(task_bytes=recent_task_bytes, total_bytes=recent_bytes)
         self.heads = LogHeads(database, remember=remember_heads)
         self.flusher = Flusher(self._channel_of, self._write_failed, interval=flush_interval)
@@ -154,7 +156,7 @@ class ConnectionManager:
             beat=self._beat,
             stale=self._close_stale,
             stalled=lambda s: self._cut(s, f"no write progress for {write_timeout:g} s"),
-            expire=lambda now: self.offline.expire(now=now),
+            expire=self._expire,
         )
         self._background: set[asyncio.Task[Any]] = set()
         self._epoch: str | None = None
@@ -251,6 +253,7 @@ class ConnectionManager:
         user_agent: str | None = None,
         remote_address: str | None = None,
         channel: DirectChannel | None = None,
+        owner: str = "anonymous",
     ) -> Subscriber | None:
         """Register a connection to a task (``task_id``) or to the board (``None``).
 
@@ -452,7 +455,9 @@ class ConnectionManager:
             return False
         subscriber = connection.subscriber
         subscriber.close_reason = reason
-        self.offline.went_offline(client_id, now=time.monotonic())
+        now = time.monotonic()
+        self.offline.went_offline(client_id, now=now)
+        self.owners.seen(client_id, now=now)
         subscriber.close()
         if connection.channel is not None:
             # what is already queued (an error before a close, say) still goes out first
@@ -689,6 +694,11 @@ class ConnectionManager:
                 f"{why}; resume with since={subscriber.last_seq}",
             )
         )
+
+    def _expire(self, now: float) -> int:
+        """Forget offline queues and client-id owners past their time."""
+        self.owners.expire(now=now, connected=set(self.registry.connections))
+        return self.offline.expire(now=now)
 
     async def _close_stale(self, subscriber: Subscriber) -> None:
         self.stats["stale_closed"] += 1

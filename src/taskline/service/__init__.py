@@ -11,6 +11,9 @@ the bus. This is also the one place that will decide who may do what.
 ``app.state.services``.
 """
 
+import os
+from collections.abc import Sequence
+
 from taskline.bus import EventBus
 from taskline.realtime import ConnectionManager
 from taskline.realtime.agents import AgentHub
@@ -18,6 +21,7 @@ from taskline.service.agents import AgentService
 from taskline.service.agui_gateway import AguiGateway
 from taskline.service.agui_watch import AguiWatch
 from taskline.service.events import EventService
+from taskline.service.identity import Identity
 from taskline.service.steering import Steering
 from taskline.service.tasks import TaskService
 from taskline.service.transfer import Transfer
@@ -33,7 +37,9 @@ class Services:
 
     Args:
         keep_last: retention (the newest events kept per task; None keeps all).
+        session_ttl: seconds a browser sign-in lasts.
         heartbeat_interval, stale_after, queue_size: the agent hub's (see AgentHub).
+        review_roots, review_hidden: what the built-in agent may review (see AguiGateway).
     """
 
     def __init__(
@@ -46,9 +52,13 @@ class Services:
         heartbeat_interval: float = 20.0,
         stale_after: float = 300.0,
         queue_size: int = 100,
+        session_ttl: float = 14 * 86_400.0,
+        review_roots: Sequence[str | os.PathLike[str]] = (),
+        review_hidden: bool = False,
     ) -> None:
         self.database = database
         self.bus = bus
+        self.identity = Identity(database, session_ttl=session_ttl)
         self.writes = Writes(database, bus, keep_last=keep_last)
         # SQLite serialises writers: one group at a time; PostgreSQL commits a few in parallel
         self.commits = GroupCommit(
@@ -65,7 +75,15 @@ class Services:
         )
         self.steering = Steering(database, self.writes, self.tasks, self.agents, self.hub)
         self.transfer = Transfer(database, self.writes)
-        self.agui = AguiGateway(self.tasks, self.events, self.agents, connections, self.hub)
+        self.agui = AguiGateway(
+            self.tasks,
+            self.events,
+            self.agents,
+            connections,
+            self.hub,
+            review_roots=review_roots,
+            review_hidden=review_hidden,
+        )
         self.agui_watch = AguiWatch(database, connections)
 
     @property

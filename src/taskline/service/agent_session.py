@@ -15,7 +15,8 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from taskline.domain.actors import Actor
+from taskline.domain.access import require_agent_connection
+from taskline.domain.actors import Actor, ActorKind, Role
 from taskline.domain.errors import InvalidInputError, StorageError, TasklineError
 from taskline.domain.events import EventIn
 from taskline.domain.models import utc_now
@@ -35,11 +36,35 @@ Close = Callable[[int, str], Awaitable[None]]
 class AgentSession:
     """The server side of one agent connection (see the module docstring)."""
 
-    def __init__(self, hub: AgentHub, events: EventService, agent_id: str) -> None:
+    def __init__(
+        self,
+        hub: AgentHub,
+        events: EventService,
+        agent_id: str,
+        *,
+        connected_by: Actor | None = None,
+        role: Role | None = None,
+    ) -> None:
+        """``connected_by`` is who opened the connection (default: the agent itself);
+        ``role`` what the agent's publishes may do (default: ``connected_by``'s role, or
+        ``agent``: its own tasks only).
+
+        Raises:
+            NotAuthenticatedError, ForbiddenError: ``connected_by`` may not act as the agent
+                (see :func:`~taskline.domain.access.require_agent_connection`).
+        """
+        if connected_by is not None:
+            require_agent_connection(connected_by, agent_id)
         self.hub = hub
         self.events = events
         self.agent_id = agent_id
-        self.actor = Actor.agent(agent_id)
+        # what it publishes is the agent's, with the rights of whoever connected it
+        if role is None and connected_by is not None:
+            # the server's own parts (the demo) connect agents that work for the people
+            role = Role.MEMBER if connected_by.kind == ActorKind.SYSTEM else connected_by.role
+        if role is None:
+            role = Role.AGENT
+        self.actor = Actor.agent(agent_id, role)
         self._connection: AgentConnection | None = None
 
     async def open(

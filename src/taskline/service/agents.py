@@ -9,7 +9,8 @@ agent that connects becomes ``idle`` (or keeps ``working``/``paused``), one that
 
 from typing import Any
 
-from taskline.domain.actors import Actor
+from taskline.domain.access import Action, require, require_self
+from taskline.domain.actors import Actor, Role
 from taskline.domain.events import EventIn, WebSocketEventType
 from taskline.domain.models import Agent, AgentCreate, utc_now
 from taskline.domain.status import AgentStatus
@@ -44,14 +45,20 @@ class AgentService:
             return await AgentStore(session).get(agent_id)
 
     async def create(self, body: AgentCreate, *, actor: Actor) -> Agent:
+        """Register an agent (an agent's token: only itself, by its id)."""
+        if actor.role == Role.AGENT:
+            require_self(actor, Action.MANAGE_AGENTS, body.id or "(no id)")
+        require(actor, Action.MANAGE_AGENTS)
         async with self.writes.change() as change:
             return await AgentStore(change.session).create(body)
 
     async def patch(self, agent_id: str, fields: dict[str, Any], *, actor: Actor) -> Agent:
+        require_self(actor, Action.MANAGE_AGENTS, agent_id)
         async with self.writes.change() as change:
             return await AgentStore(change.session).patch(agent_id, fields)
 
     async def delete(self, agent_id: str, *, actor: Actor) -> None:
+        require_self(actor, Action.MANAGE_AGENTS, agent_id)
         async with self.writes.change() as change:
             await AgentStore(change.session).delete(agent_id)
 

@@ -2,9 +2,11 @@
 
 from collections.abc import Sequence
 
-from taskline.domain.actors import Actor
+from taskline.domain.access import Action, require, require_on_task
+from taskline.domain.actors import Actor, Role
 from taskline.domain.events import EventIn, WebSocketMessage
 from taskline.service.writes import GroupCommit
+from taskline.store.agents import AgentStore
 from taskline.store.database import Database
 from taskline.store.events import EventLog, LogHead, TaskState
 
@@ -33,7 +35,15 @@ class EventService:
             NotFoundError: no such task.
             InvalidInputError: an event is refused (``field`` names it: ``events.N...``).
             ConflictError: an event id is already used on another task.
+            NotAuthenticatedError, ForbiddenError: the actor may not publish here (an agent
+                only on its own tasks).
         """
+        if actor.role == Role.AGENT:
+            async with self.database.read() as session:
+                workers = await AgentStore(session).agents_for(task_id)
+            require_on_task(actor, Action.PUBLISH, task_id, workers)
+        else:
+            require(actor, Action.PUBLISH)
         return await self.commits.publish(task_id, events, actor=actor, source=source)
 
     async def persist(self, task_id: str, events: list[EventIn]) -> list[WebSocketMessage]:

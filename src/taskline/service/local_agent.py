@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Close
 
-from taskline.domain.actors import Actor
+from taskline.domain.actors import Actor, Role
 from taskline.domain.models import (
     Section,
     SectionCreate,
@@ -51,10 +51,18 @@ class LocalAgentSocket:
 
     @classmethod
     async def open(
-        cls, hub: AgentHub, events: EventService, agent_id: str, name: str | None, kind: str | None
+        cls,
+        hub: AgentHub,
+        events: EventService,
+        agent_id: str,
+        name: str | None,
+        kind: str | None,
+        *,
+        role: Role | None,
     ) -> "LocalAgentSocket":
-        """Connect ``agent_id`` to the hub; the welcome is waiting when this returns."""
-        socket = cls(AgentSession(hub, events, agent_id))
+        """Connect ``agent_id`` to the hub, its publishes made with ``role``; the welcome is
+        waiting when this returns."""
+        socket = cls(AgentSession(hub, events, agent_id, role=role))
         await socket._session.open(socket._deliver, socket._closed_by_server, name=name, kind=kind)
         return socket
 
@@ -109,7 +117,7 @@ class LocalClient(AsyncClient):
         self, tasks: TaskService, events: EventService, hub: AgentHub, *, actor: Actor
     ) -> None:
         async def connect(agent_id: str, name: str | None, kind: str | None) -> LocalAgentSocket:
-            return await LocalAgentSocket.open(hub, events, agent_id, name, kind)
+            return await LocalAgentSocket.open(hub, events, agent_id, name, kind, role=actor.role)
 
         super().__init__(LOCAL_URL, agent_connector=connect)
         self._tasks = tasks

@@ -8,7 +8,8 @@ for it by the agent hub.
 from typing import Any
 
 from taskline.domain import changes
-from taskline.domain.actors import Actor
+from taskline.domain.access import Action, require, require_on_task
+from taskline.domain.actors import Actor, Role
 from taskline.domain.models import Message, MessageCreate, Task
 from taskline.domain.status import TaskStatus
 from taskline.realtime.agents import AgentHub
@@ -48,7 +49,9 @@ class Steering:
         """Move the task to ``target`` (paused, in progress, cancelled; 409 if the state
         machine refuses) and command its agent; return the task and whether the agent got
         the command now."""
-        task = await self.tasks.patch(task_id, {"status": target}, actor=actor)
+        task = await self.tasks.patch(
+            task_id, {"status": target}, actor=actor, action=Action.CONTROL
+        )
         return task, await self.command(task_id, _COMMANDS[target])
 
     async def messages(self, task_id: str) -> list[Message]:
@@ -59,7 +62,13 @@ class Steering:
         self, task_id: str, body: MessageCreate, *, actor: Actor
     ) -> tuple[Message, bool]:
         """Store the message in the task's thread, log it (``custom`` event ``task_message``)
-        and deliver it to the task's agent as a ``message`` command."""
+        and deliver it to the task's agent as a ``message`` command (an agent may post only
+        on its own tasks)."""
+        if actor.role == Role.AGENT:
+            workers = await self.agents.agents_for(task_id)
+            require_on_task(actor, Action.POST_MESSAGES, task_id, workers)
+        else:
+            require(actor, Action.POST_MESSAGES)
         async with self.writes.change() as change:
             message = await MessageStore(change.session).add(task_id, body)
             payload = message.model_dump(mode="json")

@@ -5,7 +5,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from taskline.domain import changes
-from taskline.domain.actors import Actor
+from taskline.domain.access import Action, require, require_on_task
+from taskline.domain.actors import Actor, Role
 from taskline.domain.events import WebSocketMessage
 from taskline.domain.models import (
     Section,
@@ -18,6 +19,7 @@ from taskline.domain.models import (
 )
 from taskline.domain.queries import TaskQuery
 from taskline.service.writes import Change, Writes
+from taskline.store.agents import AgentStore
 from taskline.store.database import Database
 from taskline.store.sections import SectionStore
 from taskline.store.tasks import TaskStore
@@ -57,6 +59,7 @@ class TaskService:
         self, body: TaskCreate, *, actor: Actor, task_id: str | None = None, source: str = SOURCE
     ) -> Task:
         """Create the task and log ``task_created`` in the same transaction."""
+        require(actor, Action.EDIT_TASKS)
         async with self.writes.change() as change:
             task = await TaskStore(change.session).create(body, task_id=task_id)
             await change.start(task.id, changes.created(task), actor=actor, source=source)
@@ -64,6 +67,7 @@ class TaskService:
 
     async def replace(self, task_id: str, body: TaskReplace, *, actor: Actor) -> Task:
         """Replace the fields; logs ``task_updated`` (and the status event if it moved)."""
+        require(actor, Action.EDIT_TASKS)
         async with self.writes.change() as change:
             store = TaskStore(change.session)
             before = await store.get(task_id)
@@ -71,8 +75,17 @@ class TaskService:
             await _log_change(change, task, before, body.model_fields_set, actor)
         return task
 
-    async def patch(self, task_id: str, fields: dict[str, Any], *, actor: Actor) -> Task:
-        """Change the given fields; logs ``task_updated`` (and the status event if it moved)."""
+    async def patch(
+        self,
+        task_id: str,
+        fields: dict[str, Any],
+        *,
+        actor: Actor,
+        action: Action = Action.EDIT_TASKS,
+    ) -> Task:
+        """Change the given fields; logs ``task_updated`` (and the status event if it moved).
+        ``action`` is what the change counts as (pause/resume/cancel: ``control``)."""
+        require(actor, action)
         async with self.writes.change() as change:
             store = TaskStore(change.session)
             before = await store.get(task_id)
@@ -82,6 +95,7 @@ class TaskService:
 
     async def delete(self, task_id: str, *, actor: Actor) -> None:
         """Delete the task; its log keeps a final ``task_deleted`` event."""
+        require(actor, Action.EDIT_TASKS)
         async with self.writes.change() as change:
             await TaskStore(change.session).delete(task_id)
             await _record(change, task_id, changes.deleted(), actor)
@@ -92,6 +106,7 @@ class TaskService:
         self, task_id: str, body: SectionCreate, *, position: int | None, actor: Actor
     ) -> Section:
         async with self.writes.change() as change:
+            await _may_edit_checklist(change, task_id, actor)
             section = await SectionStore(change.session).add_section(
                 task_id, body, position=position
             )
@@ -102,12 +117,14 @@ class TaskService:
         self, task_id: str, section_id: str, title: str, *, actor: Actor
     ) -> Section:
         async with self.writes.change() as change:
+            await _may_edit_checklist(change, task_id, actor)
             section = await SectionStore(change.session).rename_section(task_id, section_id, title)
             await _structure_changed(change, task_id, actor)
         return section
 
     async def delete_section(self, task_id: str, section_id: str, *, actor: Actor) -> None:
         async with self.writes.change() as change:
+            await _may_edit_checklist(change, task_id, actor)
             await SectionStore(change.session).delete_section(task_id, section_id)
             await _structure_changed(change, task_id, actor)
 
@@ -115,6 +132,7 @@ class TaskService:
         self, task_id: str, ids: Sequence[str], *, actor: Actor
     ) -> list[Section]:
         async with self.writes.change() as change:
+            await _may_edit_checklist(change, task_id, actor)
             sections = await SectionStore(change.session).reorder_sections(task_id, ids)
             await _structure_changed(change, task_id, actor)
         return sections
@@ -130,6 +148,7 @@ class TaskService:
     ) -> Subtask:
         """Add a subtask (logged as a ``task_updated`` of the task's sections)."""
         async with self.writes.change() as change:
+            await _may_edit_checklist(change, task_id, actor)
             subtask = await SectionStore(change.session).add_subtask(
                 task_id, section_id, body, position=position
             )
@@ -140,6 +159,7 @@ class TaskService:
         self, task_id: str, section_id: str, ids: Sequence[str], *, actor: Actor
     ) -> list[Subtask]:
         async with self.writes.change() as change:
+            await _may_edit_checklist(change, task_id, actor)
             subtasks = await SectionStore(change.session).reorder_subtasks(task_id, section_id, ids)
             await _structure_changed(change, task_id, actor)
         return subtasks
@@ -157,6 +177,7 @@ class TaskService:
     ) -> Subtask:
         """Rename, tick, annotate or move (``section_id``) a subtask."""
         async with self.writes.change() as change:
+            await _may_edit_checklist(change, task_id, actor)
             subtask = await SectionStore(change.session).update_subtask(
                 task_id, subtask_id, title=title, done=done, notes=notes, section_id=section_id
             )
@@ -167,12 +188,14 @@ class TaskService:
 
     async def toggle_subtask(self, task_id: str, subtask_id: str, *, actor: Actor) -> Subtask:
         async with self.writes.change() as change:
+            await _may_edit_checklist(change, task_id, actor)
             subtask = await SectionStore(change.session).toggle_subtask(task_id, subtask_id)
             await _record(change, task_id, changes.subtask_changed(subtask), actor)
         return subtask
 
     async def delete_subtask(self, task_id: str, subtask_id: str, *, actor: Actor) -> None:
         async with self.writes.change() as change:
+            await _may_edit_checklist(change, task_id, actor)
             await SectionStore(change.session).delete_subtask(task_id, subtask_id)
             await _structure_changed(change, task_id, actor)
 
@@ -191,3 +214,12 @@ async def _structure_changed(change: Change, task_id: str, actor: Actor) -> None
     """A section or subtask was added, renamed, moved or removed: log the task's new shape."""
     task = await TaskStore(change.session).get(task_id)
     await _log_change(change, task, task, ["sections"], actor)
+
+
+async def _may_edit_checklist(change: Change, task_id: str, actor: Actor) -> None:
+    """Sections and subtasks: people with the role; agents on their own tasks only."""
+    if actor.role == Role.AGENT:
+        workers = await AgentStore(change.session).agents_for(task_id)
+        require_on_task(actor, Action.EDIT_CHECKLIST, task_id, workers)
+    else:
+        require(actor, Action.EDIT_CHECKLIST)

@@ -1,5 +1,6 @@
 """Exports (what to export: the tasks, their agents and messages) and imports."""
 
+from taskline.domain.access import Action, require
 from taskline.domain.actors import Actor
 from taskline.domain.models import utc_now
 from taskline.domain.queries import TaskQuery
@@ -40,7 +41,9 @@ class Transfer:
         self, document: ExportDocument, *, mode: ImportMode, actor: Actor
     ) -> ImportSummary:
         """Restore the tasks, agents and messages of a JSON export exactly (ids and times
-        kept), all or nothing (see :func:`taskline.store.transfer.import_board`)."""
+        kept), all or nothing (see :func:`taskline.store.transfer.import_board`). Importing
+        takes the ``import`` action; ``replace`` overwrites tasks, and takes the admin's."""
+        require(actor, Action.IMPORT_REPLACE if mode == ImportMode.REPLACE else Action.IMPORT)
         async with self.writes.change() as change:
             return await import_board(
                 change.session,

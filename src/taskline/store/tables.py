@@ -34,6 +34,7 @@ __all__ = [
     "TASK_LOGS",
     "AgentRow",
     "Base",
+    "CredentialRow",
     "EventRow",
     "LogMetaRow",
     "MessageRow",
@@ -43,6 +44,7 @@ __all__ = [
     "TaskLogRow",
     "TaskRow",
     "UTCDateTime",
+    "UserRow",
 ]
 
 NAMING = {
@@ -238,3 +240,38 @@ SUBTASKS: Table = SubtaskRow.__table__  # type: ignore[assignment]
 AGENTS: Table = AgentRow.__table__  # type: ignore[assignment]
 TASK_LOGS: Table = TaskLogRow.__table__  # type: ignore[assignment]
 EVENTS: Table = EventRow.__table__  # type: ignore[assignment]
+
+
+class UserRow(Base):
+    """A person who signs in (the password is an argon2 hash; None: not set yet)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CredentialRow(Base):
+    """A secret that stands for a principal, stored as its SHA-256: an API token, a browser
+    session or a one-time sign-in link (``kind``). A person's credentials act with the
+    person's current role; an agent's are bound to one agent id."""
+
+    __tablename__ = "credentials"
+
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[str | None] = mapped_column(
+        String(80), ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    agent_id: Mapped[str | None] = mapped_column(String(80))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

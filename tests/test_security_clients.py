@@ -166,8 +166,9 @@ async def test_a_run_without_a_token_raises_at_once(secure: SecureServer) -> Non
 
 
 def test_a_token_revoked_while_connected_ends_the_subscription(secure: SecureServer) -> None:
-    """The server drops a revoked token within seconds; the next reconnect of a running
-    subscription is refused and raised (after the server restarts, every client reconnects)."""
+    """A token revoked while its subscription is live: the server restarts, the subscription
+    reconnects by itself, the server refuses the token (4401) and the subscription raises
+    instead of trying again."""
     token = make_token(secure.database_url, "viewer", name="short-lived")
     with Client(secure.url, token=secure.tokens["member"]) as member:
         task = member.create_task("Revoked viewer")

@@ -56,8 +56,12 @@ async def _run_demo(url: str, delay: float, token: str | None) -> None:
 
 
 def start_demo_agent(url: str, *, delay: float = 1.5, token: str | None = None) -> threading.Thread:
-    """Start the demo agent against the server at ``url`` (signing with ``token``);
-    failures are logged, not raised."""
+    """Start the demo agent against the server at ``url``, signing with ``token``; failures
+    are logged, not raised.
+
+    ``serve --demo`` passes a token the server minted for the agent; ``None`` leaves it to
+    the SDK (``TASKLINE_TOKEN``, then the credentials file).
+    """
 
     def run() -> None:
         try:

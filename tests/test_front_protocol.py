@@ -15,7 +15,7 @@ KEY = base64.b64encode(os.urandom(16)).decode()
 
 
 def head(*lines: str) -> bytes:
-    return "\r\n".join(["GET /ws/board HTTP/1.1", "Host: x", *lines]).encode()
+    return "\r\n".join(["GET /ws/board HTTP/1.1", "Host: localhost", *lines]).encode()
 
 
 @pytest.mark.parametrize(
@@ -62,7 +62,7 @@ def test_upgrades_whole_or_split_and_plain_http_are_all_served(sqlite_server: Li
     bad_key = upgrade.replace(KEY.encode(), b"short")
     assert raw(sqlite_server, bad_key).startswith(b"HTTP/1.1 400")
     assert raw(
-        sqlite_server, b"GET /health HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\n\r\n"
+        sqlite_server, b"GET /health HTTP/1.1\r\nHost: localhost\r\nUpgrade: h2c\r\n\r\n"
     ).startswith(b"HTTP/1.1 200")
     with httpx.Client(base_url=sqlite_server.url) as http:
         assert http.get("/health").status_code == 200

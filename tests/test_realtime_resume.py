@@ -255,7 +255,9 @@ async def test_a_task_without_a_log_yet_can_be_followed(tmp_path: Path) -> None:
             task_id = new_task(a)
             assert (
                 b.post(
-                    "/api/v1/tasks/import", content=a.get("/api/v1/tasks/export/json").content
+                    "/api/v1/tasks/import",
+                    content=a.get("/api/v1/tasks/export/json").content,
+                    headers={"Content-Type": "application/json"},
                 ).status_code
                 == 200
             )

@@ -75,6 +75,7 @@ export function newClientId() {
  * @property {string} event_type
  * @property {Record<string, any>} data
  * @property {string} timestamp
+ * @property {string|null} [actor] who made it: `person:ana`, `agent:agent_x`, `system:hub`, …
  */
 
 /**

@@ -19,6 +19,17 @@ from tests.support.databases import create_pg_database, drop_pg_database, empty_
 from tests.support.server import LiveServer
 
 
+@pytest.fixture(autouse=True)
+def _no_personal_credentials(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Clients in tests find no token of the person running them: no ``TASKLINE_TOKEN``, and
+    an empty config folder instead of ``~/.config`` (the credentials file of ``taskline
+    login``). Subprocesses inherit both."""
+    monkeypatch.delenv("TASKLINE_TOKEN", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
+
+
 @pytest.fixture(scope="session")
 def pg_database_url() -> Iterator[str]:
     """One PostgreSQL database for the session, created empty and dropped at the end."""

@@ -11,6 +11,7 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import httpx
 import pytest
 
 from taskline.service.agui_gateway import task_id_for_thread
+from taskline.settings import Settings
 from tests.support.databases import unavailable
 from tests.support.rest import publish
 from tests.support.server import LiveServer
@@ -62,23 +64,35 @@ def assert_clean(output: dict[str, Any]) -> None:
     assert output["warnings"] == [], output["warnings"]
 
 
+@pytest.fixture
+def review_server(sqlite_url: str, tmp_path: Path) -> Iterator[LiveServer]:
+    """A running server whose built-in agent may review ``tmp_path``."""
+    server = LiveServer(Settings(database_url=sqlite_url, review_roots=(str(tmp_path),)))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 def test_js_client_runs_the_builtin_agent(
-    node: str, sqlite_server: LiveServer, tmp_path: Path
+    node: str, review_server: LiveServer, tmp_path: Path
 ) -> None:
-    """HttpAgent.runAgent against POST /api/v1/agui, the built-in agent reviewing a folder:
-    no verifier error, no warning, and the client's state equals the task's state."""
+    """HttpAgent.runAgent against POST /api/v1/agui, the built-in agent reviewing a folder
+    under its review roots: no verifier error, no warning, and the client's state equals the
+    task's state."""
     root = tmp_path / "docs"
     root.mkdir()
     (root / "guide.md").write_text("# Guide\n\nTODO: explain [setup](missing.md).\n")
     (root / "notes.txt").write_text("FIXME: tidy up\nsecond line\n")
     (root / "data.bin").write_bytes(b"\x00\x01\x02")
     thread = str(uuid.uuid4())
-    output = run_node(node, "run", f"{sqlite_server.url}/api/v1/agui", thread, str(root))
+    output = run_node(node, "run", f"{review_server.url}/api/v1/agui", thread, str(root))
     assert_clean(output)
     assert output["events"][0] == "RUN_STARTED" and output["events"][-1] == "RUN_FINISHED"
     assert "TOOL_CALL_RESULT" in output["events"] and "STATE_DELTA" in output["events"]
     task_id = task_id_for_thread(thread)
-    with httpx.Client(base_url=sqlite_server.url) as http:
+    with httpx.Client(base_url=review_server.url) as http:
         state = http.get(f"/api/v1/tasks/{task_id}/state").json()["state"]
         task = http.get(f"/api/v1/tasks/{task_id}").json()
     assert output["state"] == state

@@ -3,14 +3,17 @@
 import asyncio
 import json
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from ag_ui.core import Event
 from pydantic import TypeAdapter
 
 from taskline.service.agui_gateway import task_id_for_thread
+from taskline.settings import Settings
 from tests.support.server import LiveServer
 from tests.support.waiting import async_wait_until
 from tests.support.ws import open_ws
@@ -73,6 +76,17 @@ async def stream_run(
     return parse_sse(text)
 
 
+@pytest.fixture
+def review_server(database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
+    """A running server on each backend whose built-in agent may review ``tmp_path``."""
+    server = LiveServer(Settings(database_url=database_url, review_roots=(str(tmp_path),)))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 def folder(tmp_path: Path) -> Path:
     root = tmp_path / "docs"
     root.mkdir()
@@ -87,13 +101,14 @@ def test_thread_ids_map_to_task_ids() -> None:
     assert derived.startswith("task_") and derived == task_id_for_thread("0b6a-UUID")
 
 
-async def test_builtin_agent_reviews_a_folder(server: LiveServer, tmp_path: Path) -> None:
-    """A folder as the last user message: the built-in agent reviews it; the stream opens with
-    RUN_STARTED (echoing the ids), ends with RUN_FINISHED carrying the report, then ends."""
+async def test_builtin_agent_reviews_a_folder(review_server: LiveServer, tmp_path: Path) -> None:
+    """A folder (under the review roots) as the last user message: the built-in agent reviews
+    it; the stream opens with RUN_STARTED (echoing the ids), ends with RUN_FINISHED carrying
+    the report, then ends."""
     root = folder(tmp_path)
     thread = str(uuid.uuid4())
     body = run_input(thread, str(root))
-    frames = await post_run(server, body)
+    frames = await post_run(review_server, body)
     types = [f["type"] for f in frames]
     assert types[0] == "RUN_STARTED" and types.count("RUN_STARTED") == 1
     assert frames[0]["threadId"] == thread and frames[0]["runId"] == body["runId"]
@@ -102,7 +117,7 @@ async def test_builtin_agent_reviews_a_folder(server: LiveServer, tmp_path: Path
     assert frames[-1]["threadId"] == thread and frames[-1]["runId"] == body["runId"]
     assert "TOOL_CALL_START" in types and "STATE_SNAPSHOT" in types
     task_id = task_id_for_thread(thread)
-    with httpx.Client(base_url=server.url) as http:
+    with httpx.Client(base_url=review_server.url) as http:
         task = http.get(f"/api/v1/tasks/{task_id}").json()
         assert task["status"] == "completed" and task["title"] == str(root)[:200]
         assert frames[-1]["result"] == task["result"]
@@ -111,7 +126,7 @@ async def test_builtin_agent_reviews_a_folder(server: LiveServer, tmp_path: Path
 
     # a question about the last report is answered from it, in one text message
     question = run_input(thread, "How many TODO markers?")
-    answer = await post_run(server, question)
+    answer = await post_run(review_server, question)
     assert [f["type"] for f in answer] == [
         "RUN_STARTED",
         "STATE_SNAPSHOT",
@@ -123,7 +138,7 @@ async def test_builtin_agent_reviews_a_folder(server: LiveServer, tmp_path: Path
     assert "TODO" in answer[3]["delta"]
 
     # a completed task cannot be reviewed again: a RUN_ERROR says why, no hang
-    again = await post_run(server, run_input(thread, str(root)))
+    again = await post_run(review_server, run_input(thread, str(root)))
     assert [f["type"] for f in again] == ["RUN_STARTED", "RUN_ERROR"]
     assert "built-in agent failed" in again[-1]["message"]
 

@@ -111,6 +111,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         heartbeat_interval=settings.heartbeat_interval,
         queue_size=settings.offline_queue_size,
         session_ttl=settings.session_ttl,
+        review_roots=settings.review_roots,
+        review_hidden=settings.review_hidden,
     )
 
     @asynccontextmanager

@@ -1,9 +1,12 @@
 """The one typed settings object. Only this module reads the environment (``TASKLINE_*``)."""
 
+import json
+import os
 from collections.abc import Mapping
+from typing import Annotated, Any
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["DEFAULT_DATABASE_URL", "Settings", "retired_variables"]
 
@@ -80,10 +83,11 @@ class Settings(BaseSettings):
     session_ttl: float = Field(
         default=14 * 86_400.0, gt=0, description="Seconds a browser sign-in lasts."
     )
-    review_roots: tuple[str, ...] = Field(
+    review_roots: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(),
         description="Folders the built-in agent may review (paths under them only; unset: "
-        "the sample folder shipped with Taskline).",
+        "the sample folder shipped with Taskline). From the environment: a JSON list, or "
+        "paths separated by os.pathsep (/srv/docs:/srv/other).",
     )
     review_hidden: bool = Field(
         default=False, description="Let the built-in agent read hidden files and folders."
@@ -143,6 +147,20 @@ class Settings(BaseSettings):
     seed_demo: bool = Field(
         default=False, description="Create sample tasks at start-up when the board is empty."
     )
+
+    @field_validator("review_roots", mode="before")
+    @classmethod
+    def _path_list(cls, value: Any) -> Any:
+        """A string is a JSON list or an ``os.pathsep``-separated list (empty parts dropped)."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"starts with '[' but is not a JSON list ({exc})") from None
+        return tuple(part.strip() for part in text.split(os.pathsep) if part.strip())
 
     @property
     def checks_who_asks(self) -> bool:

@@ -7,6 +7,11 @@ root that does not exist, is not a folder or cannot be listed raises (:class:`Fo
 
 Nothing here follows a link to a folder (so a link loop cannot make the walk endless) or
 opens anything but a regular file (so a FIFO cannot block the reader).
+
+Both stay inside the folder under review (:mod:`taskline.agent.confine`): an entry whose
+resolved path leaves it (a symbolic link out, even to a folder next to it) is neither listed
+nor read, and hidden files and folders (a name starting with ``.``) are skipped unless
+``hidden=True``. :data:`SKIPPED_DIRS` are never entered.
 """
 
 import errno
@@ -15,6 +20,8 @@ import stat
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+
+from taskline.agent.confine import has_hidden_part, is_hidden, permitted, within
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -36,7 +43,7 @@ DEFAULT_MAX_FILES = 500
 DEFAULT_MAX_BYTES = 1_048_576
 #: A tiny folder shipped with the package for the demo (``taskline agent run --sample``).
 SAMPLE_DOCS = Path(__file__).parent / "sample_docs"
-#: Folder names never entered, besides every hidden folder (a name starting with ``.``).
+#: Folder names never entered, even when hidden folders are (``hidden=True``).
 SKIPPED_DIRS = frozenset({".git", "node_modules", "__pycache__"})
 
 
@@ -98,8 +105,12 @@ class Document:
     detail: str | None = None
 
 
-def _skipped_dir(name: str) -> bool:
-    return name in SKIPPED_DIRS or name.startswith(".")
+def _resolved(path: str | os.PathLike[str]) -> Path | None:
+    """``path`` resolved, or None when that fails (a link loop)."""
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError):
+        return None
 
 
 def _os_reason(exc: OSError) -> str:
@@ -120,16 +131,21 @@ def check_folder(root: str | os.PathLike[str]) -> Path:
     return base
 
 
-def list_files(root: str | os.PathLike[str], *, max_files: int = DEFAULT_MAX_FILES) -> Listing:
-    """List the files under ``root`` recursively, skipping :data:`SKIPPED_DIRS` and hidden folders.
+def list_files(
+    root: str | os.PathLike[str], *, max_files: int = DEFAULT_MAX_FILES, hidden: bool = False
+) -> Listing:
+    """List the files under ``root`` recursively, skipping :data:`SKIPPED_DIRS`, hidden files
+    and folders (unless ``hidden``) and links that lead out of ``root``.
 
-    Every entry that is not a folder is listed, links and special files included (reading
-    them decides what they are); links to folders are listed as entries, never followed.
-    A sub-folder that cannot be listed is reported in ``unlisted_dirs`` rather than raised.
+    Every other entry that is not a folder is listed, links and special files included
+    (reading them decides what they are); links to folders inside ``root`` are listed as
+    entries, never followed. A link whose target cannot be resolved (a loop) is skipped. A
+    sub-folder that cannot be listed is reported in ``unlisted_dirs`` rather than raised.
 
     Args:
         root: the folder to review.
         max_files: stop after this many files and set ``truncated``; must be at least 1.
+        hidden: list hidden files and enter hidden folders too.
 
     Raises:
         FolderError: ``root`` does not exist, is not a folder, or cannot be listed.
@@ -138,6 +154,9 @@ def list_files(root: str | os.PathLike[str], *, max_files: int = DEFAULT_MAX_FIL
     if max_files < 1:
         raise ValueError(f"max_files must be at least 1, got {max_files}")
     base = check_folder(root)
+    boundary = _resolved(base)
+    if boundary is None:
+        raise FolderError(base, "cannot be resolved")
     files: list[str] = []
     unlisted: list[tuple[str, str]] = []
     # A stack of (relative folder, entries still to visit) keeps deep trees off the call stack.
@@ -153,16 +172,23 @@ def list_files(root: str | os.PathLike[str], *, max_files: int = DEFAULT_MAX_FIL
             continue
         entry = pending.pop()
         relative = f"{prefix}{entry.name}"
+        if is_hidden(entry.name) and not hidden:
+            continue
         try:
             is_dir = entry.is_dir(follow_symlinks=False)
+            is_link = entry.is_symlink()
         except OSError:
-            is_dir = False
+            is_dir = is_link = False
+        if is_link:
+            target = _resolved(entry.path)
+            if target is None or not permitted(target, boundary, hidden=hidden):
+                continue  # a link out of the folder (or to a hidden entry): not followed
         if not is_dir:
             if len(files) == max_files:
                 return Listing(base, tuple(files), truncated=True, unlisted_dirs=tuple(unlisted))
             files.append(relative)
             continue
-        if _skipped_dir(entry.name):
+        if entry.name in SKIPPED_DIRS:
             continue
         try:
             children = sorted(os.scandir(entry.path), key=lambda e: e.name)
@@ -184,10 +210,16 @@ def _kind_of_special(mode: int) -> str:
 
 
 def read_document(
-    root: str | os.PathLike[str], path: str, *, max_bytes: int = DEFAULT_MAX_BYTES
+    root: str | os.PathLike[str],
+    path: str,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    hidden: bool = False,
 ) -> Document:
     """Read ``root/path`` and classify it; never raises for a problem with the file itself.
 
+    - A path that resolves out of ``root`` (a link out, ``..``) or, unless ``hidden``, to a
+      hidden name below it is ``unreadable`` and is not opened.
     - A path that cannot be stat'ed or opened (missing, a broken link, permission denied, an
       I/O error) or that is not a regular file (FIFO, socket, device, link to a folder) is
       ``unreadable``, with the reason in ``detail``; nothing that could block is opened.
@@ -201,8 +233,15 @@ def read_document(
     running as root; a broken link is a portable way to get an unreadable entry.
     """
     full = Path(root, path)
+    boundary, target = _resolved(root), _resolved(full)
+    if boundary is None or target is None:
+        return Document(path, FileKind.UNREADABLE, 0, detail="a link that cannot be resolved")
+    if not within(target, boundary):
+        return Document(path, FileKind.UNREADABLE, 0, detail="outside the folder (not followed)")
+    if not hidden and has_hidden_part(target, boundary):
+        return Document(path, FileKind.UNREADABLE, 0, detail="hidden (not read)")
     try:
-        info = full.stat()
+        info = target.stat()
     except OSError as exc:
         if exc.errno == errno.ENOENT and full.is_symlink():
             return Document(path, FileKind.UNREADABLE, 0, detail="broken symbolic link")
@@ -213,7 +252,9 @@ def read_document(
         detail = f"{info.st_size} bytes, over the {max_bytes}-byte limit"
         return Document(path, FileKind.TOO_LARGE, info.st_size, detail=detail)
     try:
-        with full.open("rb") as handle:
+        # the resolved path, not following a link put there since it was checked
+        descriptor = os.open(target, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(descriptor, "rb") as handle:
             data = handle.read(max_bytes + 1)
     except OSError as exc:
         return Document(path, FileKind.UNREADABLE, info.st_size, detail=_os_reason(exc))

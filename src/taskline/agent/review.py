@@ -26,6 +26,7 @@ from taskline.agent.analysis import (
     find_markers,
     is_markdown,
 )
+from taskline.agent.confine import permitted
 from taskline.agent.files import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_FILES,
@@ -181,22 +182,37 @@ class FolderReview:
         }
 
 
-def _link_exists(root: Path, source: str, link: Link) -> bool:
+def _link_target(root: Path, source: str, link: Link) -> Path:
     if link.path.startswith("/"):
-        target = root / link.path.lstrip("/")
-    else:
-        target = root / PurePosixPath(source).parent / link.path
-    return os.path.exists(target)
+        return root / link.path.lstrip("/")
+    return root / PurePosixPath(source).parent / link.path
+
+
+def _checkable(boundary: Path | None, target: Path, *, hidden: bool) -> bool:
+    """Whether a link's target may be looked up: it stays in the folder under review (and is
+    not hidden unless ``hidden``), so the review tells nothing about files outside it."""
+    if boundary is None:
+        return False
+    try:
+        return permitted(target.resolve(), boundary, hidden=hidden)
+    except (OSError, RuntimeError, ValueError):  # a link loop, a NUL byte
+        return False
 
 
 def review_document(
-    root: str | os.PathLike[str], document: Document, *, markers: Iterable[Marker] | None = None
+    root: str | os.PathLike[str],
+    document: Document,
+    *,
+    markers: Iterable[Marker] | None = None,
+    hidden: bool = False,
 ) -> FileReview:
     """Analyse a document read by :func:`~taskline.agent.files.read_document`.
 
     For a text file: count words, and for Markdown also list headings and check each
     relative link against the file system (a link to an existing file or folder is fine;
-    ``/x`` is resolved from ``root``). ``markers`` are the file's TODO/FIXME findings when
+    ``/x`` is resolved from ``root``). A link that leads out of ``root`` (or to a hidden name
+    in it, unless ``hidden``) is not checked: it is neither fine nor broken, and not counted
+    in ``links_checked``. ``markers`` are the file's TODO/FIXME findings when
     the caller already searched for them; ``None`` searches now. Other kinds are passed
     through with their size and ``detail``.
     """
@@ -209,11 +225,18 @@ def review_document(
             document.path, document.kind, document.size, words=count_words(text), markers=found
         )
     base = Path(root)
-    links = find_links(text)
+    try:
+        boundary: Path | None = base.resolve()
+    except (OSError, RuntimeError):
+        boundary = None
+    targets = [(link, _link_target(base, document.path, link)) for link in find_links(text)]
+    links = [
+        (link, target) for link, target in targets if _checkable(boundary, target, hidden=hidden)
+    ]
     broken = tuple(
         BrokenLink(document.path, link.line, link.target)
-        for link in links
-        if not _link_exists(base, document.path, link)
+        for link, target in links
+        if not os.path.exists(target)
     )
     return FileReview(
         document.path,
@@ -232,15 +255,21 @@ def review_path(
     *,
     max_files: int = DEFAULT_MAX_FILES,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    hidden: bool = False,
 ) -> FolderReview:
-    """Review every file under ``path`` (see :mod:`taskline.agent.files` for the bounds).
+    """Review every file under ``path`` (see :mod:`taskline.agent.files` for the bounds, the
+    links not followed and the hidden files skipped unless ``hidden``).
 
     Raises:
         FolderError: ``path`` does not exist, is not a folder or cannot be listed.
     """
-    listing = list_files(path, max_files=max_files)
+    listing = list_files(path, max_files=max_files, hidden=hidden)
     reviews = [
-        review_document(listing.root, read_document(listing.root, name, max_bytes=max_bytes))
+        review_document(
+            listing.root,
+            read_document(listing.root, name, max_bytes=max_bytes, hidden=hidden),
+            hidden=hidden,
+        )
         for name in listing.files
     ]
     return folder_review(

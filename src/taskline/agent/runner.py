@@ -138,6 +138,7 @@ class _FolderRun:
         step_delay: float,
         max_files: int,
         max_bytes: int,
+        hidden: bool,
         on_step: StepReporter | None,
     ) -> None:
         self.client = client
@@ -146,6 +147,7 @@ class _FolderRun:
         self.step_delay = step_delay
         self.max_files = max_files
         self.max_bytes = max_bytes
+        self.hidden = hidden
         self.on_step = on_step
         self.files: list[FileReview] = []
         self.listing = Listing(root, ())
@@ -278,7 +280,9 @@ class _FolderRun:
     async def _list(self) -> None:
         args = {"path": str(self.root), "max_files": self.max_files}
         async with self.run.tool_call("list_files", args) as call:
-            self.listing = await asyncio.to_thread(list_files, self.root, max_files=self.max_files)
+            self.listing = await asyncio.to_thread(
+                list_files, self.root, max_files=self.max_files, hidden=self.hidden
+            )
             call.result = {
                 "count": len(self.listing.files),
                 "truncated": self.listing.truncated,
@@ -316,7 +320,7 @@ class _FolderRun:
                 "read_file", {"path": name}, parent_message_id=message.message_id
             ) as call:
                 document = await asyncio.to_thread(
-                    read_document, self.root, name, max_bytes=self.max_bytes
+                    read_document, self.root, name, max_bytes=self.max_bytes, hidden=self.hidden
                 )
                 call.result = {
                     "kind": document.kind.value,
@@ -324,7 +328,9 @@ class _FolderRun:
                     "detail": document.detail,
                 }
             markers = await self._search(document, message.message_id)
-            review = await asyncio.to_thread(review_document, self.root, document, markers=markers)
+            review = await asyncio.to_thread(
+                review_document, self.root, document, markers=markers, hidden=self.hidden
+            )
             self.files.append(review)
             await self._stream(describe_file(review), message)
         await run.subtask(subtask_id).done()
@@ -405,6 +411,7 @@ async def review_folder(
     step_delay: float = 0.0,
     max_files: int = DEFAULT_MAX_FILES,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    hidden: bool = False,
     on_step: StepReporter | None = None,
 ) -> ReviewResult:
     """Review the folder at ``path`` as ``agent_id`` working on task ``task_id``.
@@ -418,6 +425,9 @@ async def review_folder(
             watch (the demo uses about 0.6); 0 goes as fast as it can.
         max_files, max_bytes: the bounds of :func:`~taskline.agent.files.list_files` and
             :func:`~taskline.agent.files.read_document`.
+        hidden: review hidden files and folders too (skipped by default). Links out of the
+            folder are never followed (:mod:`taskline.agent.confine`); which folders may be
+            reviewed at all is the caller's decision (the AG-UI gateway's review roots).
         on_step: called with one line per step (listing, each file, pause, resume, message,
             cancel, completion), from the event loop.
 
@@ -448,6 +458,7 @@ async def review_folder(
                 step_delay=step_delay,
                 max_files=max_files,
                 max_bytes=max_bytes,
+                hidden=hidden,
                 on_step=on_step,
             )
             try:

@@ -43,7 +43,15 @@ __all__ = ["BridgeError", "BridgeResult", "attach", "sse_events"]
 
 
 class BridgeError(Exception):
-    """The bridge could not run or record the remote run (the message says why)."""
+    """The bridge could not run or record the remote run (the message says why).
+
+    ``status`` is Taskline's HTTP status when Taskline refused (404: no such task; 401: no
+    token or a refused one; 403: not allowed), else None.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(slots=True)
@@ -105,9 +113,11 @@ class _Recorder:
                     params={"format": "agui"},
                     json=batch,
                 )
-                if response.status_code >= 300:
+                status = response.status_code
+                if status >= 300:
                     raise BridgeError(
-                        f"Taskline refused the events ({response.status_code}): {_detail(response)}"
+                        f"Taskline refused the events ({status}): {_detail(response)}",
+                        status=status,
                     )
                 self.recorded += len(batch)
 
@@ -135,6 +145,7 @@ async def attach(
     *,
     message: str | None = None,
     headers: dict[str, str] | None = None,
+    token: str | None = None,
     timeout: float = 30.0,
     batch_size: int = 100,
     flush_interval: float = 0.2,
@@ -147,25 +158,31 @@ async def attach(
         taskline_url: the Taskline server.
         message: the user message sent to the agent (none: an empty conversation).
         headers: extra headers for the remote agent (e.g. ``Authorization``).
+        token: Taskline's token, sent as ``Authorization: Bearer <token>`` to Taskline only
+            (never to the remote agent); None sends none (the caller resolves it: the CLI
+            uses ``--token``, ``TASKLINE_TOKEN`` or the credentials file, as the SDK does).
         timeout: seconds to wait for either server (per read; the stream itself may be long).
         on_event: called with each valid event (camelCase JSON) before it is recorded.
         on_warning: called with a line for each event that was not recorded.
 
     Raises:
-        BridgeError: the task does not exist, the remote agent answered with an error
-            status or could not be reached before sending anything, or Taskline refused a
-            batch.
+        BridgeError: the task does not exist, Taskline refused the token, the remote agent
+            answered with an error status or could not be reached before sending anything,
+            or Taskline refused a batch (``status`` says what Taskline answered).
     """
     if batch_size < 1 or flush_interval <= 0:
         raise ValueError("batch_size must be >= 1 and flush_interval > 0")
     limits = httpx.Timeout(timeout)
+    own = {"Authorization": f"Bearer {token}"} if token else {}
     async with (
-        httpx.AsyncClient(base_url=taskline_url, timeout=limits) as taskline,
+        httpx.AsyncClient(base_url=taskline_url, timeout=limits, headers=own) as taskline,
         httpx.AsyncClient(timeout=limits, headers=headers or {}) as remote,
     ):
         found = await taskline.get(f"/api/v1/tasks/{task_id}/state")
         if found.status_code != 200:
-            raise BridgeError(f"task {task_id}: {_detail(found)} ({found.status_code})")
+            raise BridgeError(
+                f"task {task_id}: {_detail(found)} ({found.status_code})", status=found.status_code
+            )
         run_id = new_id("run")
         run_input = RunAgentInput(
             thread_id=task_id,

@@ -13,7 +13,7 @@ import click
 
 from taskline.agent.files import SAMPLE_DOCS, FolderError, check_folder
 from taskline.agent.runner import DEFAULT_AGENT_ID, ReviewOutcome, ReviewResult, review_folder
-from taskline.cli.context import CliState
+from taskline.cli.context import open_async_client
 from taskline.cli.errors import CliError, ExitCode
 from taskline.domain.ids import ID_PATTERN
 from taskline.sdk import AsyncClient
@@ -77,7 +77,7 @@ def run(
 
     \b
     Exit status: 0 completed; 1 cancelled or failed; 2 bad usage or no such folder;
-    3 server unreachable; 4 no such task.
+    3 server unreachable; 4 no such task; 7 not signed in or not allowed.
     """
     if sample == (path is not None):
         raise click.UsageError("give a PATH or --sample (one of them)")
@@ -88,11 +88,7 @@ def run(
         check_folder(folder)
     except FolderError as exc:
         raise CliError(str(exc), ExitCode.USAGE) from None
-    state = click.get_current_context().find_object(CliState) or CliState()
-    try:
-        client = AsyncClient(state.url, timeout=state.timeout)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="'--url'") from None
+    client = open_async_client()
     if title is None and task_id is None:
         title = "Review the sample documents" if sample else f"Review {folder.resolve().name}"
     result = asyncio.run(_run(client, folder, task_id, title, agent_id, delay))

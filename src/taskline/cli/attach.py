@@ -5,7 +5,12 @@ A thin layer over :func:`taskline.agui.bridge.attach`. The Taskline server is th
 type as it first arrives (``-v`` prints every event), then a summary.
 
 Exit status: 0 the run finished (``RUN_FINISHED``); 1 it ended with ``RUN_ERROR`` (recorded,
-so the task is failed) or the bridge failed; 2 bad usage; 4 no such task.
+so the task is failed) or the bridge failed; 2 bad usage; 4 no such task; 7 Taskline refused
+the token (none, unknown, expired) or the role may not record events on the task.
+
+Taskline's token comes from ``--token``, ``TASKLINE_TOKEN`` or the credentials file, as for
+every command; it is sent to Taskline only, never to the remote agent (``--header`` is for
+the remote agent).
 """
 
 import asyncio
@@ -15,8 +20,9 @@ import click
 
 from taskline.agui.bridge import BridgeError, BridgeResult
 from taskline.agui.bridge import attach as run_bridge
-from taskline.cli.context import CliState
+from taskline.cli.context import current_state
 from taskline.cli.errors import CliError, ExitCode
+from taskline.sdk import resolve_token
 
 __all__ = ["attach"]
 
@@ -67,7 +73,8 @@ def attach(
     the task's shared state, the --message), and every event it streams back is recorded
     with POST /api/v1/tasks/{id}/events?format=agui, so the run shows in Taskline.
     """
-    state = click.get_current_context().find_object(CliState) or CliState()
+    state = current_state()
+    token = resolve_token(state.url, state.token)
     seen: set[str] = set()
 
     def on_event(event: dict[str, Any]) -> None:
@@ -87,6 +94,7 @@ def attach(
                 task_id,
                 message=message,
                 headers=_header(headers),
+                token=token,
                 timeout=state.timeout,
                 batch_size=batch_size,
                 on_event=on_event,
@@ -94,7 +102,12 @@ def attach(
             )
         )
     except BridgeError as exc:
-        code = ExitCode.NOT_FOUND if "(404)" in str(exc) else ExitCode.ERROR
+        if exc.status == 401:
+            fix = "run 'taskline login', or pass --token (TASKLINE_TOKEN)"
+            raise CliError(f"not signed in: {exc} — {fix}", ExitCode.AUTH) from None
+        if exc.status == 403:
+            raise CliError(f"not allowed: {exc}", ExitCode.AUTH) from None
+        code = ExitCode.NOT_FOUND if exc.status == 404 else ExitCode.ERROR
         raise CliError(str(exc), code) from None
     click.echo(
         f"task {task_id}: recorded {result.recorded} events of run {result.run_id} "

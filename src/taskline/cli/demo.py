@@ -28,8 +28,8 @@ DEMO_ROUNDS = 50
 DEMO_PAUSE = 20.0
 
 
-async def _run_demo(url: str, delay: float) -> None:
-    async with AsyncClient(url) as client:
+async def _run_demo(url: str, delay: float, token: str | None) -> None:
+    async with AsyncClient(url, token=token) as client:
         for _ in range(200):  # wait up to 20 s for the server to answer
             try:
                 await client.health()
@@ -55,12 +55,17 @@ async def _run_demo(url: str, delay: float) -> None:
             )
 
 
-def start_demo_agent(url: str, *, delay: float = 1.5) -> threading.Thread:
-    """Start the demo agent against the server at ``url``; failures are logged, not raised."""
+def start_demo_agent(url: str, *, delay: float = 1.5, token: str | None = None) -> threading.Thread:
+    """Start the demo agent against the server at ``url``, signing with ``token``; failures
+    are logged, not raised.
+
+    ``serve --demo`` passes a token the server minted for the agent; ``None`` leaves it to
+    the SDK (``TASKLINE_TOKEN``, then the credentials file).
+    """
 
     def run() -> None:
         try:
-            asyncio.run(_run_demo(url, delay))
+            asyncio.run(_run_demo(url, delay, token))
         except Exception:
             logger.exception("the demo agent stopped")
 

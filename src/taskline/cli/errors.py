@@ -16,10 +16,11 @@ from taskline.sdk import (
     InvalidRequest,
     NotFound,
     ServerUnreachableError,
+    TasklineAuthError,
     TasklineClientError,
 )
 
-__all__ = ["CliError", "ExitCode", "from_client_error"]
+__all__ = ["SIGN_IN_HINT", "CliError", "ExitCode", "auth_error", "from_client_error"]
 
 
 class ExitCode(IntEnum):
@@ -32,6 +33,7 @@ class ExitCode(IntEnum):
     NOT_FOUND = 4  #: 404
     INVALID_INPUT = 5  #: 400, 413, 422
     CONFLICT = 6  #: 409, e.g. a status transition the state machine refuses
+    AUTH = 7  #: 401, 403: not signed in (no token, or a refused one) or not allowed
 
 
 class CliError(click.ClickException):
@@ -51,8 +53,31 @@ class CliError(click.ClickException):
             click.echo(line, file=file, err=file is None)
 
 
-def from_client_error(exc: TasklineClientError) -> CliError:
-    """Translate an SDK error into the report and exit code the CLI promises."""
+#: How to give the CLI a token, for the message of a 401.
+SIGN_IN_HINT = "run 'taskline login', or pass --token (or set TASKLINE_TOKEN)"
+
+
+def auth_error(exc: TasklineAuthError, url: str | None = None) -> CliError:
+    """The one-line report of a 401 (with how to fix it) or a 403 (what is not allowed)."""
+    if exc.status == 401:
+        where = f" to {url}" if url else ""
+        fix = (
+            "the token was refused: run 'taskline login' again, or pass another --token "
+            "(or TASKLINE_TOKEN)"
+            if exc.token_sent
+            else SIGN_IN_HINT
+        )
+        return CliError(f"not signed in{where}: {exc.detail} (401) — {fix}", ExitCode.AUTH)
+    return CliError(f"not allowed: {exc.detail} ({exc.status})", ExitCode.AUTH)
+
+
+def from_client_error(exc: TasklineClientError, url: str | None = None) -> CliError:
+    """Translate an SDK error into the report and exit code the CLI promises.
+
+    ``url`` (the server's) is named in the report of a 401.
+    """
+    if isinstance(exc, TasklineAuthError):
+        return auth_error(exc, url)
     if isinstance(exc, ServerUnreachableError):
         if exc.timed_out:
             return CliError(

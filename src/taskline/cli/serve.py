@@ -1,14 +1,52 @@
 """``taskline serve``: run the API server with uvicorn."""
 
 import asyncio
+from typing import TYPE_CHECKING
 
 import click
 
 from taskline.cli.errors import CliError, ExitCode
 
-__all__ = ["serve"]
+if TYPE_CHECKING:
+    from taskline.settings import Settings
+
+__all__ = ["exposure_warnings", "is_loopback", "serve"]
 
 _LOG_LEVELS = click.Choice(["critical", "error", "warning", "info", "debug", "trace"])
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only."""
+    return host in {"localhost", "::1"} or host.startswith("127.")
+
+
+def exposure_warnings(settings: "Settings") -> list[str]:
+    """What to tell the person starting a server open to the network.
+
+    Raises:
+        CliError: a non-loopback address with authentication off and no ``--insecure``.
+    """
+    if is_loopback(settings.host):
+        return ["authentication is off (--insecure)"] if settings.insecure else []
+    if settings.insecure:
+        return [
+            f"serving {settings.host} with no authentication (--insecure): anyone who can "
+            "reach this address may do everything"
+        ]
+    if not settings.auth:
+        raise CliError(
+            f"refusing to serve {settings.host} with authentication off (TASKLINE_AUTH=false): "
+            "anyone on the network could change every task. Turn it on, or pass --insecure "
+            "if you mean it",
+            ExitCode.USAGE,
+        )
+    if not (settings.public_url or "").startswith("https://"):
+        return [
+            f"serving {settings.host} over plain HTTP: passwords, tokens and session cookies "
+            "cross the network readable. Put a TLS-terminating proxy in front and set "
+            "TASKLINE_PUBLIC_URL=https://..."
+        ]
+    return []
 
 
 @click.command()
@@ -26,12 +64,20 @@ _LOG_LEVELS = click.Choice(["critical", "error", "warning", "info", "debug", "tr
     "sample folder so a task progresses live.",
 )
 @click.option("--log-level", type=_LOG_LEVELS, help="uvicorn log level.  [default: info]")
+@click.option(
+    "--insecure",
+    is_flag=True,
+    default=None,
+    help="No authentication and no Host or Origin checks, on any address: everyone may do "
+    "everything. For trusted networks and experiments only.",
+)
 def serve(
     host: str | None,
     port: int | None,
     database_url: str | None,
     demo: bool | None,
     log_level: str | None,
+    insecure: bool | None,
 ) -> None:
     """Run the Taskline server until interrupted (Ctrl+C).
 
@@ -48,8 +94,15 @@ def serve(
         click.echo(f"warning: {warning}", err=True)
 
     settings = load_settings(
-        host=host, port=port, database_url=database_url, seed_demo=demo, log_level=log_level
+        host=host,
+        port=port,
+        database_url=database_url,
+        seed_demo=demo,
+        log_level=log_level,
+        insecure=insecure,
     )
+    for line in exposure_warnings(settings):
+        click.echo(f"warning: {line}", err=True)
     # Fail with one line here rather than with uvicorn's start-up traceback.
     asyncio.run(check_database(settings.database_url))
     shown_host = f"[{settings.host}]" if ":" in settings.host else settings.host
@@ -62,10 +115,13 @@ def serve(
     server = build_server(settings)
     if settings.seed_demo:
         from taskline.cli.demo import start_demo_agent
+        from taskline.domain.actors import Actor
 
         local = "127.0.0.1" if settings.host in {"0.0.0.0", "::"} else shown_host
         url = f"http://{local}:{settings.port}"
-        start_demo_agent(url)
+        # the demo agent signs its requests with a secret that lives only in this process
+        token = server.app.state.services.identity.issue_ephemeral(Actor.system("demo"))
+        start_demo_agent(url, token=token)
         click.echo(f"Live demo: open {url}/ in a browser, or run: taskline watch <task id>")
     server.run()
     if not server.started:

@@ -4,6 +4,7 @@ It shows the status, a progress bar, the confidence, the agent and its status, t
 tool calls with their durations, the text the agent is streaming, and whether the view is
 connected. It follows the task's event stream through the SDK, which reconnects and resumes
 after a lost connection or a server restart; the indicator says ``reconnecting`` meanwhile.
+A refused token is not retried: it ends the command (exit 7), like any other command's.
 """
 
 import asyncio
@@ -16,7 +17,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from taskline.cli.context import CliState
+from taskline.cli.context import open_async_client
 from taskline.cli.errors import CliError, ExitCode
 from taskline.cli.output import STATUS_STYLE
 from taskline.cli.watch_view import WatchView
@@ -65,9 +66,9 @@ def render(view: WatchView) -> Panel:
     return Panel(body, title=f"{view.title} [{view.task_id}]")
 
 
-async def _follow(url: str, timeout: float, task_id: str, once: bool, console: Console) -> None:
+async def _follow(client: AsyncClient, task_id: str, once: bool, console: Console) -> None:
     view = WatchView(task_id)
-    async with AsyncClient(url, timeout=timeout) as client:
+    async with client:
         view.load(await client.get_task(task_id))
         subscription = client.subscribe(task_id, since=0, include_connection_messages=True)
         with Live(render(view), console=console, refresh_per_second=8) as live:
@@ -98,9 +99,9 @@ async def _follow(url: str, timeout: float, task_id: str, once: bool, console: C
 @click.option("--exit-when-done", is_flag=True, help="Stop when the task completes or fails.")
 def watch(task_id: str, exit_when_done: bool) -> None:
     """Watch one task live: progress, confidence, agent, tool calls, streamed text."""
-    state = click.get_current_context().find_object(CliState) or CliState()
+    client = open_async_client()
     try:
-        asyncio.run(_follow(state.url, state.timeout, task_id, exit_when_done, Console()))
+        asyncio.run(_follow(client, task_id, exit_when_done, Console()))
     except NotFound:
         raise CliError(f"task {task_id!r} does not exist", ExitCode.NOT_FOUND) from None
     except KeyboardInterrupt:

@@ -262,8 +262,17 @@ class ConnectionManager:
         past it), which runs in the background at the pace the connection drains; live events
         follow it with no gap and no duplicate. Without a ``channel`` a writer task sends the
         frames with ``sender`` (which may be None only when there is a channel). Returns None
-        (after closing the connection with 4404 or 4409) for an unknown task or a void cursor.
+        (after closing the connection with 4404 or 4409) for an unknown task or a void cursor,
+        and (after 4403) for a ``client_id`` that belongs to another ``owner`` (the text form
+        of the actor that first connected with it: its queued messages are that actor's).
         """
+        if client_id and not self.owners.claim(client_id, owner, now=time.monotonic()):
+            await self._close_quietly(
+                closer,
+                CloseCode.FORBIDDEN,
+                "this client_id belongs to another principal; connect without one",
+            )
+            return None
         try:
             connection = await self._open(
                 closer,

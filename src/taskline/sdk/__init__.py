@@ -21,6 +21,16 @@ re-sent after a lost connection) and people follow it with a subscription::
                 ...
 
 Errors form one tree under :class:`TasklineClientError` (drawn in ``_errors.py``).
+
+A server that checks who asks wants a token (``Authorization: Bearer tl_…``). Give it as
+``token=``; without one a client uses ``TASKLINE_TOKEN``, else the token ``taskline login``
+stored for that server (:func:`credentials_path`), else none. A missing or refused token
+(401) or a role that may not do something (403) is a :class:`TasklineAuthError`, raised by
+REST calls, runs, agent connections and subscriptions alike (a WebSocket closed with 4401 or
+4403 is not retried)::
+
+    with Client(url, token=os.environ["MY_TOKEN"]) as taskline:
+        ...
 """
 
 from taskline.sdk._async_client import AgentConnection, AsyncClient
@@ -33,11 +43,20 @@ from taskline.sdk._config import (
     Backoff,
     DeliveryOptions,
 )
+from taskline.sdk._credentials import (
+    credentials_path,
+    remove_token,
+    resolve_token,
+    server_key,
+    store_token,
+    stored_token,
+)
 from taskline.sdk._errors import (
     ApiError,
     ClientClosedError,
     Conflict,
     ConnectionReplacedError,
+    CredentialsError,
     CursorVoidError,
     DeliveryTimeoutError,
     EventRejected,
@@ -46,6 +65,7 @@ from taskline.sdk._errors import (
     NotFound,
     RunStateError,
     ServerUnreachableError,
+    TasklineAuthError,
     TasklineClientError,
     UnexpectedResponseError,
 )
@@ -53,6 +73,7 @@ from taskline.sdk._models import (
     Command,
     EventPage,
     HumanMessage,
+    IssuedToken,
     MessagePosted,
     TaskControl,
     TaskState,
@@ -83,6 +104,7 @@ __all__ = [
     "Command",
     "Conflict",
     "ConnectionReplacedError",
+    "CredentialsError",
     "CursorVoidError",
     "DeliveryOptions",
     "DeliveryTimeoutError",
@@ -91,6 +113,7 @@ __all__ = [
     "HumanMessage",
     "InvalidEvent",
     "InvalidRequest",
+    "IssuedToken",
     "MessagePosted",
     "MessageStream",
     "NotFound",
@@ -108,9 +131,16 @@ __all__ = [
     "SyncSubscription",
     "TaskControl",
     "TaskState",
+    "TasklineAuthError",
     "TasklineClientError",
     "ToolCall",
     "UnexpectedResponseError",
+    "credentials_path",
+    "remove_token",
+    "resolve_token",
+    "server_key",
+    "store_token",
+    "stored_token",
 ]
 
 # Show the public path in reprs and tracebacks (taskline.sdk.NotFound, not ..._errors.NotFound).

@@ -7,8 +7,8 @@ and a reader (acks, nacks, commands) until the connection drops.
 
 Lifecycle (:class:`LinkState`): ``new → connecting → open ⇄ reconnecting → closed``, or
 ``failed`` when retrying cannot help (another connection took over the agent, the server
-refused the agent id, ``give_up_after`` ran out). A closed or failed connection does not
-reopen.
+refused the agent id or the token: close 4401 or 4403, ``give_up_after`` ran out). A closed
+or failed connection does not reopen.
 """
 
 import asyncio
@@ -34,7 +34,14 @@ from taskline.sdk._errors import (
 from taskline.sdk._events import BuiltEvent
 from taskline.sdk._models import Command
 from taskline.sdk._outbox import Outbox
-from taskline.sdk._wire import Dropped, decode, fatal_close, open_socket, websocket_url
+from taskline.sdk._wire import (
+    Dropped,
+    decode,
+    fatal_close,
+    open_socket,
+    token_sent,
+    websocket_url,
+)
 
 __all__ = ["AgentLink", "CommandHandler", "LinkState"]
 
@@ -92,7 +99,7 @@ class AgentLink:
     Args:
         base_url: the server's HTTP base URL.
         agent_id: ``agent_…``; an unknown id is registered by the server on connect.
-        headers: sent with the upgrade request (authorization).
+        headers: sent with the upgrade request (``Authorization: Bearer <token>``).
         name, kind: used by the server when it registers an unknown agent.
         options: buffering, batching, timeouts and backoff.
         connector: opens each connection instead of a WebSocket to ``base_url`` (see
@@ -134,6 +141,7 @@ class AgentLink:
         self._unclaimed: deque[Command] = deque(maxlen=_UNCLAIMED_LIMIT)
         self._heartbeat_interval = options.heartbeat_interval
         self._supervisor: asyncio.Task[None] | None = None
+        self._attempted = asyncio.Event()  # the first connection attempt has an outcome
 
     def __repr__(self) -> str:
         return (
@@ -173,6 +181,7 @@ class AgentLink:
         supervisor, self._supervisor = self._supervisor, None
         if self.state is not LinkState.FAILED:
             self.state = LinkState.CLOSED
+        self._attempted.set()
         if supervisor is not None:
             supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -181,6 +190,26 @@ class AgentLink:
             self._changed.notify_all()
         if error is not None:
             raise error
+
+    async def first_attempt(self) -> None:
+        """Wait for the outcome of the first connection attempt (at once after it).
+
+        Returns when the agent is connected, or when the attempt failed in a way a reconnect
+        may fix (the link keeps retrying in the background); bounded by the connect timeout
+        (the handshake, then the ``welcome``) when the server does not answer.
+
+        Raises:
+            TasklineAuthError, ConnectionReplacedError, InvalidRequest, ...: the connection
+                failed for good (a refused token: close 4401 or 4403).
+        """
+        await self._attempted.wait()
+        if self._fatal is not None:
+            raise self._fatal
+
+    @property
+    def error(self) -> TasklineClientError | None:
+        """The error that ended the connection for good (state ``failed``), else None."""
+        return self._fatal
 
     @property
     def pending(self) -> int:
@@ -354,6 +383,7 @@ class AgentLink:
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(websocket.close(), self.options.close_timeout)
             self.state = LinkState.RECONNECTING
+            self._attempted.set()
             give_up = self.options.backoff.give_up_after
             if give_up is not None and time.monotonic() - down_since > give_up:
                 await self._fail(
@@ -380,6 +410,7 @@ class AgentLink:
         self.connections += 1
         self.resent_batches += len(self._outbox.batches)  # all unsent again after a loss
         self.state = LinkState.OPEN
+        self._attempted.set()
         if self.connections > 1:
             for hook in list(self._reconnect_hooks):
                 try:
@@ -422,7 +453,9 @@ class AgentLink:
         code, reason = websocket.close_code, websocket.close_reason or ""
         if code == _REPLACED:
             return ConnectionReplacedError(self.agent_id)
-        fatal = fatal_close(code, reason, f"agent {self.agent_id!r}")
+        fatal = fatal_close(
+            code, reason, f"agent {self.agent_id!r}", sent_token=token_sent(self._headers)
+        )
         if fatal is not None:
             return fatal
         return Dropped(f"closed by the server ({code} {reason})".rstrip(), code)
@@ -506,6 +539,7 @@ class AgentLink:
     async def _fail(self, error: TasklineClientError) -> None:
         self._fatal = error
         self.state = LinkState.FAILED
+        self._attempted.set()
         logger.error("agent %s: %s", self.agent_id, error)
         async with self._changed:
             self._changed.notify_all()

@@ -22,9 +22,17 @@ from taskline.sdk._config import (
     Backoff,
     DeliveryOptions,
 )
-from taskline.sdk._errors import ClientClosedError
+from taskline.sdk._credentials import resolve_token
+from taskline.sdk._errors import ClientClosedError, TasklineClientError
 from taskline.sdk._http import Call, request_headers, server_url, transport_errors
-from taskline.sdk._models import Command, EventPage, MessagePosted, TaskControl, TaskState
+from taskline.sdk._models import (
+    Command,
+    EventPage,
+    IssuedToken,
+    MessagePosted,
+    TaskControl,
+    TaskState,
+)
 from taskline.sdk._run import CommandCallback, Run
 from taskline.sdk._subscription import Subscription
 
@@ -73,7 +81,10 @@ class AsyncClient:
 
     Args:
         url: the server's base URL; a path prefix (behind a reverse proxy) is kept.
-        token: sent as ``Authorization: Bearer <token>`` on requests and WebSocket upgrades.
+        token: sent as ``Authorization: Bearer <token>`` on every request and WebSocket
+            upgrade. ``None`` (the default): the ``TASKLINE_TOKEN`` environment variable,
+            else the token ``taskline login`` stored for this server (see
+            :func:`credentials_path`), else none. ``""``: none, without looking.
         timeout: seconds for each of connect, read, write and pool on REST calls; ``None``
             waits forever.
         delivery: buffering, batching, timeouts and backoff of runs' events.
@@ -84,8 +95,10 @@ class AsyncClient:
     Raises:
         ValueError: ``url`` is not an ``http://`` or ``https://`` URL with a host.
 
-    REST methods raise what :class:`~taskline.sdk.Client`'s raise. A closed client cannot be
-    reopened (:class:`ClientClosedError`).
+    REST methods raise what :class:`~taskline.sdk.Client`'s raise, including
+    :class:`TasklineAuthError` for a missing or refused token (401) or a role that may not do
+    it (403); runs, agent connections and subscriptions raise it too, instead of reconnecting.
+    A closed client cannot be reopened (:class:`ClientClosedError`).
     """
 
     def __init__(
@@ -100,7 +113,7 @@ class AsyncClient:
     ) -> None:
         self.url = server_url(url)
         self.delivery = delivery or DeliveryOptions()
-        self._headers = request_headers(token)
+        self._headers = request_headers(resolve_token(self.url, token))
         self._http = httpx.AsyncClient(
             base_url=self.url,
             headers=self._headers,
@@ -161,6 +174,13 @@ class AsyncClient:
     async def health(self) -> dict[str, Any]:
         """Return the health answer (``status``, ``database``, ``version``)."""
         return await self._send(api.health())
+
+    async def create_token(
+        self, username: str, password: str, *, name: str | None = None
+    ) -> IssuedToken:
+        """Sign in as ``username`` and return a new personal token; see
+        :meth:`Client.create_token`."""
+        return await self._send(api.create_token(username, password, name))
 
     # --- tasks
 
@@ -467,6 +487,12 @@ class AgentConnection:
     :meth:`on_command` shows commands for tasks that no run of this client works on yet
     (a message for an assigned task, an AG-UI ``run`` handed to the agent), so a worker can
     start a run in response.
+
+    Entering waits for the first connection attempt: it raises what retrying cannot fix
+    (:class:`TasklineAuthError` for a refused token, close 4401 or 4403;
+    :class:`ConnectionReplacedError`, ...); a server that is down is retried in the
+    background as before. A connection that fails for good later (a token revoked while
+    connected) shows in :attr:`error` and is raised when the block ends without an exception.
     """
 
     def __init__(
@@ -477,6 +503,7 @@ class AgentConnection:
         self._name = name
         self._kind = kind
         self._link: AgentLink | None = None
+        self._error: TasklineClientError | None = None
         self._callbacks: list[CommandCallback] = []
         self._tasks: set[asyncio.Future[Any]] = set()
 
@@ -509,11 +536,23 @@ class AgentConnection:
         """True while the WebSocket is up (False while reconnecting)."""
         return self._link is not None and self._link.connected
 
+    @property
+    def error(self) -> TasklineClientError | None:
+        """What ended the connection for good (no more reconnecting), else None."""
+        return self._link.error if self._link is not None else self._error
+
     async def __aenter__(self) -> Self:
         if self._link is not None:
             raise RuntimeError("this AgentConnection is already open")
-        self._link = await self._client._acquire_agent(self.agent_id, self._name, self._kind)
-        self._link.add_unclaimed_listener(self._on_unclaimed)
+        link = await self._client._acquire_agent(self.agent_id, self._name, self._kind)
+        try:
+            await link.first_attempt()
+        except BaseException:
+            await self._client._release_agent(link)
+            raise
+        self._link = link
+        self._error = None
+        link.add_unclaimed_listener(self._on_unclaimed)
         return self
 
     async def __aexit__(
@@ -525,7 +564,10 @@ class AgentConnection:
         link, self._link = self._link, None
         if link is not None:
             link.remove_unclaimed_listener(self._on_unclaimed)
+            self._error = link.error
             await self._client._release_agent(link)
+            if exc is None and self._error is not None:
+                raise self._error
 
 
 def _section(title: str, subtasks: Iterable[str | Mapping[str, Any]]) -> dict[str, Any]:

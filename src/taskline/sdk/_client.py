@@ -18,9 +18,10 @@ from taskline.sdk._config import (
     Backoff,
     DeliveryOptions,
 )
+from taskline.sdk._credentials import resolve_token
 from taskline.sdk._errors import ClientClosedError
 from taskline.sdk._http import Call, request_headers, server_url, transport_errors
-from taskline.sdk._models import EventPage, MessagePosted, TaskControl, TaskState
+from taskline.sdk._models import EventPage, IssuedToken, MessagePosted, TaskControl, TaskState
 from taskline.sdk._sync import LoopThread, SyncRun, SyncSubscription
 
 __all__ = ["Client"]
@@ -44,7 +45,10 @@ class Client:
 
     Args:
         url: the server's base URL; a path prefix (behind a reverse proxy) is kept.
-        token: sent as ``Authorization: Bearer <token>`` when given.
+        token: sent as ``Authorization: Bearer <token>`` on every request and WebSocket
+            upgrade. ``None`` (the default): the ``TASKLINE_TOKEN`` environment variable,
+            else the token ``taskline login`` stored for this server (see
+            :func:`credentials_path`), else none. ``""``: none, without looking.
         timeout: seconds for each of connect, read, write and pool; ``None`` waits forever.
         delivery: buffering, batching, timeouts and backoff of :meth:`run`'s events.
         transport: an httpx transport to use instead of the network (tests, custom TLS; REST
@@ -55,7 +59,8 @@ class Client:
 
     Every method may raise :class:`ServerUnreachableError` (no answer), an :class:`ApiError`
     subclass (the server refused: :class:`NotFound`, :class:`Conflict`,
-    :class:`InvalidRequest`), or :class:`ClientClosedError` after :meth:`close`. Input is
+    :class:`InvalidRequest`, :class:`TasklineAuthError` for a missing or refused token or a
+    role that may not do it), or :class:`ClientClosedError` after :meth:`close`. Input is
     validated by the server only, so a bad field surfaces as :class:`InvalidRequest` with
     per-field ``errors``.
 
@@ -74,11 +79,11 @@ class Client:
     ) -> None:
         self.url = server_url(url)
         self.delivery = delivery or DeliveryOptions()
-        self._token = token
+        self._token = resolve_token(self.url, token) or ""  # "": the live side looks no more
         self._timeout = timeout
         self._http = httpx.Client(
             base_url=self.url,
-            headers=request_headers(token),
+            headers=request_headers(self._token),
             timeout=httpx.Timeout(timeout),
             transport=transport,
             follow_redirects=False,
@@ -152,6 +157,18 @@ class Client:
         A server whose database is down answers 503, raised as :class:`ApiError`.
         """
         return self._send(api.health())
+
+    def create_token(self, username: str, password: str, *, name: str | None = None) -> IssuedToken:
+        """Sign in as ``username`` with ``password`` and return a new personal token.
+
+        The token acts as that person (their role) until it expires or is revoked; ``name`` is
+        a label for it (which machine, which script). ``taskline login`` stores it. The
+        request needs no token of its own.
+
+        Raises:
+            TasklineAuthError: wrong username or password (401).
+        """
+        return self._send(api.create_token(username, password, name))
 
     # --- tasks
 

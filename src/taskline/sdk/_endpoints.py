@@ -21,7 +21,7 @@ from taskline.sdk._http import (
     path_id,
     seqs,
 )
-from taskline.sdk._models import EventPage, MessagePosted, TaskControl, TaskState
+from taskline.sdk._models import EventPage, IssuedToken, MessagePosted, TaskControl, TaskState
 
 __all__ = [
     "add_section",
@@ -29,6 +29,7 @@ __all__ = [
     "control",
     "create_agent",
     "create_task",
+    "create_token",
     "delete_agent",
     "delete_section",
     "delete_subtask",
@@ -76,6 +77,13 @@ def _body(fields: Mapping[str, Any]) -> dict[str, Any]:
 
 def health() -> Call[dict[str, Any]]:
     return Call("GET", "/health", json_object)
+
+
+def create_token(username: str, password: str, name: str | None) -> Call[IssuedToken]:
+    body: dict[str, Any] = {"username": username, "password": password}
+    if name is not None:
+        body["name"] = name
+    return Call("POST", "/api/v1/auth/token", model(IssuedToken), json=body)
 
 
 def list_tasks(

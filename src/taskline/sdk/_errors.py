@@ -9,6 +9,7 @@
     │                              (also a ValueError)
     ├── ConnectionReplacedError    another connection took over this agent (close 4000)
     ├── CursorVoidError            a subscription's cursor is not from this log (close 4409)
+    ├── CredentialsError           the credentials file cannot be read or written
     ├── ServerUnreachableError     connection refused, DNS failure, or no answer in time
     │   └── DeliveryTimeoutError   events still unacknowledged when a wait ran out
     ├── UnexpectedResponseError    a 2xx answer the SDK cannot read (not the expected JSON)
@@ -16,13 +17,17 @@
         ├── NotFound               404: the task, agent or route does not exist
         ├── Conflict               409: an invalid status transition, an id that is taken
         ├── InvalidRequest         400, 413, 422: the request itself is wrong
+        ├── TasklineAuthError      401, 403 (WebSocket close 4401, 4403): no token, a refused
+        │                          token, or a role that may not do this
         └── EventRejected          a published batch was refused (``nack``), all or nothing
 
 "The request failed" (``ServerUnreachableError``) and "the server said no" (``ApiError``) are
 separate branches, so callers can retry the first and report the second. The live side (runs
-and subscriptions) retries the first branch itself and surfaces only what retrying cannot fix.
+and subscriptions) retries the first branch itself and surfaces only what retrying cannot fix
+(a refused token among them: a connection closed with 4401 or 4403 is not retried).
 """
 
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -30,6 +35,7 @@ __all__ = [
     "ClientClosedError",
     "Conflict",
     "ConnectionReplacedError",
+    "CredentialsError",
     "CursorVoidError",
     "DeliveryTimeoutError",
     "EventRejected",
@@ -38,6 +44,7 @@ __all__ = [
     "NotFound",
     "RunStateError",
     "ServerUnreachableError",
+    "TasklineAuthError",
     "TasklineClientError",
     "UnexpectedResponseError",
 ]
@@ -124,6 +131,39 @@ class InvalidRequest(ApiError):
     """400, 413 or 422: malformed, too large, or semantically invalid input."""
 
 
+class TasklineAuthError(ApiError):
+    """401 or 403: the server does not know who asks, or knows and does not allow it.
+
+    ``status`` 401 (an HTTP answer, or a WebSocket closed with 4401): no token was sent, or
+    the server does not accept it (unknown, expired, revoked). ``status`` 403 (or close 4403):
+    the token is valid but not for this: its role may not do it (``detail`` names the role
+    and the action), or a connection was refused (an agent token used for another agent id,
+    a foreign ``Origin``, a ``client_id`` that belongs to someone else).
+
+    Retrying with the same token cannot help, so runs and subscriptions raise it instead of
+    reconnecting.
+
+    Attributes:
+        token_sent: whether the refused request carried a token.
+        hint: how to fix a 401 (where a token comes from); None for a 403.
+        problem, status, title, detail: as for :class:`ApiError`.
+    """
+
+    def __init__(self, problem: dict[str, Any], *, token_sent: bool) -> None:
+        super().__init__(problem)
+        self.token_sent = token_sent
+        self.hint: str | None = None
+        if self.status == 401:
+            self.hint = (
+                "the server refused the token (unknown, expired or revoked): run "
+                "`taskline login` again, or set TASKLINE_TOKEN to a valid token"
+                if token_sent
+                else "no token was sent: set TASKLINE_TOKEN, pass token=..., or run "
+                "`taskline login`"
+            )
+            self.args = (f"{self.detail} ({self.status}); {self.hint}",)
+
+
 class EventRejected(ApiError):
     """The server refused a published batch (a ``nack``); none of its events were stored.
 
@@ -195,6 +235,18 @@ class CursorVoidError(TasklineClientError):
         self.task_id = task_id
         self.since = since
         self.epoch = epoch
+
+
+class CredentialsError(TasklineClientError):
+    """The credentials file (``taskline login``'s tokens) cannot be read or written.
+
+    ``path`` is the file; the ``OSError`` or JSON error is the ``__cause__``.
+    """
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"credentials file {path}: {reason}")
+        self.path = path
+        self.reason = reason
 
 
 class DeliveryTimeoutError(ServerUnreachableError):

@@ -24,6 +24,7 @@ from taskline.sdk._errors import (
     InvalidRequest,
     NotFound,
     ServerUnreachableError,
+    TasklineAuthError,
     UnexpectedResponseError,
 )
 
@@ -124,7 +125,8 @@ def api_error(response: httpx.Response) -> ApiError:
     """Return the :class:`ApiError` subclass for a refused request, carrying its problem body.
 
     A body that is not problem JSON (a proxy's HTML page, say) is replaced by a problem built
-    from the status line, so ``detail`` is always a readable sentence.
+    from the status line, so ``detail`` is always a readable sentence. A 401 or 403 is a
+    :class:`TasklineAuthError`, which knows whether the request carried a token.
     """
     problem: dict[str, Any] | None = None
     try:
@@ -145,6 +147,9 @@ def api_error(response: httpx.Response) -> ApiError:
             "status": response.status_code,
             "detail": f"{response.request.method} {response.request.url.path}: {text or reason}",
         }
+    if response.status_code in {401, 403}:
+        token_sent = "authorization" in response.request.headers
+        return TasklineAuthError(problem, token_sent=token_sent)
     return _ERROR_BY_STATUS.get(response.status_code, ApiError)(problem)
 
 
@@ -263,7 +268,9 @@ def server_url(url: str) -> str:
 
 
 def request_headers(token: str | None) -> dict[str, str]:
-    """The headers every request carries (HTTP and WebSocket upgrades alike)."""
+    """The headers every request carries (HTTP and WebSocket upgrades alike): ``token``, when
+    given, as ``Authorization: Bearer <token>`` (see ``_credentials.resolve_token`` for where
+    a client's token comes from)."""
     headers = {"Accept": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"

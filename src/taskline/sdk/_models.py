@@ -5,12 +5,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, JsonValue
+from pydantic import BaseModel, Field, JsonValue
 
 from taskline.domain.events import WebSocketMessage
 from taskline.domain.models import Message, Task
 
-__all__ = ["Command", "EventPage", "HumanMessage", "MessagePosted", "TaskControl", "TaskState"]
+__all__ = [
+    "Command",
+    "EventPage",
+    "HumanMessage",
+    "IssuedToken",
+    "MessagePosted",
+    "TaskControl",
+    "TaskState",
+]
 
 
 class EventPage(BaseModel):
@@ -47,6 +55,20 @@ class MessagePosted(Message):
     (the message waits for it) or the task has no agent."""
 
     delivered: bool = False
+
+
+class IssuedToken(BaseModel):
+    """A personal API token the server issued on signing in (``POST /api/v1/auth/token``).
+
+    ``token`` (``tl_…``) is the secret, shown by the server only this once; it is left out of
+    the repr. ``expires_at`` None: valid until revoked.
+    """
+
+    id: str
+    token: str = Field(repr=False)
+    name: str | None = None
+    role: str
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,14 @@ from taskline.domain.events import WebSocketEventType, WebSocketMessage
 from taskline.domain.ids import new_id
 from taskline.sdk._config import DEFAULT_HEARTBEAT_INTERVAL, Backoff
 from taskline.sdk._errors import CursorVoidError, ServerUnreachableError, TasklineClientError
-from taskline.sdk._wire import Dropped, decode, fatal_close, open_socket, websocket_url
+from taskline.sdk._wire import (
+    Dropped,
+    decode,
+    fatal_close,
+    open_socket,
+    token_sent,
+    websocket_url,
+)
 
 __all__ = ["Cursor", "Subscription", "SubscriptionState"]
 
@@ -111,10 +118,13 @@ class Subscription:
 
     Iteration ends (``StopAsyncIteration``) only after :meth:`aclose`. It raises
     :class:`NotFound` for an unknown task, :class:`CursorVoidError` if the server's log is not
-    the one the cursor came from, :class:`ServerUnreachableError` once ``backoff``'s
-    ``give_up_after`` runs out. Cancelling a waiting ``__anext__`` loses nothing. A consumer
-    slower than the events is fed from the log at its own pace; one that stops reading for the
-    server's ``write_timeout`` is cut off (close 4008) and resumes where it was.
+    the one the cursor came from, :class:`TasklineAuthError` when the server refuses the token
+    (close 4401: none, unknown, expired or revoked) or the connection (4403: e.g. a
+    ``client_id`` of someone else) — on the first connection or any later one, never retried —
+    and :class:`ServerUnreachableError` once ``backoff``'s ``give_up_after`` runs out.
+    Cancelling a waiting ``__anext__`` loses nothing. A consumer slower than the events is fed
+    from the log at its own pace; one that stops reading for the server's ``write_timeout`` is
+    cut off (close 4008) and resumes where it was.
     """
 
     def __init__(
@@ -298,7 +308,9 @@ class Subscription:
         code, reason = websocket.close_code, websocket.close_reason or ""
         if code == _CURSOR_VOID:
             return CursorVoidError(self.task_id, self.cursor.last_seq, self.cursor.epoch, reason)
-        fatal = fatal_close(code, reason, f"task {self.task_id!r}")
+        fatal = fatal_close(
+            code, reason, f"task {self.task_id!r}", sent_token=token_sent(self._headers)
+        )
         if fatal is not None:
             return fatal
         return Dropped(f"closed by the server ({code} {reason})".rstrip(), code)

@@ -11,6 +11,9 @@ the bus. This is also the one place that will decide who may do what.
 ``app.state.services``.
 """
 
+import os
+from collections.abc import Sequence
+
 from taskline.bus import EventBus
 from taskline.realtime import ConnectionManager
 from taskline.realtime.agents import AgentHub
@@ -36,6 +39,7 @@ class Services:
         keep_last: retention (the newest events kept per task; None keeps all).
         session_ttl: seconds a browser sign-in lasts.
         heartbeat_interval, stale_after, queue_size: the agent hub's (see AgentHub).
+        review_roots, review_hidden: what the built-in agent may review (see AguiGateway).
     """
 
     def __init__(
@@ -49,6 +53,8 @@ class Services:
         stale_after: float = 300.0,
         queue_size: int = 100,
         session_ttl: float = 14 * 86_400.0,
+        review_roots: Sequence[str | os.PathLike[str]] = (),
+        review_hidden: bool = False,
     ) -> None:
         self.database = database
         self.bus = bus
@@ -69,7 +75,15 @@ class Services:
         )
         self.steering = Steering(database, self.writes, self.tasks, self.agents, self.hub)
         self.transfer = Transfer(database, self.writes)
-        self.agui = AguiGateway(self.tasks, self.events, self.agents, connections, self.hub)
+        self.agui = AguiGateway(
+            self.tasks,
+            self.events,
+            self.agents,
+            connections,
+            self.hub,
+            review_roots=review_roots,
+            review_hidden=review_hidden,
+        )
         self.agui_watch = AguiWatch(database, connections)
 
     @property

@@ -16,7 +16,7 @@ import orjson
 from pydantic import ValidationError
 
 from taskline.domain.access import require_agent_connection
-from taskline.domain.actors import Actor, Role
+from taskline.domain.actors import Actor, ActorKind, Role
 from taskline.domain.errors import InvalidInputError, StorageError, TasklineError
 from taskline.domain.events import EventIn
 from taskline.domain.models import utc_now
@@ -59,8 +59,11 @@ class AgentSession:
         self.events = events
         self.agent_id = agent_id
         # what it publishes is the agent's, with the rights of whoever connected it
+        if role is None and connected_by is not None:
+            # the server's own parts (the demo) connect agents that work for the people
+            role = Role.MEMBER if connected_by.kind == ActorKind.SYSTEM else connected_by.role
         if role is None:
-            role = connected_by.role if connected_by is not None else Role.AGENT
+            role = Role.AGENT
         self.actor = Actor.agent(agent_id, role)
         self._connection: AgentConnection | None = None
 

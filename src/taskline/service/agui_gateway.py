@@ -24,7 +24,13 @@ task, with nothing stored. A task created for a run is titled from the last user
    last word): :func:`~taskline.agent.runner.review_folder` runs as a background task,
    in-process through the application layer (:class:`~taskline.service.local_agent.LocalClient`:
    no HTTP to itself), its events stamped with ``run_id`` = the ``runId``. The review keeps
-   going if the client leaves.
+   going if the client leaves. Only folders under the *review roots* are reviewed
+   (:mod:`taskline.agent.confine`: resolved, ``~`` expanded, a relative path taken relative
+   to the first root; hidden files only with ``review_hidden``; links out of the folder are
+   not followed). A last word (or one-word message) naming anything else (``/etc``, ``~``,
+   ``../..``, a link out of a root) ends the run with ``RUN_ERROR`` (code
+   ``folder_refused``) naming the roots as configured, before the agent starts (nothing is
+   read, nothing is added to the task's log).
 3. *The built-in agent answering a question* about its last report (the task's result): one
    text message, then ``RUN_FINISHED`` with the report as ``result``. Nothing is stored.
 4. Otherwise: ``RUN_ERROR`` (code ``no_agent``) saying why.
@@ -45,8 +51,9 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +73,8 @@ from ag_ui.core import (
 )
 from pydantic import ValidationError
 
+from taskline.agent.confine import FolderRefused, ReviewRoots, confine
+from taskline.agent.files import SAMPLE_DOCS
 from taskline.agent.runner import DEFAULT_AGENT_ID, review_folder
 from taskline.agui.translate import AGUI_KEY, TERMINAL_TYPES, to_agui
 from taskline.domain.access import Action, require
@@ -121,15 +130,30 @@ def _last_user_text(run_input: RunAgentInput) -> str:
     return ""
 
 
-def _folder(instruction: str) -> Path | None:
-    """The folder an instruction names: the whole text, or its last word (``review ./docs``)."""
-    candidates = [instruction]
+def _folder(instruction: str, roots: ReviewRoots, *, hidden: bool) -> Path | None:
+    """The folder under ``roots`` an instruction names: the whole text, or its last word
+    (``review ./docs``), resolved; None when neither is a folder there (a question).
+
+    Raises:
+        FolderRefused: the last word (the whole text when it is one word) names a path out
+            of the roots, or a hidden one without ``hidden``. A whole text of several words
+            is only taken when it names an allowed folder (a question is no refusal).
+    """
     words = instruction.split()
+    candidates = [(instruction, len(words) <= 1)]
     if len(words) > 1:
-        candidates.append(words[-1])
-    for candidate in candidates:
-        path = Path(candidate.strip().strip("'\"`")).expanduser()
-        if candidate and path.is_dir():
+        candidates.append((words[-1], True))
+    for candidate, decisive in candidates:
+        text = candidate.strip().strip("'\"`")
+        if not text:
+            continue
+        try:
+            path = confine(text, roots, hidden=hidden)
+        except FolderRefused:
+            if decisive:
+                raise
+            continue
+        if path is not None and path.is_dir():
             return path
     return None
 
@@ -194,6 +218,10 @@ class AguiGateway:
         start_timeout: seconds a connected agent gets to publish the run's first event.
         idle_timeout: longest silence between two events of a run before it is given up.
         poll: how often (seconds) a silent run checks that its agent is still there.
+        review_roots: the folders the built-in agent may review (paths under them only;
+            ``~`` expanded, relative ones from the current directory); empty: the sample
+            folder :data:`~taskline.agent.files.SAMPLE_DOCS`.
+        review_hidden: let the built-in agent read hidden files and folders.
     """
 
     def __init__(
@@ -207,6 +235,8 @@ class AguiGateway:
         start_timeout: float = 30.0,
         idle_timeout: float = 300.0,
         poll: float = 0.25,
+        review_roots: Sequence[str | os.PathLike[str]] = (),
+        review_hidden: bool = False,
     ) -> None:
         self.tasks = tasks
         self.events = events
@@ -216,6 +246,11 @@ class AguiGateway:
         self.start_timeout = start_timeout
         self.idle_timeout = idle_timeout
         self.poll = poll
+        self.review_roots = ReviewRoots.of(review_roots, default=SAMPLE_DOCS)
+        self.review_hidden = review_hidden
+        for name, path in zip(self.review_roots.names, self.review_roots.paths, strict=True):
+            if not path.is_dir():
+                logger.warning("review root %s is not a folder (%s)", name, path)
         self._background: set[asyncio.Task[Any]] = set()
         self._running: dict[str, str] = {}  # task id -> run id of the run streaming now
 
@@ -318,7 +353,11 @@ class AguiGateway:
             async for event in self._external(prepared, agent_id):
                 yield event
             return
-        folder = _folder(prepared.instruction)
+        try:
+            folder = _folder(prepared.instruction, self.review_roots, hidden=self.review_hidden)
+        except FolderRefused as refused:
+            yield RunErrorEvent(message=str(refused), code="folder_refused")
+            return
         if folder is not None:
             async for event in self._review(prepared, folder):
                 yield event
@@ -332,8 +371,9 @@ class AguiGateway:
         reason = (
             "no question to answer: the last user message is empty"
             if not prepared.instruction
-            else f"{prepared.instruction[:200]!r} is not a folder on the server, and there "
-            "is no report yet to answer questions about"
+            else f"{prepared.instruction[:200]!r} is not a folder under the review roots "
+            f"({', '.join(self.review_roots.names)}), and there is no report yet to answer "
+            "questions about"
         )
         yield RunErrorEvent(
             message=f"No agent is connected for task {task.id}, and the built-in agent cannot "
@@ -385,7 +425,7 @@ class AguiGateway:
         async def work() -> None:
             client = _RunClient(self.tasks, self.events, self.hub, run_input.run_id)
             async with client:
-                await review_folder(client, task_id, folder)
+                await review_folder(client, task_id, folder, hidden=self.review_hidden)
 
         async def alive() -> str | None:
             if job is None or not job.done():

@@ -119,7 +119,8 @@ class LocalClient(AsyncClient):
         async def connect(agent_id: str, name: str | None, kind: str | None) -> LocalAgentSocket:
             return await LocalAgentSocket.open(hub, events, agent_id, name, kind, role=actor.role)
 
-        super().__init__(LOCAL_URL, agent_connector=connect)
+        # token="": in-process, nothing is sent; no TASKLINE_TOKEN or credentials lookup
+        super().__init__(LOCAL_URL, agent_connector=connect, token="")
         self._tasks = tasks
         self._actor = actor
 

@@ -97,6 +97,33 @@ def test_signing_out_ends_the_session(secured: SecureServer) -> None:
     assert "sign in again" in replay.json()["detail"]
 
 
+def test_a_dead_session_cookie_does_not_lock_the_browser_out(secured: SecureServer) -> None:
+    """A session revoked elsewhere leaves its HttpOnly cookie in the browser, which the page
+    cannot clear: signing in and out still work with it (it counts as no credential there),
+    while everything else still refuses it."""
+    dead = sign_in(secured)
+    with httpx.Client(base_url=secured.url, cookies={"taskline_session": dead}) as elsewhere:
+        assert elsewhere.delete("/api/v1/auth/session", headers={"Origin": secured.url}).is_success
+    own = {"Origin": secured.url}
+    with httpx.Client(base_url=secured.url, cookies={"taskline_session": dead}) as browser:
+        assert browser.get("/api/v1/tasks/").status_code == 401
+        again = browser.post(
+            "/api/v1/auth/session", json={"username": "ana", "password": PASSWORD}, headers=own
+        )
+        assert again.status_code == 200, again.text
+        fresh = again.cookies["taskline_session"]
+        assert fresh not in ("", dead)
+    assert httpx.get(f"{secured.url}/api/v1/tasks/", cookies={"taskline_session": fresh}).is_success
+    with httpx.Client(base_url=secured.url, cookies={"taskline_session": dead}) as browser:
+        assert browser.delete("/api/v1/auth/session", headers=own).status_code == 204
+        forged = browser.post(
+            "/api/v1/auth/session",
+            json={"username": "ana", "password": PASSWORD},
+            headers={"Origin": EVIL},
+        )
+        assert forged.status_code == 403  # the Origin check still applies
+
+
 def test_a_body_not_sent_as_json_is_415(secured: SecureServer) -> None:
     """What a form or a no-preflight fetch from another page can send is refused unread."""
     with secured.client("member") as member:

@@ -1,11 +1,12 @@
 """The UI's pure modules, run in Chromium: JSON Patch (RFC 6902's own examples), backoff,
-problem messages, event summaries."""
+problem messages, event summaries, what a role may do and how a refusal is said."""
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from taskline.domain.access import ROLE_ACTIONS, Role
 from taskline.domain.events import STATUS_EVENTS
 from tests.support.browser import (
     browser_fixture,  # noqa: F401 (fixture)
@@ -177,3 +178,41 @@ def test_the_ui_moves_statuses_as_the_server_does(page: "Page") -> None:
         """async () => ({...(await import('/ui/js/format.js')).STATUS_OF_EVENT})"""
     )
     assert mapping == {kind.value: status for kind, status in STATUS_EVENTS.items()}
+
+
+def test_what_a_role_may_not_do_is_said_in_words(page: "Page") -> None:
+    """session.js: a principal may do what its ``actions`` list; a refusal names the role;
+    nobody known yet is not refused here (the server decides)."""
+    actions = {role.value: sorted(ROLE_ACTIONS[role]) for role in Role}
+    result = page.evaluate(
+        """async (actions) => {
+            const { may, denial, cannot, orList } = await import('/ui/js/session.js');
+            const me = (role) => ({ role, actions: actions[role] });
+            return {
+                viewerPause: denial(me('viewer'), 'control', 'pause tasks'),
+                memberPause: denial(me('member'), 'control', 'pause tasks'),
+                agentCreate: denial(me('agent'), 'edit_tasks', 'create tasks'),
+                agentPost: may(me('agent'), 'post_messages'),
+                memberImportReplace: may(me('member'), 'import_replace'),
+                adminImportReplace: may(me('admin'), 'import_replace'),
+                unknown: denial(null, 'control', 'pause tasks'),
+                odd: cannot({ role: 'auditor', actions: [] }, 'edit tasks'),
+                none: cannot({ role: null, actions: [] }, 'edit tasks'),
+                lists: [orList([]), orList(['pause']), orList(['pause', 'resume']),
+                        orList(['start', 'pause', 'cancel'])],
+            };
+        }""",
+        actions,
+    )
+    assert result == {
+        "viewerPause": "Viewers cannot pause tasks",
+        "memberPause": None,
+        "agentCreate": "Agents cannot create tasks",
+        "agentPost": True,
+        "memberImportReplace": False,
+        "adminImportReplace": True,
+        "unknown": None,
+        "odd": "The auditor role cannot edit tasks",
+        "none": "You cannot edit tasks",
+        "lists": ["", "pause", "pause or resume", "start, pause or cancel"],
+    }

@@ -7,6 +7,7 @@ import httpx
 import pytest
 
 from taskline.api.meta import prefers_html
+from taskline.domain.access import Action
 from taskline.web.routes import CONTENT_SECURITY_POLICY, STATIC_DIR
 from tests.support.server import LiveServer
 
@@ -85,3 +86,17 @@ def test_modules_import_only_each_other_and_nothing_remote() -> None:
             text = text.replace('xmlns="http://www.w3.org/2000/svg"', "")  # a name, not a fetch
             remote = re.findall(r"(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}\b", text)
             assert not remote, (path, remote)
+
+
+def test_the_ui_names_the_actions_the_server_has() -> None:
+    """Every action the UI checks for is one of taskline.domain.access.Action."""
+    used: set[str] = set()
+    for module in (STATIC_DIR / "js").glob("*.js"):
+        text = module.read_text()
+        used.update(re.findall(r"action: '([a-z_]+)'", text))
+        used.update(re.findall(r"(?:may|denial)\('([a-z_]+)'", text))
+        for table in re.findall(r"CONTROL_ACTIONS = \{([^}]*)\}", text):
+            used.update(re.findall(r": '([a-z_]+)'", table))
+        used.update(re.findall(r"EDIT_ACTION = '([a-z_]+)'", text))
+    assert used >= {"edit_tasks", "control", "post_messages", "edit_checklist"}
+    assert used <= {action.value for action in Action}, used - {a.value for a in Action}

@@ -7,7 +7,10 @@ In order, for each request:
    machine (DNS rebinding) is refused (400; a WebSocket is closed with 4403).
 2. **Who.** ``Authorization: Bearer <token>`` or the ``taskline_session`` cookie is turned
    into the :class:`~taskline.domain.actors.Actor` the route sees (``scope["taskline.actor"]``).
-   A credential that is sent but refused is a 401 even on open paths. Without credentials
+   A credential that is sent but refused is a 401 even on open paths, except a session
+   cookie on the routes that sign in and out (:data:`SIGN_IN_PATHS`): there it counts as no
+   credential, else a browser whose session was revoked elsewhere could never sign in again
+   (its page cannot clear an ``HttpOnly`` cookie; signing in replaces it). Without credentials
    only the open paths answer (health, the UI's files, signing in, the API document); the
    rest answer 401 (a WebSocket: 4401).
 3. **Cross-site requests.** A browser sends cookies to this server from any page, so an
@@ -37,7 +40,7 @@ from taskline.realtime import CloseCode
 from taskline.service.identity import Identity
 from taskline.settings import Settings
 
-__all__ = ["ACTOR_KEY", "OPEN_PATHS", "SESSION_COOKIE", "Doors", "actor_of"]
+__all__ = ["ACTOR_KEY", "OPEN_PATHS", "SESSION_COOKIE", "SIGN_IN_PATHS", "Doors", "actor_of"]
 
 #: Where the request's actor is kept in the ASGI scope.
 ACTOR_KEY = "taskline.actor"
@@ -58,6 +61,8 @@ OPEN_PATHS = (
     "/ui/",
 )
 _OPEN_EXACT = frozenset(OPEN_PATHS)
+#: Where a dead session cookie is ignored rather than refused (see the module docstring).
+SIGN_IN_PATHS = frozenset({"/api/v1/auth/session", "/api/v1/auth/token", "/auth/link"})
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
 _SECURITY_HEADERS = [
@@ -182,6 +187,8 @@ class Doors:
         path: str = scope["path"]
         method = "GET" if websocket else scope["method"]
         actor, by_cookie, refused = await self._who(authorization, cookie)
+        if refused is not None and not authorization and path in SIGN_IN_PATHS:
+            refused = None  # a dead session cookie: sign in (or out) as if it were not sent
         by_bearer = bool(authorization) and refused is None
         if refused is not None:
             await self._refuse(

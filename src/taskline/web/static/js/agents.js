@@ -36,6 +36,12 @@ export class AgentDirectory {
     this.changed();
   }
 
+  /** Forget every agent (signed out). */
+  clear() {
+    this.agents = new Map();
+    this.changed();
+  }
+
   /**
    * @param {string|null|undefined} id
    * @returns {Agent|undefined}

@@ -2,8 +2,26 @@
  * Calling the REST API. Every failure becomes an {@link ApiError} whose message a person can
  * read: the problem details' `detail` (RFC 9457), plus the allowed moves of a refused status
  * change. Nothing is swallowed here; callers show the message (see notices.js).
+ *
+ * A 401 or 403 from anything but the sign-in routes (`/api/v1/auth/…`) is also reported to
+ * the listener set with {@link onAuthProblem} (the app shows the sign-in view on a 401 and
+ * reloads what the person may do on a 403); the caller still gets the error.
  * @module api
  */
+
+/** Paths whose 401s are answers to the person (a wrong password), not a lost session. */
+const AUTH_PATHS = '/api/v1/auth/';
+
+/** @type {((error: ApiError) => void)|null} */
+let authListener = null;
+
+/**
+ * Be told of every 401 and 403 the API answers (outside the sign-in routes).
+ * @param {((error: ApiError) => void)|null} listener
+ */
+export function onAuthProblem(listener) {
+  authListener = listener;
+}
 
 /** An HTTP request that failed: `status` is 0 when the server could not be reached. */
 export class ApiError extends Error {
@@ -40,7 +58,9 @@ export function describeProblem(status, statusText, body) {
 }
 
 /**
- * Send a request to the API and return its JSON body (`null` for 204).
+ * Send a request to the API and return its JSON body (`null` for 204). A body is sent as
+ * JSON with `Content-Type: application/json` (the server refuses other bodies with 415); the
+ * browser adds `Origin` to unsafe requests and the session cookie (same origin).
  * @param {string} path e.g. `/api/v1/tasks/`
  * @param {{method?: string, body?: any, signal?: AbortSignal}} [options]
  * @returns {Promise<any>}
@@ -66,7 +86,9 @@ export async function api(path, { method = 'GET', body, signal } = {}) {
   if (type.includes('json')) payload = await response.json().catch(() => null);
   else payload = await response.text().catch(() => '');
   if (!response.ok) {
-    throw new ApiError(response.status, describeProblem(response.status, response.statusText, payload), payload);
+    const error = new ApiError(response.status, describeProblem(response.status, response.statusText, payload), payload);
+    if ((error.status === 401 || error.status === 403) && !path.startsWith(AUTH_PATHS)) authListener?.(error);
+    throw error;
   }
   return payload;
 }

@@ -6,6 +6,8 @@
  * events that arrive during that fetch are applied afterwards only if they are newer than
  * the fetched task (`updated_at`), so nothing goes backwards. Filters are applied by the
  * server when fetching and again here to each live change.
+ *
+ * The create form is disabled, with the reason shown, for a role that may not create tasks.
  * @module board
  */
 
@@ -19,19 +21,25 @@ import { Checklist } from './checklist.js';
 
 /** Tasks fetched per load (newest first). */
 const PAGE_SIZE = 200;
+/** What creating a task needs, and how its refusal is said. */
+const CREATE = { action: 'edit_tasks', what: 'create tasks' };
 
 export class Board {
   /**
    * @param {Record<string, HTMLElement>} el elements of the board view (see app.js)
    * @param {{agents: import('./agents.js').AgentDirectory,
    *   status: import('./connection-status.js').ConnectionStatus,
-   *   notices: import('./notices.js').Notices}} services
+   *   notices: import('./notices.js').Notices,
+   *   session: import('./session.js').Session,
+   *   onDenied: (code: number, reason: string) => void}} services
    */
   constructor(el, services) {
     this.el = el;
     this.agents = services.agents;
     this.status = services.status;
     this.notices = services.notices;
+    this.session = services.session;
+    this.timers = [];
     /** @type {Map<string, Record<string, any>>} */
     this.tasks = new Map();
     /** @type {Map<string, TaskCard>} */
@@ -58,8 +66,11 @@ export class Board {
       },
       onEstablished: () => this.reload(),
       onState: () => this.status.render(),
+      onDenied: services.onDenied,
     });
     this.wireForms();
+    this.session.subscribe(() => this.applyAccess());
+    this.applyAccess();
     this.agents.subscribe(() => {
       this.fillAgentFilter();
       for (const id of this.tasks.keys()) this.dirty.add(id);
@@ -67,15 +78,54 @@ export class Board {
     });
   }
 
-  /** Connect and keep the board live. */
+  /** Connect and keep the board live (until `stop()`). */
   start() {
+    if (this.timers.length) return;
     this.status.track('board', this.socket);
     this.socket.start();
     // "5 min ago" ages without events; agents come and go without task events
-    setInterval(() => {
-      for (const [id, card] of this.cards) card.touch(this.tasks.get(id));
-    }, 15_000);
-    setInterval(() => this.loadAgents(), 30_000);
+    this.timers = [
+      setInterval(() => {
+        for (const [id, card] of this.cards) card.touch(this.tasks.get(id));
+      }, 15_000),
+      setInterval(() => this.loadAgents(), 30_000),
+    ];
+  }
+
+  /** Disconnect and forget every task shown (signed out: nothing of it stays in the page). */
+  stop() {
+    for (const timer of this.timers) clearInterval(timer);
+    this.timers = [];
+    this.socket.stop();
+    // the next person gets a client id of their own (ids are bound to who first used them)
+    this.socket.renewClientId();
+    this.status.untrack('board');
+    this.loadToken += 1;
+    this.loading = false;
+    this.pending = [];
+    this.frame.cancel();
+    this.tasks.clear();
+    this.total = 0;
+    this.dirty.clear();
+    for (const card of this.cards.values()) card.element.remove();
+    this.cards.clear();
+    this.agents.clear();
+    setText(this.el.count, '');
+    this.el.empty.hidden = true;
+  }
+
+  /** Enable the create form, or disable it with the reason, as the signed-in role allows. */
+  applyAccess() {
+    const reason = this.session.denial(CREATE.action, CREATE.what);
+    const form = this.el.createForm;
+    for (const control of form.querySelectorAll('input, select, button')) {
+      /** @type {HTMLInputElement} */ (control).disabled = Boolean(reason);
+    }
+    const button = form.querySelector('button[type="submit"]');
+    if (reason) button.setAttribute('title', reason);
+    else button.removeAttribute('title');
+    setText(this.el.createNote, reason ? `${reason}.` : '');
+    this.el.createNote.hidden = !reason;
   }
 
   /** @returns {{status: string, agent: string, tag: string, q: string}} */
@@ -321,7 +371,7 @@ export class Board {
     } catch (error) {
       this.notices.error('Could not create the task', error);
     } finally {
-      button.disabled = false;
+      button.disabled = !this.session.may(CREATE.action);
       this.el.newTitle.focus();
     }
   }

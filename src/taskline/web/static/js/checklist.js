@@ -2,23 +2,32 @@
  * A task's sections and their subtasks as checkboxes. Ticking one calls
  * `POST /api/v1/tasks/{id}/subtasks/{subtask_id}/toggle`; every viewer (this one included)
  * then sees the `subtask_updated` event. The box is disabled while the request runs and
- * put back if it fails (the error is shown).
+ * put back if it fails (the error is shown). For a role that may not change the checklist
+ * the boxes are disabled and a note says why.
  * @module checklist
  */
 
 import { api } from './api.js';
-import { h, setText } from './dom.js';
+import { h, setAttr, setText } from './dom.js';
+
+/** What ticking a subtask needs, and how its refusal is said. */
+const TICK = { action: 'edit_checklist', what: 'tick subtasks' };
 
 export class Checklist {
   /**
-   * @param {{root: HTMLElement, count: HTMLElement}} elements
-   * @param {{taskId: () => string|null, onError: (context: string, error: unknown) => void}} hooks
+   * @param {{root: HTMLElement, count: HTMLElement, note: HTMLElement}} elements
+   * @param {{taskId: () => string|null, onError: (context: string, error: unknown) => void,
+   *   session: import('./session.js').Session}} hooks
    */
   constructor(elements, hooks) {
     this.el = elements;
     this.hooks = hooks;
     /** @type {Map<string, HTMLInputElement>} subtask id → its checkbox */
     this.boxes = new Map();
+    /** @type {Set<string>} subtasks whose toggle request is running */
+    this.busy = new Set();
+    /** Why the boxes are disabled (`null`: they are not). */
+    this.refused = null;
     this.shape = '';
     elements.root.addEventListener('change', (event) => {
       const box = /** @type {HTMLInputElement} */ (event.target);
@@ -44,10 +53,22 @@ export class Checklist {
         total += 1;
         if (subtask.done) done += 1;
         const box = this.boxes.get(subtask.id);
-        if (box && !box.disabled && box.checked !== subtask.done) box.checked = subtask.done;
+        if (box && !this.busy.has(subtask.id) && box.checked !== subtask.done) box.checked = subtask.done;
       }
     }
     setText(this.el.count, total ? `(${done} of ${total} done)` : '');
+  }
+
+  /** Enable the boxes, or disable them with the reason, as the signed-in role allows. */
+  applyAccess() {
+    this.refused = this.hooks.session.denial(TICK.action, TICK.what);
+    for (const [id, box] of this.boxes) {
+      box.disabled = Boolean(this.refused) || this.busy.has(id);
+      setAttr(box, 'title', this.refused);
+      setAttr(box, 'aria-describedby', this.refused ? 'checklist-note' : null);
+    }
+    setText(this.el.note, this.refused ? `${this.refused}.` : '');
+    this.el.note.hidden = !this.refused;
   }
 
   /**
@@ -82,7 +103,15 @@ export class Checklist {
   item(subtask) {
     const id = `sub-${subtask.id}`;
     const box = /** @type {HTMLInputElement} */ (
-      h('input', { type: 'checkbox', id, checked: subtask.done, dataset: { subtaskId: subtask.id } })
+      h('input', {
+        type: 'checkbox',
+        id,
+        checked: subtask.done,
+        disabled: Boolean(this.refused),
+        title: this.refused,
+        'aria-describedby': this.refused ? 'checklist-note' : null,
+        dataset: { subtaskId: subtask.id },
+      })
     );
     this.boxes.set(subtask.id, box);
     return h('li', {}, box, h('label', { for: id }, subtask.title));
@@ -96,6 +125,7 @@ export class Checklist {
     const taskId = this.hooks.taskId();
     const subtaskId = box.dataset.subtaskId;
     const wanted = box.checked;
+    this.busy.add(subtaskId);
     box.disabled = true;
     try {
       const subtask = await api(
@@ -108,7 +138,8 @@ export class Checklist {
       box.checked = !wanted;
       this.hooks.onError('Could not tick the subtask', error);
     } finally {
-      box.disabled = false;
+      this.busy.delete(subtaskId);
+      box.disabled = Boolean(this.refused);
     }
   }
 

@@ -1,7 +1,8 @@
 /**
  * ConnectionStatus: one indicator for every live stream on the page (the board's and the
- * open task's). It shows the worst of their states — offline, then reconnecting, then
- * connecting, then connected — and offers "Retry now" while offline.
+ * open task's). It shows the worst of their states — refused (4401/4403: no retries), then
+ * offline, then reconnecting, then connecting, then connected — and offers "Retry now"
+ * while offline (not after a refusal: trying again would be refused the same way).
  *
  * The element carries `data-state` (for styles and tests) and is a polite live region, so a
  * change is announced without stealing focus.
@@ -12,6 +13,7 @@ import { setAttr, setText } from './dom.js';
 import { SocketState } from './live-socket.js';
 
 const RANK = {
+  [SocketState.DENIED]: 5,
   [SocketState.OFFLINE]: 4,
   [SocketState.RECONNECTING]: 3,
   [SocketState.CONNECTING]: 2,
@@ -20,6 +22,7 @@ const RANK = {
 };
 
 const LABELS = {
+  [SocketState.DENIED]: 'Refused by the server',
   [SocketState.OFFLINE]: 'Offline — retrying',
   [SocketState.RECONNECTING]: 'Reconnecting…',
   [SocketState.CONNECTING]: 'Connecting…',

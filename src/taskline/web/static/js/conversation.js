@@ -1,7 +1,8 @@
 /**
  * The conversation on a task: the agent's streamed messages (`message.start`, `.delta`,
  * `.end`: text appears as it is written) and the thread messages people post (logged as
- * `custom` events named `task_message`), in log order; plus the box to write to the agent.
+ * `custom` events named `task_message`), in log order; plus the box to write to the agent
+ * (disabled, with the reason, for a role that may not post messages).
  * @module conversation
  */
 
@@ -12,6 +13,8 @@ import { clockTime } from './format.js';
 /** Messages kept in the page; the oldest leave in chunks of {@link TRIM_CHUNK}. */
 const MAX_MESSAGES = 100;
 const TRIM_CHUNK = 20;
+/** What posting needs, and how its refusal is said. */
+const POST = { action: 'post_messages', what: 'post messages' };
 
 /**
  * @typedef {object} Said
@@ -27,8 +30,9 @@ const TRIM_CHUNK = 20;
 export class Conversation {
   /**
    * @param {{list: HTMLOListElement, empty: HTMLElement, form: HTMLFormElement,
-   *   text: HTMLTextAreaElement, status: HTMLElement}} elements
-   * @param {{taskId: () => string|null, onError: (context: string, error: unknown) => void}} hooks
+   *   text: HTMLTextAreaElement, status: HTMLElement, note: HTMLElement}} elements
+   * @param {{taskId: () => string|null, onError: (context: string, error: unknown) => void,
+   *   session: import('./session.js').Session}} hooks
    */
   constructor(elements, hooks) {
     this.el = elements;
@@ -47,6 +51,18 @@ export class Conversation {
         this.send();
       }
     });
+  }
+
+  /** Enable the message box, or disable it with the reason, as the signed-in role allows. */
+  applyAccess() {
+    const refused = this.hooks.session.denial(POST.action, POST.what);
+    const button = this.el.form.querySelector('button[type="submit"]');
+    this.el.text.disabled = Boolean(refused);
+    button.disabled = Boolean(refused);
+    setAttr(button, 'title', refused);
+    setAttr(this.el.text, 'title', refused);
+    setText(this.el.note, refused ? `${refused}.` : '');
+    this.el.note.hidden = !refused;
   }
 
   reset() {
@@ -148,7 +164,7 @@ export class Conversation {
       setText(this.el.status, '');
       this.hooks.onError('Could not send the message', error);
     } finally {
-      button.disabled = false;
+      button.disabled = !this.hooks.session.may(POST.action);
     }
   }
 }

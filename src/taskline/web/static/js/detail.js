@@ -10,7 +10,8 @@
  * 3. apply the held live events, then each new one, once per animation frame.
  * After a drop the socket resumes from its last seq (see live-socket.js); a void cursor
  * (4409) starts again at step 1; a `gap` refetches task and state; 4404 or `task_deleted`
- * says the task is gone.
+ * says the task is gone; 4401 or 4403 stops the stream (`onDenied`: the app asks the person
+ * to sign in, or shows the reason).
  * @module detail
  */
 
@@ -37,13 +38,18 @@ export class TaskDetail {
    * @param {HTMLElement} root the detail view
    * @param {{agents: import('./agents.js').AgentDirectory,
    *   status: import('./connection-status.js').ConnectionStatus,
-   *   notices: import('./notices.js').Notices}} services
+   *   notices: import('./notices.js').Notices,
+   *   session: import('./session.js').Session,
+   *   onDenied: (code: number, reason: string) => void}} services
    */
   constructor(root, services) {
     this.root = root;
     this.agents = services.agents;
     this.status = services.status;
     this.notices = services.notices;
+    this.session = services.session;
+    this.onDenied = services.onDenied;
+    const session = this.session;
     const onError = (context, error) => this.notices.error(context, error);
     const taskId = () => this.taskId;
     this.el = {
@@ -54,6 +60,7 @@ export class TaskDetail {
     this.header = new TaskHeader(root, {
       agents: this.agents,
       notices: this.notices,
+      session,
       task: () => this.task,
       onChanged: (task) => {
         this.task = task;
@@ -62,7 +69,10 @@ export class TaskDetail {
         this.frame.schedule();
       },
     });
-    this.checklist = new Checklist({ root: $('#checklist', root), count: $('#checklist-count', root) }, { taskId, onError });
+    this.checklist = new Checklist(
+      { root: $('#checklist', root), count: $('#checklist-count', root), note: $('#checklist-note', root) },
+      { taskId, onError, session },
+    );
     this.conversation = new Conversation(
       {
         list: /** @type {HTMLOListElement} */ ($('#conversation', root)),
@@ -70,8 +80,9 @@ export class TaskDetail {
         form: /** @type {HTMLFormElement} */ ($('#message-form', root)),
         text: /** @type {HTMLTextAreaElement} */ ($('#message-text', root)),
         status: $('#message-status', root),
+        note: $('#message-note', root),
       },
-      { taskId, onError },
+      { taskId, onError, session },
     );
     this.toolCalls = new ToolCalls(/** @type {HTMLOListElement} */ ($('#tool-calls', root)), $('#tools-empty', root));
     this.timeline = new Timeline(
@@ -103,6 +114,17 @@ export class TaskDetail {
       this.taskDirty = true;
       if (this.task) this.frame.schedule();
     });
+    session.subscribe(() => this.applyAccess());
+    this.applyAccess();
+  }
+
+  /** Enable or disable (with the reason) what the signed-in role may or may not do. */
+  applyAccess() {
+    this.checklist.applyAccess();
+    this.conversation.applyAccess();
+    this.header.applyAccess();
+    this.taskDirty = true;
+    if (this.task) this.frame.schedule();
   }
 
   /** @returns {string} the task's API path */
@@ -145,6 +167,7 @@ export class TaskDetail {
       },
       onGone: (reason) => this.handleGone(reason),
       onGap: () => this.refetchTask(),
+      onDenied: this.onDenied,
     });
     this.status.track('task', this.socket);
     this.socket.start();

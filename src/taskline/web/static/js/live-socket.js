@@ -8,12 +8,14 @@
  * - `?since=N&epoch=E` replays events after N, then goes live, with no gap or duplicate;
  * - with `batch=1` every frame is a JSON array of envelopes;
  * - close codes: 4404 unknown task (stop), 4409 void cursor (start over without a cursor),
- *   1008 bad query (same), anything else invites a resume;
+ *   1008 bad query (same), 4401 not signed in and 4403 forbidden (stop: trying again cannot
+ *   help; the reason is in the close frame), anything else invites a resume;
  * - a client that sends nothing for 5 minutes is dropped, so it sends a heartbeat every 20 s.
  *
  * Lifecycle: `connecting` (never connected yet) → `connected` → `reconnecting` (retrying after
  * a drop) → `connected` …; `offline` after {@link OFFLINE_AFTER} failed attempts in a row or
- * while the browser says it is offline (retries go on); `closed` after `stop()` or 4404.
+ * while the browser says it is offline (retries go on); `closed` after `stop()` or 4404;
+ * `denied` after 4401 or 4403 (no more retries until `start()`).
  * @module live-socket
  */
 
@@ -24,6 +26,7 @@ export const SocketState = Object.freeze({
   RECONNECTING: 'reconnecting',
   OFFLINE: 'offline',
   CLOSED: 'closed',
+  DENIED: 'denied',
 });
 
 /** Close codes the server uses (taskline.realtime.close_codes). */
@@ -32,6 +35,8 @@ export const CloseCode = Object.freeze({
   GOING_AWAY: 1001,
   BAD_QUERY: 1008,
   SLOW_CONSUMER: 4008,
+  UNAUTHENTICATED: 4401,
+  FORBIDDEN: 4403,
   UNKNOWN_TASK: 4404,
   STALE: 4408,
   VOID_CURSOR: 4409,
@@ -75,6 +80,7 @@ export function newClientId() {
  * @property {string} event_type
  * @property {Record<string, any>} data
  * @property {string} timestamp
+ * @property {string|null} [actor] who made it: `person:ana`, `agent:agent_x`, `system:hub`, …
  */
 
 /**
@@ -89,6 +95,8 @@ export function newClientId() {
  * @property {() => void} [onReset] the cursor was void (4409): reload everything
  * @property {(reason: string) => void} [onGone] the task does not exist (4404)
  * @property {(after: number, seq: number) => void} [onGap] a seq jump inside the stream
+ * @property {(code: number, reason: string) => void} [onDenied] the server refused the stream:
+ *   4401 (not signed in) or 4403 (forbidden); the socket has stopped
  */
 
 export class LiveSocket {
@@ -156,6 +164,12 @@ export class LiveSocket {
     this.connect();
   }
 
+  /** A new client id for the next connection (another person signed in: ids are bound to
+   * the principal that first used them). */
+  renewClientId() {
+    this.clientId = newClientId();
+  }
+
   /** Forget the cursor: the next connection starts live, without replay. */
   resetCursor() {
     this.since = null;
@@ -186,7 +200,7 @@ export class LiveSocket {
       return;
     }
     this.ws = ws;
-    if (this.state === SocketState.CLOSED) this.setState(SocketState.CONNECTING);
+    if (this.state === SocketState.CLOSED || this.state === SocketState.DENIED) this.setState(SocketState.CONNECTING);
     this.openTimer = setTimeout(() => this.abandon(ws, 'no answer'), OPEN_TIMEOUT_MS);
     ws.onmessage = (event) => this.handleMessage(event.data);
     ws.onclose = (event) => this.handleClose(ws, event.code, event.reason);
@@ -298,6 +312,17 @@ export class LiveSocket {
       this.stopped = true;
       this.setState(SocketState.CLOSED);
       this.options.onGone?.(reason || 'the task does not exist');
+      return;
+    }
+    if (code === CloseCode.UNAUTHENTICATED || code === CloseCode.FORBIDDEN) {
+      // retrying would be refused the same way: stop, and say why
+      this.stopped = true;
+      window.removeEventListener('online', this.handleOnline);
+      window.removeEventListener('offline', this.handleOffline);
+      clearTimeout(this.retryTimer);
+      this.setState(SocketState.DENIED);
+      const fallback = code === CloseCode.UNAUTHENTICATED ? 'not signed in' : 'not allowed';
+      this.options.onDenied?.(code, reason || fallback);
       return;
     }
     if (code === CloseCode.VOID_CURSOR || code === CloseCode.BAD_QUERY) {

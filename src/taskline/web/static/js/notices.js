@@ -1,10 +1,12 @@
 /**
  * Messages to the person using the page: errors stay until dismissed (they are never
  * swallowed), information fades after a few seconds. The container is a live region, so
- * screen readers announce each one.
+ * screen readers announce each one. A 401 is not shown here: the sign-in view says it (the
+ * app shows it for every 401, see api.js `onAuthProblem`); a 403 is, with the server's reason.
  * @module notices
  */
 
+import { ApiError } from './api.js';
 import { h } from './dom.js';
 
 const MAX_SHOWN = 5;
@@ -22,6 +24,10 @@ export class Notices {
    * @param {unknown} error an Error (its message is shown) or a string
    */
   error(context, error) {
+    if (error instanceof ApiError && error.status === 401) {
+      console.warn(context, error.message);
+      return;
+    }
     const reason = error instanceof Error ? error.message : String(error ?? '');
     console.error(context, error);
     this.show('error', reason ? `${context}: ${reason}` : context);

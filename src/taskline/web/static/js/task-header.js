@@ -3,12 +3,15 @@
  * (with its edit form), progress with the latest message, confidence, the start / pause /
  * resume / cancel buttons and the export links. It shows the task it is given and reports
  * the task the server answers after an edit or a control (the live stream confirms it too).
+ * Edit and the buttons the signed-in role may not use are disabled, with the reason in their
+ * `title` and in a note under the buttons.
  * @module task-header
  */
 
 import { api } from './api.js';
 import { $, setAttr, setText } from './dom.js';
 import { AGENT_STATUS_LABELS, STATUS_LABELS, percent } from './format.js';
+import { orList } from './session.js';
 import { setBar } from './task-card.js';
 
 /** Which control buttons a status allows (the server's state machine decides in the end). */
@@ -19,11 +22,17 @@ const CONTROLS = {
   cancel: ['pending', 'in_progress', 'paused'],
 };
 
+/** What each button needs (`taskline.domain.access.Action`): starting is an edit (a status
+ * change by PATCH), pause/resume/cancel are `control`. */
+const CONTROL_ACTIONS = { start: 'edit_tasks', pause: 'control', resume: 'control', cancel: 'control' };
+const EDIT_ACTION = 'edit_tasks';
+
 export class TaskHeader {
   /**
    * @param {HTMLElement} root the detail view
    * @param {{agents: import('./agents.js').AgentDirectory,
    *   notices: import('./notices.js').Notices,
+   *   session: import('./session.js').Session,
    *   task: () => Record<string, any>|null,
    *   onChanged: (task: Record<string, any>) => void}} hooks
    */
@@ -41,6 +50,7 @@ export class TaskHeader {
       confidence: $('#detail-confidence', root),
       confidenceValue: $('#detail-confidence-value', root),
       controls: $('#controls', root),
+      controlsNote: $('#controls-note', root),
       exports: $('#exports', root),
       editButton: $('#edit-button', root),
       editForm: /** @type {HTMLFormElement} */ ($('#edit-form', root)),
@@ -71,6 +81,26 @@ export class TaskHeader {
     this.el.editForm.hidden = true;
     this.el.editButton.setAttribute('aria-expanded', 'false');
     setText(this.el.title, 'Loading…');
+    this.applyAccess();
+  }
+
+  /** Enable Edit, or disable it with the reason, and say which controls the role may not use
+   * (the buttons themselves follow in `show`). */
+  applyAccess() {
+    const session = this.hooks.session;
+    const editRefused = session.denial(EDIT_ACTION, 'edit tasks');
+    this.el.editButton.disabled = Boolean(editRefused);
+    setAttr(this.el.editButton, 'title', editRefused);
+    if (editRefused && this.editing) {
+      this.editing = false;
+      this.el.editForm.hidden = true;
+      this.el.editButton.setAttribute('aria-expanded', 'false');
+    }
+    const refused = Object.keys(CONTROL_ACTIONS).filter((name) => !session.may(CONTROL_ACTIONS[name]));
+    if (editRefused) refused.unshift('edit');
+    const note = refused.length ? `${session.cannot(`${orList(refused)} tasks`)}.` : '';
+    setText(this.el.controlsNote, note);
+    this.el.controlsNote.hidden = !note;
   }
 
   /**
@@ -99,9 +129,14 @@ export class TaskHeader {
     setText(this.el.progressMessage, progressMessage);
     setBar(this.el.confidence, task.confidence);
     setText(this.el.confidenceValue, percent(task.confidence));
+    const session = this.hooks.session;
     for (const button of this.el.controls.querySelectorAll('button[data-action]')) {
-      button.disabled = gone || !CONTROLS[button.dataset.action].includes(task.status);
+      const action = button.dataset.action;
+      const refused = session.denial(CONTROL_ACTIONS[action], `${action} tasks`);
+      button.disabled = gone || Boolean(refused) || !CONTROLS[action].includes(task.status);
+      setAttr(button, 'title', refused);
     }
+    this.applyAccess();
   }
 
   /** @private */

@@ -1,7 +1,8 @@
 /**
  * The event timeline of the open task: newest last, filterable, with a capped number of
  * rows in the page (older rows leave the DOM; "Load earlier" brings back older events from
- * `GET /api/v1/tasks/{id}/events`). Each row carries `data-seq`, and each seq appears once.
+ * `GET /api/v1/tasks/{id}/events`). Each row carries `data-seq`, and each seq appears once,
+ * and names who made the event (the envelope's `actor`: `person:ana`, `agent:agent_x`, …).
  *
  * Rendering is incremental: a frame that only adds events appends their rows; the oldest
  * rows are trimmed in chunks of {@link TRIM_CHUNK} (removing rows at the top moves every row,
@@ -124,7 +125,7 @@ export class Timeline {
     const { group, text } = this.filter;
     if (group !== 'all' && groupOf(event) !== group) return false;
     if (text) {
-      const haystack = `${event.event_type} ${this.summary(event)}`.toLowerCase();
+      const haystack = `${event.event_type} ${this.summary(event)} ${event.actor ?? ''}`.toLowerCase();
       if (!haystack.includes(text)) return false;
     }
     return true;
@@ -186,6 +187,7 @@ export class Timeline {
       h('time', { datetime: event.timestamp, class: 'tl-time' }, clockTime(event.timestamp)),
       h('span', { class: 'tl-type' }, event.event_type),
       h('span', { class: 'tl-text' }, this.summary(event)),
+      event.actor ? h('span', { class: 'tl-actor', title: `by ${event.actor}` }, event.actor) : null,
     );
   }
 

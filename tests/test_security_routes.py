@@ -298,3 +298,10 @@ def test_events_record_who_made_them(secured: SecureServer) -> None:
         actors = [event["actor"] for event in log]
         assert actors[0].startswith("token:tok_")  # created by the admin's service token
         assert "person:ana" in actors and "agent:agent_bot" in actors
+        # messages keep who posted them, and exports show it
+        message = admin.get(f"/api/v1/tasks/{task_id}/messages").json()[-1]
+        assert message["actor"] == "person:ana" and message["author"] == "ana"
+        exported = admin.get(f"/api/v1/tasks/{task_id}/export/json").json()
+        assert exported["tasks"][0]["messages"][-1]["actor"] == "person:ana"
+        markdown = admin.get(f"/api/v1/tasks/{task_id}/export/md").text
+        assert "person:ana" in markdown

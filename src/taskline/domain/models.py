@@ -166,6 +166,11 @@ class Message(_Read):
     author: str
     content: str
     created_at: datetime
+    actor: str | None = Field(
+        default=None,
+        description="Who posted it, as the server knows them (person:ana, agent:agent_x); "
+        "author is what the poster called themselves.",
+    )
 
 
 # --- write models ---------------------------------------------------------------------------

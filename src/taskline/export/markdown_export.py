@@ -119,7 +119,9 @@ def _result(result: JsonValue) -> list[str]:
 def _message(message: Message) -> list[str]:
     head = (
         f"- **{escape_inline(message.author) or '(unknown)'}** "
-        f"({message.author_kind.value}, {_when(message.created_at)}):"
+        f"({message.author_kind.value}"
+        f"{', ' + escape_inline(message.actor) if message.actor else ''}, "
+        f"{_when(message.created_at)}):"
     )
     lines = message.content.splitlines()
     if len(lines) <= 1:

@@ -9,7 +9,7 @@ from typing import Any
 
 from taskline.domain import changes
 from taskline.domain.access import Action, require, require_on_task
-from taskline.domain.actors import Actor, Role
+from taskline.domain.actors import Actor, ActorKind, Role
 from taskline.domain.models import Message, MessageCreate, Task
 from taskline.domain.status import TaskStatus
 from taskline.realtime.agents import AgentHub
@@ -70,7 +70,9 @@ class Steering:
         else:
             require(actor, Action.POST_MESSAGES)
         async with self.writes.change() as change:
-            message = await MessageStore(change.session).add(task_id, body)
+            if actor.kind == ActorKind.PERSON and "author" not in body.model_fields_set:
+                body = body.model_copy(update={"author": actor.id})  # a person signs by name
+            message = await MessageStore(change.session).add(task_id, body, actor=str(actor))
             payload = message.model_dump(mode="json")
             await change.record(
                 task_id, [changes.message_posted(payload)], actor=actor, source=SOURCE, apply=False

@@ -29,7 +29,7 @@ class MessageStore:
         ).scalars()
         return [Message.model_validate(row) for row in rows]
 
-    async def add(self, task_id: str, data: MessageCreate) -> Message:
+    async def add(self, task_id: str, data: MessageCreate, *, actor: str | None = None) -> Message:
         await self._check_task(task_id)
         row = MessageRow(
             id=new_id("msg"),
@@ -38,6 +38,7 @@ class MessageStore:
             author=data.author,
             content=data.content,
             created_at=utc_now(),
+            actor=actor,
         )
         self.session.add(row)
         await self.session.flush()

@@ -184,6 +184,8 @@ class MessageRow(Base):
     author: Mapped[str] = mapped_column(String(200))
     content: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # who posted it, as recorded on events (person:ana, agent:agent_x); None before 0004
+    actor: Mapped[str | None] = mapped_column(String(120))
 
     __table_args__ = (Index("ix_messages_task_id_created_at", "task_id", "created_at"),)
 

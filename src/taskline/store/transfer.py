@@ -199,4 +199,5 @@ def _message_row(task_id: str, message: Message) -> MessageRow:
         author=message.author,
         content=message.content,
         created_at=message.created_at,
+        actor=message.actor,
     )

@@ -1,4 +1,5 @@
-"""people and credentials (API tokens, browser sessions, sign-in links)
+"""people and credentials (API tokens, browser sessions, sign-in links); messages record
+their actor
 
 Revision ID: 0004
 Revises: 0003
@@ -48,9 +49,13 @@ def upgrade() -> None:
         sa.UniqueConstraint("secret_hash", name=op.f("uq_credentials_secret_hash")),
     )
     op.create_index(op.f("ix_credentials_user_id"), "credentials", ["user_id"], unique=False)
+    with op.batch_alter_table("messages", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("actor", sa.String(length=120), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("messages", schema=None) as batch_op:
+        batch_op.drop_column("actor")
     op.drop_index(op.f("ix_credentials_user_id"), table_name="credentials")
     op.drop_table("credentials")
     op.drop_table("users")

@@ -177,6 +177,12 @@ def test_an_agent_token_connects_only_as_its_agent(secured: SecureServer) -> Non
     """The impostor of the issue: another principal cannot take over agent_bot's socket."""
     agent = {"Authorization": f"Bearer {secured.tokens['agent']}"}
     member = {"Authorization": f"Bearer {secured.tokens['member']}"}
+    with secured.client("admin") as admin:
+        admin.post("/api/v1/agents/", json={"id": "agent_bot", "name": "Bot"})
+        own = admin.post(
+            "/api/v1/tasks/", json={"title": "bot's", "assigned_agent_id": "agent_bot"}
+        ).json()["id"]
+        foreign = admin.post("/api/v1/tasks/", json={"title": "nobody's"}).json()["id"]
 
     async def scenario() -> None:
         url = f"{secured.ws_url}/ws/agents/agent_bot"
@@ -190,6 +196,23 @@ def test_an_agent_token_connects_only_as_its_agent(secured: SecureServer) -> Non
             await real.send(json.dumps({"type": "ping"}))
             while (await receive(real))["type"] != "pong":
                 pass
+            # and it publishes on its own task only; elsewhere a nack says why (403)
+            for task_id, expected in ((own, "ack"), (foreign, "nack")):
+                event = {"event_type": "progress_update", "data": {"progress": 0.5}}
+                await real.send(
+                    json.dumps(
+                        {
+                            "type": "publish",
+                            "batch_id": task_id,
+                            "task_id": task_id,
+                            "events": [event],
+                        }
+                    )
+                )
+                while (answer := await receive(real))["type"] not in {"ack", "nack"}:
+                    pass
+                assert answer["type"] == expected and answer["batch_id"] == task_id
+            assert answer["status"] == 403 and "agent_bot" in answer["error"]["detail"]
 
     asyncio.run(scenario())
 

@@ -1,5 +1,7 @@
-"""``taskline serve --demo`` (what ``make run`` starts): a task progresses live within seconds."""
+"""``taskline serve --demo`` (what ``make run`` starts): a task progresses live within seconds,
+on a server that checks who asks (as ``make run`` does), which prints the admin's sign-in link."""
 
+import os
 import subprocess
 import sys
 import time
@@ -7,6 +9,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.auth import make_token
 from tests.support.server import free_port
 
 TASKLINE = str(Path(sys.executable).with_name("taskline"))
@@ -15,6 +18,8 @@ TASKLINE = str(Path(sys.executable).with_name("taskline"))
 def test_demo_server_shows_the_builtin_agent_working(tmp_path: Path) -> None:
     """The demo board has sample tasks and a review task whose progress moves to done."""
     port = free_port()
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'demo.db'}"
+    viewer = make_token(database_url, "viewer")
     server = subprocess.Popen(
         [
             TASKLINE,
@@ -25,8 +30,9 @@ def test_demo_server_shows_the_builtin_agent_working(tmp_path: Path) -> None:
             "--log-level",
             "warning",
             "--database-url",
-            f"sqlite+aiosqlite:///{tmp_path / 'demo.db'}",
+            database_url,
         ],
+        env={**os.environ, "TASKLINE_AUTH": "true"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -34,7 +40,11 @@ def test_demo_server_shows_the_builtin_agent_working(tmp_path: Path) -> None:
     seen: set[float] = set()
     status = ""
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+        with httpx.Client(
+            base_url=f"http://127.0.0.1:{port}",
+            timeout=5,
+            headers={"Authorization": f"Bearer {viewer}"},
+        ) as client:
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and status != "completed":
                 try:
@@ -56,3 +66,4 @@ def test_demo_server_shows_the_builtin_agent_working(tmp_path: Path) -> None:
         server.terminate()
         output, _ = server.communicate(timeout=20)
     assert "Live demo" in output
+    assert f"http://127.0.0.1:{port}/auth/link?token=tl_" in output

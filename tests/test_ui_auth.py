@@ -4,8 +4,7 @@ with the reason; the server's 403 shown), streams refused with 4401, and the act
 event in the timeline. The rest of the UI tests run with authentication off (conftest.py)."""
 
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -28,30 +27,14 @@ NewPage = Callable[..., "Page"]
 
 ANA_PASSWORD = "correct horse battery"
 VIC_PASSWORD = "viewer's own password"
-T = TypeVar("T")
-
-
-def off_the_loop(work: Callable[[], T]) -> T:
-    """Run ``work`` in another thread: Playwright's sync API keeps an event loop running in
-    this one, and tests.support.auth makes people and tokens with asyncio.run."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(work).result()
 
 
 @pytest.fixture
 def secured(sqlite_url: str) -> Iterator[SecureServer]:
     """A server with auth on: member ana (password), viewer vic (password), tokens per role."""
-    manager = secure_server(sqlite_url)
-
-    def start() -> SecureServer:
-        make_user(sqlite_url, "vic", "viewer", password=VIC_PASSWORD)
-        return manager.__enter__()
-
-    server = off_the_loop(start)
-    try:
+    make_user(sqlite_url, "vic", "viewer", password=VIC_PASSWORD)
+    with secure_server(sqlite_url) as server:
         yield server
-    finally:
-        manager.__exit__(None, None, None)
 
 
 @pytest.fixture

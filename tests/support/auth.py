@@ -3,6 +3,7 @@ and ``taskline tokens`` do), and a server that checks who asks with a token per 
 
 import asyncio
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -43,7 +44,9 @@ def _run(database_url: str, action: str, **kwargs: object) -> object:
         finally:
             await database.dispose()
 
-    return asyncio.run(go())
+    # in a thread of its own: callers may be inside a running event loop (Playwright's)
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, go()).result()
 
 
 def make_user(database_url: str, name: str, role: str, password: str | None = None) -> None:

@@ -10,8 +10,11 @@ import socket
 
 import uvicorn
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from taskline.api.doors import Doors
+from taskline.api.limits import ConnectionCaps, Rate
+from taskline.api.throttle import Throttle
 from taskline.api.ws import WebSocketFastLane
 from taskline.app import create_app
 from taskline.front_protocol import TasklineHttpProtocol
@@ -20,7 +23,7 @@ from taskline.service import Services
 from taskline.settings import Settings
 from taskline.ws_protocol import TasklineWebSocketProtocol
 
-__all__ = ["TasklineServer", "build_server"]
+__all__ = ["TasklineServer", "build_server", "throttled"]
 
 
 class TasklineServer(uvicorn.Server):
@@ -42,6 +45,27 @@ class TasklineServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
+def throttled(app: ASGIApp, settings: Settings) -> ASGIApp:
+    """``app`` behind the rate limits and WebSocket caps of ``settings`` (if any apply)."""
+    if not settings.limits:
+        return app
+    publish = writes = None
+    if settings.limit_publish_rate:
+        publish = Rate("publish", settings.limit_publish_rate, settings.limit_publish_burst)
+    if settings.limit_write_rate:
+        writes = Rate("write", settings.limit_write_rate, settings.limit_write_burst)
+    sockets = None
+    if settings.limit_ws_per_principal or settings.limit_ws_per_ip or settings.limit_ws_total:
+        sockets = ConnectionCaps(
+            per_principal=settings.limit_ws_per_principal,
+            per_address=settings.limit_ws_per_ip,
+            total=settings.limit_ws_total,
+        )
+    if publish is None and writes is None and sockets is None:
+        return app
+    return Throttle(app, publish=publish, writes=writes, sockets=sockets)
+
+
 def build_server(settings: Settings, *, fast_lane: bool = True, **config: object) -> TasklineServer:
     """Build the app for ``settings`` and a server for it; ``config`` goes to uvicorn.
 
@@ -52,7 +76,8 @@ def build_server(settings: Settings, *, fast_lane: bool = True, **config: object
     built once are written to every subscriber directly), and the task and board streams skip
     the HTTP middleware stack (:class:`~taskline.api.ws.WebSocketFastLane`). Compression is
     not offered: compressing every frame for every subscriber separately costs several times
-    the fan-out throughput (design.md).
+    the fan-out throughput (design.md). Every request passes :class:`~taskline.api.doors.Doors`
+    and then the limits (:class:`~taskline.api.throttle.Throttle`).
     """
     app = create_app(settings)
     options: dict[str, object] = {
@@ -74,5 +99,6 @@ def build_server(settings: Settings, *, fast_lane: bool = True, **config: object
         options.setdefault("http", TasklineHttpProtocol)
     inner = WebSocketFastLane(app) if fast_lane else app
     services: Services = app.state.services
-    served = Doors(inner, settings, services.identity)  # every request is checked first
+    # every request is checked first, then counted against its principal's limits
+    served = Doors(throttled(inner, settings), settings, services.identity)
     return TasklineServer(uvicorn.Config(served, **options), app)  # type: ignore[arg-type]

@@ -143,6 +143,48 @@ class Settings(BaseSettings):
         ge=1,
         description="Keep only the newest N events per task (unset: keep everything).",
     )
+    # --- limits on load (README "Security", "Limits")
+    limits: bool = Field(
+        default=True,
+        description="Apply the rate limits, the WebSocket connection caps and the frame "
+        "limit below (off: none of them; for benchmarks that measure capacity).",
+    )
+    limit_publish_rate: float = Field(
+        default=200.0,
+        ge=0,
+        description="Publishes (POST .../events) per second per principal (a client IP "
+        "when anonymous); more get 429 (0: no limit).",
+    )
+    limit_publish_burst: int = Field(
+        default=1000, ge=1, description="Publishes a principal may make at once."
+    )
+    limit_write_rate: float = Field(
+        default=50.0,
+        ge=0,
+        description="Other unsafe requests (POST, PUT, PATCH, DELETE) per second per "
+        "principal; more get 429 (0: no limit).",
+    )
+    limit_write_burst: int = Field(
+        default=200, ge=1, description="Other unsafe requests a principal may make at once."
+    )
+    limit_ws_per_principal: int = Field(
+        default=1000,
+        ge=0,
+        description="Open WebSockets per signed-in principal; more are closed with 1013 "
+        "(0: no cap).",
+    )
+    limit_ws_per_ip: int = Field(
+        default=10_000,
+        ge=0,
+        description="Open WebSockets per client IP address (an IPv6 client: per /64); more "
+        "are closed with 1013 (0: no cap).",
+    )
+    limit_ws_total: int = Field(
+        default=20_000,
+        ge=0,
+        description="Open WebSockets in all; more are closed with 1013 (0: no cap). "
+        "taskline serve lowers it when the open-files limit cannot hold it.",
+    )
     # --- demo
     seed_demo: bool = Field(
         default=False, description="Create sample tasks at start-up when the board is empty."

@@ -1,0 +1,196 @@
+"""Limits on load, applied to every request after :class:`~taskline.api.doors.Doors`.
+
+Doors has named the actor by then (``scope["taskline.actor"]``); a request is counted
+against its **principal**: the actor's text form (``token:tok_…``, ``person:usr_…``,
+``agent:agent_…``), or the client's address for someone anonymous (everyone, on a server
+that does not check who asks).
+
+- **Rate limits.** Unsafe requests (POST, PUT, PATCH, DELETE) take a token from the
+  principal's bucket: publishes (``POST /api/v1/tasks/{id}/events``) from one, every other
+  unsafe request from another (:class:`~taskline.api.limits.Rate`). An empty bucket answers
+  ``429`` problem+json with ``Retry-After`` (whole seconds) and the ``RateLimit-Policy`` and
+  ``RateLimit`` fields of draft-ietf-httpapi-ratelimit-headers (``"publish";q=1000;w=5`` and
+  ``"publish";r=0;t=1``), before the route runs or the body is read. Reads are not limited.
+- **WebSocket caps.** Open WebSockets are counted per principal (anonymous ones: not), per
+  client address (:func:`~taskline.api.limits.address_key`) and in all; one past a cap is
+  accepted and closed at once with 1013 (try again later) and a reason naming the cap,
+  before any data.
+"""
+
+import logging
+import math
+import time
+from collections.abc import Callable
+
+import orjson
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from taskline.api.doors import actor_of
+from taskline.api.limits import ConnectionCaps, Rate, RateLimiter, address_key
+from taskline.domain.actors import ActorKind
+from taskline.domain.problems import PROBLEM_TYPE_BASE
+from taskline.realtime import CloseCode
+
+__all__ = ["Throttle", "WarnEvery", "principal_of"]
+
+logger = logging.getLogger("taskline.limits")
+
+_UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_TASKS = "/api/v1/tasks/"
+_EVENTS = "/events"
+_CAP_WORDS = {
+    "total": "the server has {cap} WebSockets open, its limit",
+    "address": "{cap} WebSockets are open from this address, its limit",
+    "principal": "{cap} WebSockets are open for this principal, its limit",
+}
+
+
+class WarnEvery:
+    """Logs a warning at most once per ``seconds`` per topic (a flood logs one line)."""
+
+    def __init__(self, seconds: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        self.seconds = seconds
+        self.clock = clock
+        self._last: dict[str, float] = {}
+
+    def __call__(self, topic: str, message: str, *args: object) -> None:
+        now = self.clock()
+        last = self._last.get(topic)
+        if last is None or now - last >= self.seconds:
+            self._last[topic] = now
+            logger.warning(message, *args)
+
+
+#: One for the whole process.
+warn = WarnEvery()
+
+
+def _address(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return address_key(str(client[0])) if client else None
+
+
+def principal_of(scope: Scope) -> str | None:
+    """Who a request counts against: the actor's text form, or None if anonymous."""
+    actor = actor_of(scope)
+    return None if actor.kind == ActorKind.ANONYMOUS else str(actor)
+
+
+def _is_publish(method: str, path: str) -> bool:
+    if method != "POST" or not path.startswith(_TASKS) or not path.endswith(_EVENTS):
+        return False
+    task_id = path[len(_TASKS) : -len(_EVENTS)]
+    return bool(task_id) and "/" not in task_id
+
+
+class Throttle:
+    """ASGI middleware applying the limits of the module docstring before ``app``.
+
+    Args:
+        app: what serves the request once it passed.
+        publish: the bucket of each principal's publishes (None: not limited).
+        writes: the bucket of each principal's other unsafe requests (None: not limited).
+        sockets: the WebSocket caps (None: no caps).
+        clock: monotonic seconds (tests pass their own).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        publish: Rate | None,
+        writes: Rate | None,
+        sockets: ConnectionCaps | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.app = app
+        self.publish = RateLimiter(publish) if publish else None
+        self.writes = RateLimiter(writes) if writes else None
+        self.sockets = sockets
+        self.clock = clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            method: str = scope["method"]
+            if method in _UNSAFE:
+                limiter = self.publish if _is_publish(method, scope["path"]) else self.writes
+                if limiter is not None and await self._refused(limiter, scope, send):
+                    return
+            await self.app(scope, receive, send)
+        elif kind == "websocket" and self.sockets is not None:
+            sockets = self.sockets
+            principal, address = principal_of(scope), _address(scope)
+            refusal = sockets.admit(principal, address)
+            if refusal is not None:
+                await self._close(scope, receive, send, refusal)
+                return
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                sockets.release(principal, address)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _refused(self, limiter: RateLimiter, scope: Scope, send: Send) -> bool:
+        """Count the request; if its bucket is empty, answer 429 and return True."""
+        principal = principal_of(scope)
+        key = principal if principal is not None else f"address:{_address(scope)}"
+        verdict = limiter.take(key, self.clock())
+        if verdict.allowed:
+            return False
+        rate = limiter.rate
+        retry = max(1, math.ceil(verdict.wait))
+        warn(
+            f"rate:{rate.name}",
+            "rate limit: %s refused %s its %s request (%s; %d refused so far)",
+            rate.name,
+            key,
+            scope["method"],
+            rate.describe(),
+            limiter.refused,
+        )
+        noun = "publishes" if rate.name == "publish" else "unsafe requests (writes)"
+        body = orjson.dumps(
+            {
+                "type": PROBLEM_TYPE_BASE + "rate-limited",
+                "title": "Too many requests",
+                "status": 429,
+                "detail": f"too many {noun}: {rate.describe()} are allowed; retry in {retry} s",
+                "instance": scope["path"],
+                "violated-policies": [rate.name],
+                "retry_after": retry,
+            }
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 429,
+                "headers": [
+                    (b"content-type", b"application/problem+json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"retry-after", str(retry).encode()),
+                    (b"ratelimit-policy", rate.policy_field().encode()),
+                    (b"ratelimit", f'"{rate.name}";r=0;t={retry}'.encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+        return True
+
+    async def _close(self, scope: Scope, receive: Receive, send: Send, refusal: str) -> None:
+        sockets = self.sockets
+        assert sockets is not None
+        cap = sockets.cap(refusal)
+        warn(
+            f"ws:{refusal}",
+            "connection cap: a WebSocket refused (%s cap of %d; %d refused so far)",
+            refusal,
+            cap,
+            sum(sockets.refused.values()),
+        )
+        reason = _CAP_WORDS[refusal].format(cap=cap) + "; try again later"
+        # accepted, then closed before any data (as Doors refuses): browsers see the code
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": CloseCode.TRY_AGAIN_LATER, "reason": reason})

@@ -1,0 +1,51 @@
+"""How the settings become limits, without a server: the throttle (or none), and the
+warnings of a flood."""
+
+import logging
+
+import pytest
+
+from taskline.api.limits import Rate
+from taskline.api.throttle import Throttle, WarnEvery
+from taskline.server import throttled
+from taskline.settings import Settings
+
+
+def test_a_flood_of_warnings_logs_one_line_per_topic_and_minute(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [0.0]
+    warn = WarnEvery(60.0, clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="taskline.limits"):
+        for _ in range(100):
+            warn("rate:publish", "refused %s", "a")
+        warn("ws:total", "refused %s", "b")
+        now[0] = 59.0
+        warn("rate:publish", "refused %s", "c")
+        now[0] = 60.0
+        warn("rate:publish", "refused %s", "d")
+    assert [r.getMessage() for r in caplog.records] == ["refused a", "refused b", "refused d"]
+
+
+def test_limits_off_means_no_throttle() -> None:
+    """TASKLINE_LIMITS=false (or every limit 0) leaves the app as it is."""
+
+    async def app(scope: object, receive: object, send: object) -> None:  # pragma: no cover
+        pass
+
+    assert throttled(app, Settings(limits=False)) is app  # type: ignore[arg-type]
+    nothing = Settings(
+        limit_publish_rate=0,
+        limit_write_rate=0,
+        limit_ws_per_principal=0,
+        limit_ws_per_ip=0,
+        limit_ws_total=0,
+    )
+    assert throttled(app, nothing) is app  # type: ignore[arg-type]
+    default = throttled(app, Settings())  # type: ignore[arg-type]
+    assert isinstance(default, Throttle)
+    assert default.publish is not None and default.publish.rate == Rate("publish", 200, 1000)
+    assert default.writes is not None and default.writes.rate == Rate("write", 50, 200)
+    assert default.sockets is not None
+    assert (default.sockets.per_principal, default.sockets.per_address) == (1000, 10_000)
+    assert default.sockets.total == 20_000

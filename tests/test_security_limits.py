@@ -1,0 +1,198 @@
+"""Limits on load, on a real server over real sockets: 429 with its headers per principal,
+WebSocket caps per principal, address and in all (closed with 1013 before any data).
+
+Limits are set low here so that a few requests reach them (a rate of 0.01 per second adds a
+token every 100 s: none arrives while a test runs). Several client addresses come from the
+loopback network: 127.0.0.2, 127.0.0.3 … reach a server bound to 127.0.0.1 on Linux.
+"""
+
+import asyncio
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
+
+from taskline.settings import Settings
+from tests.support.auth import SecureServer, secure_server
+from tests.support.server import LiveServer
+from tests.support.waiting import async_wait_until
+from tests.support.ws import open_ws, receive
+
+SLOW = 0.01  # tokens per second: one every 100 s
+
+
+def client_from(server: SecureServer | LiveServer, address: str, **kwargs: Any) -> httpx.Client:
+    """An HTTP client whose connections come from ``address``."""
+    transport = httpx.HTTPTransport(local_address=address)
+    return httpx.Client(base_url=server.url, timeout=10, transport=transport, **kwargs)
+
+
+@pytest.fixture
+def limited(sqlite_url: str) -> Iterator[SecureServer]:
+    """Auth on; 3 writes and 4 publishes per principal, then a token per 100 s."""
+    with secure_server(
+        sqlite_url,
+        limit_write_rate=SLOW,
+        limit_write_burst=3,
+        limit_publish_rate=SLOW,
+        limit_publish_burst=4,
+    ) as server:
+        yield server
+
+
+def test_a_burst_from_one_token_gets_429_with_its_headers_and_others_go_on(
+    limited: SecureServer,
+) -> None:
+    """Past its burst a token's writes get 429 problem+json with Retry-After, RateLimit-Policy
+    and RateLimit; another token's writes, the same token's reads and its publishes (a bucket
+    of their own) still go through."""
+    with limited.client("member") as ana, limited.client("admin") as admin:
+        task_id = ana.post("/api/v1/tasks/", json={"title": "one"}).json()["id"]
+        assert ana.patch(f"/api/v1/tasks/{task_id}", json={"title": "two"}).status_code == 200
+        assert ana.post("/api/v1/tasks/", json={"title": "three"}).status_code == 201
+        refused = ana.post("/api/v1/tasks/", json={"title": "four"})
+        assert refused.status_code == 429
+        assert refused.headers["content-type"] == "application/problem+json"
+        retry = int(refused.headers["retry-after"])
+        assert retry >= 1
+        assert refused.headers["ratelimit-policy"] == '"write";q=3;w=300'
+        assert refused.headers["ratelimit"] == f'"write";r=0;t={retry}'
+        assert refused.headers["x-content-type-options"] == "nosniff"  # Doors' headers too
+        problem = refused.json()
+        assert problem["status"] == 429 and problem["type"].endswith("/rate-limited")
+        assert problem["violated-policies"] == ["write"] and problem["retry_after"] == retry
+        assert "0.01 per second (bursts of 3)" in problem["detail"]
+        assert ana.get("/api/v1/tasks/").status_code == 200  # reads are not limited
+        titles = [t["title"] for t in ana.get("/api/v1/tasks/").json()["items"]]
+        assert "four" not in titles  # refused before the route ran
+        assert admin.post("/api/v1/tasks/", json={"title": "admin's"}).status_code == 201
+        # publishes have their own bucket: ana's writes being spent does not touch it
+        event = {"event_type": "progress_update", "data": {"progress": 0.5}}
+        statuses = [
+            ana.post(f"/api/v1/tasks/{task_id}/events", json=event).status_code for _ in range(5)
+        ]
+        assert statuses == [200, 200, 200, 200, 429]
+        last = ana.post(f"/api/v1/tasks/{task_id}/events", json=event)
+        assert last.headers["ratelimit-policy"] == '"publish";q=4;w=400'
+        assert admin.post(f"/api/v1/tasks/{task_id}/events", json=event).status_code == 200
+
+
+def test_anonymous_requests_are_counted_by_address(sqlite_url: str) -> None:
+    """Without authentication everyone is anonymous: each client address has its own bucket
+    (here the sign-in route of an auth server, the one unsafe request open to anyone, and a
+    server without authentication)."""
+    with secure_server(sqlite_url, limit_write_rate=SLOW, limit_write_burst=2) as server:
+        wrong = {"username": "ana", "password": "wrong"}
+        with client_from(server, "127.0.0.1") as one, client_from(server, "127.0.0.2") as two:
+            tries = [one.post("/api/v1/auth/session", json=wrong).status_code for _ in range(3)]
+            assert tries == [401, 401, 429]
+            assert two.post("/api/v1/auth/session", json=wrong).status_code == 401
+
+
+def test_without_authentication_each_address_has_its_buckets(tmp_path: Any) -> None:
+    settings = Settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'open.db'}",
+        auth=False,
+        limit_write_rate=SLOW,
+        limit_write_burst=2,
+    )
+    server = LiveServer(settings)
+    server.start()
+    try:
+        with client_from(server, "127.0.0.1") as one, client_from(server, "127.0.0.3") as three:
+            made = [one.post("/api/v1/tasks/", json={"title": "t"}).status_code for _ in range(3)]
+            assert made == [201, 201, 429]
+            assert three.post("/api/v1/tasks/", json={"title": "t"}).status_code == 201
+    finally:
+        server.stop()
+
+
+# --- WebSocket caps -------------------------------------------------------------------------
+
+
+async def first_frame(websocket: ClientConnection) -> dict[str, Any] | int:
+    """The first frame's JSON, or the close code if the server closed before any data."""
+    try:
+        data: dict[str, Any] = json.loads(await asyncio.wait_for(websocket.recv(), 10))
+        return data
+    except ConnectionClosed as closed:
+        assert closed.rcvd is not None
+        return closed.rcvd.code
+
+
+@pytest.fixture
+def capped(sqlite_url: str) -> Iterator[SecureServer]:
+    """Auth on; 2 WebSockets per principal, 3 per address, 4 in all."""
+    with secure_server(
+        sqlite_url, limit_ws_per_principal=2, limit_ws_per_ip=3, limit_ws_total=4
+    ) as server:
+        yield server
+
+
+async def test_websocket_caps_per_principal_address_and_in_all(capped: SecureServer) -> None:
+    """Every WebSocket counts (task, board and agent sockets); one past a cap is closed with
+    1013 before any data, with a reason naming the cap; a place freed is taken again."""
+    base = capped.ws_url
+    agent, viewer, member = (capped.headers(role) for role in ("agent", "viewer", "member"))
+    with capped.client("admin") as admin:
+        task_id = admin.post("/api/v1/tasks/", json={"title": "watched"}).json()["id"]
+    task = f"{base}/ws/tasks/{task_id}"
+    elsewhere, further = ("127.0.0.2", 0), ("127.0.0.3", 0)
+    async with open_ws(f"{base}/ws/agents/agent_bot", additional_headers=agent) as bot:
+        assert (await receive_until_type(bot, "welcome"))["type"] == "welcome"
+        async with open_ws(f"{base}/ws/board", additional_headers=agent) as bot_board:
+            assert (await receive(bot_board))["event_type"] == "connection_established"
+            async with open_ws(task, additional_headers=agent) as third:
+                assert await first_frame(third) == 1013  # the agent's principal cap: 2
+                assert "for this principal" in (third.close_reason or "")
+            async with open_ws(task, additional_headers=viewer) as watcher:  # 3 from here
+                assert (await receive(watcher))["event_type"] == "connection_established"
+                async with open_ws(task, additional_headers=member) as fourth:
+                    assert await first_frame(fourth) == 1013  # the address cap: 3
+                    assert "from this address" in (fourth.close_reason or "")
+                async with open_ws(task, additional_headers=member, local_addr=elsewhere) as ws:
+                    assert (await receive(ws))["event_type"] == "connection_established"
+                    async with open_ws(task, additional_headers=member, local_addr=further) as late:
+                        assert await first_frame(late) == 1013  # the total cap: 4
+                        assert "the server has 4 WebSockets open" in (late.close_reason or "")
+
+        # bot_board is closed: its place is the agent's again once the server saw it go
+        async def admitted() -> bool:
+            async with open_ws(task, additional_headers=agent) as again:
+                return await first_frame(again) != 1013
+
+        await async_wait_until(admitted, message="the agent's closed socket to be counted out")
+
+
+async def receive_until_type(websocket: ClientConnection, kind: str) -> dict[str, Any]:
+    while True:
+        frame: dict[str, Any] = json.loads(await asyncio.wait_for(websocket.recv(), 10))
+        if frame.get("type") == kind:
+            return frame
+
+
+async def test_without_authentication_sockets_are_capped_by_address(tmp_path: Any) -> None:
+    """Anonymous sockets have no principal cap: the address cap holds them."""
+    settings = Settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'open.db'}",
+        auth=False,
+        limit_ws_per_principal=1,
+        limit_ws_per_ip=2,
+    )
+    server = LiveServer(settings)
+    server.start()
+    try:
+        url = f"{server.ws_url}/ws/board"
+        async with open_ws(url) as one, open_ws(url) as two:
+            for websocket in (one, two):
+                assert (await receive(websocket))["event_type"] == "connection_established"
+            async with open_ws(url) as three:
+                assert await first_frame(three) == 1013
+            async with open_ws(url, local_addr=("127.0.0.2", 0)) as other:
+                assert (await receive(other))["event_type"] == "connection_established"
+    finally:
+        server.stop()

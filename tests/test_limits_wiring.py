@@ -1,5 +1,5 @@
-"""How the settings become limits, without a server: the throttle (or none), and the
-warnings of a flood."""
+"""How the settings become limits, without a server: the throttle (or none), the protocol
+classes with their header timeout, and the warnings of a flood."""
 
 import logging
 
@@ -7,6 +7,7 @@ import pytest
 
 from taskline.api.limits import Rate
 from taskline.api.throttle import Throttle, WarnEvery
+from taskline.front_protocol import HeadTimedHttpProtocol, TasklineHttpProtocol, http_protocol
 from taskline.server import throttled
 from taskline.settings import Settings
 
@@ -49,3 +50,13 @@ def test_limits_off_means_no_throttle() -> None:
     assert default.sockets is not None
     assert (default.sockets.per_principal, default.sockets.per_address) == (1000, 10_000)
     assert default.sockets.total == 20_000
+
+
+def test_protocol_classes_carry_the_header_timeout() -> None:
+    front = http_protocol(header_timeout=10.0)
+    assert issubclass(front, TasklineHttpProtocol) and front.header_timeout == 10.0
+    plain = http_protocol(header_timeout=3.0, front=False)
+    assert issubclass(plain, HeadTimedHttpProtocol) and plain.header_timeout == 3.0
+    assert http_protocol(header_timeout=3.0, front=False) is plain  # made once per value
+    assert http_protocol(header_timeout=0) is TasklineHttpProtocol  # 0: no timeout
+    assert http_protocol(header_timeout=None, front=False).header_timeout is None

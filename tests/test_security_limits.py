@@ -1,5 +1,6 @@
 """Limits on load, on a real server over real sockets: 429 with its headers per principal,
-WebSocket caps per principal, address and in all (closed with 1013 before any data).
+WebSocket caps per principal, address and in all (closed with 1013 before any data), and
+the header timeout against slowloris.
 
 Limits are set low here so that a few requests reach them (a rate of 0.01 per second adds a
 token every 100 s: none arrives while a test runs). Several client addresses come from the
@@ -8,6 +9,8 @@ loopback network: 127.0.0.2, 127.0.0.3 … reach a server bound to 127.0.0.1 on 
 
 import asyncio
 import json
+import socket
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,7 +22,7 @@ from websockets.exceptions import ConnectionClosed
 from taskline.settings import Settings
 from tests.support.auth import SecureServer, secure_server
 from tests.support.server import LiveServer
-from tests.support.waiting import async_wait_until
+from tests.support.waiting import WAIT, async_wait_until, wait_until
 from tests.support.ws import open_ws, receive
 
 SLOW = 0.01  # tokens per second: one every 100 s
@@ -196,3 +199,112 @@ async def test_without_authentication_sockets_are_capped_by_address(tmp_path: An
                 assert (await receive(other))["event_type"] == "connection_established"
     finally:
         server.stop()
+
+
+# --- header timeout -------------------------------------------------------------------------
+
+
+class Trickler(threading.Thread):
+    """A raw socket that sends ``head`` one byte at a time (slowloris) until the server
+    closes it, and keeps what the server answered."""
+
+    def __init__(self, port: int, head: bytes, every: float, source: str = "127.0.0.1"):
+        super().__init__(daemon=True)
+        self.sock = socket.create_connection(
+            ("127.0.0.1", port), timeout=WAIT, source_address=(source, 0)
+        )
+        self.head, self.every = head, every
+        self.answer = b""
+        self.sent = 0
+        self.closed = threading.Event()
+
+    def run(self) -> None:
+        self.sock.settimeout(self.every)  # the attack's pace: one byte per period
+        try:
+            while True:
+                try:
+                    chunk = self.sock.recv(4096)
+                except TimeoutError:
+                    if self.sent < len(self.head):
+                        self.sock.send(self.head[self.sent : self.sent + 1])
+                        self.sent += 1
+                    continue
+                if not chunk:
+                    break
+                self.answer += chunk
+        except OSError:
+            pass  # reset by the server: closed too
+        finally:
+            self.sock.close()
+            self.closed.set()
+
+
+SLOW_HEAD = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: " + b"a" * 200 + b"\r\n\r\n"
+SLOW_UPGRADE = (
+    b"GET /ws/board HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+    b"X-Padding: " + b"a" * 200 + b"\r\n\r\n"
+)
+
+
+@pytest.fixture
+def timed(sqlite_url: str) -> Iterator[LiveServer]:
+    server = LiveServer(Settings(database_url=sqlite_url, header_timeout=2.0))
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_slowloris_sockets_are_closed_while_health_answers(timed: LiveServer) -> None:
+    """Sockets sending a request head (or a WebSocket upgrade) a byte at a time, and sockets
+    sending nothing, are closed once the header timeout passes — those that had begun a
+    request with a 408 — while /health answers throughout. The heads are far from complete
+    when that happens (one byte per 0.2 s)."""
+    slow = [Trickler(timed.port, SLOW_HEAD, 0.2) for _ in range(20)]
+    slow += [Trickler(timed.port, SLOW_UPGRADE, 0.2) for _ in range(10)]
+    silent = [Trickler(timed.port, b"", 0.2) for _ in range(10)]
+    for trickler in slow + silent:
+        trickler.start()
+    with httpx.Client(base_url=timed.url, timeout=10) as http:
+
+        def everyone_closed() -> bool:
+            assert http.get("/health").status_code == 200  # while they hold their sockets
+            return all(t.closed.is_set() for t in slow + silent)
+
+        wait_until(everyone_closed, message="the server to close every slow socket")
+    for trickler in slow:
+        assert trickler.answer.startswith(b"HTTP/1.1 408 "), trickler.answer[:80]
+        assert b"connection: close" in trickler.answer.lower()
+        assert 0 < trickler.sent < len(trickler.head)  # cut off mid-head, not answered
+    for trickler in silent:
+        assert trickler.answer == b""  # nothing begun: closed without an answer
+
+
+def test_a_keep_alive_connection_gets_the_header_timeout_again(timed: LiveServer) -> None:
+    """After a response the clock starts again: a request that follows in time is served,
+    a head that dawdles after it is cut off too."""
+    with socket.create_connection(("127.0.0.1", timed.port), timeout=WAIT) as sock:
+        request = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        for _ in range(3):
+            sock.sendall(request)
+            assert read_response(sock).startswith(b"HTTP/1.1 200")
+        sock.sendall(b"GET /health HTTP/1.1\r\n")  # and no more
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 408 ")
+
+
+def read_response(sock: socket.socket) -> bytes:
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += sock.recv(4096)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.lower().split(b"\r\n")
+        if line.startswith(b"content-length:")
+    )
+    while len(body) < length:
+        body += sock.recv(4096)
+    return answer

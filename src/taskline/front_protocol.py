@@ -9,16 +9,28 @@ and ``Connection: upgrade``, uvicorn's own test) goes straight to
 :class:`~taskline.ws_protocol.TasklineWebSocketProtocol`, which checks it (RFC 6455 §4.2.1)
 and answers; anything else — HTTP, or a head split over several reads — is handed, bytes
 and all, to uvicorn's httptools protocol, exactly as uvicorn would have served it.
+
+**Header timeout.** uvicorn closes an idle keep-alive connection (``timeout_keep_alive``) but
+only after a first response, and any byte stops that clock: a client that opens connections
+and sends nothing, or sends its request head one byte at a time (slowloris), would hold each
+one for as long as it likes. Here every connection has ``header_timeout`` seconds to send a
+complete request head: from the moment it opens, and again from the end of each response.
+The clock does not restart when bytes arrive, and it covers WebSocket upgrades too (a head
+that is not whole in the first read goes through the HTTP parser). A connection that runs
+out of time is answered ``408 Request Timeout`` if it had started a request, and closed.
+Bodies are not timed (the request is the app's from its head on). :func:`http_protocol`
+makes the protocol classes with a timeout.
 """
 
 import asyncio
+import email.utils
 from typing import Any, cast
 
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-__all__ = ["TasklineHttpProtocol", "is_websocket_upgrade"]
+__all__ = ["HeadTimedHttpProtocol", "TasklineHttpProtocol", "http_protocol", "is_websocket_upgrade"]
 
 
 def is_websocket_upgrade(head: bytes) -> bool:
@@ -36,10 +48,100 @@ def is_websocket_upgrade(head: bytes) -> bool:
     return upgrade and connection
 
 
-class TasklineHttpProtocol(asyncio.Protocol):
-    """Reads a connection's first bytes, then hands the connection over for good."""
+_TIMEOUT_BODY = b"the request head did not arrive in time\n"
 
-    __slots__ = ("app_state", "config", "loop", "server_state", "transport")
+
+def _request_timeout() -> bytes:
+    """A ``408 Request Timeout`` response that closes the connection."""
+    head = (
+        "HTTP/1.1 408 Request Timeout\r\n"
+        f"Date: {email.utils.formatdate(usegmt=True)}\r\n"
+        "Connection: close\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n"
+        f"Content-Length: {len(_TIMEOUT_BODY)}\r\n\r\n"
+    )
+    return head.encode("latin-1") + _TIMEOUT_BODY
+
+
+class HeadTimedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, with the header timeout of the module docstring.
+
+    ``header_timeout`` (a class attribute, see :func:`http_protocol`) is the seconds a request
+    head may take; None: no timeout. ``deadline`` (loop time) continues the clock of a
+    connection that :class:`TasklineHttpProtocol` handed over.
+    """
+
+    header_timeout: float | None = None
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        deadline: float | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self._head_deadline = deadline
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._head_started = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if self._head_deadline is not None:
+            self._arm_head_timer(self._head_deadline)
+        elif self.header_timeout:
+            self._arm_head_timer(self.loop.time() + self.header_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_timer()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        self._head_started = True
+        super().on_message_begin()
+
+    def on_headers_complete(self) -> None:
+        self._disarm_head_timer()
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        pipelined = bool(self.pipeline)  # the next request's head is here already
+        super().on_response_complete()
+        if self.header_timeout and not pipelined and not self.transport.is_closing():
+            self._head_started = False
+            self._arm_head_timer(self.loop.time() + self.header_timeout)
+
+    def _arm_head_timer(self, deadline: float) -> None:
+        self._disarm_head_timer()
+        self._head_timer = self.loop.call_at(deadline, self._head_timed_out)
+
+    def _disarm_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if self._head_started:
+            transport.write(_request_timeout())
+        transport.close()
+
+
+class TasklineHttpProtocol(asyncio.Protocol):
+    """Reads a connection's first bytes, then hands the connection over for good.
+
+    ``header_timeout`` (a class attribute, see :func:`http_protocol`): seconds until a
+    connection that has sent no complete request head is closed; None: never.
+    """
+
+    __slots__ = ("app_state", "config", "deadline", "loop", "server_state", "timer", "transport")
+
+    header_timeout: float | None = None
 
     def __init__(
         self,
@@ -55,23 +157,37 @@ class TasklineHttpProtocol(asyncio.Protocol):
         self.app_state = app_state
         self.loop = _loop or asyncio.get_event_loop()
         self.transport: asyncio.Transport | None = None
+        self.deadline: float | None = None
+        self.timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         self.server_state.connections.add(self)  # type: ignore[arg-type]
+        if self.header_timeout:
+            self.deadline = self.loop.time() + self.header_timeout
+            self.timer = self.loop.call_at(self.deadline, self.shutdown)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server_state.connections.discard(self)
+        self._stop_timer()
 
     def shutdown(self) -> None:
-        """uvicorn is stopping and this connection has not said anything yet: close it."""
+        """uvicorn is stopping, or the header timeout passed, and this connection has not
+        said anything yet: close it."""
+        self._stop_timer()
         if self.transport is not None:
             self.transport.close()
+
+    def _stop_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
     def data_received(self, data: bytes) -> None:
         transport = self.transport
         assert transport is not None
         self.server_state.connections.discard(self)
+        self._stop_timer()
         head, found, _ = data.partition(b"\r\n\r\n")
         ws_class = self.config.ws_protocol_class
         if found and ws_class is not None and is_websocket_upgrade(head):
@@ -79,12 +195,47 @@ class TasklineHttpProtocol(asyncio.Protocol):
                 config=self.config, server_state=self.server_state, app_state=self.app_state
             )
         else:
-            protocol = HttpToolsProtocol(
+            http_class = _timed(self.header_timeout)
+            protocol = http_class(
                 config=self.config,
                 server_state=self.server_state,
                 app_state=self.app_state,
                 _loop=self.loop,
+                deadline=self.deadline,
             )
         protocol.connection_made(transport)
         transport.set_protocol(protocol)
         protocol.data_received(data)
+
+
+_TIMED: dict[float | None, type[HeadTimedHttpProtocol]] = {None: HeadTimedHttpProtocol}
+
+
+def _timed(header_timeout: float | None) -> type[HeadTimedHttpProtocol]:
+    """:class:`HeadTimedHttpProtocol` with this timeout (one class per value, made once)."""
+    header_timeout = header_timeout or None
+    cls = _TIMED.get(header_timeout)
+    if cls is None:
+        cls = type(
+            "HeadTimedHttpProtocol", (HeadTimedHttpProtocol,), {"header_timeout": header_timeout}
+        )
+        _TIMED[header_timeout] = cls
+    return cls
+
+
+def http_protocol(
+    *, header_timeout: float | None, front: bool = True
+) -> type[TasklineHttpProtocol] | type[HeadTimedHttpProtocol]:
+    """The class to pass as uvicorn's ``http`` option: :class:`TasklineHttpProtocol` (with
+    ``front``: upgrades skip the HTTP parser; needs Taskline's WebSocket protocol) or
+    :class:`HeadTimedHttpProtocol`, each with ``header_timeout`` seconds (None or 0: none)."""
+    header_timeout = header_timeout or None
+    if not front:
+        return _timed(header_timeout)
+    if header_timeout is None:
+        return TasklineHttpProtocol
+    return type(
+        "TasklineHttpProtocol",
+        (TasklineHttpProtocol,),
+        {"__slots__": (), "header_timeout": header_timeout},
+    )

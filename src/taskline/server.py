@@ -17,7 +17,7 @@ from taskline.api.limits import ConnectionCaps, Rate
 from taskline.api.throttle import Throttle
 from taskline.api.ws import WebSocketFastLane
 from taskline.app import create_app
-from taskline.front_protocol import TasklineHttpProtocol
+from taskline.front_protocol import http_protocol
 from taskline.realtime import ConnectionManager
 from taskline.service import Services
 from taskline.settings import Settings
@@ -77,7 +77,8 @@ def build_server(settings: Settings, *, fast_lane: bool = True, **config: object
     the HTTP middleware stack (:class:`~taskline.api.ws.WebSocketFastLane`). Compression is
     not offered: compressing every frame for every subscriber separately costs several times
     the fan-out throughput (design.md). Every request passes :class:`~taskline.api.doors.Doors`
-    and then the limits (:class:`~taskline.api.throttle.Throttle`).
+    and then the limits (:class:`~taskline.api.throttle.Throttle`); every connection has
+    ``header_timeout`` seconds to send a request head (:mod:`taskline.front_protocol`).
     """
     app = create_app(settings)
     options: dict[str, object] = {
@@ -92,11 +93,13 @@ def build_server(settings: Settings, *, fast_lane: bool = True, **config: object
         # hold are dropped and retried by the client's kernel a second later (the kernel caps
         # this at net.core.somaxconn)
         "backlog": 8192,
+        "timeout_keep_alive": settings.keep_alive_timeout,
     }
     options.update(config)
-    if options["ws"] is TasklineWebSocketProtocol:
-        # WebSocket upgrades skip uvicorn's HTTP parser (see taskline.front_protocol)
-        options.setdefault("http", TasklineHttpProtocol)
+    # WebSocket upgrades skip uvicorn's HTTP parser with Taskline's protocol (see
+    # taskline.front_protocol); either way request heads have header_timeout seconds
+    front = options["ws"] is TasklineWebSocketProtocol
+    options.setdefault("http", http_protocol(header_timeout=settings.header_timeout, front=front))
     inner = WebSocketFastLane(app) if fast_lane else app
     services: Services = app.state.services
     # every request is checked first, then counted against its principal's limits

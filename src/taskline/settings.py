@@ -185,6 +185,15 @@ class Settings(BaseSettings):
         description="Open WebSockets in all; more are closed with 1013 (0: no cap). "
         "taskline serve lowers it when the open-files limit cannot hold it.",
     )
+    header_timeout: float = Field(
+        default=10.0,
+        ge=0,
+        description="Seconds a connection has to send a complete request head, from when it "
+        "opens or its last response ended; then it is closed (0: no timeout).",
+    )
+    keep_alive_timeout: float = Field(
+        default=5.0, gt=0, description="Close an idle keep-alive HTTP connection after this."
+    )
     # --- demo
     seed_demo: bool = Field(
         default=False, description="Create sample tasks at start-up when the board is empty."

@@ -1,6 +1,6 @@
 """Limits on load, on a real server over real sockets: 429 with its headers per principal,
-WebSocket caps per principal, address and in all (closed with 1013 before any data), and
-the header timeout against slowloris.
+WebSocket caps per principal, address and in all (closed with 1013 before any data), the
+header timeout against slowloris, and frame floods (an error, then 4429).
 
 Limits are set low here so that a few requests reach them (a rate of 0.01 per second adds a
 token every 100 s: none arrives while a test runs). Several client addresses come from the
@@ -23,7 +23,7 @@ from taskline.settings import Settings
 from tests.support.auth import SecureServer, secure_server
 from tests.support.server import LiveServer
 from tests.support.waiting import WAIT, async_wait_until, wait_until
-from tests.support.ws import open_ws, receive
+from tests.support.ws import open_ws, receive, receive_until
 
 SLOW = 0.01  # tokens per second: one every 100 s
 
@@ -308,3 +308,73 @@ def read_response(sock: socket.socket) -> bytes:
     while len(body) < length:
         body += sock.recv(4096)
     return answer
+
+
+# --- frame floods ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def frame_limited(sqlite_url: str) -> Iterator[LiveServer]:
+    """20 client frames per socket, then one per 100 s."""
+    server = LiveServer(
+        Settings(database_url=sqlite_url, limit_ws_frame_rate=SLOW, limit_ws_frame_burst=20)
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+async def drain_until_closed(websocket: ClientConnection) -> list[dict[str, Any]]:
+    frames = []
+    with pytest.raises(ConnectionClosed):
+        while True:
+            frames.append(json.loads(await asyncio.wait_for(websocket.recv(), 10)))
+    return frames
+
+
+@pytest.mark.parametrize("path", ["/ws/tasks/{task_id}", "/ws/board"])
+async def test_a_frame_flood_gets_an_error_then_4429(frame_limited: LiveServer, path: str) -> None:
+    """Past its frame burst a viewer socket gets an ``error`` event (rate_limited) and a close
+    with 4429; each of its frames before that was answered, and another socket goes on."""
+    with httpx.Client(base_url=frame_limited.url) as http:
+        task_id = http.post("/api/v1/tasks/", json={"title": "flooded"}).json()["id"]
+    url = frame_limited.ws_url + path.format(task_id=task_id)
+    async with open_ws(url) as flood, open_ws(url) as calm:
+        await receive_until(flood, "connection_established")
+        await receive_until(calm, "connection_established")
+        for n in range(100):
+            try:
+                await flood.send(json.dumps({"type": "ping", "timestamp": n}))
+            except ConnectionClosed:
+                break
+        frames = await drain_until_closed(flood)
+        assert flood.close_code == 4429
+        assert "too many frames" in (flood.close_reason or "")
+        pongs = [f for f in frames if f["event_type"] == "pong"]
+        assert [p["data"]["client_timestamp"] for p in pongs] == list(range(20))
+        errors = [f for f in frames if f["event_type"] == "error"]
+        assert [e["data"]["code"] for e in errors] == ["rate_limited"]
+        assert frames.index(errors[0]) > frames.index(pongs[-1])
+        await calm.send(json.dumps({"type": "ping"}))
+        assert (await receive(calm))["event_type"] == "pong"
+
+
+async def test_an_agent_frame_flood_gets_an_error_then_4429(frame_limited: LiveServer) -> None:
+    async with open_ws(f"{frame_limited.ws_url}/ws/agents/agent_flood") as agent:
+        await receive_until_type(agent, "welcome")
+        for n in range(100):
+            try:
+                await agent.send(json.dumps({"type": "ping", "timestamp": n}))
+            except ConnectionClosed:
+                break
+        frames = await drain_until_closed(agent)
+        assert agent.close_code == 4429
+        assert [f["client_timestamp"] for f in frames if f["type"] == "pong"] == list(range(20))
+        assert [f["code"] for f in frames if f["type"] == "error"] == ["rate_limited"]
+    with httpx.Client(base_url=frame_limited.url) as http:
+
+        def offline() -> bool:
+            agent = http.get("/api/v1/agents/agent_flood").json()
+            return bool(agent["status"] == "offline")
+
+        wait_until(offline, message="the flooding agent to be offline")

@@ -185,6 +185,15 @@ class Settings(BaseSettings):
         description="Open WebSockets in all; more are closed with 1013 (0: no cap). "
         "taskline serve lowers it when the open-files limit cannot hold it.",
     )
+    limit_ws_frame_rate: float = Field(
+        default=200.0,
+        ge=0,
+        description="Client frames per second per WebSocket; past it an error event and "
+        "close 4429 (0: no limit).",
+    )
+    limit_ws_frame_burst: int = Field(
+        default=2000, ge=1, description="Client frames a WebSocket may send at once."
+    )
     header_timeout: float = Field(
         default=10.0,
         ge=0,

@@ -19,7 +19,8 @@ Edges:
 - The app closing before accepting sends 403; an app error before accepting sends 500, after
   accepting closes with 1011.
 - Client messages the app has not read yet are queued; past ``_RECEIVE_HIGH`` of them the
-  socket is not read until the app catches up (a flooding client waits, memory stays bounded).
+  socket is not read until the app catches up (a flooding client waits, memory stays bounded)
+  or closes the connection (then what follows is read and dropped, up to the client's close).
 - After the app sends a close, the client has ``_CLOSE_TIMEOUT`` seconds to answer before the
   TCP connection is dropped. uvicorn's shutdown closes open connections with 1012.
 - Keepalive pings follow uvicorn's ``ws_ping_interval`` / ``ws_ping_timeout`` (no pong in time:
@@ -253,6 +254,11 @@ class TasklineWebSocketProtocol(asyncio.Protocol):
                 self._flush()
                 self._disconnected(code)
                 self._close_timer = self.loop.call_later(_CLOSE_TIMEOUT, self._close_transport)
+                if self._reading_paused and self.transport is not None:
+                    # the app reads no more: read on, or the client's answer to the close
+                    # would wait behind the frames it sent before (a flood) until the timeout
+                    self._reading_paused = False
+                    self.transport.resume_reading()
         else:
             raise RuntimeError(f"expected websocket.send or websocket.close, got {kind!r}")
 

@@ -1,12 +1,19 @@
 """``WS /ws/agents/{agent_id}``: an agent's connection (docs/agent-protocol.md).
 
 This moves frames; what they mean is :class:`~taskline.service.agent_session.AgentSession`'s.
+Frames faster than the frame limit (:func:`~taskline.api.throttle.frame_limit`) get an
+``error`` frame with code ``rate_limited`` and a close with 4429.
 """
 
+import time
+
+import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from taskline.api.doors import actor_of
+from taskline.api.limits import TokenBucket
+from taskline.api.throttle import frame_limit, too_many_frames
 from taskline.domain.errors import ForbiddenError, NotAuthenticatedError, StorageError
 from taskline.domain.ids import ID_PATTERN
 from taskline.realtime import CloseCode
@@ -44,6 +51,7 @@ async def agent_socket(websocket: WebSocket, agent_id: str) -> None:
         await websocket.close(code, exc.detail[:120])
         return
     params = websocket.query_params
+    frames = frame_limit(websocket.app.state.settings)
     try:
         await session.open(
             websocket.send_text, close, name=params.get("name"), kind=params.get("kind")
@@ -52,6 +60,7 @@ async def agent_socket(websocket: WebSocket, agent_id: str) -> None:
         # The agent left while being welcomed: forget it quietly (it will reconnect).
         await session.close(1001, "connection lost during welcome")
         return
+    bucket = None if frames is None else TokenBucket(frames, time.monotonic())
     try:
         while True:
             message = await websocket.receive()
@@ -62,6 +71,12 @@ async def agent_socket(websocket: WebSocket, agent_id: str) -> None:
                 text = (message.get("bytes") or b"").decode("utf-8", "replace")
             if len(text) > max_bytes and len(text.encode()) > max_bytes:
                 await session.close(1009, f"frames are limited to {max_bytes} bytes")
+                return
+            if bucket is not None and bucket.take(time.monotonic()):
+                error, reason = too_many_frames(bucket.rate, f"agent {agent_id}")
+                await websocket.send_text(orjson.dumps({"type": "error", **error}).decode())
+                await session.close(CloseCode.TOO_MANY_MESSAGES, reason)
+                await close(CloseCode.TOO_MANY_MESSAGES, reason)
                 return
             await session.receive(text)
     except WebSocketDisconnect:

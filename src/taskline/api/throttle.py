@@ -17,6 +17,7 @@ that does not check who asks).
   before any data.
 """
 
+import functools
 import logging
 import math
 import time
@@ -30,8 +31,9 @@ from taskline.api.limits import ConnectionCaps, Rate, RateLimiter, address_key
 from taskline.domain.actors import ActorKind
 from taskline.domain.problems import PROBLEM_TYPE_BASE
 from taskline.realtime import CloseCode
+from taskline.settings import Settings
 
-__all__ = ["Throttle", "WarnEvery", "principal_of"]
+__all__ = ["Throttle", "WarnEvery", "frame_limit", "principal_of", "too_many_frames"]
 
 logger = logging.getLogger("taskline.limits")
 
@@ -61,8 +63,28 @@ class WarnEvery:
             logger.warning(message, *args)
 
 
-#: One for the whole process.
+#: Shared by the HTTP limits here and the frame limits of the socket endpoints.
 warn = WarnEvery()
+
+
+def frame_limit(settings: Settings) -> Rate | None:
+    """The frame limit of each WebSocket (None: none)."""
+    if not settings.limits or not settings.limit_ws_frame_rate:
+        return None
+    return _frame_rate(settings.limit_ws_frame_rate, settings.limit_ws_frame_burst)
+
+
+@functools.cache
+def _frame_rate(per_second: float, burst: int) -> Rate:
+    return Rate("frames", per_second, burst)
+
+
+def too_many_frames(rate: Rate, where: str) -> tuple[dict[str, object], str]:
+    """The ``error`` event's data and the close reason for a socket past its frame limit
+    (and a warning in the log, at most once a minute)."""
+    warn("ws:frames", "frame limit: a WebSocket (%s) sent more than %s", where, rate.describe())
+    message = f"more client frames than the limit ({rate.describe()}); closing"
+    return {"code": "rate_limited", "message": message}, f"too many frames: {rate.describe()}"
 
 
 def _address(scope: Scope) -> str | None:

@@ -8,7 +8,9 @@ Client frames: ``{"type": "heartbeat"}`` is answered with a ``heartbeat`` event 
 ``{"type": "ping"}`` with a ``pong`` event (both carry ``server_time``; a ``timestamp`` sent
 with the ping comes back as ``client_timestamp``, to measure round trips); anything else gets
 an ``error`` event and the connection stays open.
-A frame over ``ws_max_message_bytes`` closes the connection with 1009.
+A frame over ``ws_max_message_bytes`` closes the connection with 1009; frames faster than
+``limit_ws_frame_rate`` (bursts of ``limit_ws_frame_burst``) get an ``error`` event with code
+``rate_limited`` and a close with 4429.
 
 :class:`WebSocketFastLane` serves the same two endpoints ahead of the HTTP middleware stack:
 a stream lives for hours, and every middleware layer it passed through would stay on its stack
@@ -26,6 +28,8 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 
 from taskline.api.doors import actor_of
+from taskline.api.limits import TokenBucket
+from taskline.api.throttle import frame_limit, too_many_frames
 from taskline.domain.events import WebSocketEventType
 from taskline.domain.models import utc_now
 from taskline.realtime import CloseCode, ConnectionManager, SubscriberState
@@ -72,6 +76,7 @@ async def _serve(
     """One task or board stream over plain ASGI (no request wrapper per connection)."""
     manager: ConnectionManager = app.state.connections
     max_bytes: int = app.state.settings.ws_max_message_bytes
+    frames = frame_limit(app.state.settings)
     params = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
     await receive()  # websocket.connect
     await send({"type": "websocket.accept"})
@@ -116,13 +121,14 @@ async def _serve(
     if subscriber is None:
         return
     client_id = subscriber.client_id
+    bucket: TokenBucket | None = None  # made at the first frame: most viewers send few
     try:
         while True:
             message = await receive()
             if message["type"] == "websocket.disconnect":
                 gone = True
                 break
-            subscriber.last_seen = time.monotonic()
+            now = subscriber.last_seen = time.monotonic()
             text = message.get("text")
             if text is None:
                 text = (message.get("bytes") or b"").decode("utf-8", "replace")
@@ -136,6 +142,16 @@ async def _serve(
                 return
             if subscriber.state == SubscriberState.CLOSED:
                 break  # replaced by a newer connection, or cut: nothing more to answer
+            if frames is not None:
+                if bucket is None:
+                    bucket = TokenBucket(frames, now)
+                if bucket.take(now):
+                    flood, reason = too_many_frames(frames, scope.get("path", ""))
+                    manager.reply(client_id, E.ERROR, flood)  # goes out before the close
+                    await manager.disconnect(
+                        client_id, CloseCode.TOO_MANY_MESSAGES, reason, subscriber=subscriber
+                    )
+                    return
             _answer(manager, client_id, text)
     except (OSError, WebSocketDisconnect):
         gone = True  # the server's protocol says the client is gone

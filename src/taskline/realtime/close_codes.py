@@ -18,3 +18,4 @@ class CloseCode(IntEnum):
     UNKNOWN_TASK = 4404  #: the task does not exist
     STALE = 4408  #: no client activity within ``stale_after`` seconds
     EPOCH_MISMATCH = 4409  #: the ``since`` cursor belongs to another database's log
+    TOO_MANY_MESSAGES = 4429  #: the client sent frames faster than the frame limit

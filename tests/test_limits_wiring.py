@@ -1,15 +1,16 @@
 """How the settings become limits, without a server: the throttle and the frame limit (or
-none of them), the protocol classes with their header timeout, and the warnings of a
-flood."""
+none of them), the protocol classes with their header timeout, the warnings of a flood, and
+the open-files headroom check of ``taskline serve``."""
 
 import logging
+import resource
 
 import pytest
 
 from taskline.api.limits import Rate
 from taskline.api.throttle import Throttle, WarnEvery, frame_limit
 from taskline.front_protocol import HeadTimedHttpProtocol, TasklineHttpProtocol, http_protocol
-from taskline.server import throttled
+from taskline.server import FD_HEADROOM, file_descriptor_headroom, throttled
 from taskline.settings import Settings
 
 
@@ -65,3 +66,69 @@ def test_protocol_classes_carry_the_header_timeout() -> None:
     assert http_protocol(header_timeout=3.0, front=False) is plain  # made once per value
     assert http_protocol(header_timeout=0) is TasklineHttpProtocol  # 0: no timeout
     assert http_protocol(header_timeout=None, front=False).header_timeout is None
+
+
+class FakeLimits:
+    """``getrlimit``/``setrlimit`` for RLIMIT_NOFILE, with a hard limit and maybe a refusal."""
+
+    def __init__(self, soft: int, hard: int, *, refuse: bool = False) -> None:
+        self.soft, self.hard, self.refuse = soft, hard, refuse
+        self.calls: list[tuple[int, int]] = []
+
+    def getrlimit(self, which: int) -> tuple[int, int]:
+        assert which == resource.RLIMIT_NOFILE
+        return self.soft, self.hard
+
+    def setrlimit(self, which: int, limits: tuple[int, int]) -> None:
+        assert which == resource.RLIMIT_NOFILE
+        self.calls.append(limits)
+        if self.refuse or limits[0] > self.hard:
+            raise ValueError("not allowed")
+        self.soft = limits[0]
+
+
+def headroom(settings: Settings, fake: FakeLimits) -> tuple[Settings, list[str]]:
+    return file_descriptor_headroom(settings, getrlimit=fake.getrlimit, setrlimit=fake.setrlimit)
+
+
+def test_a_low_soft_limit_is_raised_as_far_as_the_caps_need() -> None:
+    """Soft 1,024 with a hard limit of 524,288 (systemd's): raised to the total cap plus the
+    headroom, no more; nothing to warn about."""
+    fake = FakeLimits(1024, 524_288)
+    settings, warnings = headroom(Settings(), fake)
+    assert fake.calls == [(20_000 + FD_HEADROOM, 524_288)]
+    assert settings.limit_ws_total == 20_000 and warnings == []
+
+
+def test_a_limit_that_holds_the_caps_is_left_alone() -> None:
+    fake = FakeLimits(1_048_576, 1_048_576)
+    settings, warnings = headroom(Settings(), fake)
+    assert fake.calls == [] and warnings == [] and settings.limit_ws_total == 20_000
+
+
+def test_a_hard_limit_too_low_lowers_the_total_cap_and_says_so() -> None:
+    """Soft 1,024 and hard 4,096: raised to 4,096, and the total cap lowered to leave the
+    headroom free (for HTTP, /health too, and the database)."""
+    fake = FakeLimits(1024, 4096)
+    settings, (warning,) = headroom(Settings(), fake)
+    assert fake.calls == [(4096, 4096)]
+    assert settings.limit_ws_total == 4096 - FD_HEADROOM
+    assert "TASKLINE_LIMIT_WS_TOTAL is lowered from 20000 to 3072" in warning
+    assert "ulimit -n" in warning
+
+
+def test_a_limit_that_cannot_be_raised_is_reported_and_half_of_it_kept_free() -> None:
+    """Soft 1,024 that may not be raised: two warnings, and half the descriptors stay free
+    (the headroom is at most half the limit)."""
+    fake = FakeLimits(1024, 1024 * 64, refuse=True)
+    settings, warnings = headroom(Settings(), fake)
+    assert len(warnings) == 2 and "could not raise the open-files limit" in warnings[0]
+    assert settings.limit_ws_total == 512
+
+
+def test_without_a_total_cap_the_limit_is_raised_but_nothing_is_lowered() -> None:
+    for settings in (Settings(limits=False), Settings(limit_ws_total=0)):
+        fake = FakeLimits(1024, 1_048_576)
+        served, warnings = headroom(settings, fake)
+        assert fake.calls == [(65_536, 1_048_576)]
+        assert warnings == [] and served == settings

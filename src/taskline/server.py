@@ -6,7 +6,9 @@ ConnectionManager close every WebSocket with 1001 (going away) and end every SSE
 clients know to resume elsewhere or later, and shutdown does not hang.
 """
 
+import resource
 import socket
+from collections.abc import Callable
 
 import uvicorn
 from fastapi import FastAPI
@@ -23,7 +25,7 @@ from taskline.service import Services
 from taskline.settings import Settings
 from taskline.ws_protocol import TasklineWebSocketProtocol
 
-__all__ = ["TasklineServer", "build_server", "throttled"]
+__all__ = ["FD_HEADROOM", "TasklineServer", "build_server", "file_descriptor_headroom", "throttled"]
 
 
 class TasklineServer(uvicorn.Server):
@@ -105,3 +107,53 @@ def build_server(settings: Settings, *, fast_lane: bool = True, **config: object
     # every request is checked first, then counted against its principal's limits
     served = Doors(throttled(inner, settings), settings, services.identity)
     return TasklineServer(uvicorn.Config(served, **options), app)  # type: ignore[arg-type]
+
+
+#: Open files kept for everything but WebSockets (the listening socket, database files and
+#: connections, HTTP clients, logs): at most this many, and at most half the limit.
+FD_HEADROOM = 1024
+
+
+def file_descriptor_headroom(
+    settings: Settings,
+    *,
+    getrlimit: Callable[[int], tuple[int, int]] = resource.getrlimit,
+    setrlimit: Callable[[int, tuple[int, int]], None] = resource.setrlimit,
+) -> tuple[Settings, list[str]]:
+    """Make the open-files limit (``RLIMIT_NOFILE``) hold the WebSockets the caps allow.
+
+    Every WebSocket holds a file descriptor. The process needs ``limit_ws_total`` of them
+    plus :data:`FD_HEADROOM` for everything else; if the soft limit is lower it is raised
+    toward the hard limit (as far as needed; 65,536 when no total cap applies). If it still
+    falls short, ``limit_ws_total`` is lowered so that the headroom stays free: with the
+    WebSockets all open, HTTP (``/health`` too) still gets descriptors.
+
+    Returns the settings to serve with and the warnings to show (none when all is well).
+    """
+    soft, hard = getrlimit(resource.RLIMIT_NOFILE)
+    capped = settings.limits and settings.limit_ws_total > 0
+    wanted = settings.limit_ws_total + FD_HEADROOM if capped else 65_536
+    if hard != resource.RLIM_INFINITY:
+        wanted = min(wanted, hard)
+    warnings: list[str] = []
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError) as exc:
+            warnings.append(
+                f"could not raise the open-files limit (RLIMIT_NOFILE) from {soft} to "
+                f"{wanted}: {exc}"
+            )
+        soft = getrlimit(resource.RLIMIT_NOFILE)[0]
+    if not capped or soft == resource.RLIM_INFINITY:
+        return settings, warnings
+    room = soft - min(FD_HEADROOM, soft // 2)
+    if room >= settings.limit_ws_total:
+        return settings, warnings
+    warnings.append(
+        f"the open-files limit is {soft} (hard limit {hard}): TASKLINE_LIMIT_WS_TOTAL is "
+        f"lowered from {settings.limit_ws_total} to {room} so that {soft - room} stay free "
+        "for HTTP and the database; raise the limit (ulimit -n, LimitNOFILE= in systemd) "
+        "to serve more WebSockets"
+    )
+    return settings.model_copy(update={"limit_ws_total": room}), warnings

@@ -105,13 +105,17 @@ def serve(
         click.echo(f"warning: {line}", err=True)
     # Fail with one line here rather than with uvicorn's start-up traceback.
     asyncio.run(check_database(settings.database_url))
+    from taskline.server import build_server, file_descriptor_headroom
+
+    # every WebSocket holds an open file: raise the limit for the caps, or lower the caps
+    settings, fd_warnings = file_descriptor_headroom(settings)
+    for line in fd_warnings:
+        click.echo(f"warning: {line}", err=True)
     shown_host = f"[{settings.host}]" if ":" in settings.host else settings.host
     click.echo(
         f"Taskline serving on http://{shown_host}:{settings.port} "
         f"(database: {safe_database_url(settings.database_url)})"
     )
-    from taskline.server import build_server
-
     server = build_server(settings)
     if settings.seed_demo:
         from taskline.cli.demo import start_demo_agent

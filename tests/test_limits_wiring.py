@@ -10,7 +10,7 @@ import pytest
 from taskline.api.limits import Rate
 from taskline.api.throttle import Throttle, WarnEvery, frame_limit
 from taskline.front_protocol import HeadTimedHttpProtocol, TasklineHttpProtocol, http_protocol
-from taskline.server import FD_HEADROOM, file_descriptor_headroom, throttled
+from taskline.server import FD_HEADROOM, file_descriptor_headroom, socket_caps, throttled
 from taskline.settings import Settings
 
 
@@ -30,14 +30,15 @@ def test_a_flood_of_warnings_logs_one_line_per_topic_and_minute(
     assert [r.getMessage() for r in caplog.records] == ["refused a", "refused b", "refused d"]
 
 
-def test_limits_off_means_no_throttle_and_no_frame_limit() -> None:
+def test_limits_off_means_no_throttle_no_caps_and_no_frame_limit() -> None:
     """TASKLINE_LIMITS=false (or every limit 0) leaves the app as it is."""
 
     async def app(scope: object, receive: object, send: object) -> None:  # pragma: no cover
         pass
 
-    assert throttled(app, Settings(limits=False)) is app  # type: ignore[arg-type]
-    assert frame_limit(Settings(limits=False)) is None
+    off = Settings(limits=False)
+    assert throttled(app, off) is app  # type: ignore[arg-type]
+    assert socket_caps(off) is None and frame_limit(off) is None
     nothing = Settings(
         limit_publish_rate=0,
         limit_write_rate=0,
@@ -47,15 +48,33 @@ def test_limits_off_means_no_throttle_and_no_frame_limit() -> None:
         limit_ws_frame_rate=0,
     )
     assert throttled(app, nothing) is app  # type: ignore[arg-type]
-    assert frame_limit(nothing) is None
+    assert socket_caps(nothing) is None and frame_limit(nothing) is None
     default = throttled(app, Settings())  # type: ignore[arg-type]
     assert isinstance(default, Throttle)
     assert default.publish is not None and default.publish.rate == Rate("publish", 200, 1000)
     assert default.writes is not None and default.writes.rate == Rate("write", 50, 200)
-    assert default.sockets is not None
-    assert (default.sockets.per_principal, default.sockets.per_address) == (1000, 10_000)
-    assert default.sockets.total == 20_000
+    sockets = socket_caps(Settings())
+    assert sockets is not None
+    assert (sockets.caps.per_principal, sockets.caps.per_address) == (1000, 10_000)
+    assert sockets.caps.total == 20_000
     assert frame_limit(Settings()) == Rate("frames", 200, 2000)
+
+
+def test_a_request_let_through_is_the_apps_own_call() -> None:
+    """The throttle adds no frame to what it lets through: a stream (SSE) keeps none."""
+    marker = object()
+
+    def app(scope: object, receive: object, send: object) -> object:
+        return marker
+
+    throttle = throttled(app, Settings())  # type: ignore[arg-type]
+    for scope in (
+        {"type": "http", "method": "GET", "path": "/api/v1/tasks/t/stream"},
+        {"type": "http", "method": "POST", "path": "/api/v1/tasks/", "client": ("10.0.0.1", 1)},
+        {"type": "websocket", "path": "/ws/board"},
+        {"type": "lifespan"},
+    ):
+        assert throttle(scope, None, None) is marker  # type: ignore[arg-type]
 
 
 def test_protocol_classes_carry_the_header_timeout() -> None:

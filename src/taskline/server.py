@@ -16,7 +16,7 @@ from starlette.types import ASGIApp
 
 from taskline.api.doors import Doors
 from taskline.api.limits import ConnectionCaps, Rate
-from taskline.api.throttle import Throttle
+from taskline.api.throttle import SocketCaps, Throttle
 from taskline.api.ws import WebSocketFastLane
 from taskline.app import create_app
 from taskline.front_protocol import http_protocol
@@ -25,7 +25,14 @@ from taskline.service import Services
 from taskline.settings import Settings
 from taskline.ws_protocol import TasklineWebSocketProtocol
 
-__all__ = ["FD_HEADROOM", "TasklineServer", "build_server", "file_descriptor_headroom", "throttled"]
+__all__ = [
+    "FD_HEADROOM",
+    "TasklineServer",
+    "build_server",
+    "file_descriptor_headroom",
+    "socket_caps",
+    "throttled",
+]
 
 
 class TasklineServer(uvicorn.Server):
@@ -48,7 +55,7 @@ class TasklineServer(uvicorn.Server):
 
 
 def throttled(app: ASGIApp, settings: Settings) -> ASGIApp:
-    """``app`` behind the rate limits and WebSocket caps of ``settings`` (if any apply)."""
+    """``app`` behind the rate limits of ``settings`` (if any apply)."""
     if not settings.limits:
         return app
     publish = writes = None
@@ -56,16 +63,23 @@ def throttled(app: ASGIApp, settings: Settings) -> ASGIApp:
         publish = Rate("publish", settings.limit_publish_rate, settings.limit_publish_burst)
     if settings.limit_write_rate:
         writes = Rate("write", settings.limit_write_rate, settings.limit_write_burst)
-    sockets = None
-    if settings.limit_ws_per_principal or settings.limit_ws_per_ip or settings.limit_ws_total:
-        sockets = ConnectionCaps(
+    if publish is None and writes is None:
+        return app
+    return Throttle(app, publish=publish, writes=writes)
+
+
+def socket_caps(settings: Settings) -> SocketCaps | None:
+    """The WebSocket caps of ``settings`` (None: none apply)."""
+    caps = (settings.limit_ws_per_principal, settings.limit_ws_per_ip, settings.limit_ws_total)
+    if not settings.limits or not any(caps):
+        return None
+    return SocketCaps(
+        ConnectionCaps(
             per_principal=settings.limit_ws_per_principal,
             per_address=settings.limit_ws_per_ip,
             total=settings.limit_ws_total,
         )
-    if publish is None and writes is None and sockets is None:
-        return app
-    return Throttle(app, publish=publish, writes=writes, sockets=sockets)
+    )
 
 
 def build_server(settings: Settings, *, fast_lane: bool = True, **config: object) -> TasklineServer:
@@ -105,7 +119,9 @@ def build_server(settings: Settings, *, fast_lane: bool = True, **config: object
     inner = WebSocketFastLane(app) if fast_lane else app
     services: Services = app.state.services
     # every request is checked first, then counted against its principal's limits
-    served = Doors(throttled(inner, settings), settings, services.identity)
+    served = Doors(
+        throttled(inner, settings), settings, services.identity, sockets=socket_caps(settings)
+    )
     return TasklineServer(uvicorn.Config(served, **options), app)  # type: ignore[arg-type]
 
 

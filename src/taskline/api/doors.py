@@ -26,9 +26,15 @@ What each actor may then do is decided by the application layer (:mod:`taskline.
 with :mod:`taskline.domain.access`). HTTP responses get ``X-Content-Type-Options``,
 ``X-Frame-Options`` and ``Referrer-Policy``. With ``insecure`` none of this is checked:
 everyone is an anonymous admin.
+
+A WebSocket that passed (with ``insecure`` too) is counted against the connection caps
+(``sockets``, :class:`~taskline.api.throttle.SocketCaps`) for as long as the app serves it:
+here, in this frame, because a stream lives for hours and another middleware's frame would
+stay in memory with each.
 """
 
 import socket
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import orjson
@@ -39,6 +45,9 @@ from taskline.domain.problems import PROBLEM_TYPE_BASE
 from taskline.realtime import CloseCode
 from taskline.service.identity import Identity
 from taskline.settings import Settings
+
+if TYPE_CHECKING:
+    from taskline.api.throttle import SocketCaps
 
 __all__ = ["ACTOR_KEY", "OPEN_PATHS", "SESSION_COOKIE", "SIGN_IN_PATHS", "Doors", "actor_of"]
 
@@ -137,10 +146,19 @@ class Doors:
         app: what serves the request once it passed.
         settings: the checks' configuration.
         identity: who a presented secret stands for.
+        sockets: the WebSocket caps (None: none).
     """
 
-    def __init__(self, app: ASGIApp, settings: Settings, identity: Identity) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: Settings,
+        identity: Identity,
+        *,
+        sockets: "SocketCaps | None" = None,
+    ) -> None:
         self.app = app
+        self.sockets = sockets
         self.identity = identity
         self.insecure = settings.insecure
         self.checks_who_asks = settings.checks_who_asks
@@ -152,6 +170,9 @@ class Doors:
         if kind not in ("http", "websocket") or self.insecure:
             if kind in ("http", "websocket"):
                 scope[ACTOR_KEY] = _EVERYONE
+            if kind == "websocket" and self.sockets is not None:
+                await self._counted(scope, receive, send, self.sockets)
+                return
             await self.app(scope, receive, send)
             return
         host = origin = authorization = cookie = content_type = ""
@@ -245,7 +266,18 @@ class Doors:
             return
         scope[ACTOR_KEY] = actor
         if websocket:
-            await self.app(scope, receive, send)
+            sockets = self.sockets
+            if sockets is None:
+                await self.app(scope, receive, send)
+                return
+            refusal = sockets.admit(scope)
+            if refusal is not None:
+                await sockets.refuse(scope, receive, send, refusal)
+                return
+            try:  # counted here, in this frame: a stream lives for hours
+                await self.app(scope, receive, send)
+            finally:
+                sockets.release(scope)
             return
 
         async def send_secured(message: Message) -> None:
@@ -257,6 +289,19 @@ class Doors:
             await send(message)
 
         await self.app(scope, receive, send_secured)
+
+    async def _counted(
+        self, scope: Scope, receive: Receive, send: Send, sockets: "SocketCaps"
+    ) -> None:
+        """Serve a WebSocket counted against the caps (the unchecked path's)."""
+        refusal = sockets.admit(scope)
+        if refusal is not None:
+            await sockets.refuse(scope, receive, send, refusal)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            sockets.release(scope)
 
     async def _who(self, authorization: str, cookie: str) -> tuple[Actor | None, bool, str | None]:
         """(actor or None, signed by the cookie, why presented credentials were refused)."""

@@ -1,9 +1,9 @@
-"""Limits on load, applied to every request after :class:`~taskline.api.doors.Doors`.
+"""Limits on load, applied to every request once :class:`~taskline.api.doors.Doors` has
+named its actor (``scope["taskline.actor"]``).
 
-Doors has named the actor by then (``scope["taskline.actor"]``); a request is counted
-against its **principal**: the actor's text form (``token:tok_…``, ``person:usr_…``,
-``agent:agent_…``), or the client's address for someone anonymous (everyone, on a server
-that does not check who asks).
+A request is counted against its **principal**: the actor's text form (``token:tok_…``,
+``person:usr_…``, ``agent:agent_…``), or the client's address for someone anonymous
+(everyone, on a server that does not check who asks).
 
 - **Rate limits.** Unsafe requests (POST, PUT, PATCH, DELETE) take a token from the
   principal's bucket: publishes (``POST /api/v1/tasks/{id}/events``) from one, every other
@@ -11,17 +11,18 @@ that does not check who asks).
   ``429`` problem+json with ``Retry-After`` (whole seconds) and the ``RateLimit-Policy`` and
   ``RateLimit`` fields of draft-ietf-httpapi-ratelimit-headers (``"publish";q=1000;w=5`` and
   ``"publish";r=0;t=1``), before the route runs or the body is read. Reads are not limited.
-- **WebSocket caps.** Open WebSockets are counted per principal (anonymous ones: not), per
-  client address (:func:`~taskline.api.limits.address_key`) and in all; one past a cap is
-  accepted and closed at once with 1013 (try again later) and a reason naming the cap,
-  before any data.
+- **WebSocket caps** (:class:`SocketCaps`, applied by Doors in its own frame: a stream lives
+  for hours, and another middleware layer would stay in memory with each). Open WebSockets
+  are counted per principal (anonymous ones: not), per client address
+  (:func:`~taskline.api.limits.address_key`) and in all; one past a cap is accepted and
+  closed at once with 1013 (try again later) and a reason naming the cap, before any data.
 """
 
 import functools
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -33,7 +34,14 @@ from taskline.domain.problems import PROBLEM_TYPE_BASE
 from taskline.realtime import CloseCode
 from taskline.settings import Settings
 
-__all__ = ["Throttle", "WarnEvery", "frame_limit", "principal_of", "too_many_frames"]
+__all__ = [
+    "SocketCaps",
+    "Throttle",
+    "WarnEvery",
+    "frame_limit",
+    "principal_of",
+    "too_many_frames",
+]
 
 logger = logging.getLogger("taskline.limits")
 
@@ -106,13 +114,15 @@ def _is_publish(method: str, path: str) -> bool:
 
 
 class Throttle:
-    """ASGI middleware applying the limits of the module docstring before ``app``.
+    """ASGI middleware applying the rate limits of the module docstring before ``app``.
+
+    A request it lets through is ``app``'s call itself, not a call inside one of its own: a
+    long response (a Server-Sent Events stream) keeps no frame of it.
 
     Args:
         app: what serves the request once it passed.
         publish: the bucket of each principal's publishes (None: not limited).
         writes: the bucket of each principal's other unsafe requests (None: not limited).
-        sockets: the WebSocket caps (None: no caps).
         clock: monotonic seconds (tests pass their own).
     """
 
@@ -122,47 +132,32 @@ class Throttle:
         *,
         publish: Rate | None,
         writes: Rate | None,
-        sockets: ConnectionCaps | None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.app = app
         self.publish = RateLimiter(publish) if publish else None
         self.writes = RateLimiter(writes) if writes else None
-        self.sockets = sockets
         self.clock = clock
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "http":
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        if scope["type"] == "http":
             method: str = scope["method"]
             if method in _UNSAFE:
                 limiter = self.publish if _is_publish(method, scope["path"]) else self.writes
-                if limiter is not None and await self._refused(limiter, scope, send):
-                    return
-            await self.app(scope, receive, send)
-        elif kind == "websocket" and self.sockets is not None:
-            sockets = self.sockets
-            principal, address = principal_of(scope), _address(scope)
-            refusal = sockets.admit(principal, address)
-            if refusal is not None:
-                await self._close(scope, receive, send, refusal)
-                return
-            try:
-                await self.app(scope, receive, send)
-            finally:
-                sockets.release(principal, address)
-        else:
-            await self.app(scope, receive, send)
+                if limiter is not None:
+                    principal = principal_of(scope)
+                    key = principal if principal is not None else f"address:{_address(scope)}"
+                    verdict = limiter.take(key, self.clock())
+                    if not verdict.allowed:
+                        return self._refuse(limiter, key, verdict.wait, scope, send)
+        return self.app(scope, receive, send)
 
-    async def _refused(self, limiter: RateLimiter, scope: Scope, send: Send) -> bool:
-        """Count the request; if its bucket is empty, answer 429 and return True."""
-        principal = principal_of(scope)
-        key = principal if principal is not None else f"address:{_address(scope)}"
-        verdict = limiter.take(key, self.clock())
-        if verdict.allowed:
-            return False
+    async def _refuse(
+        self, limiter: RateLimiter, key: str, wait: float, scope: Scope, send: Send
+    ) -> None:
+        """Answer 429 with the policy's fields."""
         rate = limiter.rate
-        retry = max(1, math.ceil(verdict.wait))
+        retry = max(1, math.ceil(wait))
         warn(
             f"rate:{rate.name}",
             "rate limit: %s refused %s its %s request (%s; %d refused so far)",
@@ -198,21 +193,37 @@ class Throttle:
             }
         )
         await send({"type": "http.response.body", "body": body})
-        return True
 
-    async def _close(self, scope: Scope, receive: Receive, send: Send, refusal: str) -> None:
-        sockets = self.sockets
-        assert sockets is not None
-        cap = sockets.cap(refusal)
+
+class SocketCaps:
+    """The WebSocket caps of the module docstring, for :class:`~taskline.api.doors.Doors`:
+    :meth:`admit` a connection once its actor is known, and :meth:`release` it when the app
+    is done with it (or :meth:`refuse` it)."""
+
+    def __init__(self, caps: ConnectionCaps) -> None:
+        self.caps = caps
+
+    def admit(self, scope: Scope) -> str | None:
+        """Count the WebSocket in; or the cap it would pass (nothing counted)."""
+        return self.caps.admit(principal_of(scope), _address(scope))
+
+    def release(self, scope: Scope) -> None:
+        """Count out a WebSocket :meth:`admit` counted in (the same scope)."""
+        self.caps.release(principal_of(scope), _address(scope))
+
+    async def refuse(self, scope: Scope, receive: Receive, send: Send, refusal: str) -> None:
+        """Accept, then close with 1013 and a reason naming the cap, before any data (as
+        Doors refuses: browsers see the code and the reason)."""
+        caps = self.caps
+        cap = caps.cap(refusal)
         warn(
             f"ws:{refusal}",
             "connection cap: a WebSocket refused (%s cap of %d; %d refused so far)",
             refusal,
             cap,
-            sum(sockets.refused.values()),
+            sum(caps.refused.values()),
         )
         reason = _CAP_WORDS[refusal].format(cap=cap) + "; try again later"
-        # accepted, then closed before any data (as Doors refuses): browsers see the code
         await receive()  # websocket.connect
         await send({"type": "websocket.accept"})
         await send({"type": "websocket.close", "code": CloseCode.TRY_AGAIN_LATER, "reason": reason})

@@ -5,7 +5,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from taskline.api.limits import ConnectionCaps, Rate, RateLimiter, TokenBucket, address_key
+from taskline.api.limits import (
+    AddressCaps,
+    ConnectionCaps,
+    Rate,
+    RateLimiter,
+    TokenBucket,
+    address_key,
+)
 
 PUBLISH = Rate("publish", 200, 1000)
 
@@ -130,6 +137,28 @@ def test_connection_caps_count_per_principal_per_address_and_in_all() -> None:
         caps.release(principal, address)
     assert (caps.open, caps.by_address, caps.by_principal) == (0, {}, {})  # nothing kept
     assert (caps.cap("total"), caps.cap("address"), caps.cap("principal")) == (4, 3, 2)
+
+
+def test_address_caps_hand_out_one_tally_per_address() -> None:
+    """What a connection gets is its address's tally (no object per connection); calling it
+    counts one out, and an address with none open is forgotten."""
+    caps = AddressCaps(2)
+    one, two = caps.admit("10.0.0.1"), caps.admit("10.0.0.1")
+    assert one is not None and one is two and caps.open("10.0.0.1") == 2
+    assert caps.admit("10.0.0.1") is None and caps.refused == 1
+    other = caps.admit("10.0.0.2")
+    assert other is not None and other is not one
+    one()
+    assert caps.admit("10.0.0.1") is one
+    one()
+    one()
+    other()
+    assert caps.tallies == {} and caps.open("10.0.0.1") == 0
+    fresh = caps.admit("10.0.0.1")
+    assert fresh is not None and fresh is not one  # a new tally; the old one counts nothing
+    one()  # a stale tally called again does not touch the new one
+    assert caps.open("10.0.0.1") == 1
+    assert all(AddressCaps(0).admit("10.0.0.9") is not None for _ in range(1000))
 
 
 def test_a_cap_of_zero_is_no_cap() -> None:

@@ -8,7 +8,7 @@ import resource
 import pytest
 
 from taskline.api.limits import Rate
-from taskline.api.throttle import Throttle, WarnEvery, frame_limit
+from taskline.api.throttle import Throttle, WarnEvery, connection_counter, frame_limit
 from taskline.front_protocol import HeadTimedHttpProtocol, TasklineHttpProtocol, http_protocol
 from taskline.server import FD_HEADROOM, file_descriptor_headroom, socket_caps, throttled
 from taskline.settings import Settings
@@ -77,6 +77,18 @@ def test_a_request_let_through_is_the_apps_own_call() -> None:
         assert throttle(scope, None, None) is marker  # type: ignore[arg-type]
 
 
+def test_connections_are_counted_per_address() -> None:
+    """What the front protocol is given: a release per admitted connection, None past the
+    cap; addresses are counted by machine."""
+    admit = connection_counter(2)
+    first, second = admit("10.0.0.1"), admit("::ffff:10.0.0.1")  # the same machine
+    assert first is not None and first is second  # one tally per address, not per connection
+    assert admit("10.0.0.1") is None
+    assert admit("10.0.0.2") is not None
+    first()
+    assert admit("10.0.0.1") is not None
+
+
 def test_protocol_classes_carry_the_header_timeout() -> None:
     front = http_protocol(header_timeout=10.0)
     assert issubclass(front, TasklineHttpProtocol) and front.header_timeout == 10.0
@@ -85,6 +97,13 @@ def test_protocol_classes_carry_the_header_timeout() -> None:
     assert http_protocol(header_timeout=3.0, front=False) is plain  # made once per value
     assert http_protocol(header_timeout=0) is TasklineHttpProtocol  # 0: no timeout
     assert http_protocol(header_timeout=None, front=False).header_timeout is None
+
+    def admit(host: str) -> None:
+        return None
+
+    counted = http_protocol(header_timeout=None, admit=admit)
+    assert counted is not TasklineHttpProtocol and counted.admit is admit
+    assert counted.header_timeout is None
 
 
 class FakeLimits:
@@ -125,24 +144,34 @@ def test_a_limit_that_holds_the_caps_is_left_alone() -> None:
     assert fake.calls == [] and warnings == [] and settings.limit_ws_total == 20_000
 
 
-def test_a_hard_limit_too_low_lowers_the_total_cap_and_says_so() -> None:
-    """Soft 1,024 and hard 4,096: raised to 4,096, and the total cap lowered to leave the
-    headroom free (for HTTP, /health too, and the database)."""
+def test_a_hard_limit_too_low_lowers_the_caps_and_says_so() -> None:
+    """Soft 1,024 and hard 4,096: raised to 4,096; the total cap lowered to leave the headroom
+    free (for HTTP, /health too, and the database), the per-address cap to leave half of it
+    to other clients."""
     fake = FakeLimits(1024, 4096)
     settings, (warning,) = headroom(Settings(), fake)
     assert fake.calls == [(4096, 4096)]
     assert settings.limit_ws_total == 4096 - FD_HEADROOM
-    assert "TASKLINE_LIMIT_WS_TOTAL is lowered from 20000 to 3072" in warning
+    assert settings.limit_connections_per_ip == 4096 - FD_HEADROOM // 2
+    assert "TASKLINE_LIMIT_WS_TOTAL from 20000 to 3072" in warning
+    assert "TASKLINE_LIMIT_CONNECTIONS_PER_IP from 12000 to 3584" in warning
     assert "ulimit -n" in warning
 
 
 def test_a_limit_that_cannot_be_raised_is_reported_and_half_of_it_kept_free() -> None:
-    """Soft 1,024 that may not be raised: two warnings, and half the descriptors stay free
-    (the headroom is at most half the limit)."""
+    """Soft 1,024 that may not be raised: two warnings; half the descriptors stay free of
+    WebSockets (the headroom is at most half the limit), a quarter free of any one client."""
     fake = FakeLimits(1024, 1024 * 64, refuse=True)
     settings, warnings = headroom(Settings(), fake)
     assert len(warnings) == 2 and "could not raise the open-files limit" in warnings[0]
-    assert settings.limit_ws_total == 512
+    assert (settings.limit_ws_total, settings.limit_connections_per_ip) == (512, 768)
+
+
+def test_caps_set_lower_or_off_are_left_as_they_are() -> None:
+    fake = FakeLimits(4096, 4096)
+    chosen = Settings(limit_ws_total=100, limit_connections_per_ip=0)
+    settings, warnings = headroom(chosen, fake)
+    assert settings == chosen and warnings == []
 
 
 def test_without_a_total_cap_the_limit_is_raised_but_nothing_is_lowered() -> None:

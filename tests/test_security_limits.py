@@ -8,6 +8,7 @@ loopback network: 127.0.0.2, 127.0.0.3 … reach a server bound to 127.0.0.1 on 
 """
 
 import asyncio
+import contextlib
 import json
 import socket
 import threading
@@ -308,6 +309,64 @@ def read_response(sock: socket.socket) -> bytes:
     while len(body) < length:
         body += sock.recv(4096)
     return answer
+
+
+@pytest.fixture
+def per_address(sqlite_url: str) -> Iterator[LiveServer]:
+    """5 connections per peer address; a header timeout no test here waits for."""
+    server = LiveServer(
+        Settings(database_url=sqlite_url, limit_connections_per_ip=5, header_timeout=120)
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+def health_from(port: int, source: str) -> bool:
+    """Whether GET /health on a new connection from ``source`` is answered."""
+    try:
+        with socket.create_connection(
+            ("127.0.0.1", port), timeout=10, source_address=(source, 0)
+        ) as sock:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            return sock.recv(100).startswith(b"HTTP/1.1 200")
+    except OSError:  # reset: closed as soon as accepted
+        return False
+
+
+async def hold_five(server: LiveServer, stack: contextlib.AsyncExitStack) -> None:
+    """Five connections from 127.0.0.1 until ``stack`` closes, one of each kind the front
+    protocol hands over to: two silent sockets, a WebSocket upgrade in one read, one split
+    over two reads (through the HTTP parser), and a keep-alive HTTP connection."""
+    silent = [stack.enter_context(socket.create_connection(("127.0.0.1", server.port)))]
+    silent.append(stack.enter_context(socket.create_connection(("127.0.0.1", server.port))))
+    whole = await stack.enter_async_context(open_ws(f"{server.ws_url}/ws/board"))
+    assert (await receive(whole))["event_type"] == "connection_established"
+    split = stack.enter_context(socket.create_connection(("127.0.0.1", server.port), timeout=10))
+    split.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    split.sendall(SLOW_UPGRADE[:30])
+    await asyncio.sleep(0.05)  # not a wait for anything: makes the head arrive in two reads
+    split.sendall(SLOW_UPGRADE[30:])
+    assert split.recv(12) == b"HTTP/1.1 101"
+    keep_alive = stack.enter_context(socket.create_connection(("127.0.0.1", server.port)))
+    keep_alive.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    assert read_response(keep_alive).startswith(b"HTTP/1.1 200")
+
+
+async def test_one_address_holds_at_most_its_connections(per_address: LiveServer) -> None:
+    """Past 5 connections from 127.0.0.1 a new one is closed as soon as accepted, while
+    another address is served; once they close, 127.0.0.1 has exactly its 5 again (each was
+    counted out once, whichever protocol it ended with)."""
+    port = per_address.port
+    for _ in range(2):
+        async with contextlib.AsyncExitStack() as stack:
+            await hold_five(per_address, stack)
+            assert not await asyncio.to_thread(health_from, port, "127.0.0.1")
+            assert await asyncio.to_thread(health_from, port, "127.0.0.2")
+        await async_wait_until(
+            lambda: asyncio.to_thread(health_from, port, "127.0.0.1"),
+            message="127.0.0.1's connections to be counted out",
+        )
 
 
 # --- frame floods ---------------------------------------------------------------------------

@@ -18,19 +18,37 @@ complete request head: from the moment it opens, and again from the end of each 
 The clock does not restart when bytes arrive, and it covers WebSocket upgrades too (a head
 that is not whole in the first read goes through the HTTP parser). A connection that runs
 out of time is answered ``408 Request Timeout`` if it had started a request, and closed.
-Bodies are not timed (the request is the app's from its head on). :func:`http_protocol`
-makes the protocol classes with a timeout.
+Bodies are not timed (the request is the app's from its head on).
+
+**Connections per address.** With ``admit`` (a callable given the peer's host, returning
+what to call when that connection is lost, or None to refuse it), a connection the caller
+refuses is closed as soon as it is accepted, before anything is read: one client cannot
+hold every file descriptor of the process, whatever it sends or does not send. The count
+follows the connection through the hand-over (to the WebSocket protocol, or to the HTTP
+parser and from there to the WebSocket protocol) until it is lost.
+
+:func:`http_protocol` makes the protocol classes with a timeout and ``admit``.
 """
 
 import asyncio
 import email.utils
+from collections.abc import Callable
 from typing import Any, cast
 
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-__all__ = ["HeadTimedHttpProtocol", "TasklineHttpProtocol", "http_protocol", "is_websocket_upgrade"]
+#: Given a new connection's peer host: what to call when it is lost, or None to refuse it.
+Admit = Callable[[str], Callable[[], None] | None]
+
+__all__ = [
+    "Admit",
+    "HeadTimedHttpProtocol",
+    "TasklineHttpProtocol",
+    "http_protocol",
+    "is_websocket_upgrade",
+]
 
 
 def is_websocket_upgrade(head: bytes) -> bool:
@@ -72,6 +90,7 @@ class HeadTimedHttpProtocol(HttpToolsProtocol):
     """
 
     header_timeout: float | None = None
+    admit: Admit | None = None
 
     def __init__(
         self,
@@ -81,14 +100,23 @@ class HeadTimedHttpProtocol(HttpToolsProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
         *,
         deadline: float | None = None,
+        handed_over: bool = False,
+        on_lost: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self._head_deadline = deadline
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_started = False
+        self._handed_over = handed_over  # by TasklineHttpProtocol, which admitted it
+        self._on_lost = on_lost
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        if not self._handed_over and self.admit is not None:
+            self._on_lost = self.admit(_peer_host(transport))
+            if self._on_lost is None:
+                transport.abort()
+                return
         if self._head_deadline is not None:
             self._arm_head_timer(self._head_deadline)
         elif self.header_timeout:
@@ -96,7 +124,16 @@ class HeadTimedHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_timer()
+        on_lost, self._on_lost = self._on_lost, None
+        if on_lost is not None:
+            on_lost()
         super().connection_lost(exc)
+
+    def handle_websocket_upgrade(self) -> None:
+        on_lost, self._on_lost = self._on_lost, None
+        super().handle_websocket_upgrade()
+        if on_lost is not None:
+            _hand_over(self.transport.get_protocol(), on_lost)
 
     def on_message_begin(self) -> None:
         self._head_started = True
@@ -135,13 +172,24 @@ class HeadTimedHttpProtocol(HttpToolsProtocol):
 class TasklineHttpProtocol(asyncio.Protocol):
     """Reads a connection's first bytes, then hands the connection over for good.
 
-    ``header_timeout`` (a class attribute, see :func:`http_protocol`): seconds until a
-    connection that has sent no complete request head is closed; None: never.
+    Class attributes (see :func:`http_protocol`): ``header_timeout``, seconds until a
+    connection that has sent no complete request head is closed (None: never); ``admit``,
+    the count of connections per address (None: none).
     """
 
-    __slots__ = ("app_state", "config", "deadline", "loop", "server_state", "timer", "transport")
+    __slots__ = (
+        "app_state",
+        "config",
+        "deadline",
+        "loop",
+        "on_lost",
+        "server_state",
+        "timer",
+        "transport",
+    )
 
     header_timeout: float | None = None
+    admit: Admit | None = None
 
     def __init__(
         self,
@@ -159,9 +207,15 @@ class TasklineHttpProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.deadline: float | None = None
         self.timer: asyncio.TimerHandle | None = None
+        self.on_lost: Callable[[], None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        if self.admit is not None:
+            self.on_lost = self.admit(_peer_host(self.transport))
+            if self.on_lost is None:
+                self.transport.abort()  # at once, before reading: the descriptor is free
+                return
         self.server_state.connections.add(self)  # type: ignore[arg-type]
         if self.header_timeout:
             self.deadline = self.loop.time() + self.header_timeout
@@ -170,6 +224,9 @@ class TasklineHttpProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.server_state.connections.discard(self)
         self._stop_timer()
+        on_lost, self.on_lost = self.on_lost, None
+        if on_lost is not None:
+            on_lost()
 
     def shutdown(self) -> None:
         """uvicorn is stopping, or the header timeout passed, and this connection has not
@@ -188,54 +245,76 @@ class TasklineHttpProtocol(asyncio.Protocol):
         assert transport is not None
         self.server_state.connections.discard(self)
         self._stop_timer()
+        on_lost, self.on_lost = self.on_lost, None  # the next protocol's to call now
         head, found, _ = data.partition(b"\r\n\r\n")
         ws_class = self.config.ws_protocol_class
         if found and ws_class is not None and is_websocket_upgrade(head):
             protocol: asyncio.Protocol = ws_class(  # type: ignore[call-arg]
                 config=self.config, server_state=self.server_state, app_state=self.app_state
             )
+            if on_lost is not None:
+                _hand_over(protocol, on_lost)
         else:
-            http_class = _timed(self.header_timeout)
+            http_class = _timed(self.header_timeout, None)  # admitted here already
             protocol = http_class(
                 config=self.config,
                 server_state=self.server_state,
                 app_state=self.app_state,
                 _loop=self.loop,
                 deadline=self.deadline,
+                handed_over=True,
+                on_lost=on_lost,
             )
         protocol.connection_made(transport)
         transport.set_protocol(protocol)
         protocol.data_received(data)
 
 
-_TIMED: dict[float | None, type[HeadTimedHttpProtocol]] = {None: HeadTimedHttpProtocol}
+def _peer_host(transport: asyncio.BaseTransport) -> str:
+    peer = transport.get_extra_info("peername")
+    return str(peer[0]) if isinstance(peer, tuple) and peer else ""
 
 
-def _timed(header_timeout: float | None) -> type[HeadTimedHttpProtocol]:
-    """:class:`HeadTimedHttpProtocol` with this timeout (one class per value, made once)."""
-    header_timeout = header_timeout or None
-    cls = _TIMED.get(header_timeout)
+def _hand_over(protocol: asyncio.BaseProtocol, on_lost: Callable[[], None]) -> None:
+    """Give ``on_lost`` to the protocol taking the connection over: Taskline's WebSocket
+    protocol calls its ``on_lost`` when the connection is lost; any other stops counting the
+    connection now (it could not say when it ends)."""
+    if hasattr(type(protocol), "on_lost"):
+        protocol.on_lost = on_lost  # type: ignore[attr-defined]
+    else:
+        on_lost()
+
+
+_TIMED: dict[tuple[float | None, Admit | None], type[HeadTimedHttpProtocol]] = {
+    (None, None): HeadTimedHttpProtocol
+}
+
+
+def _timed(header_timeout: float | None, admit: Admit | None) -> type[HeadTimedHttpProtocol]:
+    """:class:`HeadTimedHttpProtocol` with this timeout and ``admit`` (made once each)."""
+    key = (header_timeout or None, admit)
+    cls = _TIMED.get(key)
     if cls is None:
-        cls = type(
-            "HeadTimedHttpProtocol", (HeadTimedHttpProtocol,), {"header_timeout": header_timeout}
-        )
-        _TIMED[header_timeout] = cls
+        attributes = {"header_timeout": key[0], "admit": staticmethod(admit) if admit else None}
+        cls = _TIMED[key] = type("HeadTimedHttpProtocol", (HeadTimedHttpProtocol,), attributes)
     return cls
 
 
 def http_protocol(
-    *, header_timeout: float | None, front: bool = True
+    *, header_timeout: float | None, front: bool = True, admit: Admit | None = None
 ) -> type[TasklineHttpProtocol] | type[HeadTimedHttpProtocol]:
     """The class to pass as uvicorn's ``http`` option: :class:`TasklineHttpProtocol` (with
     ``front``: upgrades skip the HTTP parser; needs Taskline's WebSocket protocol) or
-    :class:`HeadTimedHttpProtocol`, each with ``header_timeout`` seconds (None or 0: none)."""
+    :class:`HeadTimedHttpProtocol`, each with ``header_timeout`` seconds (None or 0: none)
+    and ``admit`` (None: connections are not counted)."""
     header_timeout = header_timeout or None
     if not front:
-        return _timed(header_timeout)
-    if header_timeout is None:
+        return _timed(header_timeout, admit)
+    if header_timeout is None and admit is None:
         return TasklineHttpProtocol
-    return type(
-        "TasklineHttpProtocol",
-        (TasklineHttpProtocol,),
-        {"__slots__": (), "header_timeout": header_timeout},
-    )
+    attributes = {
+        "__slots__": (),
+        "header_timeout": header_timeout,
+        "admit": staticmethod(admit) if admit else None,
+    }
+    return type("TasklineHttpProtocol", (TasklineHttpProtocol,), attributes)

@@ -16,7 +16,7 @@ from starlette.types import ASGIApp
 
 from taskline.api.doors import Doors
 from taskline.api.limits import ConnectionCaps, Rate
-from taskline.api.throttle import SocketCaps, Throttle
+from taskline.api.throttle import SocketCaps, Throttle, connection_counter
 from taskline.api.ws import WebSocketFastLane
 from taskline.app import create_app
 from taskline.front_protocol import http_protocol
@@ -94,7 +94,8 @@ def build_server(settings: Settings, *, fast_lane: bool = True, **config: object
     not offered: compressing every frame for every subscriber separately costs several times
     the fan-out throughput (design.md). Every request passes :class:`~taskline.api.doors.Doors`
     and then the limits (:class:`~taskline.api.throttle.Throttle`); every connection has
-    ``header_timeout`` seconds to send a request head (:mod:`taskline.front_protocol`).
+    ``header_timeout`` seconds to send a request head, and each peer address at most
+    ``limit_connections_per_ip`` connections (:mod:`taskline.front_protocol`).
     """
     app = create_app(settings)
     options: dict[str, object] = {
@@ -115,7 +116,12 @@ def build_server(settings: Settings, *, fast_lane: bool = True, **config: object
     # WebSocket upgrades skip uvicorn's HTTP parser with Taskline's protocol (see
     # taskline.front_protocol); either way request heads have header_timeout seconds
     front = options["ws"] is TasklineWebSocketProtocol
-    options.setdefault("http", http_protocol(header_timeout=settings.header_timeout, front=front))
+    admit = None
+    if settings.limits and settings.limit_connections_per_ip:
+        admit = connection_counter(settings.limit_connections_per_ip)
+    options.setdefault(
+        "http", http_protocol(header_timeout=settings.header_timeout, front=front, admit=admit)
+    )
     inner = WebSocketFastLane(app) if fast_lane else app
     services: Services = app.state.services
     # every request is checked first, then counted against its principal's limits
@@ -136,13 +142,15 @@ def file_descriptor_headroom(
     getrlimit: Callable[[int], tuple[int, int]] = resource.getrlimit,
     setrlimit: Callable[[int, tuple[int, int]], None] = resource.setrlimit,
 ) -> tuple[Settings, list[str]]:
-    """Make the open-files limit (``RLIMIT_NOFILE``) hold the WebSockets the caps allow.
+    """Make the open-files limit (``RLIMIT_NOFILE``) hold what the caps allow.
 
-    Every WebSocket holds a file descriptor. The process needs ``limit_ws_total`` of them
-    plus :data:`FD_HEADROOM` for everything else; if the soft limit is lower it is raised
-    toward the hard limit (as far as needed; 65,536 when no total cap applies). If it still
-    falls short, ``limit_ws_total`` is lowered so that the headroom stays free: with the
-    WebSockets all open, HTTP (``/health`` too) still gets descriptors.
+    Every connection holds a file descriptor. The process needs ``limit_ws_total`` of them
+    for WebSockets plus a headroom of :data:`FD_HEADROOM` (at most half the limit) for
+    everything else; if the soft limit is lower it is raised toward the hard limit (as far
+    as needed; 65,536 when no total cap applies). If it still falls short, the caps are
+    lowered: ``limit_ws_total`` so that the headroom stays free of WebSockets, and
+    ``limit_connections_per_ip`` so that one address leaves half the headroom to others —
+    with one client holding all it may, HTTP (``/health`` too) still gets descriptors.
 
     Returns the settings to serve with and the warnings to show (none when all is well).
     """
@@ -161,15 +169,24 @@ def file_descriptor_headroom(
                 f"{wanted}: {exc}"
             )
         soft = getrlimit(resource.RLIMIT_NOFILE)[0]
-    if not capped or soft == resource.RLIM_INFINITY:
+    if not settings.limits or soft == resource.RLIM_INFINITY:
         return settings, warnings
-    room = soft - min(FD_HEADROOM, soft // 2)
-    if room >= settings.limit_ws_total:
+    headroom = min(FD_HEADROOM, soft // 2)
+    lowered: dict[str, int] = {}
+    if capped and soft - headroom < settings.limit_ws_total:
+        lowered["limit_ws_total"] = soft - headroom
+    per_address = soft - headroom // 2
+    if 0 < per_address < settings.limit_connections_per_ip:
+        lowered["limit_connections_per_ip"] = per_address
+    if not lowered:
         return settings, warnings
-    warnings.append(
-        f"the open-files limit is {soft} (hard limit {hard}): TASKLINE_LIMIT_WS_TOTAL is "
-        f"lowered from {settings.limit_ws_total} to {room} so that {soft - room} stay free "
-        "for HTTP and the database; raise the limit (ulimit -n, LimitNOFILE= in systemd) "
-        "to serve more WebSockets"
+    changes = ", ".join(
+        f"TASKLINE_{name.upper()} from {getattr(settings, name)} to {value}"
+        for name, value in lowered.items()
     )
-    return settings.model_copy(update={"limit_ws_total": room}), warnings
+    warnings.append(
+        f"the open-files limit is {soft} (hard limit {hard}): lowered {changes}, so that "
+        "HTTP and the database keep descriptors whoever holds the rest; raise the limit "
+        "(ulimit -n, LimitNOFILE= in systemd) to serve more connections"
+    )
+    return settings.model_copy(update=lowered), warnings

@@ -185,6 +185,14 @@ class Settings(BaseSettings):
         description="Open WebSockets in all; more are closed with 1013 (0: no cap). "
         "taskline serve lowers it when the open-files limit cannot hold it.",
     )
+    limit_connections_per_ip: int = Field(
+        default=12_000,
+        ge=0,
+        description="TCP connections (HTTP and WebSocket) one peer address may hold; more "
+        "are closed as soon as accepted, before anything is read (0: no cap). Behind a "
+        "reverse proxy every connection is the proxy's. taskline serve lowers it when the "
+        "open-files limit is low.",
+    )
     limit_ws_frame_rate: float = Field(
         default=200.0,
         ge=0,

@@ -89,6 +89,7 @@ class TasklineWebSocketProtocol(asyncio.Protocol):
         "conn",
         "disconnected",
         "loop",
+        "on_lost",
         "scope",
         "server_state",
         "transport",
@@ -128,6 +129,8 @@ class TasklineWebSocketProtocol(asyncio.Protocol):
         self._close_timer: asyncio.TimerHandle | None = None
         self._ping_timer: asyncio.TimerHandle | None = None
         self._pong_timer: asyncio.TimerHandle | None = None
+        #: Called once when the connection is lost (the front protocol's count of it).
+        self.on_lost: Callable[[], None] | None = None
 
     # --- asyncio.Protocol -------------------------------------------------------------------
 
@@ -138,6 +141,9 @@ class TasklineWebSocketProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.server_state.connections.discard(self)
         self._stop_timers()
+        on_lost, self.on_lost = self.on_lost, None
+        if on_lost is not None:
+            on_lost()
         if not self.disconnected:
             self._disconnected(self._close_code)
         _wake(self._write_waiter)

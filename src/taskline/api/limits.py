@@ -12,6 +12,9 @@ endpoints (:mod:`taskline.api.ws`, :mod:`taskline.api.agent_ws`) keep one
   forgets buckets that have filled up again when it holds too many, so its memory is bounded
   whatever keys callers make up.
 - :class:`ConnectionCaps` counts open connections per principal, per address and in all.
+- :class:`AddressCaps` counts connections per address only, for the accept path: what it
+  hands out for a connection is shared by every connection of that address (no object per
+  connection), and calling it counts one out.
 """
 
 import ipaddress
@@ -20,9 +23,11 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 __all__ = [
+    "AddressCaps",
     "ConnectionCaps",
     "Rate",
     "RateLimiter",
+    "Tally",
     "TokenBucket",
     "Verdict",
     "address_key",
@@ -202,6 +207,51 @@ class ConnectionCaps:
 
     def cap(self, which: str) -> int:
         return {"total": self.total, "address": self.per_address}.get(which, self.per_principal)
+
+
+class Tally:
+    """The open connections of one address of an :class:`AddressCaps`; calling it counts one
+    of them out (once per connection admitted)."""
+
+    __slots__ = ("count", "key", "owner")
+
+    def __init__(self, owner: "AddressCaps", key: str) -> None:
+        self.owner = owner
+        self.key = key
+        self.count = 0
+
+    def __call__(self) -> None:
+        self.count -= 1
+        if self.count <= 0 and self.owner.tallies.get(self.key) is self:
+            del self.owner.tallies[self.key]  # nothing kept for an address that left
+
+
+class AddressCaps:
+    """At most ``cap`` connections per address (0: no cap)."""
+
+    def __init__(self, cap: int) -> None:
+        if cap < 0:
+            raise ValueError("the cap is >= 0 (0: no cap)")
+        self.cap = cap
+        self.tallies: dict[str, Tally] = {}
+        #: Connections refused so far.
+        self.refused = 0
+
+    def admit(self, key: str) -> Tally | None:
+        """Count a connection of ``key`` in: returns the tally to call when it ends, or None
+        (refused: nothing counted)."""
+        tally = self.tallies.get(key)
+        if tally is None:
+            tally = self.tallies[key] = Tally(self, key)
+        elif self.cap and tally.count >= self.cap:
+            self.refused += 1
+            return None
+        tally.count += 1
+        return tally
+
+    def open(self, key: str) -> int:
+        tally = self.tallies.get(key)
+        return tally.count if tally is not None else 0
 
 
 def _decrement(counts: dict[str, int], key: str) -> None:

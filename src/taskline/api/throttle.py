@@ -16,6 +16,9 @@ A request is counted against its **principal**: the actor's text form (``token:t
   are counted per principal (anonymous ones: not), per client address
   (:func:`~taskline.api.limits.address_key`) and in all; one past a cap is accepted and
   closed at once with 1013 (try again later) and a reason naming the cap, before any data.
+- **Connections per address** (:func:`connection_counter`, for
+  :mod:`taskline.front_protocol`): TCP connections of any kind per peer address; one past
+  the cap is closed as soon as it is accepted.
 """
 
 import functools
@@ -28,7 +31,7 @@ import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from taskline.api.doors import actor_of
-from taskline.api.limits import ConnectionCaps, Rate, RateLimiter, address_key
+from taskline.api.limits import AddressCaps, ConnectionCaps, Rate, RateLimiter, Tally, address_key
 from taskline.domain.actors import ActorKind
 from taskline.domain.problems import PROBLEM_TYPE_BASE
 from taskline.realtime import CloseCode
@@ -38,6 +41,7 @@ __all__ = [
     "SocketCaps",
     "Throttle",
     "WarnEvery",
+    "connection_counter",
     "frame_limit",
     "principal_of",
     "too_many_frames",
@@ -93,6 +97,30 @@ def too_many_frames(rate: Rate, where: str) -> tuple[dict[str, object], str]:
     warn("ws:frames", "frame limit: a WebSocket (%s) sent more than %s", where, rate.describe())
     message = f"more client frames than the limit ({rate.describe()}); closing"
     return {"code": "rate_limited", "message": message}, f"too many frames: {rate.describe()}"
+
+
+def connection_counter(cap: int) -> Callable[[str], Tally | None]:
+    """Counts TCP connections per peer address (:func:`address_key`), at most ``cap`` each:
+    given a new connection's peer host, returns what to call when it is lost (the address's
+    :class:`~taskline.api.limits.Tally`, shared by its connections), or None (the connection
+    is to be closed at once)."""
+    caps = AddressCaps(cap)
+
+    def admit(host: str) -> Tally | None:
+        key = address_key(host)
+        tally = caps.admit(key)
+        if tally is None:
+            warn(
+                "tcp:address",
+                "connection cap: a connection from %s closed at once (%d open from there, "
+                "the limit; %d refused so far)",
+                key,
+                cap,
+                caps.refused,
+            )
+        return tally
+
+    return admit
 
 
 def _address(scope: Scope) -> str | None:

@@ -202,6 +202,25 @@ async def test_without_authentication_sockets_are_capped_by_address(tmp_path: An
         server.stop()
 
 
+async def test_insecure_servers_cap_sockets_too(tmp_path: Any) -> None:
+    """--insecure turns the checks off, not the limits."""
+    settings = Settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'insecure.db'}",
+        insecure=True,
+        limit_ws_per_ip=1,
+    )
+    server = LiveServer(settings)
+    server.start()
+    try:
+        url = f"{server.ws_url}/ws/board"
+        async with open_ws(url) as one:
+            assert (await receive(one))["event_type"] == "connection_established"
+            async with open_ws(url) as two:
+                assert await first_frame(two) == 1013
+    finally:
+        server.stop()
+
+
 # --- header timeout -------------------------------------------------------------------------
 
 

@@ -255,8 +255,11 @@ def gateway_cpu(viewers: int = 10, events: int = 4000) -> dict[str, float]:
     from datetime import UTC, datetime
 
     from taskline.agui.projection import RunView
-    from taskline.api.agui import _translated
     from taskline.domain.events import WebSocketMessage
+    from taskline.service.agui_watch import AguiWatch
+
+    # Translating and encoding only: the database and connections are not used.
+    watch = AguiWatch(None, None)  # type: ignore[arg-type]
 
     now = datetime.now(UTC).isoformat()
     messages = [
@@ -279,7 +282,7 @@ def gateway_cpu(viewers: int = 10, events: int = 4000) -> dict[str, float]:
         views.append(view)
     started = time.perf_counter()
     for message in messages:
-        translated, _ = _translated(message, message.seq or 0)
+        translated, _ = watch._translated(message, message.seq or 0)
         for view in views:
             view.apply(message, translated)
     per = (time.perf_counter() - started) / (events * viewers) * 1e6

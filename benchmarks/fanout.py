@@ -42,9 +42,10 @@ environment). ``--auth on`` measures everything with auth on, ``--auth off`` wit
 (so the Taskline/naive ratios are for auth on; the naive server has no auth), and repeats a
 subset with auth off, each right beside its auth-on twin (the order flipped every pair), so
 as not to double the run: the ``--auth-compare`` modes (default the 200/s and saturated
-modes) of each Taskline framing (single and batch) and the ingest measurement; idle memory
-and the other rates run with auth on only. The report then shows auth on / auth off ratios
-for those: % delivered, latency p50/p99, deliveries/s, the server's CPU, and ingest events/s.
+modes) of each Taskline framing (single and batch), and the ingest measurement (two servers
+taking turns, A B B A, for each case); idle memory and the other rates run with auth on
+only. The report then shows auth on / auth off ratios for those: % delivered, latency
+p50/p99, deliveries/s, server CPU per delivery, POST p99, and ingest events/s.
 
 Results are printed as a table and written to ``benchmarks/results/fanout-<UTC time>.json``.
 Every child process is ended when the run ends, also on Ctrl+C or an error.

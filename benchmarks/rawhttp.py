@@ -125,6 +125,7 @@ class Server:
             except OSError:
                 pass
             time.sleep(0.05)
+        self.stop()  # not left running behind the caller, who never got a started server
         first = answer.split(b"\r\n", 1)[0].decode("latin-1")
         raise TimeoutError(f"server did not start (GET /health: {first or 'no answer'})")
 

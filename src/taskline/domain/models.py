@@ -126,6 +126,11 @@ class Task(_Read):
     updated_at: datetime
     started_at: datetime | None
     completed_at: datetime | None
+    version: int = Field(
+        default=1,
+        description="Bumped by every change to the task (its fields, tags, sections, "
+        "subtasks, and what events change); the ETag is this number, quoted.",
+    )
     sections: list[Section]
 
 

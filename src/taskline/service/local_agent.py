@@ -154,4 +154,5 @@ class LocalClient(AsyncClient):
                 for s in subtasks
             ],
         )
-        return await self._tasks.add_section(task_id, body, position=position, actor=self._actor)
+        added = await self._tasks.add_section(task_id, body, position=position, actor=self._actor)
+        return added.value

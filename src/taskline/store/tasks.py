@@ -7,9 +7,10 @@ from sqlalchemy import Select, bindparam, case, delete, func, insert, or_, selec
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from taskline.domain.errors import InvalidInputError, NotFoundError
+from taskline.domain.errors import InvalidInputError, NotFoundError, PreconditionFailedError
 from taskline.domain.ids import new_id
 from taskline.domain.models import SectionCreate, Task, TaskCreate, TaskPage, TaskReplace, utc_now
+from taskline.domain.preconditions import IfMatch
 from taskline.domain.queries import SortField, TaskQuery
 from taskline.domain.status import (
     TERMINAL_STATUSES,
@@ -38,8 +39,13 @@ from taskline.store.task_reads import (
 
 __all__ = ["TaskStore", "load_options"]
 
-# The SET clause comes from the parameters given: only the columns that changed.
-_UPDATE_TASK = update(TASKS).where(TASKS.c.id == bindparam("where_task_id"))
+# The SET clause comes from the parameters given (only the columns that changed), and the
+# version moves on: whatever sets a task's columns changes its document.
+_UPDATE_TASK = (
+    update(TASKS)
+    .where(TASKS.c.id == bindparam("where_task_id"))
+    .values(version=TASKS.c.version + 1)
+)
 
 _PRIORITY_ORDER = case({p.value: p.rank for p in Priority}, value=TaskRow.priority, else_=-1)
 _SORT_COLUMNS: dict[SortField, Any] = {
@@ -132,6 +138,37 @@ class TaskStore:
 
     # --- writing ----------------------------------------------------------------------------
 
+    async def claim(self, task_id: str, if_match: IfMatch | None = None) -> int:
+        """Take the task for a change and return its new version.
+
+        One statement moves the version on, if the task is at a version ``if_match`` allows
+        (compare-and-set: ``UPDATE … WHERE id = … AND version IN (…)``), and locks the row
+        until the commit, so of two changes made from the same version exactly one passes
+        (PostgreSQL re-checks the condition once the first commits; SQLite writers run one at
+        a time). Every change to a task's row, tags, sections or subtasks made through the
+        ORM starts with this (``replace``, ``patch``, ``delete`` and the section store's
+        changes rely on it); Core writes move the version themselves (``set_columns``).
+
+        Raises:
+            NotFoundError: there is no such task (whatever ``if_match`` says).
+            PreconditionFailedError: the task is at a version ``if_match`` does not allow.
+        """
+        statement = update(TASKS).where(TASKS.c.id == task_id)
+        if if_match is not None and not if_match.any:
+            statement = statement.where(TASKS.c.version.in_(sorted(if_match.versions)))
+        connection = await self.session.connection()
+        claimed = await connection.scalar(
+            statement.values(version=TASKS.c.version + 1).returning(TASKS.c.version)
+        )
+        if claimed is not None:
+            return int(claimed)
+        current = await connection.scalar(select(TASKS.c.version).where(TASKS.c.id == task_id))
+        if current is None or if_match is None:
+            raise NotFoundError("task", task_id)
+        raise PreconditionFailedError(
+            "task", task_id, current=int(current), required=if_match.describe()
+        )
+
     async def create(self, data: TaskCreate, *, task_id: str | None = None) -> Task:
         """Insert a task with its tags, sections and subtasks; return it as stored.
 
@@ -154,6 +191,7 @@ class TaskStore:
             "updated_at": now,
             "started_at": now if data.status != TaskStatus.PENDING else None,
             "completed_at": now if data.status in TERMINAL_STATUSES else None,
+            "version": 1,
         }
         await self.session.execute(insert(TASKS), [document])
         document["tags"] = list(data.tags)
@@ -203,7 +241,8 @@ class TaskStore:
         return documents
 
     async def replace(self, task_id: str, data: TaskReplace) -> Task:
-        """Replace the task's fields as described on :class:`TaskReplace`."""
+        """Replace the task's fields as described on :class:`TaskReplace` (the caller has
+        claimed the task: :meth:`claim`)."""
         row = await self.get_row(task_id, for_update=True)
         fields = data.model_dump(exclude={"status", "sections", "tags"})
         if data.status is not None:
@@ -216,7 +255,8 @@ class TaskStore:
         return await self.get(task_id)
 
     async def patch(self, task_id: str, changes: dict[str, Any]) -> Task:
-        """Change only the given fields (already validated by :class:`TaskPatch`)."""
+        """Change only the given fields (already validated by :class:`TaskPatch`; the caller
+        has claimed the task: :meth:`claim`)."""
         row = await self.get_row(task_id, for_update=True)
         await self._apply(row, changes)
         await self.session.flush()

@@ -1,8 +1,9 @@
 """Optimistic concurrency over the real API, on SQLite and PostgreSQL: tasks carry a version,
 answers send it as ``ETag``, changes honour ``If-Match`` (412 when stale, 428 when required
-and missing)."""
+and missing), and ``PUT`` takes back the document ``GET`` gave."""
 
 import asyncio
+import copy
 from collections.abc import Iterator
 from typing import Any
 
@@ -108,7 +109,7 @@ def test_a_stale_put_is_412_and_reverts_nothing(client: httpx.Client) -> None:
     agent = client.patch(url(task), json={"description": "agent's", "progress": 0.4})
     assert agent.status_code == 200
 
-    edited = {"title": "Person's title", "description": copy_read["description"]}
+    edited = {**copy_read, "title": "Person's title"}
     refused = client.put(url(task), json=edited, headers={"If-Match": tag})
     assert refused.status_code == 412
     assert refused.headers["content-type"] == PROBLEM
@@ -122,6 +123,17 @@ def test_a_stale_put_is_412_and_reverts_nothing(client: httpx.Client) -> None:
     now, _ = read(client, task)
     assert now["description"] == "agent's" and now["progress"] == 0.4
     assert now["title"] == "Shared" and now["version"] == 2
+
+
+def test_the_documents_own_version_is_a_precondition_too(client: httpx.Client) -> None:
+    """A GET → edit → PUT without If-Match is still safe: the body's ``version`` is the one it
+    was read at, and a stale one is a 412 as well."""
+    task = create_task(client, "Shared")
+    copy_read, _ = read(client, task)
+    client.patch(url(task), json={"progress": 0.3})
+    refused = client.put(url(task), json={**copy_read, "title": "Mine"})
+    assert refused.status_code == 412 and refused.json()["current_version"] == 2
+    assert read(client, task)[0]["title"] == "Shared"
 
 
 def test_stale_patch_and_delete_are_412(client: httpx.Client) -> None:
@@ -197,6 +209,130 @@ def test_if_match_star_lists_and_weak_tags(client: httpx.Client) -> None:
     assert bare.status_code == 422 and bare.headers["content-type"] == PROBLEM
     assert bare.json()["errors"][0]["field"] == "If-Match"
     assert read(client, task)[0]["version"] == 3
+
+
+# --- PUT takes back what GET gave -----------------------------------------------------------
+
+
+def test_get_edit_put_round_trip(client: httpx.Client) -> None:
+    """The document GET answers, edited and sent back with its ETag, is accepted: its
+    read-only fields are ignored, sections and subtasks keep their ids (a subtask may move to
+    another section), new ones get ids, and positions follow the lists' order."""
+    task = structured(client)
+    document, tag = read(client, task)
+    unchanged = client.put(url(task), json=document, headers={"If-Match": tag})
+    assert unchanged.status_code == 200, unchanged.text
+    again = unchanged.json()
+    assert again["version"] == 2
+    assert again["sections"] == document["sections"]  # same ids, same positions
+
+    edited = copy.deepcopy(again)
+    edited["title"] = "Edited"
+    edited["tags"] = ["a", "b"]
+    plan, do = edited["sections"]
+    moved = plan["subtasks"].pop(0)  # p1 moves to the end of "Do", ticked
+    moved["done"] = True
+    do["subtasks"].append(moved)
+    do["subtasks"].insert(0, {"title": "new one"})
+    edited["sections"] = [do, plan, {"title": "Later"}]  # positions left as they were read
+
+    response = client.put(url(task), json=edited, headers={"If-Match": unchanged.headers["etag"]})
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["title"] == "Edited" and result["tags"] == ["a", "b"]
+    assert result["version"] == 3 and response.headers["etag"] == '"3"'
+    assert result["created_at"] == document["created_at"]
+    shape = [
+        (s["title"], s["position"], [(t["title"], t["done"], t["position"]) for t in s["subtasks"]])
+        for s in result["sections"]
+    ]
+    assert shape == [
+        ("Do", 0, [("new one", False, 0), ("d1", False, 1), ("p1", True, 2)]),
+        ("Plan", 1, [("p2", True, 0)]),
+        ("Later", 2, []),
+    ]
+    ids = {s["title"]: s["id"] for s in result["sections"]}
+    assert ids["Do"] == do["id"] and ids["Plan"] == plan["id"]
+    assert result["sections"][0]["subtasks"][2]["id"] == moved["id"]
+    assert result["sections"][0]["subtasks"][0]["id"].startswith("sub_")
+    assert read(client, task)[0] == result
+
+
+def test_put_removes_sections_and_subtasks_left_out(client: httpx.Client) -> None:
+    """Sections and subtasks missing from the document are deleted, also a section whose
+    subtasks moved elsewhere."""
+    task = structured(client)
+    document, tag = read(client, task)
+    plan, do = document["sections"]
+    do["subtasks"].append(plan["subtasks"][1])
+    response = client.put(url(task), json={**document, "sections": [do]}, headers={"If-Match": tag})
+    assert response.status_code == 200, response.text
+    (only,) = response.json()["sections"]
+    assert only["id"] == do["id"]
+    assert [s["title"] for s in only["subtasks"]] == ["d1", "p2"]
+    toggled = client.post(f"{url(task)}/subtasks/{plan['subtasks'][0]['id']}/toggle")
+    assert toggled.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"id": "task_other"}, "id"),
+        ({"created_at": "2020-01-01T00:00:00Z"}, "created_at"),
+        ({"updated_at": "2020-01-01T00:00:00Z"}, "updated_at"),
+        ({"started_at": "2020-01-01T00:00:00Z"}, "started_at"),
+        ({"completed_at": "2020-01-01T00:00:00Z"}, "completed_at"),
+    ],
+)
+def test_a_changed_read_only_field_is_422_naming_it(
+    client: httpx.Client, change: dict[str, Any], field: str
+) -> None:
+    """A read-only field sent with another value than the task's is refused, naming it, and
+    nothing changes."""
+    task = create_task(client, "Read only")
+    document, tag = read(client, task)
+    response = client.put(
+        url(task), json={**document, "title": "No", **change}, headers={"If-Match": tag}
+    )
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == PROBLEM
+    problem = response.json()
+    assert problem["errors"][0]["field"] == field
+    assert problem["detail"].startswith(f"{field} is read-only")
+    assert read(client, task)[0] == document
+
+
+def test_changed_section_ids_and_positions_are_422_naming_them(client: httpx.Client) -> None:
+    """An id that is not one of the task's, an id given twice, or a position that is neither
+    the one read nor the item's place is refused, naming the field."""
+    task = structured(client)
+    other = structured(client)
+    document, tag = read(client, task)
+
+    def put_sections(sections: list[dict[str, Any]]) -> httpx.Response:
+        return client.put(
+            url(task), json={**document, "sections": sections}, headers={"If-Match": tag}
+        )
+
+    foreign = copy.deepcopy(document["sections"])
+    foreign[1]["id"] = other["sections"][1]["id"]
+    twice = copy.deepcopy(document["sections"])
+    twice[1]["subtasks"].append(twice[0]["subtasks"][0])
+    moved = copy.deepcopy(document["sections"])
+    moved[0]["position"] = 5
+    sub_moved = copy.deepcopy(document["sections"])
+    sub_moved[1]["subtasks"][0]["position"] = 3
+    cases = [
+        (foreign, "sections.1.id"),
+        (twice, "sections.1.subtasks.1.id"),
+        (moved, "sections.0.position"),
+        (sub_moved, "sections.1.subtasks.0.position"),
+    ]
+    for sections, field in cases:
+        response = put_sections(sections)
+        assert response.status_code == 422, (field, response.text)
+        assert response.json()["errors"][0]["field"] == field
+    assert read(client, task)[0] == document
 
 
 # --- requiring If-Match ---------------------------------------------------------------------

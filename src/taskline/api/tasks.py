@@ -110,7 +110,10 @@ async def replace_task(
     if_match: IfMatchDep,
     response: Response,
 ) -> Task:
-    """Replace the fields; logs ``task_updated`` (and the status event if it moved)."""
+    """Replace the fields; logs ``task_updated`` (and the status event if it moved).
+
+    The document ``GET`` answers may be sent back edited: its read-only fields are ignored
+    when unchanged (422 when changed), its ``version`` must be current (else 412)."""
     task = await services.tasks.replace(task_id, body, actor=actor, if_match=if_match)
     send_etag(response, task.version)
     return task

@@ -7,6 +7,7 @@ from typing import Any
 from taskline.domain import changes
 from taskline.domain.access import Action, require, require_on_task
 from taskline.domain.actors import Actor, Role
+from taskline.domain.documents import check_read_only
 from taskline.domain.events import WebSocketMessage
 from taskline.domain.models import (
     Section,
@@ -70,14 +71,20 @@ class TaskService:
         self, task_id: str, body: TaskReplace, *, actor: Actor, if_match: IfMatch | None = None
     ) -> Task:
         """Replace the fields; logs ``task_updated`` (and the status event if it moved).
-        ``if_match`` must allow the task's current version."""
+
+        ``if_match`` (and the body's own ``version``, when it has one) must allow the task's
+        current version; the body's other read-only fields must be the task's.
+        """
         require(actor, Action.EDIT_TASKS)
+        if body.version is not None:
+            if_match = (if_match or IfMatch(any=True)).and_version(body.version)
         async with self.writes.change() as change:
             store = TaskStore(change.session)
             await store.claim(task_id, if_match)
             before = await store.get(task_id)
+            check_read_only(before, body)
             task = await store.replace(task_id, body)
-            await _log_change(change, task, before, body.model_fields_set, actor)
+            await _log_change(change, task, before, body.sent_fields(), actor)
         return task
 
     async def patch(

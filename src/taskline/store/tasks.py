@@ -7,6 +7,7 @@ from sqlalchemy import Select, bindparam, case, delete, func, insert, or_, selec
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from taskline.domain.documents import SectionPlan, plan_sections
 from taskline.domain.errors import InvalidInputError, NotFoundError, PreconditionFailedError
 from taskline.domain.ids import new_id
 from taskline.domain.models import SectionCreate, Task, TaskCreate, TaskPage, TaskReplace, utc_now
@@ -27,7 +28,6 @@ from taskline.store.tables import (
     TASKS,
     AgentRow,
     SectionRow,
-    SubtaskRow,
     TagRow,
     TaskRow,
 )
@@ -242,17 +242,71 @@ class TaskStore:
 
     async def replace(self, task_id: str, data: TaskReplace) -> Task:
         """Replace the task's fields as described on :class:`TaskReplace` (the caller has
-        claimed the task: :meth:`claim`)."""
+        claimed the task: :meth:`claim`, and checked its read-only fields)."""
         row = await self.get_row(task_id, for_update=True)
-        fields = data.model_dump(exclude={"status", "sections", "tags"})
+        fields = data.writable()
         if data.status is not None:
             fields["status"] = data.status
         fields["tags"] = data.tags
-        await self._apply(row, fields)
         if data.sections is not None:
-            row.sections = _section_rows(data.sections)
+            plans = plan_sections(Task.model_validate(row), data.sections, new_id)
+            await self._write_sections(task_id, plans)
+        await self._apply(row, fields)
         await self.session.flush()
         return await self.get(task_id)
+
+    async def _write_sections(self, task_id: str, plans: Sequence[SectionPlan]) -> None:
+        """Make the task's sections and subtasks those of ``plans``: kept ones updated in
+        place (a subtask may change section), new ones inserted, the others deleted."""
+        connection = await self.session.connection()
+        kept_sections = [p.id for p in plans if not p.new]
+        subtasks = [(p.id, sub) for p in plans for sub in p.subtasks]
+        kept_subtasks = [sub.id for _, sub in subtasks if not sub.new]
+        of_task = select(SECTIONS.c.id).where(SECTIONS.c.task_id == task_id)
+        await connection.execute(
+            delete(SUBTASKS).where(
+                SUBTASKS.c.section_id.in_(of_task), SUBTASKS.c.id.not_in(kept_subtasks)
+            )
+        )
+        new_sections = [
+            {"id": p.id, "task_id": task_id, "title": p.title, "position": p.position}
+            for p in plans
+            if p.new
+        ]
+        if new_sections:
+            await connection.execute(insert(SECTIONS), new_sections)
+        if kept_sections:
+            await connection.execute(
+                update(SECTIONS).where(SECTIONS.c.id == bindparam("where_id")),
+                [
+                    {"where_id": p.id, "title": p.title, "position": p.position}
+                    for p in plans
+                    if not p.new
+                ],
+            )
+        rows = [
+            {
+                "section_id": section_id,
+                "title": sub.title,
+                "done": sub.done,
+                "notes": sub.notes,
+                "position": sub.position,
+            }
+            | ({"id": sub.id} if sub.new else {"where_id": sub.id})
+            for section_id, sub in subtasks
+        ]
+        if kept_subtasks:
+            await connection.execute(
+                update(SUBTASKS).where(SUBTASKS.c.id == bindparam("where_id")),
+                [r for r in rows if "where_id" in r],
+            )
+        if len(kept_subtasks) < len(rows):
+            await connection.execute(insert(SUBTASKS), [r for r in rows if "id" in r])
+        await connection.execute(
+            delete(SECTIONS).where(
+                SECTIONS.c.task_id == task_id, SECTIONS.c.id.not_in([p.id for p in plans])
+            )
+        )
 
     async def patch(self, task_id: str, changes: dict[str, Any]) -> Task:
         """Change only the given fields (already validated by :class:`TaskPatch`; the caller
@@ -348,20 +402,3 @@ def _escape_like(text: str) -> str:
 
 def _tag_rows(tags: Iterable[str]) -> list[TagRow]:
     return [TagRow(tag=tag, position=i) for i, tag in enumerate(tags)]
-
-
-def _section_rows(sections: Sequence[SectionCreate]) -> list[SectionRow]:
-    return [
-        SectionRow(
-            id=new_id("sec"),
-            title=section.title,
-            position=i,
-            subtasks=[
-                SubtaskRow(
-                    id=new_id("sub"), title=sub.title, done=sub.done, notes=sub.notes, position=j
-                )
-                for j, sub in enumerate(section.subtasks)
-            ],
-        )
-        for i, section in enumerate(sections)
-    ]

@@ -6,7 +6,7 @@ the section and subtask routes) takes :data:`IfMatchDep`; with ``require_if_matc
 change without ``If-Match`` is refused with 428 before anything else is looked at.
 """
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request, Response
 
@@ -14,7 +14,20 @@ from taskline.api.deps import SettingsDep
 from taskline.domain.errors import PreconditionRequiredError
 from taskline.domain.preconditions import IfMatch, etag
 
-__all__ = ["IfMatchDep", "send_etag"]
+__all__ = ["CONDITIONAL", "IfMatchDep", "send_etag"]
+
+#: The answers a conditional change adds, for the OpenAPI document of its route.
+CONDITIONAL: dict[int | str, dict[str, Any]] = {
+    412: {
+        "description": "If-Match names a version the task is no longer at (problem details "
+        "with current_version; ETag: the current one).",
+        "content": {"application/problem+json": {}},
+    },
+    428: {
+        "description": "The server requires If-Match on changes (TASKLINE_REQUIRE_IF_MATCH).",
+        "content": {"application/problem+json": {}},
+    },
+}
 
 
 async def _if_match(

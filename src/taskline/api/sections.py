@@ -9,7 +9,7 @@ from typing import Annotated, TypeVar
 from fastapi import APIRouter, Query, Response, status
 
 from taskline.api.deps import ActorDep, ServicesDep
-from taskline.api.preconditions import IfMatchDep, send_etag
+from taskline.api.preconditions import CONDITIONAL, IfMatchDep, send_etag
 from taskline.domain.models import (
     Reorder,
     Section,
@@ -44,7 +44,9 @@ def _no_content(version: int) -> Response:
     return response
 
 
-@router.post("/sections", response_model=Section, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/sections", response_model=Section, status_code=status.HTTP_201_CREATED, responses=CONDITIONAL
+)
 async def add_section(
     task_id: str,
     body: SectionCreate,
@@ -61,7 +63,7 @@ async def add_section(
     return _tagged(response, changed)
 
 
-@router.patch("/sections/{section_id}", response_model=Section)
+@router.patch("/sections/{section_id}", response_model=Section, responses=CONDITIONAL)
 async def rename_section(
     task_id: str,
     section_id: str,
@@ -77,7 +79,9 @@ async def rename_section(
     return _tagged(response, changed)
 
 
-@router.delete("/sections/{section_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/sections/{section_id}", status_code=status.HTTP_204_NO_CONTENT, responses=CONDITIONAL
+)
 async def delete_section(
     task_id: str, section_id: str, services: ServicesDep, actor: ActorDep, if_match: IfMatchDep
 ) -> Response:
@@ -88,7 +92,7 @@ async def delete_section(
     return _no_content(version)
 
 
-@router.put("/sections/order", response_model=list[Section])
+@router.put("/sections/order", response_model=list[Section], responses=CONDITIONAL)
 async def reorder_sections(
     task_id: str,
     body: Reorder,
@@ -105,7 +109,10 @@ async def reorder_sections(
 
 
 @router.post(
-    "/sections/{section_id}/subtasks", response_model=Subtask, status_code=status.HTTP_201_CREATED
+    "/sections/{section_id}/subtasks",
+    response_model=Subtask,
+    status_code=status.HTTP_201_CREATED,
+    responses=CONDITIONAL,
 )
 async def add_subtask(
     task_id: str,
@@ -123,7 +130,9 @@ async def add_subtask(
     return _tagged(response, changed)
 
 
-@router.put("/sections/{section_id}/subtasks/order", response_model=list[Subtask])
+@router.put(
+    "/sections/{section_id}/subtasks/order", response_model=list[Subtask], responses=CONDITIONAL
+)
 async def reorder_subtasks(
     task_id: str,
     section_id: str,
@@ -140,7 +149,7 @@ async def reorder_subtasks(
     return _tagged(response, changed)
 
 
-@router.patch("/subtasks/{subtask_id}", response_model=Subtask)
+@router.patch("/subtasks/{subtask_id}", response_model=Subtask, responses=CONDITIONAL)
 async def update_subtask(
     task_id: str,
     subtask_id: str,
@@ -164,7 +173,7 @@ async def update_subtask(
     return _tagged(response, changed)
 
 
-@router.post("/subtasks/{subtask_id}/toggle", response_model=Subtask)
+@router.post("/subtasks/{subtask_id}/toggle", response_model=Subtask, responses=CONDITIONAL)
 async def toggle_subtask(
     task_id: str,
     subtask_id: str,
@@ -180,7 +189,9 @@ async def toggle_subtask(
     return _tagged(response, changed)
 
 
-@router.delete("/subtasks/{subtask_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/subtasks/{subtask_id}", status_code=status.HTTP_204_NO_CONTENT, responses=CONDITIONAL
+)
 async def delete_subtask(
     task_id: str, subtask_id: str, services: ServicesDep, actor: ActorDep, if_match: IfMatchDep
 ) -> Response:

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from taskline.api.deps import ActorDep, ServicesDep
-from taskline.api.preconditions import IfMatchDep, send_etag
+from taskline.api.preconditions import CONDITIONAL, IfMatchDep, send_etag
 from taskline.api.responses import JSONBytes
 from taskline.domain.errors import InvalidInputError
 from taskline.domain.models import Task, TaskCreate, TaskPage, TaskPatch, TaskReplace
@@ -101,7 +101,9 @@ async def get_task(task_id: str, services: ServicesDep) -> Response:
     return JSONBytes(document, headers={"ETag": etag(document["version"])})
 
 
-@router.put("/{task_id}", response_model=Task, summary="Replace a task's fields")
+@router.put(
+    "/{task_id}", response_model=Task, summary="Replace a task's fields", responses=CONDITIONAL
+)
 async def replace_task(
     task_id: str,
     body: TaskReplace,
@@ -119,7 +121,12 @@ async def replace_task(
     return task
 
 
-@router.patch("/{task_id}", response_model=Task, summary="Change some of a task's fields")
+@router.patch(
+    "/{task_id}",
+    response_model=Task,
+    summary="Change some of a task's fields",
+    responses=CONDITIONAL,
+)
 async def patch_task(
     task_id: str,
     body: TaskPatch,
@@ -134,7 +141,12 @@ async def patch_task(
     return task
 
 
-@router.delete("/{task_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a task")
+@router.delete(
+    "/{task_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a task",
+    responses=CONDITIONAL,
+)
 async def delete_task(
     task_id: str, services: ServicesDep, actor: ActorDep, if_match: IfMatchDep
 ) -> Response:

@@ -87,10 +87,9 @@ chromium:
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
 	fi
 
-# Benchmarks measure capacity: the limits on load (README "Limits") are off for them.
 bench: sync
-	TASKLINE_LIMITS=false $(BIN)/python benchmarks/api.py
-bench-fanout: sync ; TASKLINE_LIMITS=false $(BIN)/python benchmarks/fanout.py
+	$(BIN)/python benchmarks/api.py
+bench-fanout: sync ; $(BIN)/python benchmarks/fanout.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

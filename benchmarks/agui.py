@@ -22,6 +22,10 @@ without I/O (``gateway_cpu``), which does not depend on the machine's load.
 Caveats: viewer processes share the machine with the server, so at high viewer counts the
 client's own parsing competes for CPU; the figures are an upper bound on the gateway's latency.
 Results are printed and written to ``benchmarks/results/agui-<UTC time>.json``.
+
+The server checks who asks (``--auth on``, the default): an admin token is issued in its
+database before it starts, and the publisher and every viewer send it; ``--auth off`` runs
+it with ``TASKLINE_AUTH=false`` and sends none.
 """
 
 import argparse
@@ -39,6 +43,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from access import Access, add_auth_option, prepare
 
 BENCH_DIR = Path(__file__).parent
 STOP = "stop"
@@ -66,11 +74,13 @@ def percentile(samples: list[float], fraction: float) -> float | None:
 # --- viewers (run in worker processes) ---------------------------------------------------------
 
 
-async def _view(url: str, ready: "mp.Queue[int]", out: list[float]) -> None:
+async def _view(
+    url: str, headers: dict[str, str], ready: "mp.Queue[int]", out: list[float]
+) -> None:
     buffer = ""
     opened = False
     async with (
-        httpx.AsyncClient(timeout=httpx.Timeout(60.0)) as http,
+        httpx.AsyncClient(timeout=httpx.Timeout(60.0), headers=headers) as http,
         http.stream("GET", url) as response,
     ):
         async for chunk in response.aiter_text():
@@ -94,10 +104,15 @@ async def _view(url: str, ready: "mp.Queue[int]", out: list[float]) -> None:
                         out.append(now - float(delta[2:]))
 
 
-def _worker(urls: list[str], ready: "mp.Queue[int]", results: "mp.Queue[list[float]]") -> None:
+def _worker(
+    urls: list[str],
+    headers: dict[str, str],
+    ready: "mp.Queue[int]",
+    results: "mp.Queue[list[float]]",
+) -> None:
     async def main() -> list[float]:
         samples: list[float] = []
-        views = [asyncio.create_task(_view(url, ready, samples)) for url in urls]
+        views = [asyncio.create_task(_view(url, headers, ready, samples)) for url in urls]
         await asyncio.wait(views, timeout=600)
         return samples
 
@@ -107,19 +122,25 @@ def _worker(urls: list[str], ready: "mp.Queue[int]", results: "mp.Queue[list[flo
 # --- the server and the publisher -----------------------------------------------------------
 
 
-def start_server(workdir: Path, port: int) -> subprocess.Popen[bytes]:
+def database_url(workdir: Path) -> str:
+    return f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
+
+
+def start_server(workdir: Path, port: int, access: Access) -> subprocess.Popen[bytes]:
     command = [
         str(Path(sys.executable).parent / "taskline"),
         "serve",
         "--port",
         str(port),
         "--database-url",
-        f"sqlite+aiosqlite:///{workdir / 'bench.db'}",
+        database_url(workdir),
         "--log-level",
         "warning",
     ]
     log = (workdir / "server.log").open("wb")
-    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
+    return subprocess.Popen(
+        command, stdout=log, stderr=subprocess.STDOUT, cwd=workdir, env=access.server_environ()
+    )
 
 
 async def wait_ready(base: str) -> None:
@@ -191,7 +212,7 @@ async def measure(
 ) -> Step:
     path = "agui" if mode == "agui" else "stream"
     url = f"{base}/api/v1/tasks/{task_id}/{path}"
-    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=base, timeout=30, headers=config.headers) as http:
         await new_message(http, task_id)
     workers = max(1, min(config.workers, viewers))
     context = mp.get_context("spawn")
@@ -200,12 +221,16 @@ async def measure(
     shares = [
         [url] * (viewers // workers + (1 if i < viewers % workers else 0)) for i in range(workers)
     ]
-    processes = [context.Process(target=_worker, args=(s, ready, results)) for s in shares if s]
+    processes = [
+        context.Process(target=_worker, args=(s, config.headers, ready, results))
+        for s in shares
+        if s
+    ]
     for process in processes:
         process.start()
     for _ in range(viewers):
         await asyncio.to_thread(ready.get, True, 120)
-    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=base, timeout=30, headers=config.headers) as http:
         sent = await publish(http, task_id, config.rate, config.batch, config.duration)
     samples: list[float] = []
     for _ in processes:
@@ -230,8 +255,11 @@ def gateway_cpu(viewers: int = 10, events: int = 4000) -> dict[str, float]:
     from datetime import UTC, datetime
 
     from taskline.agui.projection import RunView
-    from taskline.api.agui import _translated
     from taskline.domain.events import WebSocketMessage
+    from taskline.service.agui_watch import AguiWatch
+
+    # Translating and encoding only: the database and connections are not used.
+    watch = AguiWatch(None, None)  # type: ignore[arg-type]
 
     now = datetime.now(UTC).isoformat()
     messages = [
@@ -254,7 +282,7 @@ def gateway_cpu(viewers: int = 10, events: int = 4000) -> dict[str, float]:
         views.append(view)
     started = time.perf_counter()
     for message in messages:
-        translated, _ = _translated(message, message.seq or 0)
+        translated, _ = watch._translated(message, message.seq or 0)
         for view in views:
             view.apply(message, translated)
     per = (time.perf_counter() - started) / (events * viewers) * 1e6
@@ -270,10 +298,13 @@ async def main(config: argparse.Namespace) -> dict[str, Any]:
     base = f"http://127.0.0.1:{port}"
     steps: list[Step] = []
     with tempfile.TemporaryDirectory() as folder:
-        server = start_server(Path(folder), port)
+        access = await prepare(database_url(Path(folder)), config.auth == "on")
+        config.headers = access.headers
+        server = start_server(Path(folder), port, access)
         try:
             await wait_ready(base)
-            async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            await asyncio.to_thread(access.check, base)
+            async with httpx.AsyncClient(base_url=base, timeout=30, headers=config.headers) as http:
                 task_id = await open_run(http)
             await measure(base, task_id, "agui", 1, config)  # warm-up, not reported
             for mode in ("stream", "agui"):
@@ -309,6 +340,7 @@ async def main(config: argparse.Namespace) -> dict[str, Any]:
         "gateway_added": added,
         "viewers_held_p99_under_target": held,
         "target_ms": config.target_ms,
+        "auth": config.auth,
     }
 
 
@@ -323,6 +355,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=4, help="viewer processes")
     parser.add_argument("--target-ms", type=float, default=100.0)
     parser.add_argument("--quick", action="store_true", help="3 s per step, up to 100 viewers")
+    add_auth_option(parser, both=False)
     config = parser.parse_args(argv)
     if config.quick:
         config.duration = 3.0

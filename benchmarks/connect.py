@@ -16,8 +16,14 @@ Raw asyncio sockets (no client library) on CPU 1, the server in its own process 
   ``connection_established``. (Viewers are held back while the server is down so that 5,000
   of them retrying does not saturate this client's own core.)
 
+The server checks who asks (``--auth on``, the default): an admin token is issued in each
+fresh database before its server starts, and every request and upgrade carries it (``GET /``
+and ``GET /health`` too, so the ratios compare like with like); ``--auth off`` runs the
+servers with ``TASKLINE_AUTH=false`` and sends no token.
+
     .venv/bin/python benchmarks/connect.py            # about 2 minutes
     .venv/bin/python benchmarks/connect.py --quick
+    .venv/bin/python benchmarks/connect.py --auth off
 """
 
 import argparse
@@ -31,6 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from access import add_auth_option, prepare_sync
 from rawhttp import (
     Server,
     http_request,
@@ -41,11 +48,14 @@ from rawhttp import (
     ws_handshake,
 )
 
+#: What every request and upgrade carries (the token, with --auth on); set by main.
+HEADERS: dict[str, str] = {}
+
 
 async def api(port: int, method: str, path: str, body: object = None) -> object:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     data = json.dumps(body).encode() if body is not None else b""
-    writer.write(http_request(method, path, data, close=True))
+    writer.write(http_request(method, path, data, close=True, headers=HEADERS))
     status, answer = await read_response(reader)
     writer.close()
     assert status < 300, (status, answer)
@@ -57,7 +67,7 @@ async def open_viewer(
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, dict[str, object]]:
     """Upgrade to ``path`` and read the first frame (``connection_established``)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(ws_handshake(path))
+    writer.write(ws_handshake(path, HEADERS))
     head = await reader.readuntil(b"\r\n\r\n")
     if not head.startswith(b"HTTP/1.1 101"):
         writer.close()
@@ -91,7 +101,7 @@ async def connect_rates(server: Server, workers: int, seconds: float) -> dict[st
 
     async def http(path: str) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(http_request("GET", path, close=True))
+        writer.write(http_request("GET", path, close=True, headers=HEADERS))
         status, _ = await read_response(reader)
         assert status == 200
         writer.close()
@@ -197,20 +207,27 @@ def main() -> None:
     parser.add_argument("--storm", type=int, default=5000)
     parser.add_argument("--storm-tasks", type=int, default=100)
     parser.add_argument("--quick", action="store_true")
+    add_auth_option(parser, both=False)
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.idle, args.storm = 3.0, 1000, 1000
     raise_open_files(2 * max(args.idle, args.storm) + 1024)
     pinned = pin_self(1)
-    results: dict[str, object] = {"pinned": pinned}
+    results: dict[str, object] = {"pinned": pinned, "auth": args.auth}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
 
         def fresh(name: str) -> Server:
-            server = Server(f"sqlite+aiosqlite:///{work / name}.db")
+            url = f"sqlite+aiosqlite:///{work / name}.db"
+            access = prepare_sync(url, args.auth == "on")
+            HEADERS.clear()
+            HEADERS.update(access.headers)
+            server = Server(url, env=access.server_env)
             server.start(work / f"{name}.log")
+            access.check(f"http://127.0.0.1:{server.port}")
             return server
 
+        print(f"auth {args.auth} (every request and upgrade carries the token when on)")
         server = fresh("rates")
         try:
             rates = asyncio.run(connect_rates(server, args.workers, args.seconds))

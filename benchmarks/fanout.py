@@ -1,7 +1,7 @@
 """Fan-out benchmark: one task, many WebSocket subscribers, Taskline against a naive server.
 
 Usage: ``.venv/bin/python benchmarks/fanout.py [--subscribers 1000] [--rates 50,200,500]
-[--duration 10] [--idle 5000] [--quick]``
+[--duration 10] [--idle 5000] [--auth on|off|both] [--auth-compare 200,saturated] [--quick]``
 
 One run measures, on 127.0.0.1 only (issue 3, "Benchmark"):
 
@@ -32,6 +32,21 @@ publishing stopped; deliveries/s = delivered / (last receipt - first publish).
 The machine may be shared: each mode reports how busy each core was, and a mode whose server
 core was full and more than 25% busy with other work is run again (``--retries``, while within
 ``--time-budget`` seconds), keeping the least disturbed attempt (all attempts are in the JSON).
+
+**Authentication** (``--auth``, default ``both``). Taskline checks who asks by default; with
+auth on, each fresh database gets an admin token before its server starts
+(``benchmarks/access.py``), the publisher sends it (``Authorization: Bearer``) on every
+request and the Node subscribers on every upgrade (passed as ``TASKLINE_TOKEN`` in Node's
+environment). ``--auth on`` measures everything with auth on, ``--auth off`` with
+``TASKLINE_AUTH=false`` and no header. ``--auth both`` measures the full set with auth on
+(so the Taskline/naive ratios are for auth on; the naive server has no auth), and repeats a
+subset with auth off, each right beside its auth-on twin (the order flipped every pair), so
+as not to double the run: the ``--auth-compare`` modes (default the 200/s and saturated
+modes) of each Taskline framing (single and batch), and the ingest measurement (two servers
+taking turns, A B B A, for each case); idle memory and the other rates run with auth on
+only. The report then shows auth on / auth off ratios for those: % delivered, latency
+p50/p99, deliveries/s, server CPU per delivery, POST p99, and ingest events/s.
+
 Results are printed as a table and written to ``benchmarks/results/fanout-<UTC time>.json``.
 Every child process is ended when the run ends, also on Ctrl+C or an error.
 """
@@ -56,6 +71,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from access import Access, auth_modes, prepare
 
 BENCH_DIR = Path(__file__).resolve().parent
 PROJECT_DIR = BENCH_DIR.parent
@@ -91,6 +110,18 @@ class Config:
     ingest: bool
     pin: bool
     quick: bool
+    auth: str
+    #: modes (rates, None for saturated) also run with auth off under ``--auth both``
+    auth_compare: tuple[int | None, ...]
+
+    @property
+    def primary_auth(self) -> bool:
+        """Auth on or off for the full set of modes (on, unless ``--auth off``)."""
+        return auth_modes(self.auth)[0]
+
+    def compared(self, kind: str, rate: int | None) -> bool:
+        """Whether this mode is also run with the other auth setting (``--auth both``)."""
+        return self.auth == "both" and kind == "taskline" and rate in self.auth_compare
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
@@ -122,6 +153,20 @@ def parse_args(argv: list[str] | None = None) -> Config:
         help="server:framing pairs to measure (default: all three)",
     )
     parser.add_argument("--no-ingest", action="store_true", help="skip the ingest measurement")
+    parser.add_argument(
+        "--auth",
+        choices=("on", "off", "both"),
+        default="both",
+        help="Taskline checks who asks (clients send an admin token), or not; both (default): "
+        "every mode with auth on, and the --auth-compare modes and ingest also with auth off, "
+        "compared as ratios",
+    )
+    parser.add_argument(
+        "--auth-compare",
+        default="200,saturated",
+        help="with --auth both: the modes (rates, 'saturated') run with auth off too "
+        "(default 200,saturated)",
+    )
     args = parser.parse_args(argv)
     quick: bool = args.quick
 
@@ -147,6 +192,12 @@ def parse_args(argv: list[str] | None = None) -> Config:
         ingest=not args.no_ingest,
         pin=(os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None,
         quick=quick,
+        auth=args.auth,
+        auth_compare=tuple(
+            None if item.strip() == "saturated" else int(item)
+            for item in args.auth_compare.split(",")
+            if item.strip()
+        ),
     )
 
 
@@ -271,6 +322,12 @@ class Server:
     port: int
     process: subprocess.Popen[bytes]
     log: Path
+    access: Access
+
+    @property
+    def auth(self) -> bool | None:
+        """Whether this server checks who asks (None: the naive server, which cannot)."""
+        return self.access.auth if self.kind == "taskline" else None
 
     @property
     def base(self) -> str:
@@ -283,10 +340,15 @@ class Server:
         return rss_kb(self.process.pid)
 
 
-def start_server(kind: str, workdir: Path, config: Config) -> Server:
+async def start_server(kind: str, workdir: Path, config: Config, auth: bool) -> Server:
+    """A fresh server (a fresh database for Taskline, with a token in it when ``auth``)."""
     port = free_port()
+    access = Access(auth=False)
+    environ = None
     if kind == "taskline":
         database = workdir / f"taskline-{port}.db"
+        access = await prepare(f"sqlite+aiosqlite:///{database}", auth)
+        environ = access.server_environ()
         command = [
             str(Path(sys.executable).parent / "taskline"),
             "serve",
@@ -307,9 +369,10 @@ def start_server(kind: str, workdir: Path, config: Config) -> Server:
             stdout=output,
             stderr=subprocess.STDOUT,
             cwd=workdir,
+            env=environ,
         )
     CHILDREN.add(process.pid, kind)
-    return Server(kind, port, process, log)
+    return Server(kind, port, process, log, access)
 
 
 async def wait_ready(server: Server, timeout: float = 60.0) -> None:
@@ -320,6 +383,8 @@ async def wait_ready(server: Server, timeout: float = 60.0) -> None:
                 break
             with contextlib.suppress(httpx.TransportError):
                 if (await client.get("/health")).status_code == 200:
+                    if server.kind == "taskline":
+                        await asyncio.to_thread(server.access.check, server.base)
                     return
             await asyncio.sleep(0.05)
     tail = server.log.read_text(errors="replace")[-2000:]
@@ -351,7 +416,14 @@ class NodeSubscribers:
 
     @classmethod
     async def open(
-        cls, url: str, count: int, run: int, deadline: float, workdir: Path, config: Config
+        cls,
+        url: str,
+        count: int,
+        run: int,
+        deadline: float,
+        workdir: Path,
+        config: Config,
+        access: Access,
     ) -> "NodeSubscribers":
         log = workdir / f"node-{run}-{count}.log"
         with log.open("wb") as errors:
@@ -370,6 +442,7 @@ class NodeSubscribers:
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=errors,
+                env=access.client_environ(),
             )
         CHILDREN.add(process.pid, "node")
         return cls(process, log)
@@ -385,6 +458,11 @@ class NodeSubscribers:
         async with asyncio.timeout(timeout):
             while True:
                 message = await self.messages.get()
+                if message["type"] == "ready" and message.get("refused"):
+                    raise RuntimeError(
+                        f"the server refused subscribers (close code: count) "
+                        f"{message['refused']}: 4401 = no or a refused token, 4403 = forbidden"
+                    )
                 if message["type"] == kind:
                     return message
                 if message["type"] == "exit":
@@ -550,20 +628,28 @@ async def create_task(client: httpx.AsyncClient) -> str:
 
 
 async def run_mode(
-    kind: str, framing: str, rate: int | None, run: int, workdir: Path, config: Config
+    kind: str,
+    framing: str,
+    rate: int | None,
+    run: int,
+    workdir: Path,
+    config: Config,
+    auth: bool,
 ) -> dict[str, Any]:
     """One mode against a fresh server: connect, publish, drain, measure."""
-    server = start_server(kind, workdir, config)
+    server = await start_server(kind, workdir, config, auth)
     try:
         await wait_ready(server)
         limits = httpx.Limits(max_connections=config.max_inflight + 4)
-        async with httpx.AsyncClient(base_url=server.base, timeout=120.0, limits=limits) as client:
+        async with httpx.AsyncClient(
+            base_url=server.base, timeout=120.0, limits=limits, headers=server.access.headers
+        ) as client:
             task_id = await create_task(client)
             path = f"/api/v1/tasks/{task_id}/events"
             url = f"ws://127.0.0.1:{server.port}/ws/tasks/{task_id}{FRAMINGS[framing]}"
             deadline = config.duration + config.grace + 300
             node = await NodeSubscribers.open(
-                url, config.subscribers, run, deadline, workdir, config
+                url, config.subscribers, run, deadline, workdir, config, server.access
             )
             try:
                 ready = await node.expect("ready", 60 + config.subscribers / 50)
@@ -591,6 +677,7 @@ async def run_mode(
     finally:
         stop_server(server)
     result = mode_result(kind, framing, rate, config, ready, outcome, summary, server_cpu, own_cpu)
+    result["auth"] = server.auth
     result["cores"] = cores_used
     result["others_on_server_core_pct"] = others_on_server_core(result)
     return result
@@ -659,13 +746,16 @@ def mode_result(
 
 async def idle_memory(kind: str, workdir: Path, config: Config, run: int) -> dict[str, Any]:
     """RSS of a fresh server before and after ``config.idle`` idle connections to one task."""
-    server = start_server(kind, workdir, config)
+    server = await start_server(kind, workdir, config, config.primary_auth)
+    access = server.access
     try:
         await wait_ready(server)
-        async with httpx.AsyncClient(base_url=server.base, timeout=30.0) as client:
+        async with httpx.AsyncClient(
+            base_url=server.base, timeout=30.0, headers=access.headers
+        ) as client:
             task_id = await create_task(client)
         url = f"ws://127.0.0.1:{server.port}/ws/tasks/{task_id}"
-        warm = await NodeSubscribers.open(url, 20, run, 120, workdir, config)
+        warm = await NodeSubscribers.open(url, 20, run, 120, workdir, config, access)
         try:
             await warm.expect("ready", 60)
             await warm.stop()
@@ -673,7 +763,7 @@ async def idle_memory(kind: str, workdir: Path, config: Config, run: int) -> dic
             await warm.close()
         await asyncio.sleep(1.0)
         before = server.rss()
-        node = await NodeSubscribers.open(url, config.idle, run, 600, workdir, config)
+        node = await NodeSubscribers.open(url, config.idle, run, 600, workdir, config, access)
         try:
             ready = await node.expect("ready", 120 + config.idle / 20)
             await asyncio.sleep(2.0)
@@ -686,6 +776,7 @@ async def idle_memory(kind: str, workdir: Path, config: Config, run: int) -> dic
     connected = ready["connected"]
     return {
         "server": kind,
+        "auth": server.auth,
         "connections": connected,
         "failed": ready["failed"],
         "connect_retries": ready.get("retries", 0),
@@ -703,62 +794,89 @@ def progress_event(k: int) -> dict[str, Any]:
     }
 
 
-async def ingest(workdir: Path, config: Config) -> dict[str, Any]:
-    """Events/s stored through the publish API (no subscriber): single, concurrent, batched."""
-    server = start_server("taskline", workdir, config)
-    results: dict[str, Any] = {}
+INGEST_CASES = {
+    "single_sequential": (1, 1),  # events per request, concurrent requests
+    "single_8_concurrent": (1, 8),
+    "batch100_sequential": (100, 1),
+}
+
+
+async def ingest(workdir: Path, config: Config, auths: tuple[bool, ...]) -> list[dict[str, Any]]:
+    """Events/s stored through the publish API (no subscriber): single, concurrent, batched.
+
+    One fresh server per entry of ``auths`` (auth on, off); with two, both run at once (on
+    the same core, one idle while the other is measured) and take turns: each case is
+    measured in two halves, in the order A B B A, so a noisy moment hits both alike."""
+    servers = [await start_server("taskline", workdir, config, auth) for auth in auths]
+    results: list[dict[str, Any]] = [{"auth": auth} for auth in auths]
+    clients: list[httpx.AsyncClient] = []
     try:
-        await wait_ready(server)
-        async with httpx.AsyncClient(base_url=server.base, timeout=60.0) as client:
-            task_id = await create_task(client)
-            path = f"/api/v1/tasks/{task_id}/events"
-            counter = 0
+        for server in servers:
+            await wait_ready(server)
+        counters = [0] * len(servers)
+        paths = []
+        for server in servers:
+            client = httpx.AsyncClient(
+                base_url=server.base, timeout=60.0, headers=server.access.headers
+            )
+            clients.append(client)
+            paths.append(f"/api/v1/tasks/{await create_task(client)}/events")
 
-            async def worker(batch: int, end: float) -> int:
-                nonlocal counter
-                stored = 0
-                while time.monotonic() < end:
-                    events = [progress_event(counter + i) for i in range(batch)]
-                    counter += batch
-                    response = await client.post(path, json={"events": events})
-                    response.raise_for_status()
-                    stored += batch
-                return stored
+        async def worker(index: int, batch: int, end: float) -> int:
+            stored = 0
+            while time.monotonic() < end:
+                events = [progress_event(counters[index] + i) for i in range(batch)]
+                counters[index] += batch
+                response = await clients[index].post(paths[index], json={"events": events})
+                response.raise_for_status()
+                stored += batch
+            return stored
 
-            await worker(10, time.monotonic() + 0.3)  # warm-up
-            for name, batch, workers in (
-                ("single_sequential", 1, 1),
-                ("single_8_concurrent", 1, 8),
-                ("batch100_sequential", 100, 1),
-            ):
-                cpu = server.cpu()
+        for index in range(len(servers)):
+            await worker(index, 10, time.monotonic() + 0.3)  # warm-up
+        order = list(range(len(servers)))
+        turns = [*order, *order[::-1]]
+        for name, (batch, workers) in INGEST_CASES.items():
+            stored, elapsed, cpu = [0] * len(servers), [0.0] * len(servers), [0.0] * len(servers)
+            for index in turns:
+                cpu_before = servers[index].cpu()
                 started = time.monotonic()
-                end = started + config.ingest_seconds
-                stored = sum(await asyncio.gather(*(worker(batch, end) for _ in range(workers))))
-                elapsed = time.monotonic() - started
-                results[name] = {
-                    "events": stored,
-                    "events_per_s": stored / elapsed,
-                    "server_cpu_pct": 100 * (server.cpu() - cpu) / elapsed,
+                end = started + config.ingest_seconds / 2
+                stored[index] += sum(
+                    await asyncio.gather(*(worker(index, batch, end) for _ in range(workers)))
+                )
+                elapsed[index] += time.monotonic() - started
+                cpu[index] += servers[index].cpu() - cpu_before
+            for index, result in enumerate(results):
+                result[name] = {
+                    "events": stored[index],
+                    "events_per_s": stored[index] / elapsed[index],
+                    "server_cpu_pct": 100 * cpu[index] / elapsed[index],
                 }
-            response = await client.get(path, params={"limit": 1, "since": counter - 1})
+        for index, result in enumerate(results):
+            since = counters[index] - 1
+            response = await clients[index].get(paths[index], params={"limit": 1, "since": since})
             response.raise_for_status()
-            results["stored_last_seq"] = response.json().get("last_seq")
-            results["posted_events"] = counter
+            result["stored_last_seq"] = response.json().get("last_seq")
+            result["posted_events"] = counters[index]
     finally:
-        stop_server(server)
+        for client in clients:
+            await client.aclose()
+        for server in servers:
+            stop_server(server)
     return results
 
 
 # --- reporting ----------------------------------------------------------------------------------
 
 
-def ratios(modes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def ratios(modes: list[dict[str, Any]], auth: bool) -> list[dict[str, Any]]:
+    """Taskline (with ``auth`` as in the full set) / naive, mode by mode."""
     naive = {m["mode"]: m for m in modes if m["server"] == "naive"}
     rows = []
     for m in modes:
         base = naive.get(m["mode"])
-        if m["server"] != "taskline" or base is None:
+        if m["server"] != "taskline" or m["auth"] != auth or base is None:
             continue
         p99, base_p99 = m["latency_ms"]["p99"], base["latency_ms"]["p99"]
         rows.append(
@@ -776,6 +894,55 @@ def ratios(modes: list[dict[str, Any]]) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def ratio(on: float | None, off: float | None) -> float | None:
+    return on / off if on is not None and off else None
+
+
+def auth_ratios(modes: list[dict[str, Any]], ingested: list[dict[str, Any]]) -> dict[str, Any]:
+    """Auth on / auth off for every Taskline mode measured both ways, and for ingest."""
+    pairs: dict[tuple[str, str], dict[bool, dict[str, Any]]] = {}
+    for m in modes:
+        if m["server"] == "taskline":
+            pairs.setdefault((m["framing"], m["mode"]), {})[m["auth"]] = m
+    rows = []
+    for (framing, mode), pair in pairs.items():
+        if True not in pair or False not in pair:
+            continue
+        on, off = pair[True], pair[False]
+        rows.append(
+            {
+                "framing": framing,
+                "mode": mode,
+                "events_sent": {"on": on["events_sent"], "off": off["events_sent"]},
+                "delivered_pct": {"on": on["delivered_pct"], "off": off["delivered_pct"]},
+                **{
+                    f"{name}_ratio": ratio(on["latency_ms"][name], off["latency_ms"][name])
+                    for name in ("p50", "p99")
+                },
+                "latency_ms": {"on": on["latency_ms"], "off": off["latency_ms"]},
+                "deliveries_per_s": {"on": on["deliveries_per_s"], "off": off["deliveries_per_s"]},
+                "deliveries_per_s_ratio": ratio(on["deliveries_per_s"], off["deliveries_per_s"]),
+                # server CPU seconds per delivery: less disturbed by other work than rates
+                "server_cpu_per_delivery_ratio": ratio(
+                    on["server_cpu_s"] / on["delivered"] if on["delivered"] else None,
+                    off["server_cpu_s"] / off["delivered"] if off["delivered"] else None,
+                ),
+                "ack_p99_ratio": ratio(on["publish_ack_ms"]["p99"], off["publish_ack_ms"]["p99"]),
+            }
+        )
+    by_auth = {i["auth"]: i for i in ingested}
+    ingest_rows = {}
+    if True in by_auth and False in by_auth:
+        for name in INGEST_CASES:
+            on_rate = by_auth[True][name]["events_per_s"]
+            off_rate = by_auth[False][name]["events_per_s"]
+            ingest_rows[name] = {
+                "events_per_s": {"on": on_rate, "off": off_rate},
+                "events_per_s_ratio": ratio(on_rate, off_rate),
+            }
+    return {"modes": rows, "ingest": ingest_rows}
 
 
 def fmt(value: float | None, spec: str = ",.0f", suffix: str = "") -> str:
@@ -803,8 +970,9 @@ def others_on_server_core(m: dict[str, Any]) -> float | None:
 def mode_line(m: dict[str, Any]) -> str:
     latency = m["latency_ms"]
     closed = sum(m["closed_by_server"].values())
+    auth = {True: "on", False: "off"}.get(m["auth"], "-")
     return (
-        f"{m['server']:<9}{m['framing']:<7}{m['mode']:>10}{m['events_planned']:>9,}"
+        f"{m['server']:<9}{auth:<5}{m['framing']:<7}{m['mode']:>10}{m['events_planned']:>9,}"
         f"{fmt(100 * m['events_sent'] / m['events_planned'], '.0f', '%'):>6}"
         f"{m['deliveries_expected']:>12,}{fmt(m['delivered_pct'], '.1f', '%'):>8}"
         f"{fmt(m['deliveries_per_s']):>10}{fmt(latency['p50'], ',.1f'):>9}"
@@ -817,7 +985,7 @@ def mode_line(m: dict[str, Any]) -> str:
 
 
 HEADER = (
-    f"{'server':<9}{'frames':<7}{'mode':>10}{'events':>9}{'sent':>6}{'expected':>12}"
+    f"{'server':<9}{'auth':<5}{'frames':<7}{'mode':>10}{'events':>9}{'sent':>6}{'expected':>12}"
     f"{'deliv%':>8}{'deliv/s':>10}{'p50 ms':>9}{'p99 ms':>10}{'srv':>6}{'node':>6}"
     f"{'c' + str(SERVER_CPU):>5}{'c' + str(CLIENT_CPU):>5}{'oth':>6}{'reorder':>9}{'cut':>6}"
     f"{'ack99':>8}"
@@ -825,6 +993,7 @@ HEADER = (
 
 
 LEGEND = (
+    "auth = whether Taskline checked who asks (clients sending an admin token); - for naive",
     "events = planned events; sent = % of them posted; expected = events x subscribers",
     "srv / node = CPU time of the server / of Node over the window, as % of one core",
     f"c{SERVER_CPU} / c{CLIENT_CPU} = how busy each core was (every process, irq and softirq)",
@@ -855,7 +1024,8 @@ def print_report(results: dict[str, Any]) -> None:
             f"full core with other work (oth > {CONTENDED_PCT}%): rerun on a quiet machine"
         )
     print()
-    print("Taskline / naive          deliveries/s     p99 latency   delivered% (naive)")
+    auth = {True: "on", False: "off"}[config_auth(config)]
+    print(f"Taskline (auth {auth}) / naive  deliveries/s   p99 latency   delivered% (naive)")
     for r in results["ratios"]:
         print(
             f"  {r['mode']:>10} {r['framing']:<8}{fmt(r['deliveries_per_s_ratio'], '.2f', 'x'):>14}"
@@ -865,19 +1035,75 @@ def print_report(results: dict[str, Any]) -> None:
     print()
     for m in results["idle_memory"]:
         print(
-            f"Idle memory {m['server']:<9} {m['connections']:>6,} connections: "
+            f"Idle memory {m['server']:<9}"
+            f"{ {True: ' (auth on) ', False: ' (auth off)'}.get(m['auth'], ' ' * 11) }"
+            f" {m['connections']:>6,} connections: "
             f"{fmt(m['kb_per_connection'], '.1f')} KB each "
             f"(RSS {m['rss_before_kb'] / 1024:.0f} → {m['rss_after_kb'] / 1024:.0f} MB)"
         )
-    ingested = results.get("ingest", {})
-    if ingested:
+    for ingested in (results.get("ingest", {}), results.get("ingest_compared", {})):
+        if not ingested:
+            continue
         print()
-        for name in ("single_sequential", "single_8_concurrent", "batch100_sequential"):
+        auth = "auth on" if ingested["auth"] else "auth off"
+        for name in INGEST_CASES:
             row = ingested[name]
             print(
-                f"Ingest {name:<22} {row['events_per_s']:>9,.0f} events/s stored "
+                f"Ingest, {auth:<8} {name:<20} {row['events_per_s']:>9,.0f} events/s stored "
                 f"(server CPU {row['server_cpu_pct']:.0f}%)"
             )
+    print_auth_ratios(results.get("auth_ratios", {}))
+
+
+def config_auth(config: dict[str, Any]) -> bool:
+    """Auth of the full set of modes, from the JSON form of :class:`Config`."""
+    return bool(config["auth"] != "off")
+
+
+AUTH_LEGEND = (
+    "p50/p99 in ms; ratios on / off of deliveries/s, server CPU per delivery, POST p99",
+    "(latency or CPU above 1.00x, a rate below: what checking who asks costs)",
+    "saturated: the publisher posts as fast as it is answered, so how many events go in",
+    "differs from run to run; with Node's core full, latency and % delivered follow that",
+    "backlog, not the server: compare deliveries/s there",
+)
+
+
+def print_auth_ratios(compared: dict[str, Any]) -> None:
+    """Auth on / auth off, for the modes and ingest measured both ways."""
+    if not compared or not (compared["modes"] or compared["ingest"]):
+        return
+    print()
+    print("Taskline auth on / auth off (a fresh server each, run one right after the other)")
+    print(
+        f"  {'frames':<7}{'mode':>10}{'events on':>11}{'off':>8}{'deliv% on':>11}{'off':>7}"
+        f"{'p50 on':>10}{'off':>9}{'ratio':>7}{'p99 on':>10}{'off':>9}{'ratio':>7}"
+        f"{'deliv/s':>9}{'CPU/deliv':>11}{'ack99':>7}"
+    )
+    for r in compared["modes"]:
+        on, off = r["latency_ms"]["on"], r["latency_ms"]["off"]
+        print(
+            f"  {r['framing']:<7}{r['mode']:>10}"
+            f"{r['events_sent']['on']:>11,}{r['events_sent']['off']:>8,}"
+            f"{fmt(r['delivered_pct']['on'], '.1f', '%'):>11}"
+            f"{fmt(r['delivered_pct']['off'], '.1f', '%'):>7}"
+            f"{fmt(on['p50'], ',.1f'):>10}{fmt(off['p50'], ',.1f'):>9}"
+            f"{fmt(r['p50_ratio'], '.2f', 'x'):>7}"
+            f"{fmt(on['p99'], ',.1f'):>10}{fmt(off['p99'], ',.1f'):>9}"
+            f"{fmt(r['p99_ratio'], '.2f', 'x'):>7}"
+            f"{fmt(r['deliveries_per_s_ratio'], '.2f', 'x'):>9}"
+            f"{fmt(r['server_cpu_per_delivery_ratio'], '.2f', 'x'):>11}"
+            f"{fmt(r['ack_p99_ratio'], '.2f', 'x'):>7}"
+        )
+    if compared["modes"]:
+        for line in AUTH_LEGEND:
+            print(f"  {line}")
+    for name, row in compared["ingest"].items():
+        rates = row["events_per_s"]
+        print(
+            f"  ingest {name:<20} {rates['on']:>9,.0f} on {rates['off']:>9,.0f} off events/s"
+            f"  {fmt(row['events_per_s_ratio'], '.2f', 'x')}"
+        )
 
 
 def environment(config: Config, open_files: int) -> dict[str, Any]:
@@ -904,58 +1130,78 @@ def environment(config: Config, open_files: int) -> dict[str, Any]:
 # --- main ---------------------------------------------------------------------------------------
 
 
+def schedule(config: Config) -> list[tuple[str, str, int | None, bool]]:
+    """Every mode to run, in order: (server, framing, rate or None, auth). Under ``--auth
+    both`` a compared mode is run twice in a row, auth on and off; which goes first flips
+    from one compared rate to the next and from one framing to the next, so that each rate
+    is run both ways round (with the default, single 200/s and batch saturated start with
+    auth on, single saturated and batch 200/s with auth off)."""
+    plan: list[int | None] = [*config.rates, None]
+    modes = []
+    for number, (kind, framing) in enumerate(config.targets):
+        pairs = number
+        for rate in plan:
+            if config.compared(kind, rate):
+                order = (True, False) if pairs % 2 == 0 else (False, True)
+                modes += [(kind, framing, rate, auth) for auth in order]
+                pairs += 1
+            else:
+                modes.append((kind, framing, rate, config.primary_auth))
+    return modes
+
+
 async def run_all(config: Config, workdir: Path) -> dict[str, Any]:
     started = time.monotonic()
     modes: list[dict[str, Any]] = []
-    plan: list[int | None] = [*config.rates, None]
     run = 1
 
-    ingested: dict[str, Any] = {}
+    ingested: list[dict[str, Any]] = []
     if config.ingest:
         print("ingest (events stored through the publish API) ...", flush=True)
-        ingested = await ingest(workdir, config)
+        ingested = await ingest(workdir, config, auth_modes(config.auth))
 
     mode_time = config.duration + config.grace + 25  # with server start and connecting
     idle_time = 60 if config.idle else 0
-    remaining = len(config.targets) * len(plan)
-    for kind, framing in config.targets:
-        for rate in plan:
-            remaining -= 1
-            label = f"{rate}/s" if rate else "saturated"
-            attempts: list[dict[str, Any]] = []
-            while True:
-                print(f"{kind} {framing} {label} ...", end=" ", flush=True)
-                result = await run_mode(kind, framing, rate, run, workdir, config)
-                run += 1
-                attempts.append(result)
-                others = others_on_server_core(result) or 0.0
-                print(
-                    f"{result['delivered_pct']:.1f}% delivered, "
-                    f"{result['deliveries_per_s']:,.0f}/s, "
-                    f"p99 {fmt(result['latency_ms']['p99'])} ms, "
-                    f"others on the server's core {others:.0f}%",
-                    flush=True,
-                )
-                # A mode whose core was shared with other work is run again while the rest of
-                # the run still fits in the time budget.
-                left = (remaining + 1) * mode_time + idle_time
-                if (
-                    not contended(result)
-                    or len(attempts) > config.retries
-                    or time.monotonic() - started + left > config.time_budget
-                ):
-                    break
-            best = min(attempts, key=lambda m: others_on_server_core(m) or 0.0)
-            best["attempts"] = [
-                {
-                    "others_on_server_core_pct": others_on_server_core(m),
-                    "deliveries_per_s": m["deliveries_per_s"],
-                    "delivered_pct": m["delivered_pct"],
-                    "latency_ms": m["latency_ms"],
-                }
-                for m in attempts
-            ]
-            modes.append(best)
+    planned = schedule(config)
+    for number, (kind, framing, rate, auth) in enumerate(planned):
+        remaining = len(planned) - number - 1
+        label = f"{rate}/s" if rate else "saturated"
+        if kind == "taskline":
+            label += " auth on" if auth else " auth off"
+        attempts: list[dict[str, Any]] = []
+        while True:
+            print(f"{kind} {framing} {label} ...", end=" ", flush=True)
+            result = await run_mode(kind, framing, rate, run, workdir, config, auth)
+            run += 1
+            attempts.append(result)
+            others = others_on_server_core(result) or 0.0
+            print(
+                f"{result['delivered_pct']:.1f}% delivered, "
+                f"{result['deliveries_per_s']:,.0f}/s, "
+                f"p99 {fmt(result['latency_ms']['p99'])} ms, "
+                f"others on the server's core {others:.0f}%",
+                flush=True,
+            )
+            # A mode whose core was shared with other work is run again while the rest of
+            # the run still fits in the time budget.
+            left = (remaining + 1) * mode_time + idle_time
+            if (
+                not contended(result)
+                or len(attempts) > config.retries
+                or time.monotonic() - started + left > config.time_budget
+            ):
+                break
+        best = min(attempts, key=lambda m: others_on_server_core(m) or 0.0)
+        best["attempts"] = [
+            {
+                "others_on_server_core_pct": others_on_server_core(m),
+                "deliveries_per_s": m["deliveries_per_s"],
+                "delivered_pct": m["delivered_pct"],
+                "latency_ms": m["latency_ms"],
+            }
+            for m in attempts
+        ]
+        modes.append(best)
 
     memory = []
     for kind in dict.fromkeys(kind for kind, _ in config.targets):
@@ -967,9 +1213,11 @@ async def run_all(config: Config, workdir: Path) -> dict[str, Any]:
 
     return {
         "modes": modes,
-        "ratios": ratios(modes),
+        "ratios": ratios(modes, config.primary_auth),
+        "auth_ratios": auth_ratios(modes, ingested),
         "idle_memory": memory,
-        "ingest": ingested,
+        "ingest": ingested[0] if ingested else {},
+        "ingest_compared": ingested[1] if len(ingested) > 1 else {},
         "elapsed_s": time.monotonic() - started,
     }
 

@@ -2,6 +2,8 @@
 library between the socket and the bytes, so that the client is not what is measured.
 
 Also starts a Taskline server in its own process, pinned to a CPU when the machine has two.
+Requests and upgrades carry the ``headers`` given (``benchmarks/access.py``: the token a
+server that checks who asks wants).
 """
 
 import asyncio
@@ -14,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,18 +110,24 @@ class Server:
                 command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
             )
         deadline = time.monotonic() + timeout
+        answer = b""
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                    sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                    if sock.recv(100).startswith(b"HTTP/1.1 200"):
+                    sock.sendall(
+                        b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+                    )
+                    answer = sock.recv(100)
+                    if answer.startswith(b"HTTP/1.1 200"):
                         return
             except OSError:
                 pass
             time.sleep(0.05)
-        raise TimeoutError("server did not start")
+        self.stop()  # not left running behind the caller, who never got a started server
+        first = answer.split(b"\r\n", 1)[0].decode("latin-1")
+        raise TimeoutError(f"server did not start (GET /health: {first or 'no answer'})")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -143,8 +151,16 @@ class Server:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def http_request(method: str, path: str, body: bytes = b"", *, close: bool = False) -> bytes:
+def http_request(
+    method: str,
+    path: str,
+    body: bytes = b"",
+    *,
+    close: bool = False,
+    headers: Mapping[str, str] | None = None,
+) -> bytes:
     head = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1"]
+    head += [f"{name}: {value}" for name, value in (headers or {}).items()]
     if body:
         head += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
     if close:
@@ -175,11 +191,13 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return status, b""
 
 
-def ws_handshake(path: str) -> bytes:
+def ws_handshake(path: str, headers: Mapping[str, str] | None = None) -> bytes:
     key = base64.b64encode(os.urandom(16)).decode()
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     return (
         f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+        f"{extra}\r\n"
     ).encode()
 
 

@@ -1,7 +1,8 @@
 """SDK benchmark: events/s one run publishes with every event acknowledged, and the latency
 from ``run.progress()`` to a WebSocket subscriber.
 
-Usage: ``.venv/bin/python benchmarks/sdk.py [--events 20000] [--rounds 3] [--samples 500]``
+Usage: ``.venv/bin/python benchmarks/sdk.py [--events 20000] [--rounds 3] [--samples 500]
+[--auth on|off]``
 
 The server runs in its own process on a fresh SQLite file (pinned to CPU 0 when there are two
 or more); this client (the run and the subscriber, one event loop) runs on CPU 1. Baselines
@@ -16,6 +17,11 @@ server has acknowledged (committed) every event. Next to the wall-clock rate it 
 server process's CPU time per event (from ``/proc``), which a busy machine disturbs much less:
 ``1 / cpu_per_event`` is the rate the server would reach with CPU 0 to itself. Latency samples
 are spaced out so each event travels alone (the SDK sends at once when nothing is in flight).
+
+The server checks who asks (``--auth on``, the default): an admin token is issued in its
+database before it starts, and the SDK client (``token=``) and the plain HTTP baselines send
+it; ``--auth off`` runs it with ``TASKLINE_AUTH=false`` and sends none (``token=""``, so
+neither ``TASKLINE_TOKEN`` nor a stored token is sent).
 """
 
 import argparse
@@ -32,6 +38,10 @@ from pathlib import Path
 import httpx
 
 from taskline.sdk import AsyncClient, DeliveryOptions, Subscription
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from access import Access, add_auth_option, prepare_sync
 
 EVENT = {"event_type": "custom", "data": {"name": "bench", "value": 0}}
 
@@ -58,22 +68,28 @@ class Rate:
         return f"{self.per_second:8.0f}/s   server CPU {self.cpu_us:6.0f} us/event"
 
 
-def start_server(url: str, port: int) -> subprocess.Popen[bytes]:
+def start_server(url: str, port: int, access: Access, log: Path) -> subprocess.Popen[bytes]:
+    """The server, its output in ``log`` (it holds the first-run sign-in link, not wanted
+    among the figures)."""
     pin = ["taskset", "-c", "0"] if (os.cpu_count() or 1) > 1 else []
     command = [*pin, sys.executable, "-m", "taskline", "serve", "--port", str(port)]
     command += ["--database-url", url, "--log-level", "warning"]
-    server = subprocess.Popen(command)
+    with log.open("wb") as output:
+        server = subprocess.Popen(
+            command, env=access.server_environ(), stdout=output, stderr=subprocess.STDOUT
+        )
     if pin:
         os.sched_setaffinity(0, {1})
     base = f"http://127.0.0.1:{port}"
     for _ in range(400):
         try:
             httpx.get(f"{base}/health", timeout=1).raise_for_status()
+            access.check(base)
             return server
         except httpx.HTTPError:
             time.sleep(0.05)
     server.terminate()
-    raise RuntimeError("the server did not start")
+    raise RuntimeError(f"the server did not start:\n{log.read_text()[-2000:]}")
 
 
 async def sdk_throughput(client: AsyncClient, count: int, pid: int) -> Rate:
@@ -91,9 +107,11 @@ async def sdk_throughput(client: AsyncClient, count: int, pid: int) -> Rate:
     return rate
 
 
-async def rest_throughput(base: str, count: int, per_request: int, pid: int) -> Rate:
+async def rest_throughput(
+    base: str, headers: dict[str, str], count: int, per_request: int, pid: int
+) -> Rate:
     """Events/s through POST /tasks/{id}/events, ``per_request`` events per request."""
-    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=base, timeout=30, headers=headers) as http:
         task_id = (await http.post("/api/v1/tasks/", json={"title": "REST"})).json()["id"]
         cpu = cpu_seconds(pid)
         started = time.perf_counter()
@@ -104,7 +122,9 @@ async def rest_throughput(base: str, count: int, per_request: int, pid: int) -> 
         return Rate(count, time.perf_counter() - started, cpu_seconds(pid) - cpu)
 
 
-async def latency(client: AsyncClient, base: str, samples: int) -> tuple[list[float], list[float]]:
+async def latency(
+    client: AsyncClient, base: str, headers: dict[str, str], samples: int
+) -> tuple[list[float], list[float]]:
     """Milliseconds from publishing one event to its arrival at a subscriber: through
     ``run.progress()``, and through one ``POST /events`` (the baseline)."""
     task = await client.create_task("SDK latency")
@@ -128,7 +148,7 @@ async def latency(client: AsyncClient, base: str, samples: int) -> tuple[list[fl
     rest_ms: list[float] = []
     async with (
         client.run(task.id, agent="agent_latency") as run,
-        httpx.AsyncClient(base_url=base, timeout=30) as http,
+        httpx.AsyncClient(base_url=base, timeout=30, headers=headers) as http,
     ):
         await run.flush()
         for n in range(samples + 20):
@@ -156,17 +176,19 @@ async def latency(client: AsyncClient, base: str, samples: int) -> tuple[list[fl
     return sdk_ms, rest_ms
 
 
-async def measure(base: str, pid: int, args: argparse.Namespace) -> None:
+async def measure(base: str, pid: int, access: Access, args: argparse.Namespace) -> None:
     options = DeliveryOptions(batch_size=args.batch_size, max_in_flight=args.in_flight)
-    async with AsyncClient(base, timeout=30, delivery=options) as client:
+    headers = access.headers
+    token = access.token or ""  # "": send none (not TASKLINE_TOKEN, not a stored token)
+    async with AsyncClient(base, timeout=30, delivery=options, token=token) as client:
         await sdk_throughput(client, 2000, pid)  # warm-up
         rounds = [await sdk_throughput(client, args.events, pid) for _ in range(args.rounds)]
-        one_each = await rest_throughput(base, args.baseline_events, 1, pid)
-        batched = await rest_throughput(base, args.events, 500, pid)
+        one_each = await rest_throughput(base, headers, args.baseline_events, 1, pid)
+        batched = await rest_throughput(base, headers, args.events, 500, pid)
         median = sorted(rounds, key=lambda r: r.per_second)[len(rounds) // 2]
         print(
             f"events acknowledged per second ({args.events} events per round, SQLite, "
-            f"batches of up to {args.batch_size}, {args.in_flight} in flight):"
+            f"batches of up to {args.batch_size}, {args.in_flight} in flight, {access.label}):"
         )
         print(f"  SDK run over one WebSocket (median)        {median}")
         for n, rate in enumerate(rounds, 1):
@@ -175,7 +197,7 @@ async def measure(base: str, pid: int, args: argparse.Namespace) -> None:
         print(f"  POST /events, 500 per request (reference)  {batched}")
         print(f"  SDK / baseline: {median.per_second / one_each.per_second:.1f}x")
 
-        sdk_ms, rest_ms = await latency(client, base, args.samples)
+        sdk_ms, rest_ms = await latency(client, base, headers, args.samples)
         print(f"latency to a WebSocket subscriber ({args.samples} samples each):")
         for name, values in (("run.progress()", sdk_ms), ("POST /events (baseline)", rest_ms)):
             print(
@@ -192,14 +214,16 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=500)
     parser.add_argument("--batch-size", type=int, default=DeliveryOptions().batch_size)
     parser.add_argument("--in-flight", type=int, default=DeliveryOptions().max_in_flight)
+    add_auth_option(parser, both=False)
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="taskline-sdk-bench-"))
     url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
     port = 19000 + random.randrange(1000)
-    server = start_server(url, port)
+    access = prepare_sync(url, args.auth == "on")
+    server = start_server(url, port, access, workdir / "server.log")
     try:
-        asyncio.run(measure(f"http://127.0.0.1:{port}", server.pid, args))
+        asyncio.run(measure(f"http://127.0.0.1:{port}", server.pid, access, args))
     finally:
         server.terminate()
         server.wait(10)

@@ -22,6 +22,10 @@ Long tasks and latency are wall-clock figures: on a busy machine other processes
 page's main thread and inflate them. ``--trace`` also records a Chrome trace and reports the
 CPU time the page's main thread itself used per second (script, style, layout, paint), which
 other load does not inflate.
+
+The server runs with authentication off (``TASKLINE_AUTH=false``, on 127.0.0.1 only): the
+page would otherwise have to sign in first, which is not what this measures; the publisher
+then sends no token.
 """
 
 import argparse
@@ -42,6 +46,9 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from access import Access  # noqa: E402
 from tests.support.browser import CHROMIUM, launch_chromium  # noqa: E402
 
 PAGE_PROBES = """() => {
@@ -202,7 +209,10 @@ def main() -> None:
     port = 19000 + random.randrange(1000)
     pin = ["taskset", "-c", "0"] if (os.cpu_count() or 1) > 1 else []
     command = [*pin, sys.executable, "-m", "taskline", "serve", "--port", str(port)]
-    server = subprocess.Popen([*command, "--database-url", url, "--log-level", "warning"])
+    server = subprocess.Popen(
+        [*command, "--database-url", url, "--log-level", "warning"],
+        env=Access(auth=False).server_environ(),
+    )
     if pin:
         os.sched_setaffinity(0, {1})  # this publisher and Chromium (its children inherit it)
     base = f"http://127.0.0.1:{port}"

@@ -240,6 +240,73 @@ def test_title_and_description_are_edited_and_seen_live(
     assert client.get(f"/api/v1/tasks/{task['id']}").json()["description"] == "Better words"
 
 
+def test_an_edit_of_a_task_changed_meanwhile_shows_the_conflict_and_overwrites_nothing(
+    sqlite_server: LiveServer, client: httpx.Client, new_page: NewPage
+) -> None:
+    """The form saves with If-Match (the version it was opened on): a change made meanwhile
+    is a 412, shown in the form, and nothing is overwritten; Reload takes the other change
+    into the fields the person did not touch, and saving then keeps both."""
+    task = create_task(client, "Shared title", description="Old words")
+    page = open_task(new_page, sqlite_server, task)
+    page.get_by_role("button", name="Edit").click()
+    page.locator("#edit-title").fill("Person's title")
+
+    # someone else (an agent, another tab) changes the description meanwhile
+    other = client.patch(f"/api/v1/tasks/{task['id']}", json={"description": "Agent's words"})
+    assert other.status_code == 200
+    expect(page.locator("#detail-description")).to_have_text("Agent's words", timeout=LIVE_MS)
+
+    page.get_by_role("button", name="Save").click()
+    conflict = page.locator("#edit-conflict")
+    expect(conflict).to_be_visible()
+    expect(conflict).to_have_attribute("role", "alert")
+    expect(conflict).to_contain_text("changed by someone else since you opened it")
+    expect(conflict).to_contain_text("reload")
+    expect(page.locator("#edit-form")).to_be_visible()
+    expect(page.locator("#edit-title")).to_have_value("Person's title")
+    stored = client.get(f"/api/v1/tasks/{task['id']}").json()
+    assert stored["title"] == "Shared title" and stored["description"] == "Agent's words"
+
+    page.get_by_role("button", name="Reload").click()
+    expect(conflict).to_be_hidden()
+    expect(page.locator("#edit-title")).to_have_value("Person's title")
+    expect(page.locator("#edit-description")).to_have_value("Agent's words")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("#edit-form")).to_be_hidden()
+    expect(page.locator("#detail-title")).to_have_text("Person's title")
+    stored = client.get(f"/api/v1/tasks/{task['id']}").json()
+    assert stored["title"] == "Person's title" and stored["description"] == "Agent's words"
+
+
+def test_with_if_match_required_the_panel_still_edits_ticks_and_starts(
+    sqlite_url: str, new_page: NewPage
+) -> None:
+    """TASKLINE_REQUIRE_IF_MATCH: the edit form sends the version it showed; the checklist
+    and the Start button (a flip and a status move, not copies written back) send ``*``."""
+    server = LiveServer(Settings(database_url=sqlite_url, require_if_match=True))
+    server.start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            task = create_task(
+                http, "Strict", sections=[{"title": "S", "subtasks": [{"title": "Tick me"}]}]
+            )
+            assert http.patch(f"/api/v1/tasks/{task['id']}", json={}).status_code == 428
+            page = open_task(new_page, server, task)
+            page.get_by_role("checkbox", name="Tick me").check()
+            page.get_by_role("button", name="Start").click()
+            expect(page.locator("#detail-status")).to_have_text("In progress")
+            page.get_by_role("button", name="Edit").click()
+            page.locator("#edit-title").fill("Strict, edited")
+            page.get_by_role("button", name="Save").click()
+            expect(page.locator("#edit-form")).to_be_hidden()
+            stored = http.get(f"/api/v1/tasks/{task['id']}").json()
+            assert stored["title"] == "Strict, edited" and stored["status"] == "in_progress"
+            assert stored["sections"][0]["subtasks"][0]["done"] is True
+            expect(page.get_by_role("alert")).to_have_count(0)
+    finally:
+        server.stop()
+
+
 def test_messages_and_pause_resume_cancel(
     sqlite_server: LiveServer, client: httpx.Client, new_page: NewPage
 ) -> None:

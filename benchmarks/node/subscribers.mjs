@@ -4,12 +4,17 @@
 //                             [--deadline 120] [--concurrency 200]
 //
 // Protocol with the driver (benchmarks/fanout.py), one JSON object per line:
-//   stdout  {"type":"ready", connected, failed, retries, connect_ms}   when every socket is open and has
-//                                                            received its first frame (or failed)
+//   stdout  {"type":"ready", connected, failed, retries, refused, connect_ms}   when every socket
+//                          is open and has received its first frame (or failed); refused counts
+//                          the sockets closed with 4401/4403 (not signed in, forbidden) by code
 //   stdin   start    marks the start of the measured window (CPU time and clock baseline)
 //   stdin   status   -> stdout {"type":"status", delivered, closed}
 //   stdin   stop     -> stdout {"type":"summary", ...}, then every socket is dropped and we exit
 // The summary is also printed (and the process exits) when the deadline passes.
+//
+// When TASKLINE_TOKEN is set (and not empty), every upgrade carries
+// "Authorization: Bearer <token>" (a server that checks who asks closes a socket without one
+// with 4401). The driver passes the token in the environment, not on the command line.
 //
 // A benchmark event carries `"bm":[run, k, t]` in its data: run id, publisher sequence number
 // and the publish time in ms since the epoch (the publisher's time.time() * 1000). A frame may
@@ -36,6 +41,8 @@ function parseArgs(argv) {
 }
 
 const options = parseArgs(process.argv);
+const token = (process.env.TASKLINE_TOKEN ?? "").trim();
+const headers = token ? { Authorization: `Bearer ${token}` } : {};
 const MARK = Buffer.from('"bm"');
 const SEQ = Buffer.from('"seq"');
 const OPEN_BRACKET = 0x5b;
@@ -182,6 +189,7 @@ const subscribers = [];
 let established = 0;
 let failed = 0;
 let retries = 0; // connection attempts that failed before the first frame and were retried
+const refused = {}; // close code (4401, 4403) -> sockets refused by the server, not retried
 let attempted = 0;
 let pending = 0;
 const connectStarted = now();
@@ -205,6 +213,7 @@ function open(subscriber, attempt) {
     perMessageDeflate: false,
     skipUTF8Validation: true,
     handshakeTimeout: 30_000,
+    headers,
   });
   subscriber.socket = socket;
   socket.on("message", (data) => subscriber.onMessage(data));
@@ -212,7 +221,11 @@ function open(subscriber, attempt) {
   socket.on("close", (code) => {
     if (stopping) return;
     if (!subscriber.established) {
-      if (attempt < 3) {
+      if (code === 4401 || code === 4403) {
+        refused[code] = (refused[code] ?? 0) + 1;
+        onFailed();
+      }
+      else if (attempt < 3) {
         retries += 1;
         setTimeout(() => open(subscriber, attempt + 1), 100 * (attempt + 1));
       }
@@ -242,6 +255,7 @@ function checkReady() {
     connected: established,
     failed,
     retries,
+    refused,
     connect_ms: Math.round(now() - connectStarted),
   });
 }

@@ -53,6 +53,11 @@ class Settings(BaseSettings):
         default=(), description="Origins allowed to call the API from a browser (CORS)."
     )
     log_level: str = Field(default="info", description="uvicorn log level.")
+    require_if_match: bool = Field(
+        default=False,
+        description="Refuse (428) a change to a task (PUT, PATCH, DELETE, its sections and "
+        "subtasks) that carries no If-Match, so no client can overwrite unseen changes.",
+    )
     # --- security
     auth: bool = Field(
         default=True,

@@ -14,7 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from taskline.domain.errors import StorageError, TasklineError
+from taskline.domain.errors import PreconditionFailedError, StorageError, TasklineError
+from taskline.domain.preconditions import etag
 from taskline.domain.problems import PROBLEM_TYPE_BASE, problem_body
 
 __all__ = [
@@ -34,9 +35,11 @@ _TITLES = {
     404: "Not found",
     405: "Method not allowed",
     409: "Conflict",
+    412: "Precondition failed",
     413: "Content too large",
     415: "Unsupported media type",
     422: "Invalid input",
+    428: "Precondition required",
     500: "Internal server error",
     503: "Service unavailable",
 }
@@ -78,7 +81,9 @@ def _for_taskline_error(request: Request, exc: TasklineError) -> ProblemResponse
     if isinstance(exc, StorageError):
         logger.error("storage error on %s %s: %s", request.method, request.url.path, exc.detail)
     body = problem_body(exc, instance=request.url.path)
-    return ProblemResponse(body, status_code=body["status"])
+    # a refused If-Match also says which version is current, as the task's answers do
+    headers = {"ETag": etag(exc.current)} if isinstance(exc, PreconditionFailedError) else None
+    return ProblemResponse(body, status_code=body["status"], headers=headers)
 
 
 def _field_path(location: tuple[Any, ...] | list[Any]) -> str:

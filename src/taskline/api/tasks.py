@@ -5,9 +5,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from taskline.api.deps import ActorDep, ServicesDep
+from taskline.api.preconditions import CONDITIONAL, IfMatchDep, send_etag
 from taskline.api.responses import JSONBytes
 from taskline.domain.errors import InvalidInputError
 from taskline.domain.models import Task, TaskCreate, TaskPage, TaskPatch, TaskReplace
+from taskline.domain.preconditions import etag
 from taskline.domain.queries import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, SortField, TaskQuery
 from taskline.domain.status import TaskStatus
 
@@ -88,30 +90,66 @@ async def create_task(
     """Create the task and log ``task_created`` in the same transaction."""
     task = await services.tasks.create(body, actor=actor)
     response.headers["Location"] = f"/api/v1/tasks/{task.id}"
+    send_etag(response, task.version)
     return task
 
 
 @router.get("/{task_id}", response_model=Task, summary="Get a task")
 async def get_task(task_id: str, services: ServicesDep) -> Response:
-    return JSONBytes(await services.tasks.document(task_id))
+    """The task; its ``ETag`` is its version, for ``If-Match`` on changes."""
+    document = await services.tasks.document(task_id)
+    return JSONBytes(document, headers={"ETag": etag(document["version"])})
 
 
-@router.put("/{task_id}", response_model=Task, summary="Replace a task's fields")
+@router.put(
+    "/{task_id}", response_model=Task, summary="Replace a task's fields", responses=CONDITIONAL
+)
 async def replace_task(
-    task_id: str, body: TaskReplace, services: ServicesDep, actor: ActorDep
+    task_id: str,
+    body: TaskReplace,
+    services: ServicesDep,
+    actor: ActorDep,
+    if_match: IfMatchDep,
+    response: Response,
 ) -> Task:
-    """Replace the fields; logs ``task_updated`` (and the status event if it moved)."""
-    return await services.tasks.replace(task_id, body, actor=actor)
+    """Replace the fields; logs ``task_updated`` (and the status event if it moved).
+
+    The document ``GET`` answers may be sent back edited: its read-only fields are ignored
+    when unchanged (422 when changed), its ``version`` must be current (else 412)."""
+    task = await services.tasks.replace(task_id, body, actor=actor, if_match=if_match)
+    send_etag(response, task.version)
+    return task
 
 
-@router.patch("/{task_id}", response_model=Task, summary="Change some of a task's fields")
-async def patch_task(task_id: str, body: TaskPatch, services: ServicesDep, actor: ActorDep) -> Task:
+@router.patch(
+    "/{task_id}",
+    response_model=Task,
+    summary="Change some of a task's fields",
+    responses=CONDITIONAL,
+)
+async def patch_task(
+    task_id: str,
+    body: TaskPatch,
+    services: ServicesDep,
+    actor: ActorDep,
+    if_match: IfMatchDep,
+    response: Response,
+) -> Task:
     """Change the fields sent; logs ``task_updated`` (and the status event if it moved)."""
-    return await services.tasks.patch(task_id, body.changes(), actor=actor)
+    task = await services.tasks.patch(task_id, body.changes(), actor=actor, if_match=if_match)
+    send_etag(response, task.version)
+    return task
 
 
-@router.delete("/{task_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a task")
-async def delete_task(task_id: str, services: ServicesDep, actor: ActorDep) -> Response:
+@router.delete(
+    "/{task_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a task",
+    responses=CONDITIONAL,
+)
+async def delete_task(
+    task_id: str, services: ServicesDep, actor: ActorDep, if_match: IfMatchDep
+) -> Response:
     """Delete the task; its log keeps a final ``task_deleted`` event."""
-    await services.tasks.delete(task_id, actor=actor)
+    await services.tasks.delete(task_id, actor=actor, if_match=if_match)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

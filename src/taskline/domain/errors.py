@@ -8,7 +8,9 @@
     ├── NotFoundError            (404) a task, agent, section or subtask id that does not exist
     ├── ConflictError            (409) the request contradicts the current state
     │   ├── InvalidTransitionError     a status change the state machine refuses
-    │   └── AlreadyExistsError         an id that is taken (for example on import)
+    │   ├── AlreadyExistsError         an id that is taken (for example on import)
+    │   └── PreconditionFailedError  (412) If-Match names a version that is not current
+    ├── PreconditionRequiredError (428) a change without If-Match where it is required
     ├── InvalidInputError        (422) well-formed JSON whose content is wrong
     ├── UnsupportedFormatError   (400) an export format Taskline does not write
     └── StorageError             (503) the database failed or is unreachable
@@ -24,6 +26,8 @@ __all__ = [
     "InvalidTransitionError",
     "NotAuthenticatedError",
     "NotFoundError",
+    "PreconditionFailedError",
+    "PreconditionRequiredError",
     "StorageError",
     "TasklineError",
     "UnsupportedFormatError",
@@ -97,6 +101,28 @@ class AlreadyExistsError(ConflictError):
         super().__init__(f"{kind} already exist: {shown}{more}")
         self.kind = kind
         self.resource_ids = list(resource_ids)
+
+
+class PreconditionFailedError(ConflictError):
+    """A change made from a version of the resource that is no longer the current one: it
+    changed since the client read it (``If-Match``, or a replaced document's ``version``)."""
+
+    title = "Precondition failed"
+
+    def __init__(self, kind: str, resource_id: str, *, current: int, required: str) -> None:
+        super().__init__(
+            f"{kind} {resource_id!r} changed since it was read: it is at version {current}, "
+            f"the request required {required}; read it again and redo the change"
+        )
+        self.kind = kind
+        self.resource_id = resource_id
+        self.current = current
+
+
+class PreconditionRequiredError(TasklineError):
+    """The server requires changes to be conditional (``If-Match``) and this one is not."""
+
+    title = "Precondition required"
 
 
 class InvalidInputError(TasklineError):

@@ -34,9 +34,11 @@ __all__ = [
     "Section",
     "SectionCreate",
     "SectionPatch",
+    "SectionReplace",
     "Subtask",
     "SubtaskCreate",
     "SubtaskPatch",
+    "SubtaskReplace",
     "Tag",
     "Task",
     "TaskCreate",
@@ -126,6 +128,11 @@ class Task(_Read):
     updated_at: datetime
     started_at: datetime | None
     completed_at: datetime | None
+    version: int = Field(
+        default=1,
+        description="Bumped by every change to the task (its fields, tags, sections, "
+        "subtasks, and what events change); the ETag is this number, quoted.",
+    )
     sections: list[Section]
 
 
@@ -202,13 +209,54 @@ class TaskCreate(_Write):
     sections: list[SectionCreate] = Field(default_factory=list, max_length=200)
 
 
+class SubtaskReplace(_Write):
+    """A subtask of a replaced task: with ``id``, that subtask of the task, kept (moved here
+    if it was in another section); without, a new one."""
+
+    id: ResourceId | None = None
+    title: Title
+    done: bool = False
+    notes: Text = ""
+    position: int | None = Field(
+        default=None, description="Read-only: the order of the list decides (may be sent as read)."
+    )
+
+
+class SectionReplace(_Write):
+    """A section of a replaced task: with ``id``, that section of the task, kept; without, a
+    new one."""
+
+    id: ResourceId | None = None
+    title: Title
+    position: int | None = Field(
+        default=None, description="Read-only: the order of the list decides (may be sent as read)."
+    )
+    subtasks: list[SubtaskReplace] = Field(default_factory=list, max_length=1000)
+
+
 class TaskReplace(_Write):
     """Body of ``PUT /tasks/{id}``: replaces the task's fields.
 
     Omitted fields take their defaults, except ``status`` (omitted: unchanged; a change must be
     a transition the state machine allows) and ``sections`` (omitted: unchanged; given: the
-    whole structure is replaced).
+    whole structure is replaced; sections and subtasks that carry the ``id`` of one of the
+    task's keep it, the others are new).
+
+    The document ``GET`` returns is accepted as it is: its read-only fields (``READ_ONLY``,
+    and the sections' and subtasks' ``position``) are ignored when they are the task's, and
+    refused (422, naming the field) when they are not. ``version`` is the version the
+    document was read at: another one is a 412, like a stale ``If-Match``.
     """
+
+    #: Fields the server sets; a replacement may carry them only unchanged.
+    READ_ONLY: ClassVar[tuple[str, ...]] = (
+        "id",
+        "version",
+        "created_at",
+        "updated_at",
+        "started_at",
+        "completed_at",
+    )
 
     title: Title
     description: Text = ""
@@ -219,7 +267,22 @@ class TaskReplace(_Write):
     assigned_agent_id: ResourceId | None = None
     tags: Tags = Field(default_factory=list)
     result: JsonValue | None = None
-    sections: list[SectionCreate] | None = None
+    sections: list[SectionReplace] | None = None
+    # read-only: see READ_ONLY
+    id: str | None = Field(default=None, max_length=80)
+    version: int | None = Field(default=None, ge=1, lt=2**31)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+
+    def sent_fields(self) -> set[str]:
+        """The writable fields the client sent (what the ``task_updated`` event lists)."""
+        return set(self.model_fields_set) - set(self.READ_ONLY)
+
+    def writable(self) -> dict[str, Any]:
+        """The writable fields besides ``status``, ``sections`` and ``tags``, with defaults."""
+        return self.model_dump(exclude={"status", "sections", "tags", *self.READ_ONLY})
 
 
 class _Patch(_Write):

@@ -12,6 +12,8 @@ from taskline.domain.errors import (
     InvalidTransitionError,
     NotAuthenticatedError,
     NotFoundError,
+    PreconditionFailedError,
+    PreconditionRequiredError,
     StorageError,
     TasklineError,
     UnsupportedFormatError,
@@ -28,6 +30,8 @@ _STATUS_BY_ERROR: list[tuple[type[TasklineError], int, str]] = [
     (NotFoundError, 404, "not-found"),
     (InvalidTransitionError, 409, "invalid-transition"),
     (AlreadyExistsError, 409, "already-exists"),
+    (PreconditionFailedError, 412, "precondition-failed"),
+    (PreconditionRequiredError, 428, "precondition-required"),
     (ConflictError, 409, "conflict"),
     (InvalidInputError, 422, "invalid-input"),
     (UnsupportedFormatError, 400, "unsupported-format"),
@@ -56,6 +60,8 @@ def problem_body(exc: TasklineError, *, instance: str | None = None) -> dict[str
         body.update(current=exc.current, requested=exc.requested, allowed=exc.allowed)
     elif isinstance(exc, AlreadyExistsError):
         body["ids"] = exc.resource_ids
+    elif isinstance(exc, PreconditionFailedError):
+        body["current_version"] = exc.current
     elif isinstance(exc, UnsupportedFormatError):
         body["supported"] = exc.supported
     elif isinstance(exc, InvalidInputError) and exc.field:

@@ -31,6 +31,13 @@ REST calls, runs, agent connections and subscriptions alike (a WebSocket closed 
 
     with Client(url, token=os.environ["MY_TOKEN"]) as taskline:
         ...
+
+Changes to a task can be made from the version read (``if_match=``: a task, its version,
+or ``"*"``); if someone changed it since, :class:`PreconditionFailed` is raised and nothing
+is overwritten::
+
+    task = taskline.get_task(task_id)
+    taskline.update_task(task.id, if_match=task, title="Better title")
 """
 
 from taskline.sdk._async_client import AgentConnection, AsyncClient
@@ -63,6 +70,8 @@ from taskline.sdk._errors import (
     InvalidEvent,
     InvalidRequest,
     NotFound,
+    PreconditionFailed,
+    PreconditionRequired,
     RunStateError,
     ServerUnreachableError,
     TasklineAuthError,
@@ -117,6 +126,8 @@ __all__ = [
     "MessagePosted",
     "MessageStream",
     "NotFound",
+    "PreconditionFailed",
+    "PreconditionRequired",
     "Run",
     "RunPhase",
     "RunState",

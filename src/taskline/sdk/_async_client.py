@@ -24,7 +24,7 @@ from taskline.sdk._config import (
 )
 from taskline.sdk._credentials import resolve_token
 from taskline.sdk._errors import ClientClosedError, TasklineClientError
-from taskline.sdk._http import Call, request_headers, server_url, transport_errors
+from taskline.sdk._http import Call, IfMatch, request_headers, server_url, transport_errors
 from taskline.sdk._models import (
     Command,
     EventPage,
@@ -209,17 +209,26 @@ class AsyncClient:
         """Create a task; ``fields`` are the other ``TaskCreate`` fields."""
         return await self._send(api.create_task({"title": title, **fields}))
 
-    async def update_task(self, task_id: str, **changes: Any) -> Task:
-        """Change only the given fields (PATCH); a refused status change is a :class:`Conflict`."""
-        return await self._send(api.update_task(task_id, changes))
+    async def update_task(self, task_id: str, *, if_match: IfMatch = None, **changes: Any) -> Task:
+        """Change only the given fields (PATCH); a refused status change is a :class:`Conflict`.
 
-    async def replace_task(self, task_id: str, title: str, **fields: Any) -> Task:
-        """Replace the task's fields (PUT); an omitted ``status``/``sections`` is kept."""
-        return await self._send(api.replace_task(task_id, {"title": title, **fields}))
+        ``if_match``: see :meth:`Client.update_task` (a stale one raises
+        :class:`PreconditionFailed`)."""
+        return await self._send(api.update_task(task_id, changes, if_match))
 
-    async def delete_task(self, task_id: str) -> None:
-        """Delete the task with its sections and messages; :class:`NotFound` if unknown."""
-        await self._send(api.delete_task(task_id))
+    async def replace_task(
+        self, task_id: str, title: str, *, if_match: IfMatch = None, **fields: Any
+    ) -> Task:
+        """Replace the task's fields (PUT); an omitted ``status``/``sections`` is kept.
+
+        ``if_match``: see :meth:`Client.update_task`."""
+        return await self._send(api.replace_task(task_id, {"title": title, **fields}, if_match))
+
+    async def delete_task(self, task_id: str, *, if_match: IfMatch = None) -> None:
+        """Delete the task with its sections and messages; :class:`NotFound` if unknown.
+
+        ``if_match``: see :meth:`Client.update_task`."""
+        await self._send(api.delete_task(task_id, if_match))
 
     # --- sections and subtasks
 

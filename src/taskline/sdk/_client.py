@@ -20,7 +20,7 @@ from taskline.sdk._config import (
 )
 from taskline.sdk._credentials import resolve_token
 from taskline.sdk._errors import ClientClosedError
-from taskline.sdk._http import Call, request_headers, server_url, transport_errors
+from taskline.sdk._http import Call, IfMatch, request_headers, server_url, transport_errors
 from taskline.sdk._models import EventPage, IssuedToken, MessagePosted, TaskControl, TaskState
 from taskline.sdk._sync import LoopThread, SyncRun, SyncSubscription
 
@@ -206,24 +206,38 @@ class Client:
         """
         return self._send(api.create_task({"title": title, **fields}))
 
-    def update_task(self, task_id: str, **changes: Any) -> Task:
+    def update_task(self, task_id: str, *, if_match: IfMatch = None, **changes: Any) -> Task:
         """Change only the given fields (PATCH); ``None`` clears an optional field.
 
         A status change the state machine refuses raises :class:`Conflict` whose
         ``allowed`` lists the legal next statuses.
+        ``if_match`` makes the change conditional: a :class:`~taskline.domain.models.Task`
+        (its ``version``), a version, an ETag, or ``"*"`` (any version). If the task changed
+        since, nothing is changed and :class:`PreconditionFailed` is raised.
         """
-        return self._send(api.update_task(task_id, changes))
+        return self._send(api.update_task(task_id, changes, if_match))
 
-    def replace_task(self, task_id: str, title: str, **fields: Any) -> Task:
+    def replace_task(
+        self, task_id: str, title: str, *, if_match: IfMatch = None, **fields: Any
+    ) -> Task:
         """Replace the task's fields (PUT): omitted fields take their defaults.
 
-        Exceptions: an omitted ``status`` or ``sections`` is left unchanged.
+        Exceptions: an omitted ``status`` or ``sections`` is left unchanged. Read-only fields
+        of a task read before (``id``, ``version``, ``created_at`` ...) may be passed back
+        unchanged; sections and subtasks passed with their ``id`` keep it.
+        ``if_match`` makes the change conditional: a :class:`~taskline.domain.models.Task`
+        (its ``version``), a version, an ETag, or ``"*"`` (any version). If the task changed
+        since, nothing is changed and :class:`PreconditionFailed` is raised.
         """
-        return self._send(api.replace_task(task_id, {"title": title, **fields}))
+        return self._send(api.replace_task(task_id, {"title": title, **fields}, if_match))
 
-    def delete_task(self, task_id: str) -> None:
-        """Delete the task with its sections and messages; :class:`NotFound` if unknown."""
-        self._send(api.delete_task(task_id))
+    def delete_task(self, task_id: str, *, if_match: IfMatch = None) -> None:
+        """Delete the task with its sections and messages; :class:`NotFound` if unknown.
+        ``if_match`` makes the change conditional: a :class:`~taskline.domain.models.Task`
+        (its ``version``), a version, an ETag, or ``"*"`` (any version). If the task changed
+        since, nothing is changed and :class:`PreconditionFailed` is raised.
+        """
+        self._send(api.delete_task(task_id, if_match))
 
     # --- export and import
 

@@ -10,6 +10,8 @@ from typing import Any
 from taskline.domain.models import Agent, Message, Section, Subtask, Task, TaskPage
 from taskline.sdk._http import (
     Call,
+    IfMatch,
+    conditional,
     counts,
     download,
     json_object,
@@ -113,16 +115,20 @@ def create_task(fields: Mapping[str, Any]) -> Call[Task]:
     return Call("POST", f"{TASKS}/", model(Task), json=_body(fields))
 
 
-def update_task(task_id: str, changes: Mapping[str, Any]) -> Call[Task]:
-    return Call("PATCH", _task(task_id), model(Task), json=_body(changes))
+def update_task(task_id: str, changes: Mapping[str, Any], if_match: IfMatch = None) -> Call[Task]:
+    return Call(
+        "PATCH", _task(task_id), model(Task), json=_body(changes), headers=conditional(if_match)
+    )
 
 
-def replace_task(task_id: str, fields: Mapping[str, Any]) -> Call[Task]:
-    return Call("PUT", _task(task_id), model(Task), json=_body(fields))
+def replace_task(task_id: str, fields: Mapping[str, Any], if_match: IfMatch = None) -> Call[Task]:
+    return Call(
+        "PUT", _task(task_id), model(Task), json=_body(fields), headers=conditional(if_match)
+    )
 
 
-def delete_task(task_id: str) -> Call[None]:
-    return Call("DELETE", _task(task_id), no_content)
+def delete_task(task_id: str, if_match: IfMatch = None) -> Call[None]:
+    return Call("DELETE", _task(task_id), no_content, headers=conditional(if_match))
 
 
 def export(fmt: str, task_id: str | None) -> Call[tuple[str, bytes]]:

@@ -16,7 +16,9 @@
     └── ApiError                   the server answered with an RFC 9457 problem (4xx/5xx)
         ├── NotFound               404: the task, agent or route does not exist
         ├── Conflict               409: an invalid status transition, an id that is taken
+        │   └── PreconditionFailed 412: the task changed since the version sent in If-Match
         ├── InvalidRequest         400, 413, 422: the request itself is wrong
+        │   └── PreconditionRequired 428: the server wants If-Match on changes
         ├── TasklineAuthError      401, 403 (WebSocket close 4401, 4403): no token, a refused
         │                          token, or a role that may not do this
         └── EventRejected          a published batch was refused (``nack``), all or nothing
@@ -42,6 +44,8 @@ __all__ = [
     "InvalidEvent",
     "InvalidRequest",
     "NotFound",
+    "PreconditionFailed",
+    "PreconditionRequired",
     "RunStateError",
     "ServerUnreachableError",
     "TasklineAuthError",
@@ -127,8 +131,28 @@ class Conflict(ApiError):
         return [str(s) for s in allowed] if isinstance(allowed, list) else []
 
 
+class PreconditionFailed(Conflict):
+    """412: the task changed since the version the change was made from (``if_match=``, or
+    a replaced document's ``version``); nothing was changed.
+
+    Read the task again (``get_task``), redo the change on what it is now, and send it with
+    the new version. ``current_version`` is the task's version now (None if the server did
+    not say).
+    """
+
+    @property
+    def current_version(self) -> int | None:
+        current = self.problem.get("current_version")
+        return current if isinstance(current, int) and not isinstance(current, bool) else None
+
+
 class InvalidRequest(ApiError):
     """400, 413 or 422: malformed, too large, or semantically invalid input."""
+
+
+class PreconditionRequired(InvalidRequest):
+    """428: the server requires changes to carry ``If-Match`` (``TASKLINE_REQUIRE_IF_MATCH``):
+    pass ``if_match=`` (the task, its version, or ``"*"`` for any version)."""
 
 
 class TasklineAuthError(ApiError):

@@ -13,16 +13,19 @@ from datetime import date, datetime
 from email.message import Message as _HeaderParser
 from enum import Enum
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, Union
 from urllib.parse import quote
 
 import httpx
 
+from taskline.domain.preconditions import etag
 from taskline.sdk._errors import (
     ApiError,
     Conflict,
     InvalidRequest,
     NotFound,
+    PreconditionFailed,
+    PreconditionRequired,
     ServerUnreachableError,
     TasklineAuthError,
     UnexpectedResponseError,
@@ -31,9 +34,13 @@ from taskline.sdk._errors import (
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
+    from taskline.domain.models import Task
+
 __all__ = [
     "Call",
+    "IfMatch",
     "api_error",
+    "conditional",
     "counts",
     "download",
     "json_object",
@@ -58,8 +65,10 @@ _ERROR_BY_STATUS: dict[int, type[ApiError]] = {
     400: InvalidRequest,
     404: NotFound,
     409: Conflict,
+    412: PreconditionFailed,
     413: InvalidRequest,
     422: InvalidRequest,
+    428: PreconditionRequired,
 }
 
 
@@ -275,6 +284,25 @@ def request_headers(token: str | None) -> dict[str, str]:
     if token:
         headers["Authorization"] = f"Bearer {token}"
     return headers
+
+
+#: What ``if_match=`` accepts: a task (its version), a version, an ETag as the server sent
+#: it (``'"3"'``) or ``"*"`` (any version); None sends no If-Match.
+IfMatch = Union["Task", int, str, None]
+
+
+def conditional(if_match: IfMatch) -> dict[str, str] | None:
+    """The ``If-Match`` header for ``if_match`` (None: no header)."""
+    if if_match is None:
+        return None
+    if isinstance(if_match, bool):
+        raise TypeError("if_match must be a Task, a version, an ETag or '*', not a bool")
+    if isinstance(if_match, int):
+        return {"If-Match": etag(if_match)}
+    if isinstance(if_match, str):
+        text = if_match.strip()
+        return {"If-Match": etag(int(text)) if text.isdecimal() else text}
+    return {"If-Match": etag(if_match.version)}
 
 
 def path_id(value: str) -> str:

@@ -25,9 +25,11 @@ from taskline.domain.models import (
     Task,
     TaskPatch,
 )
+from taskline.domain.preconditions import IfMatch
 from taskline.realtime.agents import AgentHub
 from taskline.sdk import AsyncClient
-from taskline.sdk._http import Call
+from taskline.sdk._http import Call, conditional
+from taskline.sdk._http import IfMatch as IfMatchArg
 from taskline.service.agent_session import AgentSession
 from taskline.service.events import EventService
 from taskline.service.tasks import TaskService
@@ -133,10 +135,14 @@ class LocalClient(AsyncClient):
         self._check_open()
         return await self._tasks.get(task_id)
 
-    async def update_task(self, task_id: str, **changes: Any) -> Task:
+    async def update_task(
+        self, task_id: str, *, if_match: IfMatchArg = None, **changes: Any
+    ) -> Task:
         self._check_open()
         fields = TaskPatch.model_validate(changes).changes()
-        return await self._tasks.patch(task_id, fields, actor=self._actor)
+        header = conditional(if_match)
+        condition = IfMatch.parse(header["If-Match"]) if header else None
+        return await self._tasks.patch(task_id, fields, actor=self._actor, if_match=condition)
 
     async def add_section(
         self,
@@ -154,4 +160,5 @@ class LocalClient(AsyncClient):
                 for s in subtasks
             ],
         )
-        return await self._tasks.add_section(task_id, body, position=position, actor=self._actor)
+        added = await self._tasks.add_section(task_id, body, position=position, actor=self._actor)
+        return added.value

@@ -7,6 +7,7 @@ from typing import Any
 from taskline.domain import changes
 from taskline.domain.access import Action, require, require_on_task
 from taskline.domain.actors import Actor, Role
+from taskline.domain.documents import check_read_only
 from taskline.domain.events import WebSocketMessage
 from taskline.domain.models import (
     Section,
@@ -17,6 +18,7 @@ from taskline.domain.models import (
     TaskCreate,
     TaskReplace,
 )
+from taskline.domain.preconditions import IfMatch, Versioned
 from taskline.domain.queries import TaskQuery
 from taskline.service.writes import Change, Writes
 from taskline.store.agents import AgentStore
@@ -65,14 +67,24 @@ class TaskService:
             await change.start(task.id, changes.created(task), actor=actor, source=source)
         return task
 
-    async def replace(self, task_id: str, body: TaskReplace, *, actor: Actor) -> Task:
-        """Replace the fields; logs ``task_updated`` (and the status event if it moved)."""
+    async def replace(
+        self, task_id: str, body: TaskReplace, *, actor: Actor, if_match: IfMatch | None = None
+    ) -> Task:
+        """Replace the fields; logs ``task_updated`` (and the status event if it moved).
+
+        ``if_match`` (and the body's own ``version``, when it has one) must allow the task's
+        current version; the body's other read-only fields must be the task's.
+        """
         require(actor, Action.EDIT_TASKS)
+        if body.version is not None:
+            if_match = (if_match or IfMatch(any=True)).and_version(body.version)
         async with self.writes.change() as change:
             store = TaskStore(change.session)
+            await store.claim(task_id, if_match)
             before = await store.get(task_id)
+            check_read_only(before, body)
             task = await store.replace(task_id, body)
-            await _log_change(change, task, before, body.model_fields_set, actor)
+            await _log_change(change, task, before, body.sent_fields(), actor)
         return task
 
     async def patch(
@@ -82,60 +94,86 @@ class TaskService:
         *,
         actor: Actor,
         action: Action = Action.EDIT_TASKS,
+        if_match: IfMatch | None = None,
     ) -> Task:
         """Change the given fields; logs ``task_updated`` (and the status event if it moved).
-        ``action`` is what the change counts as (pause/resume/cancel: ``control``)."""
+        ``action`` is what the change counts as (pause/resume/cancel: ``control``);
+        ``if_match`` must allow the task's current version."""
         require(actor, action)
         async with self.writes.change() as change:
             store = TaskStore(change.session)
+            await store.claim(task_id, if_match)
             before = await store.get(task_id)
             task = await store.patch(task_id, fields)
             await _log_change(change, task, before, fields, actor)
         return task
 
-    async def delete(self, task_id: str, *, actor: Actor) -> None:
-        """Delete the task; its log keeps a final ``task_deleted`` event."""
+    async def delete(self, task_id: str, *, actor: Actor, if_match: IfMatch | None = None) -> None:
+        """Delete the task; its log keeps a final ``task_deleted`` event. ``if_match`` must
+        allow the task's current version."""
         require(actor, Action.EDIT_TASKS)
         async with self.writes.change() as change:
-            await TaskStore(change.session).delete(task_id)
+            store = TaskStore(change.session)
+            if if_match is not None:
+                await store.claim(task_id, if_match)
+            await store.delete(task_id)
             await _record(change, task_id, changes.deleted(), actor)
 
     # --- sections and subtasks --------------------------------------------------------------
+    # Each change returns what it changed with the task's new version (its ETag), and takes
+    # ``if_match``, which must allow the task's current version: sections and subtasks are
+    # part of the task's document and have no version of their own.
 
     async def add_section(
-        self, task_id: str, body: SectionCreate, *, position: int | None, actor: Actor
-    ) -> Section:
+        self,
+        task_id: str,
+        body: SectionCreate,
+        *,
+        position: int | None,
+        actor: Actor,
+        if_match: IfMatch | None = None,
+    ) -> Versioned[Section]:
         async with self.writes.change() as change:
-            await _may_edit_checklist(change, task_id, actor)
+            version = await _claim_checklist(change, task_id, actor, if_match)
             section = await SectionStore(change.session).add_section(
                 task_id, body, position=position
             )
             await _structure_changed(change, task_id, actor)
-        return section
+        return Versioned(section, version)
 
     async def rename_section(
-        self, task_id: str, section_id: str, title: str, *, actor: Actor
-    ) -> Section:
+        self,
+        task_id: str,
+        section_id: str,
+        title: str,
+        *,
+        actor: Actor,
+        if_match: IfMatch | None = None,
+    ) -> Versioned[Section]:
         async with self.writes.change() as change:
-            await _may_edit_checklist(change, task_id, actor)
+            version = await _claim_checklist(change, task_id, actor, if_match)
             section = await SectionStore(change.session).rename_section(task_id, section_id, title)
             await _structure_changed(change, task_id, actor)
-        return section
+        return Versioned(section, version)
 
-    async def delete_section(self, task_id: str, section_id: str, *, actor: Actor) -> None:
+    async def delete_section(
+        self, task_id: str, section_id: str, *, actor: Actor, if_match: IfMatch | None = None
+    ) -> int:
+        """Delete a section and its subtasks; returns the task's new version."""
         async with self.writes.change() as change:
-            await _may_edit_checklist(change, task_id, actor)
+            version = await _claim_checklist(change, task_id, actor, if_match)
             await SectionStore(change.session).delete_section(task_id, section_id)
             await _structure_changed(change, task_id, actor)
+        return version
 
     async def reorder_sections(
-        self, task_id: str, ids: Sequence[str], *, actor: Actor
-    ) -> list[Section]:
+        self, task_id: str, ids: Sequence[str], *, actor: Actor, if_match: IfMatch | None = None
+    ) -> Versioned[list[Section]]:
         async with self.writes.change() as change:
-            await _may_edit_checklist(change, task_id, actor)
+            version = await _claim_checklist(change, task_id, actor, if_match)
             sections = await SectionStore(change.session).reorder_sections(task_id, ids)
             await _structure_changed(change, task_id, actor)
-        return sections
+        return Versioned(sections, version)
 
     async def add_subtask(
         self,
@@ -145,24 +183,31 @@ class TaskService:
         *,
         position: int | None,
         actor: Actor,
-    ) -> Subtask:
+        if_match: IfMatch | None = None,
+    ) -> Versioned[Subtask]:
         """Add a subtask (logged as a ``task_updated`` of the task's sections)."""
         async with self.writes.change() as change:
-            await _may_edit_checklist(change, task_id, actor)
+            version = await _claim_checklist(change, task_id, actor, if_match)
             subtask = await SectionStore(change.session).add_subtask(
                 task_id, section_id, body, position=position
             )
             await _structure_changed(change, task_id, actor)
-        return subtask
+        return Versioned(subtask, version)
 
     async def reorder_subtasks(
-        self, task_id: str, section_id: str, ids: Sequence[str], *, actor: Actor
-    ) -> list[Subtask]:
+        self,
+        task_id: str,
+        section_id: str,
+        ids: Sequence[str],
+        *,
+        actor: Actor,
+        if_match: IfMatch | None = None,
+    ) -> Versioned[list[Subtask]]:
         async with self.writes.change() as change:
-            await _may_edit_checklist(change, task_id, actor)
+            version = await _claim_checklist(change, task_id, actor, if_match)
             subtasks = await SectionStore(change.session).reorder_subtasks(task_id, section_id, ids)
             await _structure_changed(change, task_id, actor)
-        return subtasks
+        return Versioned(subtasks, version)
 
     async def update_subtask(
         self,
@@ -174,30 +219,37 @@ class TaskService:
         notes: str | None,
         section_id: str | None,
         actor: Actor,
-    ) -> Subtask:
+        if_match: IfMatch | None = None,
+    ) -> Versioned[Subtask]:
         """Rename, tick, annotate or move (``section_id``) a subtask."""
         async with self.writes.change() as change:
-            await _may_edit_checklist(change, task_id, actor)
+            version = await _claim_checklist(change, task_id, actor, if_match)
             subtask = await SectionStore(change.session).update_subtask(
                 task_id, subtask_id, title=title, done=done, notes=notes, section_id=section_id
             )
             await _record(change, task_id, changes.subtask_changed(subtask), actor)
             if section_id is not None:
                 await _structure_changed(change, task_id, actor)
-        return subtask
+        return Versioned(subtask, version)
 
-    async def toggle_subtask(self, task_id: str, subtask_id: str, *, actor: Actor) -> Subtask:
+    async def toggle_subtask(
+        self, task_id: str, subtask_id: str, *, actor: Actor, if_match: IfMatch | None = None
+    ) -> Versioned[Subtask]:
         async with self.writes.change() as change:
-            await _may_edit_checklist(change, task_id, actor)
+            version = await _claim_checklist(change, task_id, actor, if_match)
             subtask = await SectionStore(change.session).toggle_subtask(task_id, subtask_id)
             await _record(change, task_id, changes.subtask_changed(subtask), actor)
-        return subtask
+        return Versioned(subtask, version)
 
-    async def delete_subtask(self, task_id: str, subtask_id: str, *, actor: Actor) -> None:
+    async def delete_subtask(
+        self, task_id: str, subtask_id: str, *, actor: Actor, if_match: IfMatch | None = None
+    ) -> int:
+        """Delete a subtask; returns the task's new version."""
         async with self.writes.change() as change:
-            await _may_edit_checklist(change, task_id, actor)
+            version = await _claim_checklist(change, task_id, actor, if_match)
             await SectionStore(change.session).delete_subtask(task_id, subtask_id)
             await _structure_changed(change, task_id, actor)
+        return version
 
 
 async def _record(change: Change, task_id: str, event: Any, actor: Actor) -> list[WebSocketMessage]:
@@ -216,10 +268,14 @@ async def _structure_changed(change: Change, task_id: str, actor: Actor) -> None
     await _log_change(change, task, task, ["sections"], actor)
 
 
-async def _may_edit_checklist(change: Change, task_id: str, actor: Actor) -> None:
-    """Sections and subtasks: people with the role; agents on their own tasks only."""
+async def _claim_checklist(
+    change: Change, task_id: str, actor: Actor, if_match: IfMatch | None
+) -> int:
+    """Check the actor may edit the task's sections and subtasks (people with the role;
+    agents on their own tasks only), then claim the task (:meth:`TaskStore.claim`)."""
     if actor.role == Role.AGENT:
         workers = await AgentStore(change.session).agents_for(task_id)
         require_on_task(actor, Action.EDIT_CHECKLIST, task_id, workers)
     else:
         require(actor, Action.EDIT_CHECKLIST)
+    return await TaskStore(change.session).claim(task_id, if_match)

@@ -10,7 +10,7 @@ from taskline.domain.errors import AlreadyExistsError, InvalidInputError, NotFou
 from taskline.domain.ids import new_id
 from taskline.domain.models import Agent, AgentCreate, utc_now
 from taskline.domain.status import AgentStatus
-from taskline.store.tables import AGENTS, AgentRow, TaskRow
+from taskline.store.tables import AGENTS, TASKS, AgentRow, TaskRow
 
 __all__ = ["AgentStore"]
 
@@ -119,10 +119,20 @@ class AgentStore:
         return Agent.model_validate(row)
 
     async def delete(self, agent_id: str) -> None:
-        """Delete the agent; tasks assigned to it become unassigned."""
-        result = await self.session.execute(delete(AgentRow).where(AgentRow.id == agent_id))
-        if result.rowcount == 0:  # type: ignore[attr-defined]
+        """Delete the agent; tasks assigned to it become unassigned (a change to each: its
+        version moves on). The agent's row is locked first, so a task being assigned to it
+        meanwhile either is unassigned here too or fails its foreign key."""
+        locked = await self.session.scalar(
+            select(AgentRow.id).where(AgentRow.id == agent_id).with_for_update()
+        )
+        if locked is None:
             raise NotFoundError("agent", agent_id)
+        await self.session.execute(
+            update(TASKS)
+            .where(TASKS.c.assigned_agent_id == agent_id)
+            .values(assigned_agent_id=None, version=TASKS.c.version + 1)
+        )
+        await self.session.execute(delete(AgentRow).where(AgentRow.id == agent_id))
 
     async def _row(self, agent_id: str) -> AgentRow:
         row = await self.session.get(AgentRow, agent_id, populate_existing=True)

@@ -113,6 +113,9 @@ class TaskRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: bumped by every committed change to the task's document (its row, tags, sections,
+    #: subtasks): the ``ETag`` of the REST API, compared by ``If-Match`` (see TaskStore.claim)
+    version: Mapped[int] = mapped_column(Integer, server_default="1")
 
     sections: Mapped[list["SectionRow"]] = relationship(
         order_by="SectionRow.position",

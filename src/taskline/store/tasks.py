@@ -7,9 +7,11 @@ from sqlalchemy import Select, bindparam, case, delete, func, insert, or_, selec
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from taskline.domain.errors import InvalidInputError, NotFoundError
+from taskline.domain.documents import SectionPlan, plan_sections
+from taskline.domain.errors import InvalidInputError, NotFoundError, PreconditionFailedError
 from taskline.domain.ids import new_id
 from taskline.domain.models import SectionCreate, Task, TaskCreate, TaskPage, TaskReplace, utc_now
+from taskline.domain.preconditions import IfMatch
 from taskline.domain.queries import SortField, TaskQuery
 from taskline.domain.status import (
     TERMINAL_STATUSES,
@@ -26,7 +28,6 @@ from taskline.store.tables import (
     TASKS,
     AgentRow,
     SectionRow,
-    SubtaskRow,
     TagRow,
     TaskRow,
 )
@@ -38,8 +39,13 @@ from taskline.store.task_reads import (
 
 __all__ = ["TaskStore", "load_options"]
 
-# The SET clause comes from the parameters given: only the columns that changed.
-_UPDATE_TASK = update(TASKS).where(TASKS.c.id == bindparam("where_task_id"))
+# The SET clause comes from the parameters given (only the columns that changed), and the
+# version moves on: whatever sets a task's columns changes its document.
+_UPDATE_TASK = (
+    update(TASKS)
+    .where(TASKS.c.id == bindparam("where_task_id"))
+    .values(version=TASKS.c.version + 1)
+)
 
 _PRIORITY_ORDER = case({p.value: p.rank for p in Priority}, value=TaskRow.priority, else_=-1)
 _SORT_COLUMNS: dict[SortField, Any] = {
@@ -132,6 +138,37 @@ class TaskStore:
 
     # --- writing ----------------------------------------------------------------------------
 
+    async def claim(self, task_id: str, if_match: IfMatch | None = None) -> int:
+        """Take the task for a change and return its new version.
+
+        One statement moves the version on, if the task is at a version ``if_match`` allows
+        (compare-and-set: ``UPDATE … WHERE id = … AND version IN (…)``), and locks the row
+        until the commit, so of two changes made from the same version exactly one passes
+        (PostgreSQL re-checks the condition once the first commits; SQLite writers run one at
+        a time). Every change to a task's row, tags, sections or subtasks made through the
+        ORM starts with this (``replace``, ``patch``, ``delete`` and the section store's
+        changes rely on it); Core writes move the version themselves (``set_columns``).
+
+        Raises:
+            NotFoundError: there is no such task (whatever ``if_match`` says).
+            PreconditionFailedError: the task is at a version ``if_match`` does not allow.
+        """
+        statement = update(TASKS).where(TASKS.c.id == task_id)
+        if if_match is not None and not if_match.any:
+            statement = statement.where(TASKS.c.version.in_(sorted(if_match.versions)))
+        connection = await self.session.connection()
+        claimed = await connection.scalar(
+            statement.values(version=TASKS.c.version + 1).returning(TASKS.c.version)
+        )
+        if claimed is not None:
+            return int(claimed)
+        current = await connection.scalar(select(TASKS.c.version).where(TASKS.c.id == task_id))
+        if current is None or if_match is None:
+            raise NotFoundError("task", task_id)
+        raise PreconditionFailedError(
+            "task", task_id, current=int(current), required=if_match.describe()
+        )
+
     async def create(self, data: TaskCreate, *, task_id: str | None = None) -> Task:
         """Insert a task with its tags, sections and subtasks; return it as stored.
 
@@ -154,6 +191,7 @@ class TaskStore:
             "updated_at": now,
             "started_at": now if data.status != TaskStatus.PENDING else None,
             "completed_at": now if data.status in TERMINAL_STATUSES else None,
+            "version": 1,
         }
         await self.session.execute(insert(TASKS), [document])
         document["tags"] = list(data.tags)
@@ -203,20 +241,76 @@ class TaskStore:
         return documents
 
     async def replace(self, task_id: str, data: TaskReplace) -> Task:
-        """Replace the task's fields as described on :class:`TaskReplace`."""
+        """Replace the task's fields as described on :class:`TaskReplace` (the caller has
+        claimed the task: :meth:`claim`, and checked its read-only fields)."""
         row = await self.get_row(task_id, for_update=True)
-        fields = data.model_dump(exclude={"status", "sections", "tags"})
+        fields = data.writable()
         if data.status is not None:
             fields["status"] = data.status
         fields["tags"] = data.tags
-        await self._apply(row, fields)
         if data.sections is not None:
-            row.sections = _section_rows(data.sections)
+            plans = plan_sections(Task.model_validate(row), data.sections, new_id)
+            await self._write_sections(task_id, plans)
+        await self._apply(row, fields)
         await self.session.flush()
         return await self.get(task_id)
 
+    async def _write_sections(self, task_id: str, plans: Sequence[SectionPlan]) -> None:
+        """Make the task's sections and subtasks those of ``plans``: kept ones updated in
+        place (a subtask may change section), new ones inserted, the others deleted."""
+        connection = await self.session.connection()
+        kept_sections = [p.id for p in plans if not p.new]
+        subtasks = [(p.id, sub) for p in plans for sub in p.subtasks]
+        kept_subtasks = [sub.id for _, sub in subtasks if not sub.new]
+        of_task = select(SECTIONS.c.id).where(SECTIONS.c.task_id == task_id)
+        await connection.execute(
+            delete(SUBTASKS).where(
+                SUBTASKS.c.section_id.in_(of_task), SUBTASKS.c.id.not_in(kept_subtasks)
+            )
+        )
+        new_sections = [
+            {"id": p.id, "task_id": task_id, "title": p.title, "position": p.position}
+            for p in plans
+            if p.new
+        ]
+        if new_sections:
+            await connection.execute(insert(SECTIONS), new_sections)
+        if kept_sections:
+            await connection.execute(
+                update(SECTIONS).where(SECTIONS.c.id == bindparam("where_id")),
+                [
+                    {"where_id": p.id, "title": p.title, "position": p.position}
+                    for p in plans
+                    if not p.new
+                ],
+            )
+        rows = [
+            {
+                "section_id": section_id,
+                "title": sub.title,
+                "done": sub.done,
+                "notes": sub.notes,
+                "position": sub.position,
+            }
+            | ({"id": sub.id} if sub.new else {"where_id": sub.id})
+            for section_id, sub in subtasks
+        ]
+        if kept_subtasks:
+            await connection.execute(
+                update(SUBTASKS).where(SUBTASKS.c.id == bindparam("where_id")),
+                [r for r in rows if "where_id" in r],
+            )
+        if len(kept_subtasks) < len(rows):
+            await connection.execute(insert(SUBTASKS), [r for r in rows if "id" in r])
+        await connection.execute(
+            delete(SECTIONS).where(
+                SECTIONS.c.task_id == task_id, SECTIONS.c.id.not_in([p.id for p in plans])
+            )
+        )
+
     async def patch(self, task_id: str, changes: dict[str, Any]) -> Task:
-        """Change only the given fields (already validated by :class:`TaskPatch`)."""
+        """Change only the given fields (already validated by :class:`TaskPatch`; the caller
+        has claimed the task: :meth:`claim`)."""
         row = await self.get_row(task_id, for_update=True)
         await self._apply(row, changes)
         await self.session.flush()
@@ -308,20 +402,3 @@ def _escape_like(text: str) -> str:
 
 def _tag_rows(tags: Iterable[str]) -> list[TagRow]:
     return [TagRow(tag=tag, position=i) for i, tag in enumerate(tags)]
-
-
-def _section_rows(sections: Sequence[SectionCreate]) -> list[SectionRow]:
-    return [
-        SectionRow(
-            id=new_id("sec"),
-            title=section.title,
-            position=i,
-            subtasks=[
-                SubtaskRow(
-                    id=new_id("sub"), title=sub.title, done=sub.done, notes=sub.notes, position=j
-                )
-                for j, sub in enumerate(section.subtasks)
-            ],
-        )
-        for i, section in enumerate(sections)
-    ]

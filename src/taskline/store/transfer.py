@@ -95,7 +95,12 @@ async def import_board(
                 "which is neither in the document nor on this board",
                 field=f"tasks.{index}.assigned_agent_id",
             )
+    replaced_versions: dict[str, int] = {}
     if existing_tasks:
+        rows = await session.execute(
+            select(TaskRow.id, TaskRow.version).where(TaskRow.id.in_(existing_tasks))
+        )
+        replaced_versions = {task_id: version for task_id, version in rows}
         await session.execute(delete(TaskRow).where(TaskRow.id.in_(existing_tasks)))
     for agent in agents:
         if agent.id in existing_agents:
@@ -105,7 +110,9 @@ async def import_board(
     await session.flush()
     message_count = 0
     for task in tasks:
-        session.add(_task_row(task))
+        # a replaced task moves past the version it had: an ETag read before never matches
+        version = max(task.version, replaced_versions.get(task.id, 0) + 1)
+        session.add(_task_row(task, version=version))
     await session.flush()
     for task in tasks:
         for message in messages.get(task.id, ()):
@@ -153,7 +160,7 @@ def _agent_row(agent: Agent) -> AgentRow:
     )
 
 
-def _task_row(task: Task) -> TaskRow:
+def _task_row(task: Task, *, version: int) -> TaskRow:
     row = TaskRow(
         id=task.id,
         title=task.title,
@@ -168,6 +175,7 @@ def _task_row(task: Task) -> TaskRow:
         updated_at=task.updated_at,
         started_at=task.started_at,
         completed_at=task.completed_at,
+        version=version,
     )
     row.tag_rows = [TagRow(tag=tag, position=i) for i, tag in enumerate(task.tags)]
     row.sections = [

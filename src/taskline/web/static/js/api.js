@@ -58,16 +58,38 @@ export function describeProblem(status, statusText, body) {
 }
 
 /**
+ * The `If-Match` value for a task's version (its ETag, `"3"`), or `*` as it is.
+ * @param {number|string} version
+ * @returns {string}
+ */
+export function ifMatchValue(version) {
+  return typeof version === 'number' ? `"${version}"` : version;
+}
+
+/**
+ * Whether a failed change was refused because the task changed since the version it was
+ * made from (412: someone else changed it meanwhile).
+ * @param {unknown} error
+ * @returns {boolean}
+ */
+export function isStale(error) {
+  return error instanceof ApiError && error.status === 412;
+}
+
+/**
  * Send a request to the API and return its JSON body (`null` for 204). A body is sent as
  * JSON with `Content-Type: application/json` (the server refuses other bodies with 415); the
- * browser adds `Origin` to unsafe requests and the session cookie (same origin).
+ * browser adds `Origin` to unsafe requests and the session cookie (same origin). `ifMatch`
+ * makes a change conditional: the task's `version` the person saw (a 412 {@link isStale}
+ * when it changed since), or `*` (any version; the server may require an If-Match).
  * @param {string} path e.g. `/api/v1/tasks/`
- * @param {{method?: string, body?: any, signal?: AbortSignal}} [options]
+ * @param {{method?: string, body?: any, signal?: AbortSignal, ifMatch?: number|string|null}} [options]
  * @returns {Promise<any>}
  * @throws {ApiError} for a non-2xx answer or an unreachable server
  */
-export async function api(path, { method = 'GET', body, signal } = {}) {
+export async function api(path, { method = 'GET', body, signal, ifMatch = null } = {}) {
   const headers = { Accept: 'application/json' };
+  if (ifMatch !== null && ifMatch !== undefined) headers['If-Match'] = ifMatchValue(ifMatch);
   const init = { method, headers, signal };
   if (body !== undefined) {
     headers['Content-Type'] = 'application/json';

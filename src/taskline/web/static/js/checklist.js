@@ -130,7 +130,8 @@ export class Checklist {
     try {
       const subtask = await api(
         `/api/v1/tasks/${encodeURIComponent(taskId)}/subtasks/${encodeURIComponent(subtaskId)}/toggle`,
-        { method: 'POST' },
+        // a flip, not a copy written back: any version (the server may require If-Match)
+        { method: 'POST', ifMatch: '*' },
       );
       box.checked = subtask.done;
       if (subtask.done !== wanted) this.hooks.onError('The subtask changed meanwhile', `it is now ${subtask.done ? 'done' : 'not done'}`);

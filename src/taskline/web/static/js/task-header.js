@@ -8,7 +8,7 @@
  * @module task-header
  */
 
-import { api } from './api.js';
+import { api, isStale } from './api.js';
 import { $, setAttr, setText } from './dom.js';
 import { AGENT_STATUS_LABELS, STATUS_LABELS, percent } from './format.js';
 import { orList } from './session.js';
@@ -57,8 +57,17 @@ export class TaskHeader {
       editTitle: /** @type {HTMLInputElement} */ ($('#edit-title', root)),
       editDescription: /** @type {HTMLTextAreaElement} */ ($('#edit-description', root)),
       editCancel: $('#edit-cancel', root),
+      editConflict: $('#edit-conflict', root),
+      editConflictText: $('#edit-conflict-text', root),
+      editReload: $('#edit-reload', root),
     };
     this.editing = false;
+    this.opening = false;
+    /** The task's version when the form was opened (or reloaded): saving is conditional on
+     * it, so a change someone else made meanwhile is never overwritten unseen. */
+    this.editVersion = null;
+    /** The title and description the form was opened (or reloaded) with. */
+    this.editBase = { title: '', description: '' };
     this.wire();
   }
 
@@ -79,6 +88,7 @@ export class TaskHeader {
     for (const button of this.el.controls.querySelectorAll('button')) button.disabled = true;
     this.editing = false;
     this.el.editForm.hidden = true;
+    this.showConflict(false);
     this.el.editButton.setAttribute('aria-expanded', 'false');
     setText(this.el.title, 'Loading…');
     this.applyAccess();
@@ -147,6 +157,7 @@ export class TaskHeader {
     });
     this.el.editButton.addEventListener('click', () => (this.editing ? this.stopEditing() : this.startEditing()));
     this.el.editCancel.addEventListener('click', () => this.stopEditing());
+    this.el.editReload.addEventListener('click', () => this.reloadForEdit());
     this.el.editForm.addEventListener('keydown', (event) => {
       if (event.key === 'Escape') {
         event.stopPropagation();
@@ -159,13 +170,30 @@ export class TaskHeader {
     });
   }
 
-  /** @private */
-  startEditing() {
-    const task = this.hooks.task();
-    if (!task) return;
+  /** @private Open the form on the task as the server has it now (the panel may have
+   * applied live changes since its copy was read, or made some itself): saving is
+   * conditional on that version, the one the form shows. */
+  async startEditing() {
+    const shown = this.hooks.task();
+    if (!shown || this.opening) return;
+    this.opening = true;
+    let task;
+    try {
+      task = await api(this.base());
+    } catch (error) {
+      this.hooks.notices.error('Could not open the task for editing', error);
+      return;
+    } finally {
+      this.opening = false;
+    }
+    if (this.hooks.task()?.id !== shown.id) return; // another task is shown by now
+    this.hooks.onChanged(task);
     this.editing = true;
-    this.el.editTitle.value = task.title;
-    this.el.editDescription.value = task.description ?? '';
+    this.editVersion = task.version ?? null;
+    this.editBase = { title: task.title, description: task.description ?? '' };
+    this.el.editTitle.value = this.editBase.title;
+    this.el.editDescription.value = this.editBase.description;
+    this.showConflict(false);
     this.el.editForm.hidden = false;
     this.el.editButton.setAttribute('aria-expanded', 'true');
     this.el.editTitle.focus();
@@ -174,12 +202,53 @@ export class TaskHeader {
   /** @private */
   stopEditing() {
     this.editing = false;
+    this.showConflict(false);
     this.el.editForm.hidden = true;
     this.el.editButton.setAttribute('aria-expanded', 'false');
     this.el.editButton.focus();
   }
 
-  /** @private PATCH the title and description. */
+  /**
+   * @private Say (or stop saying) that the task changed since the form was opened.
+   * @param {boolean} shown
+   */
+  showConflict(shown) {
+    setText(
+      this.el.editConflictText,
+      shown
+        ? 'This task was changed by someone else since you opened it — reload to see the '
+          + 'changes. Nothing was saved; what you typed stays in the form.'
+        : '',
+    );
+    this.el.editConflict.hidden = !shown;
+  }
+
+  /** @private After a conflict: show the task as it is now and edit from its new version.
+   * What the person changed in the form stays, to save again or to cancel; a field they did
+   * not touch takes the task's new value (so saving does not undo the other change). */
+  async reloadForEdit() {
+    const shown = this.hooks.task();
+    if (!shown) return;
+    try {
+      const task = await api(this.base());
+      if (this.hooks.task()?.id !== shown.id || !this.editing) return;
+      this.hooks.onChanged(task);
+      const fresh = { title: task.title, description: task.description ?? '' };
+      if (this.el.editTitle.value === this.editBase.title) this.el.editTitle.value = fresh.title;
+      if (this.el.editDescription.value === this.editBase.description) {
+        this.el.editDescription.value = fresh.description;
+      }
+      this.editBase = fresh;
+      this.editVersion = task.version ?? null;
+      this.showConflict(false);
+      this.el.editTitle.focus();
+    } catch (error) {
+      this.hooks.notices.error('Could not reload the task', error);
+    }
+  }
+
+  /** @private PATCH the title and description, if the task is still at the version the form
+   * was opened on (a 412 says someone else changed it: shown, nothing is overwritten). */
   async saveEdit() {
     const title = this.el.editTitle.value.trim();
     if (!title) {
@@ -193,11 +262,13 @@ export class TaskHeader {
       const task = await api(this.base(), {
         method: 'PATCH',
         body: { title, description: this.el.editDescription.value },
+        ifMatch: this.editVersion ?? '*',
       });
       this.hooks.onChanged(task);
       this.stopEditing();
     } catch (error) {
-      this.hooks.notices.error('Could not save the title and description', error);
+      if (isStale(error)) this.showConflict(true);
+      else this.hooks.notices.error('Could not save the title and description', error);
     } finally {
       button.disabled = false;
     }
@@ -211,8 +282,10 @@ export class TaskHeader {
     for (const button of this.el.controls.querySelectorAll('button')) button.disabled = true;
     const before = this.hooks.task();
     try {
+      // starting is a status move the state machine judges, not a copy written back: any
+      // version (the server may require an If-Match)
       const task = action === 'start'
-        ? await api(this.base(), { method: 'PATCH', body: { status: 'in_progress' } })
+        ? await api(this.base(), { method: 'PATCH', body: { status: 'in_progress' }, ifMatch: '*' })
         : await api(`${this.base()}/${action}`, { method: 'POST' });
       const { delivered, ...fields } = task;
       this.hooks.onChanged({ ...before, ...fields });

@@ -52,12 +52,18 @@ from ag_ui.core import (
 from pydantic import TypeAdapter, ValidationError
 
 from taskline.domain.errors import InvalidInputError
-from taskline.domain.events import EventIn, WebSocketEventType, WebSocketMessage
+from taskline.domain.events import (
+    AGUI_DATA_KEY,
+    EventIn,
+    WebSocketEventType,
+    WebSocketMessage,
+    check_data_members,
+)
 
 __all__ = ["AGUI_KEY", "TERMINAL_TYPES", "from_agui", "parse_agui", "to_agui"]
 
 E = WebSocketEventType
-AGUI_KEY = "agui"  #: where an ingested event's original AG-UI JSON is kept in ``data``
+AGUI_KEY = AGUI_DATA_KEY  #: where an ingested event's original AG-UI JSON is kept in ``data``
 #: The AG-UI event types that end a run: nothing of that run may follow them.
 TERMINAL_TYPES = frozenset({"RUN_FINISHED", "RUN_ERROR"})
 _EVENTS: TypeAdapter[Any] = TypeAdapter(Event)
@@ -90,7 +96,17 @@ def _dump(event: BaseEvent) -> dict[str, Any]:
 
 
 def from_agui(raw: dict[str, Any], *, field: str = "event") -> EventIn:
-    """Translate one AG-UI event into the Taskline event to store (see the module table)."""
+    """Translate one AG-UI event into the Taskline event to store (see the module table).
+
+    Each member of the AG-UI event must hold storable JSON values (``delta``: operations
+    whose values are), like the Taskline event's data it becomes.
+
+    Raises:
+        InvalidInputError: naming the bad field as ``{field}.{camelCase path}``.
+    """
+    check_data_members(
+        raw, field_prefix=field, shapes={"delta": "operations", "patch": "operations"}
+    )
     event = parse_agui(raw, field=field)
     original = _dump(event)
     kind, data = _native(event, original)

@@ -3,12 +3,13 @@
 from fastapi import APIRouter, Response, status
 
 from taskline.api.deps import ActorDep, ServicesDep
+from taskline.api.json_body import JsonBodyRoute
 from taskline.domain.models import Agent, AgentCreate, AgentPatch
 from taskline.domain.status import AgentStatus
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1/agents", tags=["agents"])
+router = APIRouter(prefix="/api/v1/agents", tags=["agents"], route_class=JsonBodyRoute)
 
 
 @router.get("/", response_model=list[Agent], summary="List agents")

@@ -7,13 +7,14 @@ from pydantic import BaseModel, Field, JsonValue, ValidationError
 
 from taskline.agui import from_agui
 from taskline.api.deps import ActorDep, ServicesDep
+from taskline.api.json_body import JsonBodyRoute
 from taskline.domain.errors import InvalidInputError
 from taskline.domain.events import EventIn, WebSocketMessage
 from taskline.service.agent_session import MAX_BATCH
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1", tags=["events"])
+router = APIRouter(prefix="/api/v1", tags=["events"], route_class=JsonBodyRoute)
 
 
 class PublishResult(BaseModel):

@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from taskline.api.deps import ActorDep, ServicesDep
+from taskline.api.json_body import JsonBodyRoute
 from taskline.domain.models import (
     Reorder,
     Section,
@@ -17,7 +18,7 @@ from taskline.domain.models import (
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1/tasks/{task_id}", tags=["sections"])
+router = APIRouter(prefix="/api/v1/tasks/{task_id}", tags=["sections"], route_class=JsonBodyRoute)
 
 
 Position = Annotated[

@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from taskline.api.deps import ActorDep, ServicesDep
+from taskline.api.json_body import JsonBodyRoute
 from taskline.api.responses import JSONBytes
 from taskline.domain.errors import InvalidInputError
 from taskline.domain.models import Task, TaskCreate, TaskPage, TaskPatch, TaskReplace
@@ -13,7 +14,7 @@ from taskline.domain.status import TaskStatus
 
 __all__ = ["parse_task_query", "router"]
 
-router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
+router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"], route_class=JsonBodyRoute)
 
 
 def parse_task_query(

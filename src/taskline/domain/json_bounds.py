@@ -10,8 +10,9 @@ personal message, an imported task or agent — is *storable* when:
   :data:`MAX_INT`), and its other numbers are finite;
 - it nests at most :data:`MAX_DEPTH` (64) levels of arrays and objects (a scalar is 0 levels,
   ``[1]`` one, ``{"a": [1]}`` two);
-- every string, object keys included, is Unicode text (no lone surrogate from a ``\\uD800``
-  escape) of at most :data:`MAX_STRING_LENGTH` characters;
+- every string, object keys included, is text both databases store — Unicode (no lone
+  surrogate from a ``\\uD800`` escape) without U+0000 (PostgreSQL refuses it) — of at most
+  :data:`MAX_STRING_LENGTH` characters;
 - every array and every object holds at most :data:`MAX_ITEMS` members.
 
 The bounds fit the default request body limit (1 MiB): the longest string and the largest
@@ -85,8 +86,9 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 # 19 digits or more: maybe an integer beyond 64 bits (or a long fraction: harmless)
 _LONG_DIGITS = re.compile(r"[0-9]{19}")
 _LONG_DIGITS_BYTES = re.compile(rb"[0-9]{19}")
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
-_SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+# escapes that may make a string no database stores: a surrogate (paired or not) or U+0000
+_SUSPECT_ESCAPE = re.compile(r"\\u(?:[dD][89a-fA-F][0-9a-fA-F]{2}|0000)")
+_SUSPECT_ESCAPE_BYTES = re.compile(rb"\\u(?:[dD][89a-fA-F][0-9a-fA-F]{2}|0000)")
 # strings (skipped whole), runs of opening brackets, runs of closing brackets
 _STRUCTURE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[{]+|[\]}]+', re.DOTALL)
 
@@ -128,6 +130,13 @@ def _scalar_problem(value: Any) -> str | None:
 def _string_problem(text: str) -> str | None:
     if len(text) > MAX_STRING_LENGTH:
         return f"a string of {len(text)} characters is longer than {MAX_STRING_LENGTH}"
+    return _text_problem(text)
+
+
+def _text_problem(text: str) -> str | None:
+    """Why a string is not text both databases store (None: it is)."""
+    if "\x00" in text:
+        return "a string holds U+0000, which PostgreSQL cannot store"
     if not text.isascii() and _SURROGATE.search(text):
         return "a string holds a lone surrogate (an unpaired \\uD800-\\uDFFF escape)"
     return None
@@ -257,55 +266,54 @@ StorableObject = Annotated[dict[str, JsonValue], BeforeValidator(_pydantic_check
 
 def parse_json(text: str | bytes) -> Any:
     """Parse a request body or a socket frame with ``json.loads``'s meaning (orjson reads it
-    when it can, a lot faster), with two differences:
+    when it can, a lot faster), with these differences:
 
-    - a text nested deeper than the parser's recursion reaches is not an error: whatever lies
-      deeper than 128 levels from its root is read as ``null``, which no field accepts
-      anyway — the value of the field holding it nests more than :data:`MAX_DEPTH` levels, and
-      the field's check says so;
-    - a lone surrogate (an unpaired ``\\uD800``-``\\uDFFF`` escape) in any string is refused:
-      such a string is not Unicode text and no encoder writes it back.
+    - a text nested deeper than the parsers reach is not an error: whatever lies deeper than
+      128 levels from its root is read as ``null``, which no field accepts anyway — the value
+      of the field holding it nests more than :data:`MAX_DEPTH` levels, and the field's check
+      says so;
+    - a string, anywhere, that no database stores — holding a lone surrogate (an unpaired
+      ``\\uD800``-``\\uDFFF`` escape) or U+0000 — is refused, naming where it is.
 
     Integers are exact, however large (orjson would read those beyond 64 bits as floats): the
     checks of the fields refuse them by name.
 
     Raises:
         json.JSONDecodeError: ``text`` is not JSON.
-        InvalidInputError: a string holds a lone surrogate (``field`` is its path).
+        InvalidInputError: a string no database stores (``field`` is its path).
     """
+    value = _parse(text)
+    if isinstance(text, bytes):
+        suspect = _SUSPECT_ESCAPE_BYTES.search(text) is not None
+    else:
+        suspect = _SUSPECT_ESCAPE.search(text) is not None
+    if suspect:
+        _refuse_bad_text(value)
+    return value
+
+
+def _parse(text: str | bytes) -> Any:
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError:
         pass  # NaN, a lone surrogate, deeper than orjson goes, or not JSON: json.loads says
     else:
-        long_number = (
-            _LONG_DIGITS_BYTES.search(text)
-            if isinstance(text, bytes)
-            else _LONG_DIGITS.search(text)
-        )
-        if long_number is None:
-            return value  # orjson refuses lone surrogates: none here
-    return _parse_exactly(text)
-
-
-def _parse_exactly(text: str | bytes) -> Any:
+        if isinstance(text, bytes):
+            exact = _LONG_DIGITS_BYTES.search(text) is None
+        else:
+            exact = _LONG_DIGITS.search(text) is None
+        if exact:
+            return value
     try:
-        value = json.loads(text)
+        return json.loads(text)
     except RecursionError:
         cut = _cut_deep(_as_text(text), _PARSE_CAP)
         try:
-            value = json.loads(cut)
+            return json.loads(cut)
         except RecursionError:  # brackets that do not pair up
             raise json.JSONDecodeError("nested too deeply to read", cut, 0) from None
     except UnicodeDecodeError as exc:
         raise json.JSONDecodeError(f"not UTF-8 text ({exc.reason})", "", exc.start) from None
-    if isinstance(text, bytes):
-        suspect = _SURROGATE_ESCAPE_BYTES.search(text) is not None
-    else:
-        suspect = _SURROGATE_ESCAPE.search(text) is not None
-    if suspect:
-        _refuse_lone_surrogates(value)
-    return value
 
 
 def _as_text(text: str | bytes) -> str:
@@ -343,28 +351,27 @@ def _cut_deep(text: str, cap: int) -> str:
     return "".join(pieces)
 
 
-def _refuse_lone_surrogates(value: Any) -> None:
+def _refuse_bad_text(value: Any) -> None:
     stack: list[tuple[Any, tuple[Key, ...]]] = [(value, ())]
     while stack:
         node, path = stack.pop()
         if isinstance(node, dict):
             for key, child in node.items():
-                if _SURROGATE.search(key):
-                    _lone_surrogate((*path, key))
+                problem = _text_problem(key)
+                if problem is not None:
+                    _refuse_text((*path, key), problem)
                 stack.append((child, (*path, key)))
         elif isinstance(node, list):
             stack.extend((child, (*path, index)) for index, child in enumerate(node))
-        elif isinstance(node, str) and _SURROGATE.search(node):
-            _lone_surrogate(path)
+        elif isinstance(node, str):
+            problem = _text_problem(node)
+            if problem is not None:
+                _refuse_text(path, problem)
 
 
-def _lone_surrogate(path: tuple[Key, ...]) -> None:
+def _refuse_text(path: tuple[Key, ...], problem: str) -> None:
     field = ".".join(str(p) for p in path) or "body"
-    raise InvalidInputError(
-        f"{field}: a string holds a lone surrogate (an unpaired \\uD800-\\uDFFF escape), "
-        "which is not Unicode text",
-        field=field,
-    )
+    raise InvalidInputError(f"{field}: {problem}", field=field)
 
 
 # --- the way out: values stored before the bounds ---------------------------------------------

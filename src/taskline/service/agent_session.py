@@ -101,7 +101,7 @@ class AgentSession:
         except json.JSONDecodeError:
             await self._reply({"type": "error", "code": "invalid_json", "message": "not JSON"})
             return
-        except InvalidInputError as exc:  # a lone surrogate
+        except InvalidInputError as exc:  # a string no database stores
             await self._reply({"type": "error", "code": "invalid_json", "message": exc.detail})
             return
         kind = frame.get("type") if isinstance(frame, dict) else None

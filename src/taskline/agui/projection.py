@@ -31,7 +31,7 @@ from ag_ui.core import (
     ToolMessage,
 )
 
-from taskline.agui.translate import TERMINAL_TYPES, to_agui
+from taskline.agui.translate import TERMINAL_TYPES, event_json, to_agui
 from taskline.domain.events import WebSocketMessage
 
 __all__ = ["RunView"]
@@ -137,7 +137,7 @@ class RunView:
             if event.tool_call_id in self.calls:
                 self.calls[event.tool_call_id].args += event.delta
             return
-        data: dict[str, Any] = json.loads(event.model_dump_json(by_alias=True))
+        data: dict[str, Any] = json.loads(event_json(event))
         kind = data["type"]
         if kind == "STATE_SNAPSHOT":
             self.state = data.get("snapshot")

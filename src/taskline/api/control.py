@@ -3,7 +3,7 @@
 from fastapi import APIRouter, Response, status
 
 from taskline.api.deps import ActorDep, ServicesDep
-from taskline.api.responses import JSONBytes
+from taskline.api.responses import JSONBytes, document
 from taskline.domain.models import Task
 from taskline.domain.status import TaskStatus
 
@@ -18,27 +18,25 @@ class TaskControl(Task):
     delivered: bool
 
 
-async def _move(
-    services: ServicesDep, actor: ActorDep, task_id: str, to: TaskStatus
-) -> TaskControl:
+async def _move(services: ServicesDep, actor: ActorDep, task_id: str, to: TaskStatus) -> Response:
     task, delivered = await services.steering.move(task_id, to, actor=actor)
-    return TaskControl(**task.model_dump(), delivered=delivered)
+    return JSONBytes({**document(task), "delivered": delivered})
 
 
 @router.post("/tasks/{task_id}/pause", response_model=TaskControl, summary="Pause a task")
-async def pause(task_id: str, services: ServicesDep, actor: ActorDep) -> TaskControl:
+async def pause(task_id: str, services: ServicesDep, actor: ActorDep) -> Response:
     """Move the task to ``paused`` (409 if it cannot) and tell its agent to pause."""
     return await _move(services, actor, task_id, TaskStatus.PAUSED)
 
 
 @router.post("/tasks/{task_id}/resume", response_model=TaskControl, summary="Resume a task")
-async def resume(task_id: str, services: ServicesDep, actor: ActorDep) -> TaskControl:
+async def resume(task_id: str, services: ServicesDep, actor: ActorDep) -> Response:
     """Move the task back to ``in_progress`` and tell its agent to go on."""
     return await _move(services, actor, task_id, TaskStatus.IN_PROGRESS)
 
 
 @router.post("/tasks/{task_id}/cancel", response_model=TaskControl, summary="Cancel a task")
-async def cancel(task_id: str, services: ServicesDep, actor: ActorDep) -> TaskControl:
+async def cancel(task_id: str, services: ServicesDep, actor: ActorDep) -> Response:
     """Move the task to ``cancelled`` and tell its agent to stop."""
     return await _move(services, actor, task_id, TaskStatus.CANCELLED)
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query, Response, status
 
 from taskline.api.deps import ActorDep, ServicesDep
 from taskline.api.json_body import JsonBodyRoute
-from taskline.api.responses import JSONBytes
+from taskline.api.responses import JSONBytes, document
 from taskline.domain.errors import InvalidInputError
 from taskline.domain.models import Task, TaskCreate, TaskPage, TaskPatch, TaskReplace
 from taskline.domain.queries import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, SortField, TaskQuery
@@ -83,13 +83,14 @@ async def list_tasks(
 
 
 @router.post("/", response_model=Task, status_code=status.HTTP_201_CREATED, summary="Create a task")
-async def create_task(
-    body: TaskCreate, services: ServicesDep, actor: ActorDep, response: Response
-) -> Task:
+async def create_task(body: TaskCreate, services: ServicesDep, actor: ActorDep) -> Response:
     """Create the task and log ``task_created`` in the same transaction."""
     task = await services.tasks.create(body, actor=actor)
-    response.headers["Location"] = f"/api/v1/tasks/{task.id}"
-    return task
+    return JSONBytes(
+        document(task),
+        status_code=status.HTTP_201_CREATED,
+        headers={"Location": f"/api/v1/tasks/{task.id}"},
+    )
 
 
 @router.get("/{task_id}", response_model=Task, summary="Get a task")
@@ -100,15 +101,17 @@ async def get_task(task_id: str, services: ServicesDep) -> Response:
 @router.put("/{task_id}", response_model=Task, summary="Replace a task's fields")
 async def replace_task(
     task_id: str, body: TaskReplace, services: ServicesDep, actor: ActorDep
-) -> Task:
+) -> Response:
     """Replace the fields; logs ``task_updated`` (and the status event if it moved)."""
-    return await services.tasks.replace(task_id, body, actor=actor)
+    return JSONBytes(document(await services.tasks.replace(task_id, body, actor=actor)))
 
 
 @router.patch("/{task_id}", response_model=Task, summary="Change some of a task's fields")
-async def patch_task(task_id: str, body: TaskPatch, services: ServicesDep, actor: ActorDep) -> Task:
+async def patch_task(
+    task_id: str, body: TaskPatch, services: ServicesDep, actor: ActorDep
+) -> Response:
     """Change the fields sent; logs ``task_updated`` (and the status event if it moved)."""
-    return await services.tasks.patch(task_id, body.changes(), actor=actor)
+    return JSONBytes(document(await services.tasks.patch(task_id, body.changes(), actor=actor)))
 
 
 @router.delete("/{task_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a task")

@@ -474,6 +474,16 @@ def test_values_an_older_version_stored_are_served_with_markers(
     check(next(t for t in board["tasks"] if t["id"] == task_id)["result"], "export")
     frames = {frame["type"]: frame for frame in seen["agui"]}
     check(frames["RUN_FINISHED"]["result"], "AG-UI")
+    # a patch cannot apply to a state holding such values; a snapshot replaces it
+    add = {"op": "add", "path": "/b", "value": 1}
+    refused = client.post(
+        f"/api/v1/tasks/{task_id}/events",
+        json={"event_type": "state.patch", "data": {"patch": [add]}},
+    )
+    assert refused.status_code == 422, refused.text
+    assert "replace it whole" in refused.json()["detail"]
+    publish(client, task_id, {"event_type": "state.snapshot", "data": {"snapshot": {"new": 1}}})
+    assert ok(client.get(f"/api/v1/tasks/{task_id}/state"))["state"] == {"new": 1}
 
 
 def test_every_route_with_a_body_reads_it_with_parse_json() -> None:

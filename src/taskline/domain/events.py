@@ -196,32 +196,32 @@ class StateSnapshotData(_Data):
 
 class PatchOperation(BaseModel):
     """One RFC 6902 operation: ``value`` is required by ``add``, ``replace`` and ``test``,
-    ``from`` by ``move`` and ``copy``; other members are ignored (RFC 6902 §4) and not stored.
-    """
+    ``from`` (a string) by ``move`` and ``copy``. Other members — ``from`` on an ``add``, say
+    — are ignored (RFC 6902 §4) and not stored."""
 
     model_config = ConfigDict(extra="ignore")
 
     op: Literal["add", "remove", "replace", "move", "copy", "test"]
     path: str
     value: JsonValue = None
-    from_: str | None = Field(default=None, alias="from")
+    from_: Any = Field(default=None, alias="from")
 
     @model_validator(mode="after")
     def _required_members(self) -> "PatchOperation":
         if self.op in ("add", "replace", "test") and "value" not in self.model_fields_set:
             raise ValueError(f"{self.op!r} needs a 'value' member")
-        if self.op in ("move", "copy") and self.from_ is None:
+        if self.op in ("move", "copy") and not isinstance(self.from_, str):
             raise ValueError(f"{self.op!r} needs a 'from' member (a JSON Pointer)")
         return self
 
     @model_serializer(mode="wrap")
-    def _only_given(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+    def _used_members(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         dumped: dict[str, Any] = handler(self)
-        if "value" not in self.model_fields_set:
+        if self.op not in ("add", "replace", "test"):
             dumped.pop("value", None)
-        if self.from_ is None:
+        if self.op not in ("move", "copy"):
             dumped.pop("from", None)
-            dumped.pop("from_", None)
+        dumped.pop("from_", None)
         return dumped
 
 

@@ -1,11 +1,16 @@
 """JSON Patch (RFC 6902) on the server (``taskline.domain.json_patch``, through the event
-schema and ``apply_event`` too): the table of cases ``tests/json_patch_cases.json``. Then the
-bounds of the shared state: its size limit (``TASKLINE_MAX_STATE_BYTES``), patches that would
-grow it without end, and the REST behaviour of empty patches, missing values and extra members.
+schema and ``apply_event`` too) and in the UI (``json-patch.js``, in Node.js): one table of
+cases, ``tests/json_patch_cases.json``, that both must follow case by case. Then the bounds of
+the shared state: its size limit (``TASKLINE_MAX_STATE_BYTES``), patches that would grow it
+without end, and the REST behaviour of empty patches, missing values and extra members.
+
+The UI's module is also run in Chromium against the same table (``tests/test_ui_modules.py``).
 """
 
 import copy
 import json
+import shutil
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,10 +27,12 @@ from taskline.domain.events import WebSocketEventType, validate_data
 from taskline.domain.json_patch import PatchError, apply_patch, json_equal
 from taskline.domain.status import TaskStatus
 from taskline.settings import Settings
+from tests.support.databases import unavailable
 from tests.support.server import LiveServer
 
 HERE = Path(__file__).parent
 CASES: list[dict[str, Any]] = json.loads((HERE / "json_patch_cases.json").read_text("utf-8"))
+JSON_PATCH_JS = HERE.parent / "src" / "taskline" / "web" / "static" / "js" / "json-patch.js"
 E = WebSocketEventType
 
 
@@ -80,6 +87,53 @@ def through_an_event(doc: Any, patch: Any) -> Any:
         return exc
     assert stored["version"] == 4 and effects.log["state_version"] == 4
     return effects.log["state"]
+
+
+@pytest.fixture(scope="module")
+def node() -> str:
+    found = shutil.which("node")
+    if found is None:
+        unavailable("Node.js", "node is not on PATH")
+    assert found is not None
+    return found
+
+
+def test_the_ui_follows_each_case_like_the_server(node: str) -> None:
+    """json-patch.js, in Node.js, gives every case's expected document or a PatchError (and
+    leaves its input as it was): case by case what the server gives."""
+    done = subprocess.run(
+        [
+            node,
+            str(HERE / "json_patch_cases.mjs"),
+            str(HERE / "json_patch_cases.json"),
+            str(JSON_PATCH_JS),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)
+    assert len(results) == len(CASES)
+    disagreements = []
+    for case, result in zip(CASES, results, strict=True):
+        try:
+            server: Any = apply_patch(copy.deepcopy(case["doc"]), case["patch"])
+        except PatchError:
+            server = PatchError
+        if not result["same"]:
+            disagreements.append((case["comment"], "the UI changed its input"))
+        elif "error" in result:
+            if not result["patchError"]:
+                disagreements.append((case["comment"], f"not a PatchError: {result['error']}"))
+            elif server is not PatchError:
+                disagreements.append((case["comment"], f"UI refused, server gave {server}"))
+        elif server is PatchError:
+            disagreements.append((case["comment"], f"server refused, UI gave {result['ok']}"))
+        elif not json_equal(result["ok"], server):
+            disagreements.append((case["comment"], f"UI {result['ok']} != server {server}"))
+    assert not disagreements, "\n".join(f"{c}: {why}" for c, why in disagreements)
 
 
 # --- against a plain implementation, on random patches ----------------------------------------

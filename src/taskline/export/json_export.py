@@ -106,8 +106,9 @@ def build_document(bundle: ExportBundle) -> ExportDocument:
 def dump_document(document: ExportDocument) -> bytes:
     """Serialise ``document`` as UTF-8 JSON indented by two spaces.
 
-    orjson writes it, except when a task result holds an integer beyond 64 bits, which orjson
-    refuses: then the standard library writes the same structure (same layout, exact integer).
+    orjson writes it; should it refuse (the bundles of ``Transfer.bundle`` have their results
+    made writable already, see :func:`taskline.domain.json_bounds.readable`), the standard
+    library writes the same structure (same layout).
     """
     data = document.model_dump(mode="json")
     try:

@@ -213,16 +213,28 @@ def test_the_largest_values_are_stored_everywhere_and_read_back_everywhere(
     publish(client, task_id, {"type": "STATE_DELTA", "delta": delta}, **agui)
     publish(client, task_id, {"type": "RUN_FINISHED", **run, "result": LARGEST}, **agui)
 
-    # the board's export, imported again as a new board elsewhere: a client stores it all
+    # the task's export, read back whole
     exported = orjson.loads(ok_bytes(client.get(f"/api/v1/tasks/{task_id}/export/json")))
     assert exported["tasks"][0]["result"] == LARGEST
+    # imported again as another task and agent (the agent's metadata smaller: one body)
+    copy = {**exported["tasks"][0], "id": "task_imported", "assigned_agent_id": "agent_imported"}
+    agent_copy = {**exported["agents"][0], "id": "agent_imported", "metadata": SMALL}
+    imported = {**exported, "tasks": [copy], "agents": [agent_copy]}
+    body = orjson.dumps(imported)
+    headers = {"content-type": "application/json"}
+    assert ok(client.post("/api/v1/tasks/import", content=body, headers=headers))["tasks"] == 1
+    assert ok(client.get("/api/v1/tasks/task_imported"))["result"] == LARGEST
+    assert ok(client.get("/api/v1/agents/agent_imported"))["metadata"] == SMALL
 
     seen = read_everything(server, client, task_id)
     expected_state = {**LARGEST, "small": nested(MAX_DEPTH - 1)}
     assert seen["task"]["result"] == LARGEST
     assert [t["result"] for t in seen["list"]["items"] if t["id"] == task_id] == [LARGEST]
     assert seen["state"]["state"] == expected_state
-    assert seen["agents"][0]["metadata"] == LARGEST
+    assert {a["id"]: a["metadata"] for a in seen["agents"]} == {
+        "agent_big": LARGEST,
+        "agent_imported": SMALL,
+    }
     log = seen["log"]["events"]
     values = {e["data"]["name"]: e["data"]["value"] for e in log if e["event_type"] == "custom"}
     assert values == {"big": LARGEST, "small": SMALL}
@@ -237,7 +249,10 @@ def test_the_largest_values_are_stored_everywhere_and_read_back_everywhere(
     archive = zipfile.ZipFile(BytesIO(seen[f"/api/v1/tasks/{task_id}/export/zip"]))
     assert archive.testzip() is None
     board = orjson.loads(seen["/api/v1/tasks/export/json"])
-    assert board["agents"][0]["metadata"] == LARGEST
+    assert {t["id"]: t["result"] for t in board["tasks"]} == {
+        task_id: LARGEST,
+        "task_imported": LARGEST,
+    }
 
 
 def ok_bytes(response: httpx.Response) -> bytes:

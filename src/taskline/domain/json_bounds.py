@@ -83,9 +83,10 @@ UNREADABLE_KEY: Final = "taskline_unreadable"
 _PARSE_CAP = 2 * MAX_DEPTH
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
-# 19 digits or more: maybe an integer beyond 64 bits (or a long fraction: harmless)
-_LONG_DIGITS = re.compile(r"[0-9]{19}")
-_LONG_DIGITS_BYTES = re.compile(rb"[0-9]{19}")
+# 19 digits in a row: maybe an integer beyond 64 bits (or a long fraction: harmless). Every
+# digit becomes "0", then one search for nineteen of them: far faster than a regex.
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_NINETEEN_DIGITS = b"0" * 19
 # escapes that may make a string no database stores: a surrogate (paired or not) or U+0000
 _SUSPECT_ESCAPE = re.compile(r"\\u(?:[dD][89a-fA-F][0-9a-fA-F]{2}|0000)")
 _SUSPECT_ESCAPE_BYTES = re.compile(rb"\\u(?:[dD][89a-fA-F][0-9a-fA-F]{2}|0000)")
@@ -298,11 +299,8 @@ def _parse(text: str | bytes) -> Any:
     except orjson.JSONDecodeError:
         pass  # NaN, a lone surrogate, deeper than orjson goes, or not JSON: json.loads says
     else:
-        if isinstance(text, bytes):
-            exact = _LONG_DIGITS_BYTES.search(text) is None
-        else:
-            exact = _LONG_DIGITS.search(text) is None
-        if exact:
+        raw = text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass")
+        if raw.translate(_DIGITS_TO_ZERO).find(_NINETEEN_DIGITS) < 0:
             return value
     try:
         return json.loads(text)

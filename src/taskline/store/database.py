@@ -8,12 +8,12 @@ in-process lock, so two writers never deadlock on a lock upgrade; readers run be
 
 import asyncio
 import json
-import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -29,7 +29,7 @@ from taskline.domain.json_bounds import MAX_INT, MIN_INT
 
 __all__ = ["Database", "translate_errors"]
 
-_LONG_DIGITS = re.compile(r"[0-9]{19}")
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
 
 
 def _int_or_float(digits: str) -> int | float:
@@ -42,9 +42,13 @@ def _read_jsonb(text: str) -> Any:
     so a float as large as ``1e20`` comes back as the integer ``100000000000000000000``, which
     is not storable. An integer beyond the signed 64-bit range is read as the float it was
     (one an older version stored, an integer then, reads as the nearest float too)."""
-    if _LONG_DIGITS.search(text) is None:
+    raw = text.encode("utf-8", "surrogatepass")
+    if b"0" * 19 in raw.translate(_DIGITS_TO_ZERO):  # 19 digits in a row: maybe such an integer
+        return json.loads(text, parse_int=_int_or_float)
+    try:
+        return orjson.loads(raw)  # what json.loads gives, faster
+    except orjson.JSONDecodeError:  # deeper than orjson reads, say
         return json.loads(text)
-    return json.loads(text, parse_int=_int_or_float)
 
 
 class Database:

@@ -28,7 +28,12 @@ from pydantic import (
 )
 
 from taskline.domain.errors import InvalidInputError
-from taskline.domain.json_bounds import JsonBoundsError, check_container, check_storable
+from taskline.domain.json_bounds import (
+    JsonBoundsError,
+    check_container,
+    check_storable,
+    scalar_problem,
+)
 from taskline.domain.models import Fraction
 from taskline.domain.status import AgentStatus
 
@@ -370,11 +375,13 @@ def validate_data(
     Raises:
         InvalidInputError: naming the first bad field as ``{field_prefix}.{path}``.
     """
-    check_data_members(
-        data,
-        field_prefix=field_prefix,
-        shapes={key: _shape(event_type, key, data) for key in data},
-    )
+    for key, value in data.items():
+        if isinstance(value, dict | list):
+            _check_member(value, f"{field_prefix}.{key}", _shape(event_type, key, data))
+        elif (problem := scalar_problem(value)) is not None:  # the common case, quickly
+            raise InvalidInputError(
+                f"{field_prefix}.{key}: {problem}", field=f"{field_prefix}.{key}"
+            )
     schema = DATA_SCHEMAS.get(event_type, _Empty)
     try:
         model = schema.model_validate(data)

@@ -59,6 +59,7 @@ __all__ = [
     "json_pointer",
     "parse_json",
     "readable",
+    "scalar_problem",
 ]
 
 #: Levels of arrays and objects a storable value nests at most.
@@ -113,8 +114,8 @@ def json_pointer(path: tuple[Key, ...] | list[Key], *, limit: int | None = None)
     return text + ("/…" if len(shown) < len(path) else "")
 
 
-def _scalar_problem(value: Any) -> str | None:
-    """Why a scalar is not storable (None: it is; containers are checked by the caller)."""
+def scalar_problem(value: Any) -> str | None:
+    """Why a scalar (anything but an array or object) is not storable; None: it is."""
     if value is None or value is True or value is False:
         return None
     if isinstance(value, int):
@@ -161,7 +162,7 @@ def _is_storable(value: Any, max_depth: int) -> bool:
                     return False
                 if isinstance(child, dict | list):
                     stack.append((child, depth + 1))
-                elif _scalar_problem(child) is not None:
+                elif scalar_problem(child) is not None:
                     return False
         elif isinstance(node, list):
             if depth >= max_depth or len(node) > MAX_ITEMS:
@@ -169,9 +170,9 @@ def _is_storable(value: Any, max_depth: int) -> bool:
             for child in node:
                 if isinstance(child, dict | list):
                     stack.append((child, depth + 1))
-                elif _scalar_problem(child) is not None:
+                elif scalar_problem(child) is not None:
                     return False
-        elif _scalar_problem(node) is not None:
+        elif scalar_problem(node) is not None:
             return False
     return True
 
@@ -203,7 +204,7 @@ def _first_problem(value: Any, max_depth: int) -> JsonBoundsError:
             children = [(child, depth + 1, (*path, key)) for key, child in items]
             stack.extend(reversed(children))  # report in document order
         else:
-            problem = _scalar_problem(node)
+            problem = scalar_problem(node)
             if problem is not None:
                 return JsonBoundsError(problem, path)
     raise AssertionError("no problem found in a value that failed the check")
@@ -218,7 +219,11 @@ def check_storable(value: Any, *, max_depth: int = MAX_DEPTH) -> None:
     Raises:
         JsonBoundsError: naming the bound broken and where (a JSON Pointer into ``value``).
     """
-    if not _is_storable(value, max_depth):
+    if not isinstance(value, dict | list):  # the common case, quickly
+        problem = scalar_problem(value)
+        if problem is not None:
+            raise JsonBoundsError(problem)
+    elif not _is_storable(value, max_depth):
         raise _first_problem(value, max_depth)
 
 
@@ -394,7 +399,7 @@ def _marker(reason: str) -> dict[str, str]:
     return {UNREADABLE_KEY: reason}
 
 
-def _writable_scalar_problem(value: Any) -> str | None:
+def _writablescalar_problem(value: Any) -> str | None:
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int):
@@ -423,7 +428,7 @@ def _is_writable(value: Any, max_depth: int) -> bool:
             if depth >= max_depth:
                 return False
             stack.extend((child, depth + 1) for child in node)
-        elif _writable_scalar_problem(node) is not None:
+        elif _writablescalar_problem(node) is not None:
             return False
     return True
 
@@ -451,7 +456,7 @@ def _rebuild(
             _rebuild(child, depth + 1, max_depth, (*path, index), problems)
             for index, child in enumerate(node)
         ]
-    problem = _writable_scalar_problem(node)
+    problem = _writablescalar_problem(node)
     if problem is None:
         return node
     problems.append(f"{problem} at {json_pointer(path, limit=8)}")

@@ -384,7 +384,7 @@ async def test_invalid_data_raises_invalid_input(bus: EventBus, log: EventLog) -
     assert caught.value.field == "source"
     with pytest.raises(InvalidInputError) as caught:
         await bus.emit("task_a", E.TASK_STARTED, {"extra": object()})
-    assert caught.value.field == "data"
+    assert caught.value.field == "data.extra"  # not a JSON value
     with pytest.raises(InvalidInputError):
         bus.subscribe("no_such_type", Recorder())
 

@@ -601,13 +601,15 @@ def test_a_patch_on_no_state_applies_to_an_empty_document() -> None:
     ],
 )
 def test_a_patch_that_does_not_apply_is_refused(operation: dict[str, Any]) -> None:
-    """A patch that does not apply is refused on ``events.N.data.patch``, naming the state
-    version it was tried on; the state and its version stay as they were."""
+    """A patch that does not apply is refused on ``events.N.data.patch.I`` (the operation),
+    naming the state version it was tried on; the state and its version stay as they were."""
     facts, effects = make_facts(state_version=7, state={"a": 1}), Effects()
     with pytest.raises(InvalidInputError) as refused:
         apply(facts, effects, E.STATE_PATCH, {"patch": [operation]}, index=1)
-    assert refused.value.field == "events.1.data.patch"
-    assert refused.value.detail.startswith("events.1.data.patch: does not apply to state version 7")
+    assert refused.value.field == "events.1.data.patch.0"
+    assert refused.value.detail.startswith(
+        "events.1.data.patch.0: does not apply to state version 7"
+    )
     assert (facts.state, facts.state_version, effects.log) == ({"a": 1}, 7, {})
 
 

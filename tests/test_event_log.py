@@ -313,7 +313,7 @@ async def test_state_snapshots_and_patches_carry_versions(database: Database) ->
                 {"event_type": "state.patch", "data": {"patch": [{"op": "remove", "path": "/x"}]}},
             ],
         )
-    assert caught.value.field == "events.1.data.patch"
+    assert caught.value.field == "events.1.data.patch.0"
     async with database.read() as session:
         state = await EventLog(session).state(task.id)
     assert (state.document, state.version) == ({"files": ["a.md"]}, 2)

@@ -196,7 +196,7 @@ async def test_bad_events_are_refused_before_sending_or_reported_by_flush(
         with pytest.raises(InvalidEvent):
             await run.emit("task_created", {})
         with pytest.raises(InvalidEvent):
-            await run.state.patch([])
+            await run.state.patch([{"op": "add", "path": "/a"}])  # no value
         await run.flush()
         bad = await run.state.patch([{"op": "remove", "path": "/missing"}])
         with pytest.raises(EventRejected) as rejected:

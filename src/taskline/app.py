@@ -113,6 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         session_ttl=settings.session_ttl,
         review_roots=settings.review_roots,
         review_hidden=settings.review_hidden,
+        max_state_bytes=settings.max_state_bytes,
     )
 
     @asynccontextmanager

@@ -143,6 +143,12 @@ class Settings(BaseSettings):
     ws_max_message_bytes: int = Field(
         default=65_536, ge=1024, description="Largest client WebSocket frame (else 1009)."
     )
+    max_state_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest shared state of a task (compact JSON); a snapshot or patch "
+        "that would make it larger is refused with 422.",
+    )
     event_retention: int | None = Field(
         default=None,
         ge=1,

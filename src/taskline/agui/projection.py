@@ -14,7 +14,6 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-import jsonpatch
 from ag_ui.core import (
     PROTOCOL_VERSION,
     AssistantMessage,
@@ -31,8 +30,9 @@ from ag_ui.core import (
     ToolMessage,
 )
 
-from taskline.agui.translate import TERMINAL_TYPES, to_agui
+from taskline.agui.translate import TERMINAL_TYPES, event_json, to_agui
 from taskline.domain.events import WebSocketMessage
+from taskline.domain.json_patch import PatchError, apply_patch
 
 __all__ = ["RunView"]
 
@@ -137,14 +137,15 @@ class RunView:
             if event.tool_call_id in self.calls:
                 self.calls[event.tool_call_id].args += event.delta
             return
-        data: dict[str, Any] = json.loads(event.model_dump_json(by_alias=True))
+        data: dict[str, Any] = json.loads(event_json(event))
         kind = data["type"]
         if kind == "STATE_SNAPSHOT":
             self.state = data.get("snapshot")
         elif kind == "STATE_DELTA":
-            # the log only holds patches that applied; a mismatch keeps the old view
-            with contextlib.suppress(jsonpatch.JsonPatchException, jsonpatch.JsonPointerException):
-                self.state = jsonpatch.apply_patch(self.state or {}, data["delta"])
+            # the log only holds patches that applied; a mismatch keeps the old view (the
+            # server checked the size when it stored them)
+            with contextlib.suppress(PatchError):
+                self.state = apply_patch(self.state or {}, data["delta"], max_bytes=None)
         elif kind == "TEXT_MESSAGE_START":
             self.text[data["messageId"]] = (data.get("role") or "assistant", "")
         elif kind == "TEXT_MESSAGE_CONTENT" and data["messageId"] in self.text:

@@ -27,6 +27,7 @@ is stored and replayed is identical apart from timestamps.
 """
 
 import json
+import logging
 from typing import Any
 
 from ag_ui.core import (
@@ -50,14 +51,32 @@ from ag_ui.core import (
     ToolCallStartEvent,
 )
 from pydantic import TypeAdapter, ValidationError
+from pydantic_core import PydanticSerializationError
 
 from taskline.domain.errors import InvalidInputError
-from taskline.domain.events import EventIn, WebSocketEventType, WebSocketMessage
+from taskline.domain.events import (
+    AGUI_DATA_KEY,
+    EventIn,
+    WebSocketEventType,
+    WebSocketMessage,
+    check_data_members,
+)
+from taskline.domain.json_bounds import readable
 
-__all__ = ["AGUI_KEY", "TERMINAL_TYPES", "from_agui", "parse_agui", "to_agui"]
+__all__ = [
+    "AGUI_KEY",
+    "TERMINAL_TYPES",
+    "event_json",
+    "from_agui",
+    "parse_agui",
+    "sse_frame",
+    "to_agui",
+]
+
+logger = logging.getLogger("taskline.agui")
 
 E = WebSocketEventType
-AGUI_KEY = "agui"  #: where an ingested event's original AG-UI JSON is kept in ``data``
+AGUI_KEY = AGUI_DATA_KEY  #: where an ingested event's original AG-UI JSON is kept in ``data``
 #: The AG-UI event types that end a run: nothing of that run may follow them.
 TERMINAL_TYPES = frozenset({"RUN_FINISHED", "RUN_ERROR"})
 _EVENTS: TypeAdapter[Any] = TypeAdapter(Event)
@@ -83,6 +102,32 @@ def parse_agui(raw: dict[str, Any], *, field: str = "event") -> BaseEvent:
     return event
 
 
+def event_json(event: BaseEvent) -> str:
+    """The JSON text of an AG-UI event, camelCase, as the official encoder writes it.
+
+    Values stored before the bounds of :mod:`taskline.domain.json_bounds` that cannot be
+    written (nested too deep for the encoder, say) have those parts replaced by a
+    ``{"taskline_unreadable": …}`` marker, with a warning logged: the event is still sent.
+    """
+    try:
+        return event.model_dump_json(by_alias=True)
+    except PydanticSerializationError:
+        fixed: dict[str, Any] = {}
+        problems: list[str] = []
+        for name in type(event).model_fields:
+            value, found = readable(getattr(event, name))
+            if found:
+                fixed[name] = value
+                problems.extend(found)
+        logger.warning("an AG-UI %s event holds values no encoder writes: %s", event.type, problems)
+        return event.model_copy(update=fixed).model_dump_json(by_alias=True)
+
+
+def sse_frame(event: BaseEvent) -> str:
+    """One server-sent event holding ``event`` (what ``ag_ui.encoder.EventEncoder`` writes)."""
+    return f"data: {event_json(event)}\n\n"
+
+
 def _dump(event: BaseEvent) -> dict[str, Any]:
     dumped: dict[str, Any] = event.model_dump(mode="json", by_alias=True, exclude_unset=True)
     dumped.pop("timestamp", None)
@@ -90,7 +135,17 @@ def _dump(event: BaseEvent) -> dict[str, Any]:
 
 
 def from_agui(raw: dict[str, Any], *, field: str = "event") -> EventIn:
-    """Translate one AG-UI event into the Taskline event to store (see the module table)."""
+    """Translate one AG-UI event into the Taskline event to store (see the module table).
+
+    Each member of the AG-UI event must hold storable JSON values (``delta``: operations
+    whose values are), like the Taskline event's data it becomes.
+
+    Raises:
+        InvalidInputError: naming the bad field as ``{field}.{camelCase path}``.
+    """
+    check_data_members(
+        raw, field_prefix=field, shapes={"delta": "operations", "patch": "operations"}
+    )
     event = parse_agui(raw, field=field)
     original = _dump(event)
     kind, data = _native(event, original)

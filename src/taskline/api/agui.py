@@ -25,6 +25,7 @@ from ag_ui.encoder import EventEncoder
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
+from taskline.agui import sse_frame
 from taskline.api.cursors import last_event_id_cursor
 from taskline.api.deps import ActorDep
 from taskline.service import Services
@@ -75,7 +76,7 @@ async def run_agui(request: Request, actor: ActorDep) -> StreamingResponse:
 
     async def body() -> AsyncIterator[str]:
         async for event in gateway.run(prepared):
-            yield _ENCODER.encode(event)
+            yield sse_frame(event)
 
     return StreamingResponse(
         body(),

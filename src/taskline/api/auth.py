@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from taskline.api.deps import ActorDep, ServicesDep, SettingsDep
 from taskline.api.doors import SESSION_COOKIE
+from taskline.api.json_body import JsonBodyRoute
 from taskline.domain.access import ROLE_ACTIONS, Action, allows
 from taskline.domain.actors import Actor, ActorKind, Role
 from taskline.domain.errors import NotAuthenticatedError
@@ -26,7 +27,7 @@ from taskline.settings import Settings
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["auth"])
+router = APIRouter(tags=["auth"], route_class=JsonBodyRoute)
 
 
 class SignIn(BaseModel):

@@ -3,17 +3,19 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Request
-from pydantic import BaseModel, JsonValue
+from pydantic import BaseModel
 
 from taskline.api.deps import ActorDep
+from taskline.api.json_body import JsonBodyRoute
 from taskline.domain.access import Action, require
 from taskline.domain.errors import InvalidInputError
 from taskline.domain.ids import ID_PATTERN
+from taskline.domain.json_bounds import StorableObject
 from taskline.realtime import ConnectionManager
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1/clients", tags=["events"])
+router = APIRouter(prefix="/api/v1/clients", tags=["events"], route_class=JsonBodyRoute)
 
 
 class Delivery(BaseModel):
@@ -26,7 +28,7 @@ class Delivery(BaseModel):
 async def send_personal_message(
     client_id: str,
     request: Request,
-    body: Annotated[dict[str, JsonValue], Body(description="Any JSON object.")],
+    body: Annotated[StorableObject, Body(description="Any JSON object (storable).")],
     actor: ActorDep,
 ) -> Delivery:
     """Send ``body`` to the client as a ``personal_message`` event.

@@ -4,7 +4,7 @@ from fastapi import APIRouter, Response, status
 
 from taskline.api.deps import ActorDep, ServicesDep
 from taskline.api.preconditions import send_etag
-from taskline.api.responses import JSONBytes
+from taskline.api.responses import JSONBytes, document
 from taskline.domain.models import Task
 from taskline.domain.status import TaskStatus
 
@@ -19,36 +19,29 @@ class TaskControl(Task):
     delivered: bool
 
 
-async def _move(
-    services: ServicesDep, actor: ActorDep, response: Response, task_id: str, to: TaskStatus
-) -> TaskControl:
+async def _move(services: ServicesDep, actor: ActorDep, task_id: str, to: TaskStatus) -> Response:
     task, delivered = await services.steering.move(task_id, to, actor=actor)
-    send_etag(response, task.version)
-    return TaskControl(**task.model_dump(), delivered=delivered)
+    answer = JSONBytes({**document(task), "delivered": delivered})
+    send_etag(answer, task.version)
+    return answer
 
 
 @router.post("/tasks/{task_id}/pause", response_model=TaskControl, summary="Pause a task")
-async def pause(
-    task_id: str, services: ServicesDep, actor: ActorDep, response: Response
-) -> TaskControl:
+async def pause(task_id: str, services: ServicesDep, actor: ActorDep) -> Response:
     """Move the task to ``paused`` (409 if it cannot) and tell its agent to pause."""
-    return await _move(services, actor, response, task_id, TaskStatus.PAUSED)
+    return await _move(services, actor, task_id, TaskStatus.PAUSED)
 
 
 @router.post("/tasks/{task_id}/resume", response_model=TaskControl, summary="Resume a task")
-async def resume(
-    task_id: str, services: ServicesDep, actor: ActorDep, response: Response
-) -> TaskControl:
+async def resume(task_id: str, services: ServicesDep, actor: ActorDep) -> Response:
     """Move the task back to ``in_progress`` and tell its agent to go on."""
-    return await _move(services, actor, response, task_id, TaskStatus.IN_PROGRESS)
+    return await _move(services, actor, task_id, TaskStatus.IN_PROGRESS)
 
 
 @router.post("/tasks/{task_id}/cancel", response_model=TaskControl, summary="Cancel a task")
-async def cancel(
-    task_id: str, services: ServicesDep, actor: ActorDep, response: Response
-) -> TaskControl:
+async def cancel(task_id: str, services: ServicesDep, actor: ActorDep) -> Response:
     """Move the task to ``cancelled`` and tell its agent to stop."""
-    return await _move(services, actor, response, task_id, TaskStatus.CANCELLED)
+    return await _move(services, actor, task_id, TaskStatus.CANCELLED)
 
 
 @router.get(

@@ -2,18 +2,20 @@
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Query, Response
 from pydantic import BaseModel, Field, JsonValue, ValidationError
 
 from taskline.agui import from_agui
 from taskline.api.deps import ActorDep, ServicesDep
+from taskline.api.json_body import JsonBodyRoute
+from taskline.api.responses import JSONBytes
 from taskline.domain.errors import InvalidInputError
 from taskline.domain.events import EventIn, WebSocketMessage
 from taskline.service.agent_session import MAX_BATCH
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1", tags=["events"])
+router = APIRouter(prefix="/api/v1", tags=["events"], route_class=JsonBodyRoute)
 
 
 class PublishResult(BaseModel):
@@ -103,6 +105,11 @@ async def publish_events(
     )
 
 
+def _envelope(message: WebSocketMessage) -> dict[str, Any]:
+    """An envelope as the document ``JSONBytes`` writes (the fields of the model)."""
+    return dict(message)
+
+
 @router.get("/tasks/{task_id}/events", response_model=EventPage, summary="A task's event log")
 async def task_events(
     task_id: str,
@@ -110,11 +117,16 @@ async def task_events(
     since: Annotated[int, Query(ge=0, description="Return events with seq > since.")] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     types: Annotated[str | None, Query(description="Comma-separated event types.")] = None,
-) -> EventPage:
+) -> Response:
     wanted = [t.strip() for t in types.split(",") if t.strip()] if types else []
     head, events = await services.events.history(task_id, since=since, limit=limit, types=wanted)
-    return EventPage(
-        task_id=task_id, events=events, first_seq=head.first_seq, last_seq=head.last_seq
+    return JSONBytes(
+        {
+            "task_id": task_id,
+            "events": [_envelope(m) for m in events],
+            "first_seq": head.first_seq,
+            "last_seq": head.last_seq,
+        }
     )
 
 
@@ -124,14 +136,15 @@ async def recent_events(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     types: Annotated[str | None, Query(description="Comma-separated event types.")] = None,
     task_id: str | None = None,
-) -> list[WebSocketMessage]:
+) -> Response:
     """The newest events across all tasks, oldest of them first."""
     wanted = [t.strip() for t in types.split(",") if t.strip()] if types else []
-    return await services.events.recent(limit=limit, types=wanted, task_id=task_id)
+    events = await services.events.recent(limit=limit, types=wanted, task_id=task_id)
+    return JSONBytes([_envelope(m) for m in events])
 
 
 @router.get("/tasks/{task_id}/state", response_model=TaskStateOut, summary="Shared state")
-async def task_state(task_id: str, services: ServicesDep) -> TaskStateOut:
+async def task_state(task_id: str, services: ServicesDep) -> Response:
     """The task's shared state document and its version (each snapshot or patch adds one)."""
     state = await services.events.state(task_id)
-    return TaskStateOut(task_id=task_id, version=state.version, state=state.document)
+    return JSONBytes({"task_id": task_id, "version": state.version, "state": state.document})

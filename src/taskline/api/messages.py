@@ -3,11 +3,14 @@
 from fastapi import APIRouter, status
 
 from taskline.api.deps import ActorDep, ServicesDep
+from taskline.api.json_body import JsonBodyRoute
 from taskline.domain.models import Message, MessageCreate
 
 __all__ = ["MessagePosted", "router"]
 
-router = APIRouter(prefix="/api/v1/tasks/{task_id}/messages", tags=["messages"])
+router = APIRouter(
+    prefix="/api/v1/tasks/{task_id}/messages", tags=["messages"], route_class=JsonBodyRoute
+)
 
 
 @router.get("", response_model=list[Message], summary="List a task's messages")

@@ -9,6 +9,7 @@ from typing import Annotated, TypeVar
 from fastapi import APIRouter, Query, Response, status
 
 from taskline.api.deps import ActorDep, ServicesDep
+from taskline.api.json_body import JsonBodyRoute
 from taskline.api.preconditions import CONDITIONAL, IfMatchDep, send_etag
 from taskline.domain.models import (
     Reorder,
@@ -25,7 +26,7 @@ __all__ = ["router"]
 
 T = TypeVar("T")
 
-router = APIRouter(prefix="/api/v1/tasks/{task_id}", tags=["sections"])
+router = APIRouter(prefix="/api/v1/tasks/{task_id}", tags=["sections"], route_class=JsonBodyRoute)
 
 
 Position = Annotated[

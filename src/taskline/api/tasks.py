@@ -5,8 +5,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from taskline.api.deps import ActorDep, ServicesDep
+from taskline.api.json_body import JsonBodyRoute
 from taskline.api.preconditions import CONDITIONAL, IfMatchDep, send_etag
-from taskline.api.responses import JSONBytes
+from taskline.api.responses import JSONBytes, document
 from taskline.domain.errors import InvalidInputError
 from taskline.domain.models import Task, TaskCreate, TaskPage, TaskPatch, TaskReplace
 from taskline.domain.preconditions import etag
@@ -15,7 +16,7 @@ from taskline.domain.status import TaskStatus
 
 __all__ = ["parse_task_query", "router"]
 
-router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
+router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"], route_class=JsonBodyRoute)
 
 
 def parse_task_query(
@@ -84,14 +85,14 @@ async def list_tasks(
 
 
 @router.post("/", response_model=Task, status_code=status.HTTP_201_CREATED, summary="Create a task")
-async def create_task(
-    body: TaskCreate, services: ServicesDep, actor: ActorDep, response: Response
-) -> Task:
+async def create_task(body: TaskCreate, services: ServicesDep, actor: ActorDep) -> Response:
     """Create the task and log ``task_created`` in the same transaction."""
     task = await services.tasks.create(body, actor=actor)
-    response.headers["Location"] = f"/api/v1/tasks/{task.id}"
-    send_etag(response, task.version)
-    return task
+    return JSONBytes(
+        document(task),
+        status_code=status.HTTP_201_CREATED,
+        headers={"Location": f"/api/v1/tasks/{task.id}", "ETag": etag(task.version)},
+    )
 
 
 @router.get("/{task_id}", response_model=Task, summary="Get a task")
@@ -110,15 +111,15 @@ async def replace_task(
     services: ServicesDep,
     actor: ActorDep,
     if_match: IfMatchDep,
-    response: Response,
-) -> Task:
+) -> Response:
     """Replace the fields; logs ``task_updated`` (and the status event if it moved).
 
     The document ``GET`` answers may be sent back edited: its read-only fields are ignored
     when unchanged (422 when changed), its ``version`` must be current (else 412)."""
     task = await services.tasks.replace(task_id, body, actor=actor, if_match=if_match)
-    send_etag(response, task.version)
-    return task
+    answer = JSONBytes(document(task))
+    send_etag(answer, task.version)
+    return answer
 
 
 @router.patch(
@@ -133,12 +134,12 @@ async def patch_task(
     services: ServicesDep,
     actor: ActorDep,
     if_match: IfMatchDep,
-    response: Response,
-) -> Task:
+) -> Response:
     """Change the fields sent; logs ``task_updated`` (and the status event if it moved)."""
     task = await services.tasks.patch(task_id, body.changes(), actor=actor, if_match=if_match)
-    send_etag(response, task.version)
-    return task
+    answer = JSONBytes(document(task))
+    send_etag(answer, task.version)
+    return answer
 
 
 @router.delete(

@@ -9,8 +9,10 @@ An event may change:
   stamping ``started_at`` / ``completed_at`` and the ``result``;
 - an agent: ``agent_status_change`` sets its status (``working`` also makes this task its
   current one) and records the ``previous`` status on the event;
-- the shared state: ``state.snapshot`` replaces it, ``state.patch`` applies RFC 6902 to it;
-  each bumps the state ``version``, stamped on the event;
+- the shared state: ``state.snapshot`` replaces it, ``state.patch`` applies RFC 6902 to it
+  (:mod:`taskline.domain.json_patch`; an empty patch changes nothing); each bumps the state
+  ``version``, stamped on the event. A snapshot or patch whose result would be larger than
+  ``max_state_bytes`` (compact JSON) is refused;
 - a subtask of the task: ``subtask_updated`` with ``done`` ticks or unticks it, and the event
   records its ``section_id``.
 
@@ -23,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import jsonpatch
+import orjson
 
 from taskline.domain.errors import ConflictError, InvalidInputError
 from taskline.domain.events import (
@@ -34,9 +36,11 @@ from taskline.domain.events import (
     WebSocketEventType,
     validate_data,
 )
+from taskline.domain.json_patch import DEFAULT_MAX_STATE_BYTES, PatchError, apply_patch
 from taskline.domain.status import AgentStatus, TaskStatus, check_transition, status_timestamps
 
 __all__ = [
+    "DEFAULT_MAX_STATE_BYTES",
     "NEEDS_STATE",
     "READ_FREE_EVENTS",
     "Effects",
@@ -137,14 +141,16 @@ def apply_event(
     *,
     prefix: str,
     now: datetime,
+    max_state_bytes: int = DEFAULT_MAX_STATE_BYTES,
 ) -> dict[str, Any]:
     """Apply one event: record its changes in ``effects`` and update ``facts`` (so the next
     event of the batch sees them); return its data as stored (``version``, ``previous``,
     ``section_id`` added).
 
     Raises:
-        InvalidInputError: a refused status move, a patch that does not apply, an unknown
-            agent, a subtask that is not in the task (``field`` names it under ``prefix``).
+        InvalidInputError: a refused status move, a patch that does not apply, a snapshot or
+            patch that would make the state larger than ``max_state_bytes``, an unknown agent,
+            a subtask that is not in the task (``field`` names it under ``prefix``).
     """
     if kind in (E.PROGRESS_UPDATE, E.CONFIDENCE_UPDATE):
         progress_changes(effects.task, kind, data)
@@ -153,17 +159,26 @@ def apply_event(
     elif kind == E.AGENT_STATUS_CHANGE:
         _change_agent(facts, effects, data, prefix, now)
     elif kind == E.STATE_SNAPSHOT:
+        size = len(orjson.dumps(data["snapshot"]))  # storable: orjson writes it
+        if size > max_state_bytes:
+            field = f"{prefix}.data.snapshot"
+            raise InvalidInputError(
+                f"{field}: {size} bytes, more than the shared state's limit of {max_state_bytes}",
+                field=field,
+            )
         _set_state(facts, effects, data["snapshot"])
         data["version"] = facts.state_version
     elif kind == E.STATE_PATCH:
         document = facts.state if facts.state is not None else {}
         try:
-            patched = jsonpatch.apply_patch(document, data["patch"], in_place=False)
-        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
+            patched = apply_patch(document, data["patch"], max_bytes=max_state_bytes)
+        except PatchError as exc:
+            field = f"{prefix}.data.patch"
+            if exc.index is not None:
+                field += f".{exc.index}"
             raise InvalidInputError(
-                f"{prefix}.data.patch: does not apply to state version "
-                f"{facts.state_version}: {exc}",
-                field=f"{prefix}.data.patch",
+                f"{field}: does not apply to state version {facts.state_version}: {exc.reason}",
+                field=field,
             ) from None
         _set_state(facts, effects, patched)
         data["version"] = facts.state_version

@@ -6,7 +6,8 @@ with no gaps, in commit order). *Connection messages* (``connection_established`
 ``seq = None``.
 
 Each event type has a data schema (:data:`DATA_SCHEMAS`); :func:`validate_data` checks a
-payload against it and names the bad field.
+payload against it and names the bad field. Every member of an event's data is a storable JSON
+value (:mod:`taskline.domain.json_bounds`), checked before the schema.
 """
 
 from datetime import UTC, datetime
@@ -20,14 +21,24 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
+    SerializerFunctionWrapHandler,
     ValidationError,
+    model_serializer,
+    model_validator,
 )
 
 from taskline.domain.errors import InvalidInputError
+from taskline.domain.json_bounds import (
+    JsonBoundsError,
+    check_container,
+    check_storable,
+    scalar_problem,
+)
 from taskline.domain.models import Fraction
 from taskline.domain.status import AgentStatus
 
 __all__ = [
+    "AGUI_DATA_KEY",
     "CONNECTION_EVENTS",
     "DATA_SCHEMAS",
     "LOGGED_EVENTS",
@@ -37,6 +48,7 @@ __all__ = [
     "EventIn",
     "WebSocketEventType",
     "WebSocketMessage",
+    "check_data_members",
     "validate_data",
 ]
 
@@ -188,18 +200,39 @@ class StateSnapshotData(_Data):
 
 
 class PatchOperation(BaseModel):
-    """One RFC 6902 operation."""
+    """One RFC 6902 operation: ``value`` is required by ``add``, ``replace`` and ``test``,
+    ``from`` (a string) by ``move`` and ``copy``. Other members — ``from`` on an ``add``, say
+    — are ignored (RFC 6902 §4) and not stored."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore")
 
     op: Literal["add", "remove", "replace", "move", "copy", "test"]
     path: str
-    value: JsonValue | None = None
-    from_: str | None = Field(default=None, alias="from")
+    value: JsonValue = None
+    from_: Any = Field(default=None, alias="from")
+
+    @model_validator(mode="after")
+    def _required_members(self) -> "PatchOperation":
+        if self.op in ("add", "replace", "test") and "value" not in self.model_fields_set:
+            raise ValueError(f"{self.op!r} needs a 'value' member")
+        if self.op in ("move", "copy") and not isinstance(self.from_, str):
+            raise ValueError(f"{self.op!r} needs a 'from' member (a JSON Pointer)")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _used_members(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        dumped: dict[str, Any] = handler(self)
+        if self.op not in ("add", "replace", "test"):
+            dumped.pop("value", None)
+        if self.op not in ("move", "copy"):
+            dumped.pop("from", None)
+        dumped.pop("from_", None)
+        return dumped
 
 
 class StatePatchData(_Data):
-    patch: Annotated[list[PatchOperation], Field(min_length=1, max_length=10_000)]
+    #: an empty patch is a valid no-op (RFC 6902): it is logged and bumps the version
+    patch: Annotated[list[PatchOperation], Field(max_length=10_000)]
     version: int | None = None
 
 
@@ -263,21 +296,100 @@ DATA_SCHEMAS: dict[WebSocketEventType, type[_Data]] = {
 }
 
 
+#: Where an event ingested as AG-UI keeps the original AG-UI event (see ``taskline.agui``).
+AGUI_DATA_KEY = "agui"
+
+#: How a member of an event's data holds stored values: ``"value"`` is one (the common case);
+#: ``"object"`` is an object whose members are (``task_*`` events' ``task``); ``"operations"``
+#: a list of objects whose members are (a ``state.patch``'s ``patch``: each operation's
+#: ``value``); ``"agui"`` an AG-UI event whose members are, its ``delta``/``patch`` being
+#: operations.
+_Shape = Literal["value", "object", "operations", "agui"]
+
+
+def _shape(event_type: WebSocketEventType, key: str, data: dict[str, Any]) -> _Shape:
+    if key == AGUI_DATA_KEY:
+        return "agui"
+    if key == "task" and DATA_SCHEMAS.get(event_type) is TaskChangeData:
+        return "object"
+    if key == "patch" and event_type == E.STATE_PATCH:
+        return "operations"
+    if (
+        key == "value"
+        and event_type == E.CUSTOM
+        and str(data.get("name", "")).startswith("agui:")  # an AG-UI-only event, kept whole
+    ):
+        return "agui"
+    return "value"
+
+
+def check_data_members(
+    members: dict[str, Any], *, field_prefix: str, shapes: dict[str, _Shape] | None = None
+) -> None:
+    """Check that every member of ``members`` holds storable JSON values (``shapes`` says how,
+    per key; default: each member is one value).
+
+    Raises:
+        InvalidInputError: naming the member (``{field_prefix}.{key}``, down to the operation
+            or the member of a wrapper) and the bound it breaks.
+    """
+    for key, value in members.items():
+        _check_member(value, f"{field_prefix}.{key}", (shapes or {}).get(key, "value"))
+
+
+def _check_member(value: Any, field: str, shape: _Shape) -> None:
+    expected = list if shape == "operations" else dict
+    if shape == "value" or not isinstance(value, expected):
+        _check_value(value, field)
+        return
+    _check_container(value, field)
+    if isinstance(value, list):  # operations
+        for index, operation in enumerate(value):
+            _check_member(operation, f"{field}.{index}", "object")
+        return
+    for key, member in value.items():
+        inner: _Shape = "operations" if shape == "agui" and key in ("delta", "patch") else "value"
+        _check_member(member, f"{field}.{key}", inner)
+
+
+def _check_value(value: Any, field: str) -> None:
+    try:
+        check_storable(value)
+    except JsonBoundsError as exc:
+        raise InvalidInputError(f"{field}: {exc}", field=field) from None
+
+
+def _check_container(value: dict[str, Any] | list[Any], field: str) -> None:
+    try:
+        check_container(value)
+    except JsonBoundsError as exc:
+        raise InvalidInputError(f"{field}: {exc}", field=field) from None
+
+
 def validate_data(
     event_type: WebSocketEventType, data: dict[str, Any], *, field_prefix: str = "data"
 ) -> dict[str, Any]:
-    """Check ``data`` against the schema of ``event_type``; return it normalised.
+    """Check that every member of ``data`` holds storable JSON values, then check ``data``
+    against the schema of ``event_type``; return it normalised.
 
     Raises:
         InvalidInputError: naming the first bad field as ``{field_prefix}.{path}``.
     """
+    for key, value in data.items():
+        if isinstance(value, dict | list):
+            _check_member(value, f"{field_prefix}.{key}", _shape(event_type, key, data))
+        elif (problem := scalar_problem(value)) is not None:  # the common case, quickly
+            raise InvalidInputError(
+                f"{field_prefix}.{key}: {problem}", field=f"{field_prefix}.{key}"
+            )
     schema = DATA_SCHEMAS.get(event_type, _Empty)
     try:
         model = schema.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         path = ".".join(str(p) for p in (field_prefix, *first["loc"]))
-        raise InvalidInputError(f"{path}: {first['msg']}", field=path) from None
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise InvalidInputError(f"{path}: {message}", field=path) from None
     return model.model_dump(mode="json", by_alias=True, exclude_none=False)
 
 
@@ -316,7 +428,9 @@ class EventIn(BaseModel):
 
     id: Annotated[str, Field(min_length=1, max_length=80)] | None = None
     event_type: WebSocketEventType
-    data: dict[str, JsonValue] = Field(default_factory=dict)
+    #: JSON values; each member is checked (storable, then the type's schema) by
+    #: :func:`validate_data` when the event is recorded, which names the field it refuses
+    data: dict[str, Any] = Field(default_factory=dict)
     #: when it happened; must carry a time zone (stored and sent on in UTC)
     timestamp: Annotated[AwareDatetime, AfterValidator(_in_utc)] | None = None
     source: Annotated[str, Field(max_length=200)] | None = None

@@ -2,7 +2,9 @@
 
 Read models (``Task``, ``Section``, ``Subtask``, ``Agent``, ``Message``) describe stored
 resources. Write models (``TaskCreate``, ``TaskReplace``, ``TaskPatch``, ...) describe request
-bodies; they forbid unknown fields so a misspelt field is an error, never a silent drop.
+bodies; they forbid unknown fields so a misspelt field is an error, never a silent drop, and
+the JSON values they carry (``result``, ``metadata``) must be storable
+(:mod:`taskline.domain.json_bounds`). Read models take what is stored as it is.
 """
 
 from datetime import UTC, datetime
@@ -20,6 +22,7 @@ from pydantic import (
 )
 
 from taskline.domain.ids import ID_PATTERN
+from taskline.domain.json_bounds import StorableJson, StorableObject
 from taskline.domain.status import AgentStatus, Priority, TaskStatus
 
 __all__ = [
@@ -205,7 +208,7 @@ class TaskCreate(_Write):
     confidence: Fraction | None = None
     assigned_agent_id: ResourceId | None = None
     tags: Tags = Field(default_factory=list)
-    result: JsonValue | None = None
+    result: StorableJson | None = None
     sections: list[SectionCreate] = Field(default_factory=list, max_length=200)
 
 
@@ -266,7 +269,7 @@ class TaskReplace(_Write):
     confidence: Fraction | None = None
     assigned_agent_id: ResourceId | None = None
     tags: Tags = Field(default_factory=list)
-    result: JsonValue | None = None
+    result: StorableJson | None = None
     sections: list[SectionReplace] | None = None
     # read-only: see READ_ONLY
     id: str | None = Field(default=None, max_length=80)
@@ -313,7 +316,7 @@ class TaskPatch(_Patch):
     confidence: Fraction | None = None
     assigned_agent_id: ResourceId | None = None
     tags: Tags | None = None
-    result: JsonValue | None = None
+    result: StorableJson | None = None
 
     _not_nullable: ClassVar[tuple[str, ...]] = (
         "title",
@@ -349,7 +352,7 @@ class AgentCreate(_Write):
     name: Title
     kind: Annotated[str, Field(min_length=1, max_length=64)] = "generic"
     status: AgentStatus = AgentStatus.IDLE
-    metadata: dict[str, JsonValue] = Field(default_factory=dict)
+    metadata: StorableObject = Field(default_factory=dict)
 
 
 class AgentPatch(_Patch):
@@ -357,7 +360,7 @@ class AgentPatch(_Patch):
     kind: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     status: AgentStatus | None = None
     current_task_id: ResourceId | None = None
-    metadata: dict[str, JsonValue] | None = None
+    metadata: StorableObject | None = None
 
     _not_nullable: ClassVar[tuple[str, ...]] = ("name", "kind", "status", "metadata")
 

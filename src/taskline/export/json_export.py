@@ -16,10 +16,11 @@ from collections.abc import Mapping
 from typing import Any, Final, Literal
 
 import orjson
-from pydantic import AwareDatetime, BaseModel, Field, ValidationError
+from pydantic import AliasChoices, AwareDatetime, BaseModel, Field, ValidationError
 
 import taskline
 from taskline.domain.errors import InvalidInputError
+from taskline.domain.json_bounds import StorableJson, StorableObject, parse_json
 from taskline.domain.models import Agent, Fraction, Message, Task
 from taskline.export.bundle import ExportBundle
 
@@ -27,6 +28,7 @@ __all__ = [
     "EXPORT_FORMAT",
     "EXPORT_VERSION",
     "ExportDocument",
+    "ExportedAgent",
     "ExportedTask",
     "build_document",
     "dump_document",
@@ -41,13 +43,21 @@ EXPORT_VERSION: Final = 1
 class ExportedTask(Task):
     """A task as it appears in an export: the task itself plus its thread, oldest first.
 
-    Unlike the read model, ``progress`` and ``confidence`` are checked to lie in ``[0, 1]``,
-    since an imported document is untrusted input.
+    Unlike the read model, ``progress`` and ``confidence`` are checked to lie in ``[0, 1]`` and
+    ``result`` to be storable (:mod:`taskline.domain.json_bounds`), since an imported document
+    is untrusted input.
     """
 
     progress: Fraction
     confidence: Fraction | None
+    result: StorableJson | None
     messages: list[Message] = Field(default_factory=list)
+
+
+class ExportedAgent(Agent):
+    """An agent as it appears in an export; its ``metadata`` must be storable on import."""
+
+    metadata: StorableObject = Field(validation_alias=AliasChoices("metadata_", "metadata"))
 
 
 class ExportDocument(BaseModel):
@@ -62,7 +72,7 @@ class ExportDocument(BaseModel):
     exported_at: AwareDatetime
     taskline_version: str
     count: int = Field(ge=0)
-    agents: list[Agent]
+    agents: list[ExportedAgent]
     tasks: list[ExportedTask]
 
 
@@ -88,7 +98,7 @@ def build_document(bundle: ExportBundle) -> ExportDocument:
         exported_at=bundle.exported_at,
         taskline_version=taskline.__version__,
         count=len(tasks),
-        agents=list(bundle.agents),
+        agents=[ExportedAgent.model_construct(**dict(agent)) for agent in bundle.agents],
         tasks=tasks,
     )
 
@@ -96,8 +106,9 @@ def build_document(bundle: ExportBundle) -> ExportDocument:
 def dump_document(document: ExportDocument) -> bytes:
     """Serialise ``document`` as UTF-8 JSON indented by two spaces.
 
-    orjson writes it, except when a task result holds an integer beyond 64 bits, which orjson
-    refuses: then the standard library writes the same structure (same layout, exact integer).
+    orjson writes it; should it refuse (the bundles of ``Transfer.bundle`` have their results
+    made writable already, see :func:`taskline.domain.json_bounds.readable`), the standard
+    library writes the same structure (same layout).
     """
     data = document.model_dump(mode="json")
     try:
@@ -115,8 +126,9 @@ def parse_json_export(raw: bytes | str | Mapping[str, Any]) -> ExportDocument:
     """Parse and validate a JSON export (raw bytes or text, or an already decoded object).
 
     The header is checked first, so a document from another tool or a future version is
-    reported as such rather than through whatever else differs in it. Integers beyond 64 bits
-    in raw input are decoded as floats (orjson's behaviour).
+    reported as such rather than through whatever else differs in it. Raw input is read by
+    :func:`~taskline.domain.json_bounds.parse_json`: integers are exact, so one beyond 64 bits
+    is refused by name, like any value that is not storable.
 
     Raises:
         InvalidInputError: the input is not JSON (``field`` is ``None``), is not an object, has
@@ -138,8 +150,8 @@ def parse_json_export(raw: bytes | str | Mapping[str, Any]) -> ExportDocument:
 def _decode(raw: bytes | str | Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(raw, bytes | str):
         try:
-            loaded = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
+            loaded = parse_json(raw)
+        except json.JSONDecodeError as exc:
             raise InvalidInputError(f"the export is not valid JSON: {exc}") from exc
     else:
         loaded = raw

@@ -1,22 +1,43 @@
 """Connection messages: envelopes that are not in any log (``seq`` is None) and the one JSON
 encoding every frame gets."""
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic_core import PydanticSerializationError
+
 from taskline.domain.events import WebSocketEventType, WebSocketMessage
 from taskline.domain.ids import new_id
+from taskline.domain.json_bounds import readable
 from taskline.domain.models import Task, utc_now
 from taskline.realtime.offline import QueuedMessages
 
 __all__ = ["encode", "established", "gap_notices", "notice", "offline_notices"]
 
 E = WebSocketEventType
+logger = logging.getLogger("taskline.realtime")
 
 
 def encode(message: WebSocketMessage) -> str:
-    """The JSON text of an envelope, computed once per event and shared by all subscribers."""
-    return message.model_dump_json()
+    """The JSON text of an envelope, computed once per event and shared by all subscribers.
+
+    Data stored before the bounds of :mod:`taskline.domain.json_bounds` that cannot be written
+    (nested too deep for the encoder, a lone surrogate) has those parts replaced by a
+    ``{"taskline_unreadable": …}`` marker, with a warning logged: the event is still sent.
+    """
+    try:
+        return message.model_dump_json()
+    except PydanticSerializationError:
+        data, problems = readable(message.data)
+        logger.warning(
+            "event %s (task %s, seq %s) holds values no encoder writes: %s",
+            message.id,
+            message.task_id,
+            message.seq,
+            "; ".join(problems),
+        )
+        return message.model_copy(update={"data": data}).model_dump_json()
 
 
 def notice(

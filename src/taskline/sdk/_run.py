@@ -608,10 +608,11 @@ class RunState:
         return await self._run._emit(E.STATE_SNAPSHOT, {"snapshot": jsonable(document)})
 
     async def patch(self, operations: list[dict[str, Any]]) -> str:
-        """Apply RFC 6902 operations, e.g. ``[{"op": "add", "path": "/done/-", "value": 3}]``.
+        """Apply RFC 6902 operations, e.g. ``[{"op": "add", "path": "/done/-", "value": 3}]``
+        (an empty list is a valid no-op: it is logged and bumps the state's version).
 
         Raises:
-            InvalidEvent: an empty list or a malformed operation.
+            InvalidEvent: a malformed operation (``add`` without ``value``, say).
         """
         return await self._run._emit(E.STATE_PATCH, {"patch": jsonable(operations)})
 

@@ -15,6 +15,7 @@ import os
 from collections.abc import Sequence
 
 from taskline.bus import EventBus
+from taskline.domain.effects import DEFAULT_MAX_STATE_BYTES
 from taskline.realtime import ConnectionManager
 from taskline.realtime.agents import AgentHub
 from taskline.service.agents import AgentService
@@ -40,6 +41,8 @@ class Services:
         session_ttl: seconds a browser sign-in lasts.
         heartbeat_interval, stale_after, queue_size: the agent hub's (see AgentHub).
         review_roots, review_hidden: what the built-in agent may review (see AguiGateway).
+        max_state_bytes: the shared state's size limit (a larger snapshot or patch result
+            is refused).
     """
 
     def __init__(
@@ -55,14 +58,19 @@ class Services:
         session_ttl: float = 14 * 86_400.0,
         review_roots: Sequence[str | os.PathLike[str]] = (),
         review_hidden: bool = False,
+        max_state_bytes: int = DEFAULT_MAX_STATE_BYTES,
     ) -> None:
         self.database = database
         self.bus = bus
         self.identity = Identity(database, session_ttl=session_ttl)
-        self.writes = Writes(database, bus, keep_last=keep_last)
+        self.writes = Writes(database, bus, keep_last=keep_last, max_state_bytes=max_state_bytes)
         # SQLite serialises writers: one group at a time; PostgreSQL commits a few in parallel
         self.commits = GroupCommit(
-            database, bus, keep_last=keep_last, workers=1 if database.is_sqlite else 4
+            database,
+            bus,
+            keep_last=keep_last,
+            workers=1 if database.is_sqlite else 4,
+            max_state_bytes=max_state_bytes,
         )
         self.tasks = TaskService(database, self.writes)
         self.events = EventService(database, self.commits)

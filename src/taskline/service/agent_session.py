@@ -9,16 +9,17 @@ ends it. A frame the agent sends after being replaced by a newer connection is i
 closing a replaced session leaves the newer one alone.
 """
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
 from pydantic import ValidationError
 
 from taskline.domain.access import require_agent_connection
 from taskline.domain.actors import Actor, ActorKind, Role
 from taskline.domain.errors import InvalidInputError, StorageError, TasklineError
 from taskline.domain.events import EventIn
+from taskline.domain.json_bounds import JsonBoundsError, check_storable, parse_json
 from taskline.domain.models import utc_now
 from taskline.domain.problems import problem_body
 from taskline.realtime.agents import AgentConnection, AgentHub
@@ -96,16 +97,19 @@ class AgentSession:
             return
         self.hub.touch(self.agent_id)
         try:
-            frame: Any = orjson.loads(text)
-        except orjson.JSONDecodeError:
+            frame: Any = parse_json(text)  # exact integers, any depth: the checks name fields
+        except json.JSONDecodeError:
             await self._reply({"type": "error", "code": "invalid_json", "message": "not JSON"})
+            return
+        except InvalidInputError as exc:  # a string no database stores
+            await self._reply({"type": "error", "code": "invalid_json", "message": exc.detail})
             return
         kind = frame.get("type") if isinstance(frame, dict) else None
         if kind == "heartbeat":
             await self._reply({"type": "heartbeat", "server_time": utc_now().isoformat()})
         elif kind == "ping":
             pong: dict[str, Any] = {"type": "pong", "server_time": utc_now().isoformat()}
-            if "timestamp" in frame:
+            if "timestamp" in frame and _echoable(frame["timestamp"]):
                 pong["client_timestamp"] = frame["timestamp"]
             await self._reply(pong)
         elif kind == "publish":
@@ -175,3 +179,13 @@ class AgentSession:
 
     async def _reply(self, frame: dict[str, Any]) -> None:
         await self.hub.reply(self.agent_id, frame)
+
+
+def _echoable(value: Any) -> bool:
+    """Whether a ping's ``timestamp`` comes back in the pong: when it is storable (an integer
+    beyond 64 bits, say, could not be written back)."""
+    try:
+        check_storable(value)
+    except JsonBoundsError:
+        return False
+    return True

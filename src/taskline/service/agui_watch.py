@@ -19,7 +19,7 @@ from ag_ui.core import BaseEvent
 from ag_ui.encoder import EventEncoder
 
 from taskline.agui.projection import RunView
-from taskline.agui.translate import TERMINAL_TYPES, to_agui
+from taskline.agui.translate import TERMINAL_TYPES, sse_frame, to_agui
 from taskline.domain.events import WebSocketEventType, WebSocketMessage
 from taskline.realtime import ConnectionManager
 from taskline.store.database import Database
@@ -132,4 +132,4 @@ class AguiWatch:
 
     def _frames(self, events: list[BaseEvent], seq: int | None) -> str:
         prefix = f"id: {seq}\n" if seq is not None else ""
-        return "".join(prefix + self.encoder.encode(event) for event in events)
+        return "".join(prefix + sse_frame(event) for event in events)

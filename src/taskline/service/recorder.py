@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskline.domain.actors import Actor
 from taskline.domain.effects import (
+    DEFAULT_MAX_STATE_BYTES,
     NEEDS_STATE,
     Effects,
     Facts,
@@ -63,11 +64,13 @@ async def record_events(
     source: str | None = None,
     apply: bool = True,
     keep_last: int | None = None,
+    max_state_bytes: int = DEFAULT_MAX_STATE_BYTES,
 ) -> list[WebSocketMessage]:
     """Check, apply and store ``events`` for ``task_id``; return them with their seqs.
 
     Re-sent event ids return the stored event and store nothing. ``keep_last`` trims the log
-    to its newest events afterwards (retention).
+    to its newest events afterwards (retention); ``max_state_bytes`` bounds the shared state
+    (a snapshot or patch that would make it larger is refused).
 
     Raises:
         NotFoundError: the task does not exist (and ``apply`` is true).
@@ -78,7 +81,9 @@ async def record_events(
     if apply and is_read_free(events):
         committed, head = await _read_free(session, log, task_id, events, actor, source)
     else:
-        committed, head = await _reading(session, log, task_id, events, actor, source, apply)
+        committed, head = await _reading(
+            session, log, task_id, events, actor, source, apply, max_state_bytes
+        )
     if keep_last is not None:
         await log.trim(task_id, keep_last=keep_last, log=head)
     await log.save(task_id, head)
@@ -197,6 +202,7 @@ async def _reading(
     actor: Actor,
     source: str | None,
     apply: bool,
+    max_state_bytes: int,
 ) -> tuple[list[WebSocketMessage], LockedLog]:
     with_state = apply and any(e.event_type in NEEDS_STATE for e in events)
     facts: Facts | None = None
@@ -233,7 +239,13 @@ async def _reading(
         data = checked_data(index, event, server=not apply)
         if facts is not None:
             data = apply_event(
-                facts, effects, event.event_type, data, prefix=f"events.{index}", now=now
+                facts,
+                effects,
+                event.event_type,
+                data,
+                prefix=f"events.{index}",
+                now=now,
+                max_state_bytes=max_state_bytes,
             )
         head.last_seq += 1
         row = event_row(task_id, head.last_seq, event, data, now=now, source=source, actor=who)

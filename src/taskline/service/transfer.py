@@ -1,8 +1,11 @@
 """Exports (what to export: the tasks, their agents and messages) and imports."""
 
+import logging
+
 from taskline.domain.access import Action, require
 from taskline.domain.actors import Actor
-from taskline.domain.models import utc_now
+from taskline.domain.json_bounds import readable
+from taskline.domain.models import Agent, Task, utc_now
 from taskline.domain.queries import TaskQuery
 from taskline.export import ExportBundle
 from taskline.export.json_export import ExportDocument
@@ -13,6 +16,8 @@ from taskline.store.tasks import TaskStore
 from taskline.store.transfer import ImportMode, ImportSummary, import_board, messages_by_task
 
 __all__ = ["ImportMode", "ImportSummary", "Transfer"]
+
+logger = logging.getLogger("taskline.service")
 
 
 class Transfer:
@@ -35,7 +40,12 @@ class Transfer:
                 a for a in await AgentStore(session).list() if a.id in referenced or not task_id
             ]
             messages = await messages_by_task(session, [t.id for t in tasks])
-        return ExportBundle(tasks=tasks, agents=agents, messages=messages, exported_at=utc_now())
+        return ExportBundle(
+            tasks=[_writable_task(t) for t in tasks],
+            agents=[_writable_agent(a) for a in agents],
+            messages=messages,
+            exported_at=utc_now(),
+        )
 
     async def import_board(
         self, document: ExportDocument, *, mode: ImportMode, actor: Actor
@@ -52,3 +62,21 @@ class Transfer:
                 {task.id: task.messages for task in document.tasks},
                 mode=mode,
             )
+
+
+def _writable_task(task: Task) -> Task:
+    """``task`` with the parts of its result no encoder writes (stored before the bounds of
+    :mod:`taskline.domain.json_bounds`) replaced by markers, so every format can write it."""
+    result, problems = readable(task.result)
+    if not problems:
+        return task
+    logger.warning("task %s: its result holds values no encoder writes: %s", task.id, problems)
+    return task.model_copy(update={"result": result})
+
+
+def _writable_agent(agent: Agent) -> Agent:
+    metadata, problems = readable(agent.metadata)
+    if not problems:
+        return agent
+    logger.warning("agent %s: its metadata holds values no encoder writes: %s", agent.id, problems)
+    return agent.model_copy(update={"metadata": metadata})

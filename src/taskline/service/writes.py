@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskline.bus import EventBus
 from taskline.domain.actors import Actor
-from taskline.domain.effects import is_read_free
+from taskline.domain.effects import DEFAULT_MAX_STATE_BYTES, is_read_free
 from taskline.domain.errors import TasklineError
 from taskline.domain.events import EventIn, WebSocketMessage
 from taskline.service.recorder import Publish, record_events, record_read_free_group, start_log
@@ -36,11 +36,18 @@ logger = logging.getLogger("taskline.service")
 class Change:
     """One write transaction in progress: its session and the events it has recorded."""
 
-    __slots__ = ("events", "keep_last", "session")
+    __slots__ = ("events", "keep_last", "max_state_bytes", "session")
 
-    def __init__(self, session: AsyncSession, *, keep_last: int | None) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        *,
+        keep_last: int | None,
+        max_state_bytes: int = DEFAULT_MAX_STATE_BYTES,
+    ) -> None:
         self.session = session
         self.keep_last = keep_last
+        self.max_state_bytes = max_state_bytes
         self.events: list[WebSocketMessage] = []
 
     async def record(
@@ -61,6 +68,7 @@ class Change:
             source=source,
             apply=apply,
             keep_last=self.keep_last,
+            max_state_bytes=self.max_state_bytes,
         )
         self.events.extend(committed)
         return committed
@@ -80,18 +88,27 @@ class Writes:
     Args:
         keep_last: retention; after each append all but the newest ``keep_last`` events of
             the task are trimmed (None keeps everything).
+        max_state_bytes: the shared state's size limit (see ``record_events``).
     """
 
-    def __init__(self, database: Database, bus: EventBus, *, keep_last: int | None) -> None:
+    def __init__(
+        self,
+        database: Database,
+        bus: EventBus,
+        *,
+        keep_last: int | None,
+        max_state_bytes: int = DEFAULT_MAX_STATE_BYTES,
+    ) -> None:
         self.database = database
         self.bus = bus
         self.keep_last = keep_last
+        self.max_state_bytes = max_state_bytes
 
     @contextlib.asynccontextmanager
     async def change(self) -> AsyncIterator[Change]:
         """A write transaction; its recorded events go to the bus after the commit."""
         async with self.database.write() as session:
-            change = Change(session, keep_last=self.keep_last)
+            change = Change(session, keep_last=self.keep_last, max_state_bytes=self.max_state_bytes)
             yield change
         if change.events:
             await self.bus.dispatch(change.events)
@@ -122,6 +139,7 @@ class GroupCommit:
         workers: groups committed at once (requests are spread by task, so a task's
             publishes keep their order); SQLite serialises writers anyway: use 1 there.
         max_group: requests per transaction at most.
+        max_state_bytes: the shared state's size limit (see ``record_events``).
     """
 
     def __init__(
@@ -132,10 +150,12 @@ class GroupCommit:
         keep_last: int | None,
         workers: int = 1,
         max_group: int = 256,
+        max_state_bytes: int = DEFAULT_MAX_STATE_BYTES,
     ) -> None:
         self.database = database
         self.bus = bus
         self.keep_last = keep_last
+        self.max_state_bytes = max_state_bytes
         self.max_group = max_group
         self._queues: list[deque[_Publish]] = [deque() for _ in range(max(1, workers))]
         self._wakers: list[asyncio.Event | None] = [None] * len(self._queues)
@@ -264,6 +284,7 @@ class GroupCommit:
                     actor=request.actor,
                     source=request.source,
                     keep_last=self.keep_last,
+                    max_state_bytes=self.max_state_bytes,
                 )
             ]
         except TasklineError as exc:  # refused before it wrote anything

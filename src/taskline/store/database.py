@@ -7,11 +7,13 @@ in-process lock, so two writers never deadlock on a lock upgrade; readers run be
 """
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -23,8 +25,30 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from taskline.domain.errors import ConflictError, StorageError, TasklineError
+from taskline.domain.json_bounds import MAX_INT, MIN_INT
 
 __all__ = ["Database", "translate_errors"]
+
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+
+
+def _int_or_float(digits: str) -> int | float:
+    number = int(digits)
+    return number if MIN_INT <= number <= MAX_INT else float(digits)
+
+
+def _read_jsonb(text: str) -> Any:
+    """A ``jsonb`` value as Python: PostgreSQL writes a number as a decimal without exponent,
+    so a float as large as ``1e20`` comes back as the integer ``100000000000000000000``, which
+    is not storable. An integer beyond the signed 64-bit range is read as the float it was
+    (one an older version stored, an integer then, reads as the nearest float too)."""
+    raw = text.encode("utf-8", "surrogatepass")
+    if b"0" * 19 in raw.translate(_DIGITS_TO_ZERO):  # 19 digits in a row: maybe such an integer
+        return json.loads(text, parse_int=_int_or_float)
+    try:
+        return orjson.loads(raw)  # what json.loads gives, faster
+    except orjson.JSONDecodeError:  # deeper than orjson reads, say
+        return json.loads(text)
 
 
 class Database:
@@ -50,7 +74,9 @@ class Database:
             _configure_sqlite(self._write_engine, begin="BEGIN IMMEDIATE")
             _configure_sqlite(self._read_engine, begin="BEGIN")
         else:
-            engine = create_async_engine(url, echo=echo, pool_size=10, max_overflow=20)
+            engine = create_async_engine(
+                url, echo=echo, pool_size=10, max_overflow=20, json_deserializer=_read_jsonb
+            )
             self._write_engine = self._read_engine = engine
         self._write_sessions = async_sessionmaker(self._write_engine, expire_on_commit=False)
         self._read_sessions = async_sessionmaker(self._read_engine, expire_on_commit=False)

@@ -14,16 +14,19 @@ connection (plain selects, inserts and updates of the columns involved) rather t
 ORM objects; the rows it touches are never left in the session's identity map.
 """
 
-from collections.abc import Iterable, Sequence
+import logging
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import Integer, Row, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from taskline.domain.errors import ConflictError, NotFoundError
 from taskline.domain.events import EventIn, WebSocketMessage
 from taskline.domain.ids import new_id
+from taskline.domain.json_bounds import readable
 from taskline.store.tables import EVENTS, TASK_LOGS, TASKS, EventRow, LogMetaRow
 
 __all__ = [
@@ -35,6 +38,8 @@ __all__ = [
     "event_row",
     "update_many",
 ]
+
+logger = logging.getLogger("taskline.store")
 
 # The statements of the append path, built once (SQLAlchemy caches their compiled form).
 # ``FOR UPDATE`` takes PostgreSQL row locks; SQLite leaves it out (its writers are serialised).
@@ -421,4 +426,23 @@ def _empty_log(task_id: str) -> dict[str, Any]:
 
 def _messages(rows: Iterable[Row[Any]]) -> list[WebSocketMessage]:
     """Envelopes of stored ``events`` rows (all their columns)."""
-    return [WebSocketMessage.model_validate(row._mapping) for row in rows]
+    return [_message(row._mapping) for row in rows]
+
+
+def _message(values: Mapping[Any, Any]) -> WebSocketMessage:
+    try:
+        return WebSocketMessage.model_validate(values)
+    except ValidationError:
+        # data an older version stored, nested deeper than the model reads: the parts no
+        # encoder writes become markers (taskline.domain.json_bounds.readable)
+        data, problems = readable(values["data"])
+        if not problems:
+            raise
+        logger.warning(
+            "event %s (task %s, seq %s) holds values no encoder writes: %s",
+            values["id"],
+            values["task_id"],
+            values["seq"],
+            "; ".join(problems),
+        )
+        return WebSocketMessage.model_validate({**values, "data": data})

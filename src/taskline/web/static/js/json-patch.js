@@ -2,6 +2,13 @@
  * JSON Patch (RFC 6902) over JSON Pointer (RFC 6901), applied to a copy: either every
  * operation applies and the new document is returned, or a {@link PatchError} is thrown and
  * the input is untouched — the caller then refetches the state instead of showing a guess.
+ *
+ * It applies patches exactly as the server does (`taskline.domain.json_patch`;
+ * `tests/json_patch_cases.json` holds the cases both follow): `add`, `replace` and `test` need
+ * a `value` member, `move` and `copy` a `from`; other members are ignored; an empty patch
+ * changes nothing; a `~` in a pointer is followed by `0` or `1`; removing the whole document
+ * is refused. The size and depth limits are the server's to enforce: a patch reaches the page
+ * only after the server stored it.
  * @module json-patch
  */
 
@@ -15,6 +22,9 @@ export class PatchError extends Error {
 }
 
 const INDEX = /^(0|[1-9][0-9]*)$/;
+const BAD_ESCAPE = /~(?![01])/;
+const OPERATIONS = new Set(['add', 'remove', 'replace', 'move', 'copy', 'test']);
+const has = (object, key) => Object.prototype.hasOwnProperty.call(object, key);
 
 /**
  * Split a JSON Pointer into unescaped reference tokens (RFC 6901 §3–4).
@@ -26,10 +36,11 @@ export function parsePointer(pointer) {
   if (typeof pointer !== 'string' || pointer[0] !== '/') {
     throw new PatchError(`${JSON.stringify(pointer)} is not a JSON Pointer`);
   }
-  return pointer
-    .slice(1)
-    .split('/')
-    .map((token) => token.replace(/~1/g, '/').replace(/~0/g, '~'));
+  const tokens = pointer.slice(1).split('/');
+  if (tokens.some((token) => BAD_ESCAPE.test(token))) {
+    throw new PatchError(`in ${JSON.stringify(pointer)}, '~' is not followed by 0 or 1`);
+  }
+  return tokens.map((token) => token.replace(/~1/g, '/').replace(/~0/g, '~'));
 }
 
 /**
@@ -52,8 +63,20 @@ export function applyPatch(document, operations) {
  * @returns {any} the new root (only `""` paths replace it)
  */
 function applyOperation(root, operation) {
+  if (operation === null || typeof operation !== 'object' || Array.isArray(operation)) {
+    throw new PatchError('an operation is an object');
+  }
+  const { op } = operation;
+  if (!OPERATIONS.has(op)) throw new PatchError(`unknown operation ${JSON.stringify(op)}`);
+  if (!has(operation, 'path')) throw new PatchError(`'${op}' needs a 'path' member`);
   const tokens = parsePointer(operation.path);
-  switch (operation.op) {
+  if ((op === 'add' || op === 'replace' || op === 'test') && !has(operation, 'value')) {
+    throw new PatchError(`'${op}' needs a 'value' member`);
+  }
+  if ((op === 'move' || op === 'copy') && typeof operation.from !== 'string') {
+    throw new PatchError(`'${op}' needs a 'from' member (a JSON Pointer)`);
+  }
+  switch (op) {
     case 'add':
       return add(root, tokens, structuredClone(operation.value));
     case 'remove':
@@ -62,22 +85,26 @@ function applyOperation(root, operation) {
       get(root, tokens); // must exist
       return replace(root, tokens, structuredClone(operation.value));
     case 'move': {
-      const from = parsePointer(operation.from ?? '');
-      if (isPrefix(from, tokens) && from.length < tokens.length) {
+      const from = parsePointer(operation.from);
+      if (isPrefix(from, tokens) && from.length === tokens.length) {
+        get(root, from); // must exist; moving a value onto itself changes nothing
+        return root;
+      }
+      if (isPrefix(from, tokens)) {
         throw new PatchError(`cannot move ${operation.from} into its own child ${operation.path}`);
       }
       const taken = remove(root, from);
       return add(taken.root, tokens, taken.value);
     }
     case 'copy':
-      return add(root, tokens, structuredClone(get(root, parsePointer(operation.from ?? ''))));
+      return add(root, tokens, structuredClone(get(root, parsePointer(operation.from))));
     case 'test':
       if (!deepEqual(get(root, tokens), operation.value)) {
         throw new PatchError(`test failed at ${operation.path}`);
       }
       return root;
     default:
-      throw new PatchError(`unknown operation ${JSON.stringify(operation.op)}`);
+      throw new PatchError(`unknown operation ${JSON.stringify(op)}`);
   }
 }
 
@@ -124,15 +151,20 @@ function add(root, tokens, value) {
     else if (INDEX.test(key) && Number(key) <= parent.length) parent.splice(Number(key), 0, value);
     else throw new PatchError(`cannot add at array index ${key}`);
   } else if (parent !== null && typeof parent === 'object') {
-    parent[key] = value;
+    setMember(parent, key, value);
   } else {
     throw new PatchError(`cannot add ${JSON.stringify(key)} to a ${typeof parent}`);
   }
   return root;
 }
 
+/** An own member, even for keys such as `__proto__` that assignment treats specially. */
+function setMember(object, key, value) {
+  Object.defineProperty(object, key, { value, writable: true, enumerable: true, configurable: true });
+}
+
 function remove(root, tokens) {
-  if (tokens.length === 0) return { root: null, value: root };
+  if (tokens.length === 0) throw new PatchError('cannot remove the whole document (replace it)');
   const value = get(root, tokens);
   const { parent, key } = parentOf(root, tokens);
   if (Array.isArray(parent)) parent.splice(Number(key), 1);
@@ -144,7 +176,7 @@ function replace(root, tokens, value) {
   if (tokens.length === 0) return value;
   const { parent, key } = parentOf(root, tokens);
   if (Array.isArray(parent)) parent[Number(key)] = value;
-  else parent[key] = value;
+  else setMember(parent, key, value);
   return root;
 }
 

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -9,6 +10,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from taskline.settings import Settings
 from tests.support.server import LiveServer
 from tests.support.waiting import async_wait_until
 from tests.support.ws import open_ws
@@ -176,3 +178,25 @@ async def test_heartbeat_and_ping_are_answered(server: LiveServer) -> None:
         assert pong["type"] == "pong" and pong["client_timestamp"] == 42 and pong["server_time"]
         await ws.send(json.dumps({"type": "heartbeat"}))
         assert (await frame(ws))["type"] == "heartbeat"
+
+
+async def test_the_frame_limit_counts_bytes_not_characters(tmp_path: Path) -> None:
+    """An agent's frame is limited to max_body_bytes in bytes: 2,049 "é" (4,098 bytes) are
+    over a 4,096 limit though they are fewer characters: closed with 1009 (found by the fuzz
+    test; the limit used to be counted in characters)."""
+    settings = Settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'a.db'}", max_body_bytes=4096
+    )
+    live = LiveServer(settings)
+    live.start()
+    try:
+        async with open_ws(f"{live.ws_url}/ws/agents/agent_wide") as ws:
+            assert (await frame(ws))["type"] == "welcome"
+            await ws.send("é" * 2048)
+            assert (await frame(ws))["code"] == "invalid_json"
+            await ws.send("é" * 2049)
+            with pytest.raises(ConnectionClosed):
+                await frame(ws)
+            assert ws.close_code == 1009
+    finally:
+        live.stop()

@@ -214,6 +214,22 @@ async def test_oversized_frame_closes_with_1009(server: LiveServer, client: http
         assert (await receive(other))["event_type"] == "pong"
 
 
+async def test_the_frame_limit_counts_bytes_not_characters(sqlite_server: LiveServer) -> None:
+    """32,768 "é" are 65,536 bytes, the limit: answered. 32,769 are 65,538 bytes, over it
+    though they are fewer characters than the limit: closed with 1009 (found by the fuzz
+    test; the limit used to be counted in characters)."""
+    with httpx.Client(base_url=sqlite_server.url, timeout=10) as client:
+        task_id = new_task(client)
+    async with open_ws(f"{sqlite_server.ws_url}/ws/tasks/{task_id}") as ws:
+        await receive_until(ws, "connection_established")
+        await ws.send("é" * 32_768)
+        assert (await receive(ws))["data"]["code"] == "invalid_json"
+        await ws.send("é" * 32_769)
+        with pytest.raises(ConnectionClosed):
+            await receive(ws)
+        assert ws.close_code == 1009
+
+
 async def test_offline_queue_keeps_the_newest_100_and_reports_drops(
     server: LiveServer, client: httpx.Client
 ) -> None:

@@ -7,6 +7,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from taskline.api.doors import actor_of
+from taskline.api.ws import client_text
 from taskline.domain.errors import ForbiddenError, NotAuthenticatedError, StorageError
 from taskline.domain.ids import ID_PATTERN
 from taskline.realtime import CloseCode
@@ -57,10 +58,8 @@ async def agent_socket(websocket: WebSocket, agent_id: str) -> None:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
                 break
-            text = message.get("text")
-            if text is None:
-                text = (message.get("bytes") or b"").decode("utf-8", "replace")
-            if len(text) > max_bytes and len(text.encode()) > max_bytes:
+            text, size = client_text(message)
+            if size > max_bytes:
                 await session.close(1009, f"frames are limited to {max_bytes} bytes")
                 return
             await session.receive(text)

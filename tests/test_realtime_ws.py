@@ -64,6 +64,19 @@ async def test_unknown_task_closes_with_4404(server: LiveServer) -> None:
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4404
 
 
+async def test_a_close_reason_too_long_in_bytes_is_cut_not_dropped(
+    sqlite_server: LiveServer,
+) -> None:
+    """An unknown task id of 100 "é" makes a reason of over 123 bytes (a close frame's room):
+    it is cut to fit, and the client gets 4404, not a 1000 (found by the fuzz test)."""
+    async with open_ws(f"{sqlite_server.ws_url}/ws/tasks/{'%C3%A9' * 100}") as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            await receive(ws)
+    received = closed.value.rcvd
+    assert received is not None and received.code == 4404
+    assert received.reason.startswith("task 'ééé") and len(received.reason.encode()) <= 123
+
+
 async def test_three_clients_receive_a_broadcast_in_seq_order(
     server: LiveServer, client: httpx.Client
 ) -> None:

@@ -168,6 +168,28 @@ async def test_bad_agent_id_is_refused(server: LiveServer) -> None:
         assert ws.close_code == 1008
 
 
+@pytest.mark.parametrize(
+    ("query", "says"),
+    [("kind=" + "k" * 65, "kind"), ("name=%20%20", "name"), ("name=" + "n" * 501, "name")],
+)
+async def test_a_name_or_kind_no_agent_could_have_is_refused_with_1008(
+    sqlite_server: LiveServer, query: str, says: str
+) -> None:
+    """?kind= or ?name= that registering the agent would refuse (too long, blank) close the
+    connection with 1008 naming the field, before the agent's connection in place is replaced
+    (found by the fuzz test: it was a 1011 and a traceback in the log)."""
+    url = f"{sqlite_server.ws_url}/ws/agents/agent_named"
+    async with open_ws(url) as first:
+        assert (await frame(first))["type"] == "welcome"
+        async with open_ws(f"{url}?{query}") as refused:
+            with pytest.raises(ConnectionClosed):
+                await frame(refused)
+            assert refused.close_code == 1008
+            assert refused.close_reason.startswith(says)
+        await first.send(json.dumps({"type": "ping", "timestamp": 1}))
+        assert (await frame(first))["type"] == "pong"  # still the agent's connection
+
+
 async def test_heartbeat_and_ping_are_answered(server: LiveServer) -> None:
     """The agent socket answers a heartbeat with a heartbeat and a ping with a pong that
     carries the ping's timestamp back."""

@@ -8,7 +8,12 @@ from starlette.websockets import WebSocketState
 
 from taskline.api.doors import actor_of
 from taskline.api.ws import client_text
-from taskline.domain.errors import ForbiddenError, NotAuthenticatedError, StorageError
+from taskline.domain.errors import (
+    ForbiddenError,
+    InvalidInputError,
+    NotAuthenticatedError,
+    StorageError,
+)
 from taskline.domain.ids import ID_PATTERN
 from taskline.realtime import CloseCode
 from taskline.service import Services
@@ -49,6 +54,9 @@ async def agent_socket(websocket: WebSocket, agent_id: str) -> None:
         await session.open(
             websocket.send_text, close, name=params.get("name"), kind=params.get("kind")
         )
+    except InvalidInputError as exc:  # ?name= or ?kind= no agent could have
+        await websocket.close(1008, exc.detail)
+        return
     except (WebSocketDisconnect, RuntimeError, OSError, TimeoutError):
         # The agent left while being welcomed: forget it quietly (it will reconnect).
         await session.close(1001, "connection lost during welcome")

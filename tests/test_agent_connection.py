@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from taskline.domain.errors import StorageError
 from taskline.settings import Settings
 from tests.support.server import LiveServer
 from tests.support.waiting import async_wait_until
@@ -188,6 +190,34 @@ async def test_a_name_or_kind_no_agent_could_have_is_refused_with_1008(
             assert refused.close_reason.startswith(says)
         await first.send(json.dumps({"type": "ping", "timestamp": 1}))
         assert (await frame(first))["type"] == "pong"  # still the agent's connection
+
+
+async def test_storage_down_while_an_agent_connects_closes_with_1011(
+    sqlite_server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database failing as the agent is registered closes its connection with 1011 (it
+    reconnects later) and leaves no traceback in the server's log: the error used to reach an
+    HTTP error handler, which failed on the WebSocket (found by the fuzz test, on PostgreSQL)."""
+    assert sqlite_server.app is not None
+    hub = sqlite_server.app.state.services.hub
+
+    async def down(agent_id: str, **names: object) -> None:
+        raise StorageError("database error: down")
+
+    monkeypatch.setattr(hub.presence, "online", down)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append  # type: ignore[method-assign]
+    logging.getLogger("uvicorn").addHandler(handler)
+    try:
+        async with open_ws(f"{sqlite_server.ws_url}/ws/agents/agent_unlucky") as ws:
+            with pytest.raises(ConnectionClosed):
+                await frame(ws)
+            assert ws.close_code == 1011
+    finally:
+        logging.getLogger("uvicorn").removeHandler(handler)
+    assert not hub.is_connected("agent_unlucky")
+    assert [r.getMessage() for r in records if r.exc_info] == []
 
 
 async def test_heartbeat_and_ping_are_answered(server: LiveServer) -> None:

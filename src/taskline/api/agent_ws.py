@@ -57,6 +57,11 @@ async def agent_socket(websocket: WebSocket, agent_id: str) -> None:
     except InvalidInputError as exc:  # ?name= or ?kind= no agent could have
         await websocket.close(1008, exc.detail)
         return
+    except StorageError:
+        # Registering the agent failed: say so as the receive loop does. Left to FastAPI, the
+        # error reached an HTTP error handler that cannot answer a WebSocket (a traceback).
+        await websocket.close(1011, "storage unavailable; reconnect later")
+        return
     except (WebSocketDisconnect, RuntimeError, OSError, TimeoutError):
         # The agent left while being welcomed: forget it quietly (it will reconnect).
         await session.close(1001, "connection lost during welcome")

@@ -936,12 +936,11 @@ class Fuzz:
             ws.send(
                 encode_frame(OP_TEXT, json.dumps({"type": "ping", "timestamp": probe}).encode())
             )
-            answered = False
-            while (frame := self._read(endpoint, ws, deadline, seen, greeting=True)) is not None:
+            answered = False  # the probe's pong came: the connection is open and answers
+            while self._read(endpoint, ws, deadline, seen, greeting=True) is not None:
                 if not answered and any(_pong_for(reply, probe) for reply in seen.replies):
                     answered = seen.client_closed = True
                     ws.send(encode_frame(OP_CLOSE, close_payload(1000)))
-                del frame
         assert not seen.problems, seen.problems
         assert seen.close is not None, "no close frame"
         code = seen.close.close_code

@@ -2,6 +2,8 @@
 
 import asyncio
 import json
+import logging
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -9,6 +11,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from taskline.domain.errors import StorageError
+from taskline.settings import Settings
 from tests.support.server import LiveServer
 from tests.support.waiting import async_wait_until
 from tests.support.ws import open_ws
@@ -166,6 +170,56 @@ async def test_bad_agent_id_is_refused(server: LiveServer) -> None:
         assert ws.close_code == 1008
 
 
+@pytest.mark.parametrize(
+    ("query", "says"),
+    [("kind=" + "k" * 65, "kind"), ("name=%20%20", "name"), ("name=" + "n" * 501, "name")],
+)
+async def test_a_name_or_kind_no_agent_could_have_is_refused_with_1008(
+    sqlite_server: LiveServer, query: str, says: str
+) -> None:
+    """?kind= or ?name= that registering the agent would refuse (too long, blank) close the
+    connection with 1008 naming the field, before the agent's connection in place is replaced
+    (found by the fuzz test: it was a 1011 and a traceback in the log)."""
+    url = f"{sqlite_server.ws_url}/ws/agents/agent_named"
+    async with open_ws(url) as first:
+        assert (await frame(first))["type"] == "welcome"
+        async with open_ws(f"{url}?{query}") as refused:
+            with pytest.raises(ConnectionClosed):
+                await frame(refused)
+            assert refused.close_code == 1008
+            assert refused.close_reason.startswith(says)
+        await first.send(json.dumps({"type": "ping", "timestamp": 1}))
+        assert (await frame(first))["type"] == "pong"  # still the agent's connection
+
+
+async def test_storage_down_while_an_agent_connects_closes_with_1011(
+    sqlite_server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database failing as the agent is registered closes its connection with 1011 (it
+    reconnects later) and leaves no traceback in the server's log: the error used to reach an
+    HTTP error handler, which failed on the WebSocket (found by the fuzz test, on PostgreSQL)."""
+    assert sqlite_server.app is not None
+    hub = sqlite_server.app.state.services.hub
+
+    async def down(agent_id: str, **names: object) -> None:
+        raise StorageError("database error: down")
+
+    monkeypatch.setattr(hub.presence, "online", down)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append  # type: ignore[method-assign]
+    logging.getLogger("uvicorn").addHandler(handler)
+    try:
+        async with open_ws(f"{sqlite_server.ws_url}/ws/agents/agent_unlucky") as ws:
+            with pytest.raises(ConnectionClosed):
+                await frame(ws)
+            assert ws.close_code == 1011
+    finally:
+        logging.getLogger("uvicorn").removeHandler(handler)
+    assert not hub.is_connected("agent_unlucky")
+    assert [r.getMessage() for r in records if r.exc_info] == []
+
+
 async def test_heartbeat_and_ping_are_answered(server: LiveServer) -> None:
     """The agent socket answers a heartbeat with a heartbeat and a ping with a pong that
     carries the ping's timestamp back."""
@@ -176,3 +230,25 @@ async def test_heartbeat_and_ping_are_answered(server: LiveServer) -> None:
         assert pong["type"] == "pong" and pong["client_timestamp"] == 42 and pong["server_time"]
         await ws.send(json.dumps({"type": "heartbeat"}))
         assert (await frame(ws))["type"] == "heartbeat"
+
+
+async def test_the_frame_limit_counts_bytes_not_characters(tmp_path: Path) -> None:
+    """An agent's frame is limited to max_body_bytes in bytes: 2,049 "é" (4,098 bytes) are
+    over a 4,096 limit though they are fewer characters: closed with 1009 (found by the fuzz
+    test; the limit used to be counted in characters)."""
+    settings = Settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'a.db'}", max_body_bytes=4096
+    )
+    live = LiveServer(settings)
+    live.start()
+    try:
+        async with open_ws(f"{live.ws_url}/ws/agents/agent_wide") as ws:
+            assert (await frame(ws))["type"] == "welcome"
+            await ws.send("é" * 2048)
+            assert (await frame(ws))["code"] == "invalid_json"
+            await ws.send("é" * 2049)
+            with pytest.raises(ConnectionClosed):
+                await frame(ws)
+            assert ws.close_code == 1009
+    finally:
+        live.stop()

@@ -1,7 +1,14 @@
 """Every error is RFC 9457 problem details; no stack trace ever reaches a client."""
 
+import json
+
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
+
+from tests.support.rest import new_task
+from tests.support.server import LiveServer
+from tests.support.ws import open_ws
 
 PROBLEM = "application/problem+json"
 
@@ -87,3 +94,39 @@ def test_unsupported_export_format_lists_the_supported_ones(client: httpx.Client
         assert name in str(body["detail"])
     task = client.post("/api/v1/tasks/", json={"title": "t"}).json()
     assert_problem(client.get(f"/api/v1/tasks/{task['id']}/export/pdf"), 400)
+
+
+async def test_a_nul_character_is_stored_or_refused_never_a_storage_error(
+    server: LiveServer, client: httpx.Client
+) -> None:
+    """A NUL (\\u0000) in a JSON body or frame is refused on both backends (a REST publish:
+    422; an agent's publish frame: an error frame); in a URL, SQLite looks it up and
+    PostgreSQL, which cannot store one, refuses it (1008) for a stream of such a task id or
+    an agent connecting with one in its name. It used to be a 503 (and a 1011 on sockets), which
+    invites sending the same thing again, forever (found by the WebSocket fuzz test)."""
+    stores = client.get("/health").json()["database"] == "sqlite"
+    task_id = new_task(client)
+    event = {"event_type": "custom", "data": {"name": "nul", "value": "a\u0000b"}}
+    # in a JSON body or frame a NUL is refused at the edge on both backends (json_bounds)
+    response = client.post(f"/api/v1/tasks/{task_id}/events", json=event)
+    assert "U+0000" in str(assert_problem(response, 422)["detail"])
+    async with open_ws(f"{server.ws_url}/ws/agents/agent_nul") as agent:
+        assert json.loads(await agent.recv())["type"] == "welcome"
+        frame = {"type": "publish", "batch_id": 1, "task_id": task_id, "events": [event]}
+        await agent.send(json.dumps(frame))
+        answer = json.loads(await agent.recv())
+        # the frame itself is refused as it is read (an error frame naming the NUL), the
+        # connection stays open
+        assert answer["type"] == "error" and "U+0000" in json.dumps(answer), answer
+    async with open_ws(f"{server.ws_url}/ws/tasks/task_%00x") as ws:
+        with pytest.raises(ConnectionClosed):
+            while True:  # connection_established, then the close
+                await ws.recv()
+    assert ws.close_code == (4404 if stores else 1008)  # no such task / no such id
+    async with open_ws(f"{server.ws_url}/ws/agents/agent_nul2?name=a%00b") as ws:
+        if stores:
+            assert json.loads(await ws.recv())["type"] == "welcome"
+        else:
+            with pytest.raises(ConnectionClosed):
+                await ws.recv()
+            assert ws.close_code == 1008

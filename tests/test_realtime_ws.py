@@ -64,6 +64,19 @@ async def test_unknown_task_closes_with_4404(server: LiveServer) -> None:
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4404
 
 
+async def test_a_close_reason_too_long_in_bytes_is_cut_not_dropped(
+    sqlite_server: LiveServer,
+) -> None:
+    """An unknown task id of 100 "é" makes a reason of over 123 bytes (a close frame's room):
+    it is cut to fit, and the client gets 4404, not a 1000 (found by the fuzz test)."""
+    async with open_ws(f"{sqlite_server.ws_url}/ws/tasks/{'%C3%A9' * 100}") as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            await receive(ws)
+    received = closed.value.rcvd
+    assert received is not None and received.code == 4404
+    assert received.reason.startswith("task 'ééé") and len(received.reason.encode()) <= 123
+
+
 async def test_three_clients_receive_a_broadcast_in_seq_order(
     server: LiveServer, client: httpx.Client
 ) -> None:
@@ -212,6 +225,22 @@ async def test_oversized_frame_closes_with_1009(server: LiveServer, client: http
         assert big.close_code == 1009
         await other.send(json.dumps({"type": "ping"}))
         assert (await receive(other))["event_type"] == "pong"
+
+
+async def test_the_frame_limit_counts_bytes_not_characters(sqlite_server: LiveServer) -> None:
+    """32,768 "é" are 65,536 bytes, the limit: answered. 32,769 are 65,538 bytes, over it
+    though they are fewer characters than the limit: closed with 1009 (found by the fuzz
+    test; the limit used to be counted in characters)."""
+    with httpx.Client(base_url=sqlite_server.url, timeout=10) as client:
+        task_id = new_task(client)
+    async with open_ws(f"{sqlite_server.ws_url}/ws/tasks/{task_id}") as ws:
+        await receive_until(ws, "connection_established")
+        await ws.send("é" * 32_768)
+        assert (await receive(ws))["data"]["code"] == "invalid_json"
+        await ws.send("é" * 32_769)
+        with pytest.raises(ConnectionClosed):
+            await receive(ws)
+        assert ws.close_code == 1009
 
 
 async def test_offline_queue_keeps_the_newest_100_and_reports_drops(

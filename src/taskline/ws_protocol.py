@@ -22,7 +22,8 @@ Edges:
   socket is not read until the app catches up (a flooding client waits, memory stays bounded)
   or closes the connection (then what follows is read and dropped, up to the client's close).
 - After the app sends a close, the client has ``_CLOSE_TIMEOUT`` seconds to answer before the
-  TCP connection is dropped. uvicorn's shutdown closes open connections with 1012.
+  TCP connection is dropped; its reason is cut to the 123 bytes a close frame holds. uvicorn's
+  shutdown closes open connections with 1012.
 - Keepalive pings follow uvicorn's ``ws_ping_interval`` / ``ws_ping_timeout`` (no pong in time:
   closed with 1011).
 """
@@ -256,7 +257,7 @@ class TasklineWebSocketProtocol(asyncio.Protocol):
         elif kind == "websocket.close":
             if self.conn.state is State.OPEN:
                 code = message.get("code") or 1000
-                self.conn.send_close(code, message.get("reason") or "")
+                self.conn.send_close(code, _fit_reason(message.get("reason") or ""))
                 self._flush()
                 self._disconnected(code)
                 self._close_timer = self.loop.call_later(_CLOSE_TIMEOUT, self._close_transport)
@@ -510,6 +511,15 @@ class TasklineWebSocketProtocol(asyncio.Protocol):
             if timer is not None:
                 timer.cancel()
         self._ping_timer = self._pong_timer = None
+
+
+def _fit_reason(reason: str) -> str:
+    """``reason`` cut to the 123 bytes a close frame has room for (RFC 6455 §5.5), at a
+    character boundary. Callers cut reasons to 120 characters, which is more than 123 bytes
+    when they are not ASCII (a task id from the URL, say): websockets then refused to send
+    the close, and the client saw 1000 instead of the code meant (4404 for an unknown task)."""
+    data = reason.encode()
+    return reason if len(data) <= 123 else data[:123].decode("utf-8", "ignore")
 
 
 def _wake(future: asyncio.Future[None] | None) -> None:

@@ -14,7 +14,13 @@ from starlette.websockets import WebSocketState
 from taskline.api.doors import actor_of
 from taskline.api.limits import TokenBucket
 from taskline.api.throttle import frame_limit, too_many_frames
-from taskline.domain.errors import ForbiddenError, NotAuthenticatedError, StorageError
+from taskline.api.ws import client_text
+from taskline.domain.errors import (
+    ForbiddenError,
+    InvalidInputError,
+    NotAuthenticatedError,
+    StorageError,
+)
 from taskline.domain.ids import ID_PATTERN
 from taskline.realtime import CloseCode
 from taskline.service import Services
@@ -56,6 +62,14 @@ async def agent_socket(websocket: WebSocket, agent_id: str) -> None:
         await session.open(
             websocket.send_text, close, name=params.get("name"), kind=params.get("kind")
         )
+    except InvalidInputError as exc:  # ?name= or ?kind= no agent could have
+        await websocket.close(1008, exc.detail)
+        return
+    except StorageError:
+        # Registering the agent failed: say so as the receive loop does. Left to FastAPI, the
+        # error reached an HTTP error handler that cannot answer a WebSocket (a traceback).
+        await websocket.close(1011, "storage unavailable; reconnect later")
+        return
     except (WebSocketDisconnect, RuntimeError, OSError, TimeoutError):
         # The agent left while being welcomed: forget it quietly (it will reconnect).
         await session.close(1001, "connection lost during welcome")
@@ -66,10 +80,8 @@ async def agent_socket(websocket: WebSocket, agent_id: str) -> None:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
                 break
-            text = message.get("text")
-            if text is None:
-                text = (message.get("bytes") or b"").decode("utf-8", "replace")
-            if len(text) > max_bytes and len(text.encode()) > max_bytes:
+            text, size = client_text(message)
+            if size > max_bytes:
                 await session.close(1009, f"frames are limited to {max_bytes} bytes")
                 return
             if bucket is not None and bucket.take(time.monotonic()):

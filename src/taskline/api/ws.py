@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 from fastapi import APIRouter, FastAPI, WebSocket
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 
 from taskline.api.doors import actor_of
@@ -35,7 +35,7 @@ from taskline.domain.models import utc_now
 from taskline.realtime import CloseCode, ConnectionManager, SubscriberState
 from taskline.realtime.channel import direct_channel
 
-__all__ = ["WebSocketFastLane", "router"]
+__all__ = ["WebSocketFastLane", "client_text", "router"]
 
 router = APIRouter()
 
@@ -52,6 +52,21 @@ def _cursor(params: dict[str, str]) -> int | None:
     if value < 0:
         raise ValueError("since must be >= 0")
     return value
+
+
+def client_text(message: Message) -> tuple[str, int]:
+    """A client message's text (a binary one decoded, bad bytes replaced) and its size in
+    bytes as received: what the frame limits count.
+
+    The size is counted in bytes, not characters: a text of 40,000 "é" is 80,000 bytes.
+    ASCII text (nearly every frame) is as long in characters as in bytes, so only other text
+    is encoded to measure it.
+    """
+    text: str | None = message.get("text")
+    if text is not None:
+        return text, len(text) if text.isascii() else len(text.encode())
+    data: bytes = message.get("bytes") or b""
+    return data.decode("utf-8", "replace"), len(data)
 
 
 def _sender(send: Send) -> Callable[[str], Awaitable[None]]:
@@ -129,10 +144,8 @@ async def _serve(
                 gone = True
                 break
             now = subscriber.last_seen = time.monotonic()
-            text = message.get("text")
-            if text is None:
-                text = (message.get("bytes") or b"").decode("utf-8", "replace")
-            if len(text) > max_bytes and len(text.encode()) > max_bytes:
+            text, size = client_text(message)
+            if size > max_bytes:
                 await manager.disconnect(
                     client_id,
                     CloseCode.MESSAGE_TOO_BIG,

@@ -10,6 +10,7 @@ class CloseCode(IntEnum):
 
     NORMAL = 1000
     GOING_AWAY = 1001  #: the server is shutting down; reconnect with ``since`` later
+    POLICY_VIOLATION = 1008  #: a query parameter or id the server cannot take: do not retry
     MESSAGE_TOO_BIG = 1009  #: a client frame was larger than the limit
     TRY_AGAIN_LATER = 1013  #: a connection cap is reached (per principal, address, or all)
     SLOW_CONSUMER = 4008  #: the client took no bytes for ``write_timeout`` s: resume with since

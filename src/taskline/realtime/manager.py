@@ -263,8 +263,9 @@ class ConnectionManager:
         follow it with no gap and no duplicate. Without a ``channel`` a writer task sends the
         frames with ``sender`` (which may be None only when there is a channel). Returns None
         (after closing the connection with 4404 or 4409) for an unknown task or a void cursor,
-        and (after 4403) for a ``client_id`` that belongs to another ``owner`` (the text form
-        of the actor that first connected with it: its queued messages are that actor's).
+        (after 1008) for a task id the database refuses to look up, and (after 4403) for a
+        ``client_id`` that belongs to another ``owner`` (the text form of the actor that first
+        connected with it: its queued messages are that actor's).
         """
         if client_id and not self.owners.claim(client_id, owner, now=time.monotonic()):
             await self._close_quietly(
@@ -293,6 +294,11 @@ class ConnectionManager:
             return None
         except CursorVoidError:
             return None  # told and closed (4409) by _open
+        except InvalidInputError as exc:
+            # what the database cannot even look up (a NUL in the task id, on PostgreSQL): no
+            # reconnecting will help, as for a bad query (1008)
+            await self._close_quietly(closer, CloseCode.POLICY_VIOLATION, exc.detail)
+            return None
         return connection.subscriber
 
     @contextlib.asynccontextmanager

@@ -20,7 +20,7 @@ from taskline.domain.actors import Actor, ActorKind, Role
 from taskline.domain.errors import InvalidInputError, StorageError, TasklineError
 from taskline.domain.events import EventIn
 from taskline.domain.json_bounds import JsonBoundsError, check_storable, parse_json
-from taskline.domain.models import utc_now
+from taskline.domain.models import AgentCreate, utc_now
 from taskline.domain.problems import problem_body
 from taskline.realtime.agents import AgentConnection, AgentHub
 from taskline.service.events import EventService
@@ -72,7 +72,13 @@ class AgentSession:
         self, send: Send, close: Close, *, name: str | None = None, kind: str | None = None
     ) -> None:
         """Register the connection (replacing an older one of the agent); the hub welcomes
-        the agent. Raises what sending the welcome raises (the agent left meanwhile)."""
+        the agent. Raises what sending the welcome raises (the agent left meanwhile).
+
+        Raises:
+            InvalidInputError: ``name`` or ``kind`` could not be an agent's (too long, blank),
+                before anything else happens: an older connection of the agent stays.
+        """
+        _check_names(self.agent_id, name, kind)
         self._connection = await self.hub.connect(self.agent_id, send, close, name=name, kind=kind)
 
     @property
@@ -189,3 +195,15 @@ def _echoable(value: Any) -> bool:
     except JsonBoundsError:
         return False
     return True
+
+
+def _check_names(agent_id: str, name: str | None, kind: str | None) -> None:
+    """Check the name and kind an agent connects with as registering it would (they name a
+    new agent): a kind of 65 characters or a blank name used to fail inside the hub, with a
+    1011 for the agent and a traceback in the log."""
+    try:
+        AgentCreate(id=agent_id, name=name or agent_id, kind=kind or "generic")
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        raise InvalidInputError(f"{field}: {first['msg']}", field=field) from None

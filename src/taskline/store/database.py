@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from taskline.domain.errors import ConflictError, StorageError, TasklineError
+from taskline.domain.errors import ConflictError, InvalidInputError, StorageError, TasklineError
 from taskline.domain.json_bounds import MAX_INT, MIN_INT
 
 __all__ = ["Database", "translate_errors"]
@@ -157,12 +157,19 @@ def _configure_sqlite(engine: AsyncEngine, *, begin: str) -> None:
         connection.exec_driver_sql(begin)
 
 
+#: SQLSTATEs of text PostgreSQL cannot store: a NUL character in a text column (22021) or
+#: in JSON (22P05, "unsupported Unicode escape sequence"). SQLite stores both.
+_UNSTORABLE_TEXT = frozenset({"22021", "22P05"})
+
+
 @contextmanager
 def translate_errors() -> Iterator[None]:
     """Re-raise driver errors as ours, chained with ``from``.
 
-    A constraint violation becomes :class:`ConflictError` (409); any other driver or connection
-    failure becomes :class:`StorageError` (503).
+    A constraint violation becomes :class:`ConflictError` (409); text the database cannot
+    store (a NUL character on PostgreSQL) :class:`InvalidInputError` (422: sending it again
+    cannot help, unlike a 503); any other driver or connection failure
+    :class:`StorageError` (503).
     """
     try:
         yield
@@ -170,7 +177,13 @@ def translate_errors() -> Iterator[None]:
         raise
     except IntegrityError as exc:
         raise ConflictError(f"the change conflicts with stored data: {_short(exc)}") from exc
-    except (DBAPIError, OSError) as exc:
+    except DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) in _UNSTORABLE_TEXT:
+            raise InvalidInputError(
+                f"text the database cannot store ({_short(exc)}): no NUL characters (\\u0000)"
+            ) from exc
+        raise StorageError(f"database error: {_short(exc)}") from exc
+    except OSError as exc:
         raise StorageError(f"database error: {_short(exc)}") from exc
 
 

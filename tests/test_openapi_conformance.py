@@ -17,12 +17,17 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.support.auth import secure_server
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 
 
+# about 4,000 cases, most of them the coverage phase's (every operation's boundaries and
+# violations): some 4 minutes per backend on two busy cores
+@pytest.mark.timeout(900)
 def test_the_server_conforms_to_its_openapi_document(database_url: str, tmp_path: Path) -> None:
     with secure_server(database_url, limits=False) as server:
         env = {**os.environ, "TASKLINE_SCHEMATHESIS_TOKEN": server.tokens["admin"]}

@@ -6,6 +6,7 @@ the application's route table, so a route added without a rule here fails it.
 
 import asyncio
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -111,7 +112,8 @@ def routes(app: FastAPI) -> Iterator[tuple[str, str]]:
             if hasattr(route, "original_router"):  # an included router (FastAPI >= 0.120)
                 yield from walk(route.original_router.routes, prefix + route.include_context.prefix)
                 continue
-            path = prefix + route.path
+            # as documented: "{task_id:id}" (a path convertor) is "{task_id}"
+            path = re.sub(r"\{(\w+):\w+\}", r"{\1}", prefix + route.path)
             methods = getattr(route, "methods", None)
             if type(route).__name__ == "APIWebSocketRoute":
                 yield "WS", path

@@ -30,6 +30,7 @@ from taskline.api import (
     ws,
 )
 from taskline.api.body_limit import BodySizeLimit
+from taskline.api.openapi import install_openapi
 from taskline.api.problems import install_problem_handlers
 from taskline.bus import EventBus, MemoryNotifier, Notifier, RedisNotifier
 from taskline.domain.events import EventIn, WebSocketMessage
@@ -144,6 +145,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="A self-hosted hub where AI agents and people work on the same tasks, live.",
         lifespan=lifespan,
+        # operation ids are the endpoints' names (get_task), which the document's links name
+        generate_unique_id_function=lambda route: route.name,
     )
     app.state.settings = settings
     app.state.database = database
@@ -151,6 +154,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.connections = connections
     app.state.services = services
     install_problem_handlers(app)
+    install_openapi(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(

@@ -4,6 +4,7 @@ from fastapi import APIRouter, Response, status
 
 from taskline.api.deps import ActorDep, ServicesDep
 from taskline.api.json_body import JsonBodyRoute
+from taskline.api.paths import AgentId
 from taskline.api.responses import JSONBytes, document
 from taskline.domain.models import Agent, AgentCreate, AgentPatch
 from taskline.domain.status import AgentStatus
@@ -30,19 +31,19 @@ async def create_agent(body: AgentCreate, services: ServicesDep, actor: ActorDep
     )
 
 
-@router.get("/{agent_id}", response_model=Agent, summary="Get an agent")
-async def get_agent(agent_id: str, services: ServicesDep) -> Response:
+@router.get("/{agent_id:id}", response_model=Agent, summary="Get an agent")
+async def get_agent(agent_id: AgentId, services: ServicesDep) -> Response:
     return JSONBytes(document(await services.agents.get(agent_id)))
 
 
-@router.patch("/{agent_id}", response_model=Agent, summary="Change some of an agent's fields")
+@router.patch("/{agent_id:id}", response_model=Agent, summary="Change some of an agent's fields")
 async def patch_agent(
-    agent_id: str, body: AgentPatch, services: ServicesDep, actor: ActorDep
+    agent_id: AgentId, body: AgentPatch, services: ServicesDep, actor: ActorDep
 ) -> Response:
     return JSONBytes(document(await services.agents.patch(agent_id, body.changes(), actor=actor)))
 
 
-@router.delete("/{agent_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete an agent")
-async def delete_agent(agent_id: str, services: ServicesDep, actor: ActorDep) -> Response:
+@router.delete("/{agent_id:id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete an agent")
+async def delete_agent(agent_id: AgentId, services: ServicesDep, actor: ActorDep) -> Response:
     await services.agents.delete(agent_id, actor=actor)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

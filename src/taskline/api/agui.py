@@ -5,7 +5,7 @@ done by :class:`~taskline.service.agui_gateway.AguiGateway`. An invalid ``RunAge
 problem before anything is streamed; once streaming, failures are ``RUN_ERROR`` events and the
 body ends right after the terminal event.
 
-``GET /api/v1/tasks/{task_id}/agui``: the task's runs as an AG-UI event stream (SSE) for any
+``GET /api/v1/tasks/{task_id:id}/agui``: the task's runs as an AG-UI event stream (SSE) for any
 number of viewers, replayed from the log, then live. ``?until=run_end`` ends the body after
 the first terminal event (``RUN_FINISHED``/``RUN_ERROR``) it sends: that of the run in
 progress, of the first run after the ``Last-Event-ID`` cursor (``Last-Event-ID: 0`` replays
@@ -22,12 +22,13 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
 from ag_ui.encoder import EventEncoder
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from taskline.agui import sse_frame
-from taskline.api.cursors import last_event_id_cursor
+from taskline.api.cursors import LastEventId, last_event_id_cursor
 from taskline.api.deps import ActorDep
+from taskline.api.paths import TaskId
 from taskline.service import Services
 from taskline.service.agui_gateway import AguiGateway
 
@@ -37,11 +38,11 @@ router = APIRouter(prefix="/api/v1", tags=["ag-ui"])
 _ENCODER = EventEncoder()
 
 
-@router.get("/tasks/{task_id}/agui", summary="The task's runs as an AG-UI event stream")
+@router.get("/tasks/{task_id:id}/agui", summary="The task's runs as an AG-UI event stream")
 async def watch_agui(
-    task_id: str,
+    task_id: TaskId,
     request: Request,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    last_event_id: LastEventId = None,
     until: Annotated[
         Literal["run_end"] | None,
         Query(description="run_end: end the body after the current (or next) run's end."),

@@ -7,9 +7,8 @@ from pydantic import BaseModel
 
 from taskline.api.deps import ActorDep
 from taskline.api.json_body import JsonBodyRoute
+from taskline.api.paths import ClientId
 from taskline.domain.access import Action, require
-from taskline.domain.errors import InvalidInputError
-from taskline.domain.ids import ID_PATTERN
 from taskline.domain.json_bounds import StorableObject
 from taskline.realtime import ConnectionManager
 
@@ -24,9 +23,9 @@ class Delivery(BaseModel):
     queued: int
 
 
-@router.post("/{client_id}/messages", response_model=Delivery, summary="Message one client")
+@router.post("/{client_id:id}/messages", response_model=Delivery, summary="Message one client")
 async def send_personal_message(
-    client_id: str,
+    client_id: ClientId,
     request: Request,
     body: Annotated[StorableObject, Body(description="Any JSON object (storable).")],
     actor: ActorDep,
@@ -37,8 +36,6 @@ async def send_personal_message(
     size, oldest dropped) and delivered in order when it reconnects with its ``client_id``.
     """
     require(actor, Action.MESSAGE_CLIENTS)
-    if not ID_PATTERN.match(client_id):
-        raise InvalidInputError("client_id must look like 'client_abc123'", field="client_id")
     manager: ConnectionManager = request.app.state.connections
     delivered = await manager.send_personal_message(client_id, dict(body))
     return Delivery(

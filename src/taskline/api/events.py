@@ -6,8 +6,10 @@ from fastapi import APIRouter, Body, Query, Response
 from pydantic import BaseModel, Field, JsonValue, ValidationError
 
 from taskline.agui import from_agui
+from taskline.api.cursors import MAX_SEQ
 from taskline.api.deps import ActorDep, ServicesDep
 from taskline.api.json_body import JsonBodyRoute
+from taskline.api.paths import TaskId
 from taskline.api.responses import JSONBytes
 from taskline.domain.errors import InvalidInputError
 from taskline.domain.events import EventIn, WebSocketMessage
@@ -82,9 +84,9 @@ def parse_events(body: Any, *, agui: bool = False) -> list[EventIn]:
     return events
 
 
-@router.post("/tasks/{task_id}/events", response_model=PublishResult, summary="Publish events")
+@router.post("/tasks/{task_id:id}/events", response_model=PublishResult, summary="Publish events")
 async def publish_events(
-    task_id: str,
+    task_id: TaskId,
     services: ServicesDep,
     actor: ActorDep,
     body: Annotated[Any, Body(description="One event, a list, or {'events': [...]}")],
@@ -110,11 +112,13 @@ def _envelope(message: WebSocketMessage) -> dict[str, Any]:
     return dict(message)
 
 
-@router.get("/tasks/{task_id}/events", response_model=EventPage, summary="A task's event log")
+@router.get("/tasks/{task_id:id}/events", response_model=EventPage, summary="A task's event log")
 async def task_events(
-    task_id: str,
+    task_id: TaskId,
     services: ServicesDep,
-    since: Annotated[int, Query(ge=0, description="Return events with seq > since.")] = 0,
+    since: Annotated[
+        int, Query(ge=0, le=MAX_SEQ, description="Return events with seq > since.")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     types: Annotated[str | None, Query(description="Comma-separated event types.")] = None,
 ) -> Response:
@@ -135,7 +139,7 @@ async def recent_events(
     services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     types: Annotated[str | None, Query(description="Comma-separated event types.")] = None,
-    task_id: str | None = None,
+    task_id: TaskId | None = None,
 ) -> Response:
     """The newest events across all tasks, oldest of them first."""
     wanted = [t.strip() for t in types.split(",") if t.strip()] if types else []
@@ -143,8 +147,8 @@ async def recent_events(
     return JSONBytes([_envelope(m) for m in events])
 
 
-@router.get("/tasks/{task_id}/state", response_model=TaskStateOut, summary="Shared state")
-async def task_state(task_id: str, services: ServicesDep) -> Response:
+@router.get("/tasks/{task_id:id}/state", response_model=TaskStateOut, summary="Shared state")
+async def task_state(task_id: TaskId, services: ServicesDep) -> Response:
     """The task's shared state document and its version (each snapshot or patch adds one)."""
     state = await services.events.state(task_id)
     return JSONBytes({"task_id": task_id, "version": state.version, "state": state.document})

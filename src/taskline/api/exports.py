@@ -5,7 +5,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from taskline.api.deps import ActorDep, ServicesDep
-from taskline.api.tasks import parse_task_query
+from taskline.api.paths import TaskId
+from taskline.api.tasks import STATUS_FILTER_SCHEMA, parse_task_query
 from taskline.domain.errors import UnsupportedFormatError
 from taskline.export import SUPPORTED_FORMATS, ExportFile, parse_json_export, render
 from taskline.service.transfer import ImportMode
@@ -40,7 +41,9 @@ def _check_format(format: str) -> None:
 async def export_all(
     format: str,
     services: ServicesDep,
-    status_filter: Annotated[list[str], Query(alias="status")] = [],  # noqa: B006
+    status_filter: Annotated[
+        list[str], Query(alias="status", json_schema_extra=STATUS_FILTER_SCHEMA)
+    ] = [],  # noqa: B006
     agent: str | None = None,
     tag: str | None = None,
     q: str | None = None,
@@ -52,12 +55,12 @@ async def export_all(
 
 
 @router.get(
-    "/{task_id}/export/{format}",
+    "/{task_id:id}/export/{format}",
     summary="Export one task",
     description=f"Formats: {_FORMATS_TEXT}.",
     response_class=Response,
 )
-async def export_one(task_id: str, format: str, services: ServicesDep) -> Response:
+async def export_one(task_id: TaskId, format: str, services: ServicesDep) -> Response:
     _check_format(format)
     bundle = await services.transfer.bundle(task_id=task_id)
     return _download(render(bundle, format, scope=task_id))

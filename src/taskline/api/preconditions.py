@@ -12,7 +12,7 @@ from fastapi import Depends, Header, Request, Response
 
 from taskline.api.deps import SettingsDep
 from taskline.domain.errors import PreconditionRequiredError
-from taskline.domain.preconditions import IfMatch, etag
+from taskline.domain.preconditions import IF_MATCH_REGEX, IfMatch, etag
 
 __all__ = ["CONDITIONAL", "IfMatchDep", "send_etag"]
 
@@ -39,10 +39,13 @@ async def _if_match(
             alias="If-Match",
             description='Change only if the task is still at this version: its ETag ("3"), '
             "or * for any version. A stale one is a 412.",
+            json_schema_extra={"pattern": f"^([ \\t]*|{IF_MATCH_REGEX})$"},
         ),
     ] = None,
 ) -> IfMatch | None:
-    if if_match is None:
+    if if_match is None or not if_match.strip(" \t"):
+        # an empty field is no condition: the same as none (RFC 9110 §5.3: an empty field
+        # value is as if the field were not sent)
         if settings.require_if_match:
             task_id = request.path_params.get("task_id", "{id}")
             raise PreconditionRequiredError(

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from taskline.domain.errors import PreconditionFailedError, StorageError, TasklineError
 from taskline.domain.preconditions import etag
@@ -118,14 +119,32 @@ def _for_http_exception(request: Request, exc: StarletteHTTPException) -> Proble
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no route for {request.method} {request.url.path}"
-    elif exc.status_code == 405:
+    headers = dict(exc.headers) if exc.headers else {}
+    if exc.status_code == 405:
         detail = f"{request.method} is not allowed on {request.url.path}"
+        headers["Allow"] = ", ".join(_allowed_methods(request))
     return problem_response(
-        exc.status_code,
-        detail,
-        instance=request.url.path,
-        headers=dict(exc.headers) if exc.headers else None,
+        exc.status_code, detail, instance=request.url.path, headers=headers or None
     )
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves on the request's path.
+
+    Starlette's 405 names the methods of the first route that has the path; a path served by
+    several routes (``GET`` and ``POST /api/v1/agents/``, one route each) needs them all.
+    """
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes
+        )
+    ]
 
 
 def _for_unexpected(request: Request, exc: Exception) -> ProblemResponse:

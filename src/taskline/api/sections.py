@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Response, status
 
 from taskline.api.deps import ActorDep, ServicesDep
 from taskline.api.json_body import JsonBodyRoute
+from taskline.api.paths import SectionId, SubtaskId, TaskId
 from taskline.api.preconditions import CONDITIONAL, IfMatchDep, send_etag
 from taskline.domain.models import (
     Reorder,
@@ -26,7 +27,9 @@ __all__ = ["router"]
 
 T = TypeVar("T")
 
-router = APIRouter(prefix="/api/v1/tasks/{task_id}", tags=["sections"], route_class=JsonBodyRoute)
+router = APIRouter(
+    prefix="/api/v1/tasks/{task_id:id}", tags=["sections"], route_class=JsonBodyRoute
+)
 
 
 Position = Annotated[
@@ -49,7 +52,7 @@ def _no_content(version: int) -> Response:
     "/sections", response_model=Section, status_code=status.HTTP_201_CREATED, responses=CONDITIONAL
 )
 async def add_section(
-    task_id: str,
+    task_id: TaskId,
     body: SectionCreate,
     services: ServicesDep,
     actor: ActorDep,
@@ -64,10 +67,10 @@ async def add_section(
     return _tagged(response, changed)
 
 
-@router.patch("/sections/{section_id}", response_model=Section, responses=CONDITIONAL)
+@router.patch("/sections/{section_id:id}", response_model=Section, responses=CONDITIONAL)
 async def rename_section(
-    task_id: str,
-    section_id: str,
+    task_id: TaskId,
+    section_id: SectionId,
     body: SectionPatch,
     services: ServicesDep,
     actor: ActorDep,
@@ -81,10 +84,14 @@ async def rename_section(
 
 
 @router.delete(
-    "/sections/{section_id}", status_code=status.HTTP_204_NO_CONTENT, responses=CONDITIONAL
+    "/sections/{section_id:id}", status_code=status.HTTP_204_NO_CONTENT, responses=CONDITIONAL
 )
 async def delete_section(
-    task_id: str, section_id: str, services: ServicesDep, actor: ActorDep, if_match: IfMatchDep
+    task_id: TaskId,
+    section_id: SectionId,
+    services: ServicesDep,
+    actor: ActorDep,
+    if_match: IfMatchDep,
 ) -> Response:
     """Delete a section and its subtasks."""
     version = await services.tasks.delete_section(
@@ -95,7 +102,7 @@ async def delete_section(
 
 @router.put("/sections/order", response_model=list[Section], responses=CONDITIONAL)
 async def reorder_sections(
-    task_id: str,
+    task_id: TaskId,
     body: Reorder,
     services: ServicesDep,
     actor: ActorDep,
@@ -110,14 +117,14 @@ async def reorder_sections(
 
 
 @router.post(
-    "/sections/{section_id}/subtasks",
+    "/sections/{section_id:id}/subtasks",
     response_model=Subtask,
     status_code=status.HTTP_201_CREATED,
     responses=CONDITIONAL,
 )
 async def add_subtask(
-    task_id: str,
-    section_id: str,
+    task_id: TaskId,
+    section_id: SectionId,
     body: SubtaskCreate,
     services: ServicesDep,
     actor: ActorDep,
@@ -132,11 +139,11 @@ async def add_subtask(
 
 
 @router.put(
-    "/sections/{section_id}/subtasks/order", response_model=list[Subtask], responses=CONDITIONAL
+    "/sections/{section_id:id}/subtasks/order", response_model=list[Subtask], responses=CONDITIONAL
 )
 async def reorder_subtasks(
-    task_id: str,
-    section_id: str,
+    task_id: TaskId,
+    section_id: SectionId,
     body: Reorder,
     services: ServicesDep,
     actor: ActorDep,
@@ -150,10 +157,10 @@ async def reorder_subtasks(
     return _tagged(response, changed)
 
 
-@router.patch("/subtasks/{subtask_id}", response_model=Subtask, responses=CONDITIONAL)
+@router.patch("/subtasks/{subtask_id:id}", response_model=Subtask, responses=CONDITIONAL)
 async def update_subtask(
-    task_id: str,
-    subtask_id: str,
+    task_id: TaskId,
+    subtask_id: SubtaskId,
     body: SubtaskPatch,
     services: ServicesDep,
     actor: ActorDep,
@@ -174,10 +181,10 @@ async def update_subtask(
     return _tagged(response, changed)
 
 
-@router.post("/subtasks/{subtask_id}/toggle", response_model=Subtask, responses=CONDITIONAL)
+@router.post("/subtasks/{subtask_id:id}/toggle", response_model=Subtask, responses=CONDITIONAL)
 async def toggle_subtask(
-    task_id: str,
-    subtask_id: str,
+    task_id: TaskId,
+    subtask_id: SubtaskId,
     services: ServicesDep,
     actor: ActorDep,
     if_match: IfMatchDep,
@@ -191,10 +198,14 @@ async def toggle_subtask(
 
 
 @router.delete(
-    "/subtasks/{subtask_id}", status_code=status.HTTP_204_NO_CONTENT, responses=CONDITIONAL
+    "/subtasks/{subtask_id:id}", status_code=status.HTTP_204_NO_CONTENT, responses=CONDITIONAL
 )
 async def delete_subtask(
-    task_id: str, subtask_id: str, services: ServicesDep, actor: ActorDep, if_match: IfMatchDep
+    task_id: TaskId,
+    subtask_id: SubtaskId,
+    services: ServicesDep,
+    actor: ActorDep,
+    if_match: IfMatchDep,
 ) -> Response:
     version = await services.tasks.delete_subtask(
         task_id, subtask_id, actor=actor, if_match=if_match

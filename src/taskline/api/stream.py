@@ -1,4 +1,4 @@
-"""Server-Sent Events: ``GET /api/v1/tasks/{task_id}/stream``, the same events as the
+"""Server-Sent Events: ``GET /api/v1/tasks/{task_id:id}/stream``, the same events as the
 WebSocket, for curl, EventSource and proxies that block WebSocket.
 
 Each event is ``id: <seq>``, ``event: <event_type>``, ``data: <envelope JSON>``. Resume with
@@ -10,10 +10,11 @@ from the log at its own pace; one that takes nothing for the server's write time
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
-from taskline.api.cursors import last_event_id_cursor
+from taskline.api.cursors import MAX_SEQ, LastEventId, last_event_id_cursor
+from taskline.api.paths import TaskId
 from taskline.domain.events import WebSocketMessage
 from taskline.realtime import ConnectionManager
 
@@ -31,12 +32,12 @@ def sse_record(message: WebSocketMessage | None, frame: str) -> str:
     return f"id: {message.seq}\nevent: {message.event_type.value}\ndata: {frame}\n\n"
 
 
-@router.get("/tasks/{task_id}/stream", summary="A task's events as Server-Sent Events")
+@router.get("/tasks/{task_id:id}/stream", summary="A task's events as Server-Sent Events")
 async def stream_task(
-    task_id: str,
+    task_id: TaskId,
     request: Request,
-    since: Annotated[int | None, Query(ge=0)] = None,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    since: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
+    last_event_id: LastEventId = None,
 ) -> StreamingResponse:
     manager: ConnectionManager = request.app.state.connections
     cursor = last_event_id_cursor(last_event_id)

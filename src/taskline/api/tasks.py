@@ -6,6 +6,7 @@ from fastapi import APIRouter, Query, Response, status
 
 from taskline.api.deps import ActorDep, ServicesDep
 from taskline.api.json_body import JsonBodyRoute
+from taskline.api.paths import TaskId
 from taskline.api.preconditions import CONDITIONAL, IfMatchDep, send_etag
 from taskline.api.responses import JSONBytes, document
 from taskline.domain.errors import InvalidInputError
@@ -17,6 +18,15 @@ from taskline.domain.status import TaskStatus
 __all__ = ["parse_task_query", "router"]
 
 router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"], route_class=JsonBodyRoute)
+
+_STATUS = "|".join(s.value for s in TaskStatus)
+#: ``status`` as the parser reads it: comma-separated statuses (spaces and empty items ignored).
+STATUS_FILTER_SCHEMA = {
+    "type": "array",
+    "items": {"type": "string", "pattern": rf"^\s*({_STATUS})?\s*(,\s*({_STATUS})?\s*)*$"},
+}
+#: ``sort``: a field, ``-`` prefixed for descending.
+SORT_SCHEMA = {"enum": [p + f.value for f in SortField for p in ("", "-")]}
 
 
 def parse_task_query(
@@ -67,16 +77,22 @@ def parse_task_query(
 async def list_tasks(
     services: ServicesDep,
     status_filter: Annotated[
-        list[str], Query(alias="status", description="Status filter; repeat or comma-separate.")
+        list[str],
+        Query(
+            alias="status",
+            description="Status filter; repeat or comma-separate.",
+            json_schema_extra=STATUS_FILTER_SCHEMA,
+        ),
     ] = [],  # noqa: B006 - FastAPI copies defaults per request
     agent: Annotated[str | None, Query(description="Assigned agent id.")] = None,
     tag: Annotated[str | None, Query(description="Tasks carrying this tag.")] = None,
     q: Annotated[str | None, Query(description="Text search in title and description.")] = None,
-    sort: Annotated[str, Query(description="Sort field, '-' prefix for descending.")] = (
-        "-created_at"
-    ),
+    sort: Annotated[
+        str,
+        Query(description="Sort field, '-' prefix for descending.", json_schema_extra=SORT_SCHEMA),
+    ] = "-created_at",
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
 ) -> Response:
     query = parse_task_query(status_filter, agent, tag, q, sort, limit, offset)
     page = await services.tasks.page(query)
@@ -95,18 +111,18 @@ async def create_task(body: TaskCreate, services: ServicesDep, actor: ActorDep) 
     )
 
 
-@router.get("/{task_id}", response_model=Task, summary="Get a task")
-async def get_task(task_id: str, services: ServicesDep) -> Response:
+@router.get("/{task_id:id}", response_model=Task, summary="Get a task")
+async def get_task(task_id: TaskId, services: ServicesDep) -> Response:
     """The task; its ``ETag`` is its version, for ``If-Match`` on changes."""
     document = await services.tasks.document(task_id)
     return JSONBytes(document, headers={"ETag": etag(document["version"])})
 
 
 @router.put(
-    "/{task_id}", response_model=Task, summary="Replace a task's fields", responses=CONDITIONAL
+    "/{task_id:id}", response_model=Task, summary="Replace a task's fields", responses=CONDITIONAL
 )
 async def replace_task(
-    task_id: str,
+    task_id: TaskId,
     body: TaskReplace,
     services: ServicesDep,
     actor: ActorDep,
@@ -123,13 +139,13 @@ async def replace_task(
 
 
 @router.patch(
-    "/{task_id}",
+    "/{task_id:id}",
     response_model=Task,
     summary="Change some of a task's fields",
     responses=CONDITIONAL,
 )
 async def patch_task(
-    task_id: str,
+    task_id: TaskId,
     body: TaskPatch,
     services: ServicesDep,
     actor: ActorDep,
@@ -143,13 +159,13 @@ async def patch_task(
 
 
 @router.delete(
-    "/{task_id}",
+    "/{task_id:id}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete a task",
     responses=CONDITIONAL,
 )
 async def delete_task(
-    task_id: str, services: ServicesDep, actor: ActorDep, if_match: IfMatchDep
+    task_id: TaskId, services: ServicesDep, actor: ActorDep, if_match: IfMatchDep
 ) -> Response:
     """Delete the task; its log keeps a final ``task_deleted`` event."""
     await services.tasks.delete(task_id, actor=actor, if_match=if_match)

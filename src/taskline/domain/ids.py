@@ -3,12 +3,18 @@
 import re
 import secrets
 
-__all__ = ["ID_PATTERN", "new_id"]
+__all__ = ["ID_PATTERN", "ID_REGEX", "ID_SCHEMA_PATTERN", "new_id"]
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32: no i, l, o, u
 _LENGTH = 10  # 50 bits of randomness: collisions are negligible for a self-hosted board
 
-ID_PATTERN = re.compile(r"^[a-z]+_[0-9a-z]{1,64}$")
+#: What an id is, unanchored (for a path convertor, which anchors it itself).
+ID_REGEX = r"[a-z]+_[0-9a-z]{1,64}"
+#: The whole string must be an id: ``\Z``, not ``$``, which also matches before a final newline
+#: (``"task_abc\n"`` is not an id). ``ID_PATTERN.match(value)`` is a full match.
+ID_PATTERN = re.compile(rf"{ID_REGEX}\Z")
+#: The same, as a JSON Schema ``pattern`` (ECMA-262, where ``$`` is the end of the string).
+ID_SCHEMA_PATTERN = f"^{ID_REGEX}$"
 
 
 def new_id(prefix: str) -> str:

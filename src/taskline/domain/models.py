@@ -18,10 +18,11 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
+    StrictBool,
     model_validator,
 )
 
-from taskline.domain.ids import ID_PATTERN
+from taskline.domain.ids import ID_PATTERN, ID_SCHEMA_PATTERN
 from taskline.domain.json_bounds import StorableJson, StorableObject
 from taskline.domain.status import AgentStatus, Priority, TaskStatus
 
@@ -76,11 +77,25 @@ def _check_id(value: str) -> str:
     return value
 
 
-Title = Annotated[str, Field(max_length=MAX_TITLE), AfterValidator(_strip_nonempty)]
+#: JSON Schema of "not empty or only whitespace" (Python's ``\S`` is what ``str.strip`` keeps).
+_NOT_BLANK = {"pattern": r"\S"}
+Title = Annotated[
+    str, Field(max_length=MAX_TITLE, json_schema_extra=_NOT_BLANK), AfterValidator(_strip_nonempty)
+]
 Text = Annotated[str, Field(max_length=MAX_TEXT)]
-Tag = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_strip_nonempty)]
-Fraction = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
-ResourceId = Annotated[str, Field(max_length=80), AfterValidator(_check_id)]
+Tag = Annotated[
+    str,
+    Field(min_length=1, max_length=64, json_schema_extra=_NOT_BLANK),
+    AfterValidator(_strip_nonempty),
+]
+#: Numbers and booleans in bodies are strict, as JSON Schema is: ``"0.5"`` is not a number,
+#: ``0`` is not ``false``.
+Fraction = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)]
+ResourceId = Annotated[
+    str,
+    Field(max_length=80, json_schema_extra={"pattern": ID_SCHEMA_PATTERN}),
+    AfterValidator(_check_id),
+]
 
 
 def _dedupe(tags: list[str]) -> list[str]:
@@ -188,7 +203,7 @@ class Message(_Read):
 
 class SubtaskCreate(_Write):
     title: Title
-    done: bool = False
+    done: StrictBool = False
     notes: Text = ""
 
 
@@ -212,16 +227,24 @@ class TaskCreate(_Write):
     sections: list[SectionCreate] = Field(default_factory=list, max_length=200)
 
 
+#: Marks, in the JSON Schema, what a replacement carries only as it was read (``readOnly``:
+#: clients need not send it).
+_READ_ONLY: dict[str, Any] = {"readOnly": True}
+
+
 class SubtaskReplace(_Write):
     """A subtask of a replaced task: with ``id``, that subtask of the task, kept (moved here
     if it was in another section); without, a new one."""
 
     id: ResourceId | None = None
     title: Title
-    done: bool = False
+    done: StrictBool = False
     notes: Text = ""
     position: int | None = Field(
-        default=None, description="Read-only: the order of the list decides (may be sent as read)."
+        default=None,
+        strict=True,
+        description="Read-only: the order of the list decides (may be sent as read).",
+        json_schema_extra=_READ_ONLY,
     )
 
 
@@ -232,7 +255,10 @@ class SectionReplace(_Write):
     id: ResourceId | None = None
     title: Title
     position: int | None = Field(
-        default=None, description="Read-only: the order of the list decides (may be sent as read)."
+        default=None,
+        strict=True,
+        description="Read-only: the order of the list decides (may be sent as read).",
+        json_schema_extra=_READ_ONLY,
     )
     subtasks: list[SubtaskReplace] = Field(default_factory=list, max_length=1000)
 
@@ -272,12 +298,14 @@ class TaskReplace(_Write):
     result: StorableJson | None = None
     sections: list[SectionReplace] | None = None
     # read-only: see READ_ONLY
-    id: str | None = Field(default=None, max_length=80)
-    version: int | None = Field(default=None, ge=1, lt=2**31)
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
-    started_at: datetime | None = None
-    completed_at: datetime | None = None
+    id: str | None = Field(default=None, max_length=80, json_schema_extra=_READ_ONLY)
+    version: int | None = Field(
+        default=None, ge=1, lt=2**31, strict=True, json_schema_extra=_READ_ONLY
+    )
+    created_at: datetime | None = Field(default=None, json_schema_extra=_READ_ONLY)
+    updated_at: datetime | None = Field(default=None, json_schema_extra=_READ_ONLY)
+    started_at: datetime | None = Field(default=None, json_schema_extra=_READ_ONLY)
+    completed_at: datetime | None = Field(default=None, json_schema_extra=_READ_ONLY)
 
     def sent_fields(self) -> set[str]:
         """The writable fields the client sent (what the ``task_updated`` event lists)."""
@@ -288,8 +316,26 @@ class TaskReplace(_Write):
         return self.model_dump(exclude={"status", "sections", "tags", *self.READ_ONLY})
 
 
+def _nulls_refused(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """In a patch's JSON Schema, the ``_not_nullable`` fields may be left out, not be null."""
+    properties = schema.get("properties", {})
+    for name in getattr(model, "_not_nullable", ()):
+        field = properties.get(name)
+        if not field or "anyOf" not in field:
+            continue
+        options = [option for option in field.pop("anyOf") if option != {"type": "null"}]
+        if field.get("default", ...) is None:
+            del field["default"]
+        if len(options) == 1:
+            field.update(options[0])
+        else:
+            field["anyOf"] = options
+
+
 class _Patch(_Write):
     """A partial update: only the fields present change; ``_not_nullable`` ones refuse null."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_nulls_refused)
 
     _not_nullable: ClassVar[tuple[str, ...]] = ()
 
@@ -334,7 +380,7 @@ class SectionPatch(_Write):
 
 class SubtaskPatch(_Write):
     title: Title | None = None
-    done: bool | None = None
+    done: StrictBool | None = None
     notes: Text | None = None
     section_id: ResourceId | None = Field(
         default=None, description="Move the subtask to the end of another section of the task."

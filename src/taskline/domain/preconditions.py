@@ -15,12 +15,19 @@ from typing import Generic, TypeVar
 
 from taskline.domain.errors import InvalidInputError
 
-__all__ = ["IfMatch", "Versioned", "etag"]
+__all__ = ["IF_MATCH_REGEX", "IfMatch", "Versioned", "etag"]
 
 T = TypeVar("T")
 
-#: One entity tag of a list (RFC 9110 §8.8.3): optional ``W/``, then a quoted opaque tag.
-_TAG = re.compile(r'\s*(W/)?"([\x21\x23-\x7e\x80-\xff]*)"\s*')
+#: One entity tag (RFC 9110 §8.8.3): optional ``W/``, then a quoted opaque tag of visible ASCII
+#: characters other than ``"`` (obs-text, bytes 0x80-0xFF, is not taken).
+_ETAG = r'(W/)?"[\x21\x23-\x7e]*"'
+_TAG = re.compile(r'(W/)?"([\x21\x23-\x7e]*)"')
+#: A whole ``If-Match`` value: ``*``, or a comma-separated list of entity tags (empty list
+#: elements and spaces or tabs around the commas allowed, RFC 9110 §5.6.1). The parser and the
+#: OpenAPI document use this one definition, so what the document allows is what is accepted.
+IF_MATCH_REGEX = rf"[ \t]*(\*|[ \t,]*{_ETAG}([ \t]*,[ \t,]*{_ETAG})*[ \t,]*)[ \t]*"
+_IF_MATCH = re.compile(IF_MATCH_REGEX)
 _FIELD = "If-Match"
 
 
@@ -55,32 +62,23 @@ class IfMatch:
             InvalidInputError: not ``*`` and not a list of quoted tags (``3`` instead of
                 ``"3"``, say), naming the field ``If-Match``.
         """
-        text = header.strip()
-        if text == "*":
+        if _IF_MATCH.fullmatch(header) is None:
+            if not header.strip(" \t,"):
+                raise InvalidInputError("If-Match is empty: send * or an entity tag", field=_FIELD)
+            raise InvalidInputError(
+                f'If-Match must be * or entity tags such as "3" (quotes included), '
+                f"as the ETag header gives them; got {header!r}",
+                field=_FIELD,
+            )
+        if header.strip(" \t") == "*":
             return cls(any=True)
         versions: set[int] = set()
         weak = False
-        position = 0
-        found = False
-        while position < len(text):
-            if text[position] in ", \t":
-                position += 1
-                continue
-            match = _TAG.match(text, position)
-            if match is None:
-                raise InvalidInputError(
-                    f'If-Match must be * or entity tags such as "3" (quotes included), '
-                    f"as the ETag header gives them; got {header!r}",
-                    field=_FIELD,
-                )
-            found = True
-            position = match.end()
+        for match in _TAG.finditer(header):
             if match.group(1):
                 weak = True
             elif _is_version(match.group(2)):
                 versions.add(int(match.group(2)))
-        if not found:
-            raise InvalidInputError("If-Match is empty: send * or an entity tag", field=_FIELD)
         return cls(versions=frozenset(versions), weak=weak)
 
     @classmethod

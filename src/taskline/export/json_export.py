@@ -21,7 +21,7 @@ from pydantic import AliasChoices, AwareDatetime, BaseModel, Field, ValidationEr
 import taskline
 from taskline.domain.errors import InvalidInputError
 from taskline.domain.json_bounds import StorableJson, StorableObject, parse_json
-from taskline.domain.models import Agent, Fraction, Message, Task
+from taskline.domain.models import Agent, Fraction, Message, ResourceId, Task
 from taskline.export.bundle import ExportBundle
 
 __all__ = [
@@ -40,6 +40,13 @@ EXPORT_FORMAT: Final = "taskline.export"
 EXPORT_VERSION: Final = 1
 
 
+class ImportedMessage(Message):
+    """A message of an export; its ids must be ids."""
+
+    id: ResourceId
+    task_id: ResourceId
+
+
 class ExportedTask(Task):
     """A task as it appears in an export: the task itself plus its thread, oldest first.
 
@@ -48,16 +55,20 @@ class ExportedTask(Task):
     is untrusted input.
     """
 
+    id: ResourceId
     progress: Fraction
     confidence: Fraction | None
+    assigned_agent_id: ResourceId | None
     result: StorableJson | None
-    messages: list[Message] = Field(default_factory=list)
+    messages: list[ImportedMessage] = Field(default_factory=list)
 
 
 class ExportedAgent(Agent):
     """An agent as it appears in an export; its ``metadata`` must be storable on import."""
 
-    metadata: StorableObject = Field(validation_alias=AliasChoices("metadata_", "metadata"))
+    id: ResourceId
+    current_task_id: ResourceId | None
+    metadata: StorableObject = Field(validation_alias=AliasChoices("metadata", "metadata_"))
 
 
 class ExportDocument(BaseModel):
@@ -89,7 +100,10 @@ def build_document(bundle: ExportBundle) -> ExportDocument:
     1.5 is still exported, and it is :func:`parse_json_export` that refuses it on import.
     """
     tasks = [
-        ExportedTask.model_construct(**_task_fields(task), messages=bundle.messages_of(task.id))
+        ExportedTask.model_construct(
+            **_task_fields(task),
+            messages=bundle.messages_of(task.id),  # type: ignore[arg-type]  # not validated
+        )
         for task in bundle.tasks
     ]
     return ExportDocument.model_construct(
@@ -141,6 +155,11 @@ def parse_json_export(raw: bytes | str | Mapping[str, Any]) -> ExportDocument:
     _check_header(data)
     try:
         document = ExportDocument.model_validate(data)
+        if isinstance(raw, bytes | str):
+            # and strictly, as JSON Schema reads it: a time is an ISO 8601 string (not a
+            # number), a boolean true or false (not 0). Second: the values are known to be
+            # storable (nested at most 64 deep), so pydantic's JSON parser takes them all.
+            document = ExportDocument.model_validate_json(raw, strict=True)
     except ValidationError as exc:
         raise _from_validation_error(exc) from exc
     _check_references(document)

@@ -39,6 +39,9 @@ __all__ = [
     "update_many",
 ]
 
+#: The largest seq the ``seq`` columns hold (``Integer``: 32 bits on PostgreSQL).
+_LARGEST_SEQ = 2**31 - 1
+
 logger = logging.getLogger("taskline.store")
 
 # The statements of the append path, built once (SQLAlchemy caches their compiled form).
@@ -315,7 +318,13 @@ class EventLog:
         limit: int | None = None,
         types: Sequence[str] = (),
     ) -> list[WebSocketMessage]:
-        """Return the task's events with ``seq > since`` in seq order."""
+        """Return the task's events with ``seq > since`` in seq order.
+
+        ``since`` may be any integer: seqs are 32-bit columns, and PostgreSQL refuses to
+        compare one with a larger number (it used to be a 503), so a cursor past the largest
+        seq a column holds reads what it means: nothing.
+        """
+        since = min(since, _LARGEST_SEQ)
         statement = (
             select(EVENTS)
             .where(EVENTS.c.task_id == task_id, EVENTS.c.seq > since)

@@ -257,7 +257,7 @@ class Identity:
             for user in waiting:
                 if await store.has_live_session(user.id, now):
                     return None
-        if not waiting or len(waiting) != 1:
+        if len(waiting) != 1:
             return None
         return await self.sign_in_link(waiting[0].name, actor=system)
 

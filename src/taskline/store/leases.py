@@ -1,12 +1,15 @@
 """The statements of task leases: claiming, expiring, reading a task's lease (see
 :mod:`taskline.domain.leases` for the rules; the application layer applies them).
 
-A claim is one ``UPDATE … WHERE id = (SELECT … LIMIT 1) AND status = 'pending' RETURNING``:
-on PostgreSQL the inner select takes the row with ``FOR UPDATE SKIP LOCKED``, so concurrent
-claimers each take a different task without waiting on one another, and the outer condition
-is re-checked on the locked row; on SQLite writers run one at a time (``BEGIN IMMEDIATE``, and
-one writer per process), so the select and the update see the same rows. Either way a task is
-given to one claimer only, and a claim that finds nothing changes nothing.
+A claim is one statement. On PostgreSQL ``UPDATE … WHERE id = (SELECT … LIMIT 1 FOR UPDATE
+SKIP LOCKED) RETURNING``: the inner select locks the row it picks, re-checking on its newest
+version that it is still pending (one changed meanwhile is passed over), and skips rows other
+transactions hold, so concurrent claimers each take a different task without waiting on one
+another. On SQLite ``UPDATE … WHERE id = (SELECT … LIMIT 1) AND status = 'pending'
+RETURNING``: writers run one at a time (``BEGIN IMMEDIATE``, one writer per process; another
+process's writer waits on the busy timeout), so the select and the update see the same rows
+and the guard always holds — there is no next candidate to retry. Either way a task is given
+to one claimer only, and a claim that finds nothing changes nothing.
 """
 
 from collections.abc import Sequence
@@ -105,17 +108,26 @@ class LeaseStore:
             candidate = candidate.where(
                 or_(_T.assigned_agent_id == agent_id, _T.assigned_agent_id.is_(None))
             )
-        if tags:
-            tagged = select(TAGS.c.task_id).where(TAGS.c.tag.in_(sorted(set(tags))))
-            candidate = candidate.where(_T.id.in_(tagged))
+        if tags:  # correlated: one primary-key probe (task_id, tag) per pending task
+            tagged = select(TAGS.c.task_id).where(
+                TAGS.c.task_id == _T.id, TAGS.c.tag.in_(sorted(set(tags)))
+            )
+            candidate = candidate.where(tagged.exists())
         candidate = (
             candidate.order_by(_PRIORITY_RANK.desc(), _T.created_at, _T.id)
             .limit(1)
             .with_for_update(skip_locked=self.skip_locked)
         )
+        chosen = _T.id == candidate.scalar_subquery()
+        if not self.skip_locked:
+            # SQLite: the statement runs alone, so this holds anyway; it is the conditional
+            # update's guard. PostgreSQL: the inner select locked the row after re-checking
+            # that it is pending (a row changed meanwhile is skipped), and the guard would
+            # only tempt the planner to look the row up by status instead of by id.
+            chosen = and_(chosen, _T.status == _PENDING)
         statement = (
             update(TASKS)
-            .where(_T.id == candidate.scalar_subquery(), _T.status == _PENDING)
+            .where(chosen)
             .values(
                 status=_IN_PROGRESS,
                 assigned_agent_id=agent_id,

@@ -17,6 +17,7 @@ from taskline.api import (
     agents,
     agui,
     auth,
+    claims,
     clients,
     control,
     events,
@@ -114,6 +115,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         review_roots=settings.review_roots,
         review_hidden=settings.review_hidden,
         max_state_bytes=settings.max_state_bytes,
+        lease_seconds=settings.lease_seconds,
+        lease_max_seconds=settings.lease_max_seconds,
+        lease_sweep_interval=settings.lease_sweep_interval,
     )
 
     @asynccontextmanager
@@ -166,6 +170,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         auth,
         exports,
         events,
+        claims,
         tasks,
         sections,
         messages,

@@ -8,9 +8,11 @@ role        may
 ==========  ==================================================================================
 ``admin``   everything: people and tokens, import with ``replace``, connection status
 ``member``  a person's work: tasks, sections, subtasks, messages, pause/resume/cancel, agents,
-            imports that add, starting the built-in agent, messaging clients
-``agent``   read; publish events, post messages and edit the checklist on the tasks assigned to
-            its agent id; connect and register only as that agent
+            claiming for a named agent (and renewing and releasing leases), imports that add,
+            starting the built-in agent, messaging clients
+``agent``   read; claim pending tasks for itself (and renew and release its leases); publish
+            events, post messages and edit the checklist on the tasks assigned to its agent
+            id; connect and register only as that agent
 ``viewer``  read only
 ==========  ==================================================================================
 
@@ -42,6 +44,7 @@ class Action(StrEnum):
     PUBLISH = "publish"  #: append events to a task's log
     POST_MESSAGES = "post_messages"  #: messages on a task
     CONTROL = "control"  #: pause, resume, cancel
+    CLAIM = "claim"  #: claim a pending task for an agent; renew and release its lease
     MANAGE_AGENTS = "manage_agents"  #: the agent registry
     IMPORT = "import"  #: import tasks that are new (modes skip and fail)
     IMPORT_REPLACE = "import_replace"  #: import that overwrites tasks by id
@@ -65,6 +68,7 @@ ROLE_ACTIONS: dict[Role, frozenset[Action]] = {
     Role.AGENT: frozenset(
         {
             Action.READ,
+            Action.CLAIM,
             Action.PUBLISH,
             Action.POST_MESSAGES,
             Action.EDIT_CHECKLIST,
@@ -149,6 +153,7 @@ _WORDS = {
     Action.PUBLISH: "publish events",
     Action.POST_MESSAGES: "post messages",
     Action.CONTROL: "pause, resume or cancel tasks",
+    Action.CLAIM: "claim tasks (or renew and release leases)",
     Action.MANAGE_AGENTS: "change the agent registry",
     Action.IMPORT: "import tasks",
     Action.IMPORT_REPLACE: "import with mode=replace (it overwrites tasks; admin only)",

@@ -21,6 +21,7 @@ ALLOWED: dict[str, set[str]] = {
     "realtime": {"domain", "store", "bus"},
     "service": {"domain", "store", "bus", "export", "agui", "realtime", "agent", "sdk"},
     "api": {"domain", "service", "realtime", "agui", "export", "settings", "taskline"},
+    "mcp": {"api", "domain", "service", "taskline"},
     "web": {"domain"},
     "ws_protocol": {"realtime"},
     "front_protocol": set(),
@@ -29,6 +30,7 @@ ALLOWED: dict[str, set[str]] = {
         "api",
         "bus",
         "domain",
+        "mcp",
         "realtime",
         "service",
         "settings",
@@ -47,6 +49,7 @@ ALLOWED: dict[str, set[str]] = {
     },
     "cli": {
         "agent",
+        "mcp",
         "agui",
         "app",
         "domain",

@@ -49,7 +49,6 @@ ALLOWED: dict[str, set[str]] = {
     },
     "cli": {
         "agent",
-        "mcp",
         "agui",
         "app",
         "domain",

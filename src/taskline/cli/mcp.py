@@ -95,8 +95,11 @@ def _check(base: str, token: str | None, timeout: float) -> None:
 class _Sink(Protocol):
     async def send(self, item: SessionMessage, /) -> None: ...
 
+    async def aclose(self) -> None: ...
+
 
 async def _relay(url: str, token: str | None, timeout: float) -> None:
+    """Relay until the client closes stdin; then end the HTTP session (DELETE) and return."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     stamp = _Stamp()
     http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(timeout, read=None))
@@ -104,15 +107,18 @@ async def _relay(url: str, token: str | None, timeout: float) -> None:
         http,
         streamable_http_client(url, http_client=http) as (remote_in, remote_out),
         stdio_server() as (local_in, local_out),
-        anyio.create_task_group() as group,
     ):
+        async with anyio.create_task_group() as group:
 
-        async def upstream() -> None:
-            await _pump_up(local_in, remote_out, stamp)
-            group.cancel_scope.cancel()  # the client closed stdin: done
+            async def upstream() -> None:
+                await _pump_up(local_in, remote_out, stamp)
+                group.cancel_scope.cancel()  # the client closed stdin: done
 
-        group.start_soon(upstream)
-        group.start_soon(_pump_down, remote_in, local_out, stamp)
+            group.start_soon(upstream)
+            group.start_soon(_pump_down, remote_in, local_out, stamp)
+        # both transports' writers run until their streams close
+        await local_out.aclose()
+        await remote_out.aclose()
 
 
 async def _pump_up(

@@ -171,6 +171,10 @@ class McpServer:
             return _error(f"invalid arguments: {_validation_text(exc)}")
         task_id: str | None = getattr(parsed, "task_id", None) if tool.on_task else None
         call_id = await self._record_start(actor, task_id, tool.name, arguments)
+        if call_id is not None and getattr(parsed, "if_version", None) is not None:
+            # versions answered to MCP count the call's own tool-call events (see below): the
+            # tool_call.start just logged moved the task on by one
+            parsed = parsed.model_copy(update={"if_version": parsed.if_version + 1})  # type: ignore[attr-defined]
         started = time.perf_counter()
         result: JsonValue = None
         error: str | None = None
@@ -324,15 +328,10 @@ def _error(text: str) -> types.CallToolResult:
 
 
 def _problem_text(exc: TasklineError) -> str:
-    """``403 forbidden: the viewer role may not …`` and what else the problem says."""
-    body = problem_body(exc)
+    """``403 forbidden: the agent role may not …``: the status, the problem type, the detail
+    (which names what is allowed, or the current version, where the problem has one)."""
     status, slug = status_of(exc)
-    text = f"{status} {slug}: {body['detail']}"
-    if "allowed" in body:
-        text += f" (allowed from {body['current']}: {', '.join(body['allowed']) or 'none'})"
-    if body.get("current_version") is not None:
-        text += f" (the task is at version {body['current_version']})"
-    return text
+    return f"{status} {slug}: {exc.detail}"
 
 
 def _validation_text(exc: ValidationError) -> str:

@@ -22,7 +22,7 @@ from taskline.domain.events import EventIn, WebSocketEventType
 from taskline.domain.models import AuthorKind, MessageCreate, SectionCreate, SubtaskCreate
 from taskline.domain.preconditions import IfMatch
 from taskline.domain.queries import TaskQuery
-from taskline.domain.status import TaskStatus
+from taskline.domain.status import TaskStatus, check_transition
 from taskline.service import Services
 
 __all__ = ["SOURCE", "TOOLS", "ToolSpec", "input_schema"]
@@ -221,11 +221,15 @@ async def complete_task(services: Services, actor: Actor, args: CompleteTask) ->
     events = [EventIn(event_type=E.TASK_COMPLETED, data={"result": args.result})]
     if task.status == TaskStatus.PAUSED:
         events.insert(0, EventIn(event_type=E.TASK_RESUMED, data={"reason": "completed"}))
+    else:  # a refusal said as the REST API says it (409); publishing checks it again
+        check_transition(task.id, task.status, TaskStatus.COMPLETED)
     await _publish(services, actor, args.task_id, events)
     return await _summary(services, args.task_id)
 
 
 async def fail_task(services: Services, actor: Actor, args: FailTask) -> JsonValue:
+    task = await services.tasks.get(args.task_id)
+    check_transition(task.id, task.status, TaskStatus.FAILED)
     events = [EventIn(event_type=E.TASK_FAILED, data={"error": args.reason})]
     await _publish(services, actor, args.task_id, events)
     return await _summary(services, args.task_id)

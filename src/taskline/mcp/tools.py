@@ -89,7 +89,7 @@ class AskPerson(_OnTask):
 
 
 class CompleteTask(_OnTask):
-    result: JsonValue = Field(None, description="any JSON; becomes the task's result")
+    result: dict[str, JsonValue] | None = Field(None, description="becomes the task's result")
 
 
 class FailTask(_OnTask):

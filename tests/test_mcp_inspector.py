@@ -74,7 +74,7 @@ def test_the_inspector_lists_the_tools_with_portable_schemas(
 ) -> None:
     done = inspect(node, secured, tmp_path, "agent", "--method", "tools/list", "--strict")
     assert done.returncode == 0, done.stderr
-    assert "0 errors, 0 warnings" in done.stderr or "warning" not in done.stderr, done.stderr
+    assert "warning" not in done.stderr.lower(), done.stderr
     tools = answer(done)["tools"]
     assert len(tools) == 9 and {t["name"] for t in tools} >= {"get_task", "complete_task"}
 

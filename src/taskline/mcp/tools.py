@@ -353,8 +353,11 @@ def _lean(node: Any, definitions: dict[str, Any]) -> Any:
         node = {**{k: v for k, v in node.items() if k != "anyOf"}, **kept}
     if node.get("default", ...) is None:
         node = {k: v for k, v in node.items() if k != "default"}
-    return {
+    lean = {
         key: _lean(value, definitions)
         for key, value in node.items()
         if not (key == "title" and isinstance(value, str))
     }
+    if lean.get("additionalProperties") == {}:  # any member: spelled true
+        lean["additionalProperties"] = True
+    return lean

@@ -52,8 +52,8 @@ def mcp() -> None:
     \b
     It relays to the server's /mcp endpoint (--url) with the token (--token, TASKLINE_TOKEN
     or 'taskline login'). For Claude Code:
-      claude mcp add taskline -e TASKLINE_URL=http://127.0.0.1:8000 \\
-        -e TASKLINE_TOKEN=tl_... -- taskline mcp
+      claude mcp add -e TASKLINE_URL=http://127.0.0.1:8000 \\
+        -e TASKLINE_TOKEN=tl_... taskline -- taskline mcp
     """
     state = current_state()
     base = state.url.rstrip("/")

@@ -98,9 +98,7 @@ async def measure(base: str, headers: dict[str, str], requests: int) -> None:
                 for _ in range(20):
                     await mcp_call()
                     await rest_call()
-            figures: dict[str, tuple[list[float], list[float]]] = {
-                name: ([], []) for name in pairs
-            }
+            figures: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in pairs}
             for block in range(max(1, requests // BLOCK)):
                 for name, (mcp_call, rest_call) in pairs.items():
                     mcp_times, rest_times = figures[name]

@@ -43,13 +43,13 @@ from starlette.types import Receive, Scope, Send
 from taskline import __version__
 from taskline.api.doors import ACTOR_KEY, actor_of
 from taskline.domain.access import Action, require
-from taskline.domain.actors import Actor, ActorKind
+from taskline.domain.actors import Actor
 from taskline.domain.errors import NotFoundError, TasklineError
 from taskline.domain.events import EventIn, WebSocketEventType
 from taskline.domain.ids import new_id
 from taskline.domain.problems import problem_body, status_of
 from taskline.domain.queries import TaskQuery
-from taskline.mcp.tools import SOURCE, TOOLS, ToolSpec, input_schema
+from taskline.mcp.tools import TOOLS, ToolSpec, input_schema, publish
 from taskline.mcp.watch import TASK_URI, ResourceWatch, task_id_of, task_uri
 from taskline.service import Services
 
@@ -231,9 +231,7 @@ class McpServer:
             logger.info("MCP tool call %s on %s not recorded: %s", call_id, task_id, exc)
 
     async def _publish(self, actor: Actor, task_id: str, event: EventIn) -> None:
-        if actor.kind == ActorKind.AGENT:
-            event = event.model_copy(update={"agent_id": actor.id})
-        await self.services.events.publish(task_id, [event], actor=actor, source=SOURCE)
+        await publish(self.services, actor, task_id, [event])
 
     # --- resources ---------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from taskline.domain.queries import TaskQuery
 from taskline.domain.status import TaskStatus, check_transition
 from taskline.service import Services
 
-__all__ = ["SOURCE", "TOOLS", "ToolSpec", "input_schema"]
+__all__ = ["SOURCE", "TOOLS", "ToolSpec", "input_schema", "publish"]
 
 #: What events made by MCP tools record as their ``source``.
 SOURCE = "mcp"
@@ -160,9 +160,9 @@ async def report_progress(services: Services, actor: Actor, args: ReportProgress
     if args.confidence is not None:
         data["confidence"] = args.confidence
     events = [EventIn(event_type=E.PROGRESS_UPDATE, data=data)]
-    if task.status in (TaskStatus.PENDING, TaskStatus.FAILED):  # reporting work starts it
+    if task.status == TaskStatus.PENDING:  # reporting work starts it
         events.insert(0, EventIn(event_type=E.TASK_STARTED, data={}))
-    await _publish(services, actor, args.task_id, events)
+    await publish(services, actor, args.task_id, events)
     return await _summary(services, args.task_id)
 
 
@@ -223,7 +223,7 @@ async def complete_task(services: Services, actor: Actor, args: CompleteTask) ->
         events.insert(0, EventIn(event_type=E.TASK_RESUMED, data={"reason": "completed"}))
     else:  # a refusal said as the REST API says it (409); publishing checks it again
         check_transition(task.id, task.status, TaskStatus.COMPLETED)
-    await _publish(services, actor, args.task_id, events)
+    await publish(services, actor, args.task_id, events)
     return await _summary(services, args.task_id)
 
 
@@ -231,21 +231,17 @@ async def fail_task(services: Services, actor: Actor, args: FailTask) -> JsonVal
     task = await services.tasks.get(args.task_id)
     check_transition(task.id, task.status, TaskStatus.FAILED)
     events = [EventIn(event_type=E.TASK_FAILED, data={"error": args.reason})]
-    await _publish(services, actor, args.task_id, events)
+    await publish(services, actor, args.task_id, events)
     return await _summary(services, args.task_id)
 
 
 # --- helpers --------------------------------------------------------------------------------
 
 
-def _agent_id(actor: Actor) -> str | None:
-    return actor.id if actor.kind == ActorKind.AGENT else None
-
-
-async def _publish(services: Services, actor: Actor, task_id: str, events: list[EventIn]) -> None:
-    agent_id = _agent_id(actor)
-    if agent_id is not None:
-        events = [e.model_copy(update={"agent_id": agent_id}) for e in events]
+async def publish(services: Services, actor: Actor, task_id: str, events: list[EventIn]) -> None:
+    """Publish as the caller, from ``mcp``, attributed to its agent when it is one."""
+    if actor.kind == ActorKind.AGENT:
+        events = [e.model_copy(update={"agent_id": actor.id}) for e in events]
     await services.events.publish(task_id, events, actor=actor, source=SOURCE)
 
 

@@ -101,6 +101,10 @@ RULES: dict[tuple[str, str], Rule] = {
     ("WS", "/ws/agents/{agent_id}"): Rule(frozenset({"admin", "agent"})),
     ("GET", "/api/v1/tasks/{task_id}/agui"): Rule(EVERYONE),
     ("POST", "/api/v1/agui"): Rule(PEOPLE, "agui"),
+    # MCP: the roles that may work on tasks; each tool then checks its own action
+    ("GET", "/mcp"): Rule(WORKERS),
+    ("POST", "/mcp"): Rule(WORKERS, {"jsonrpc": "2.0", "id": 1, "method": "ping"}),
+    ("DELETE", "/mcp"): Rule(WORKERS),
 }
 
 _STREAMS = {"/api/v1/tasks/{task_id}/stream", "/api/v1/tasks/{task_id}/agui", "/api/v1/agui"}

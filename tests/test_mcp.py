@@ -22,7 +22,7 @@ from tests.support.mcp import mcp_session, tool_json
 AGENT = "agent_bot"
 #: What the whole tools/list result may weigh (bytes of JSON; about a quarter as many tokens).
 #: A client sends it to its model on every turn: raise it only for a tool worth the cost.
-TOOLS_LIST_BUDGET = 4096
+TOOLS_LIST_BUDGET = 4608  # 11 tools; claiming and releasing took it past 4,096
 TOOLS = {
     "find_tasks",
     "get_task",
@@ -33,7 +33,11 @@ TOOLS = {
     "ask_person",
     "complete_task",
     "fail_task",
+    "claim_next_task",
+    "release_task",
 }
+#: the tools that take no task id (their calls are recorded on no task)
+BOARD_TOOLS = {"find_tasks", "claim_next_task"}
 
 
 @pytest.fixture
@@ -93,7 +97,7 @@ async def test_the_toolset_is_lean_and_strict(secured_sqlite: SecureServer) -> N
         assert schema["type"] == "object" and schema["additionalProperties"] is False
         assert set(schema.get("required", ())) <= set(schema["properties"]), tool.name
         assert "$defs" not in schema and "title" not in schema, tool.name
-        assert ("task_id" in schema["properties"]) == (tool.name != "find_tasks")
+        assert ("task_id" in schema["properties"]) == (tool.name not in BOARD_TOOLS)
         for name, member in schema["properties"].items():
             assert "anyOf" not in member and member.get("default", 0) is not None, (tool, name)
     progress = next(t for t in listed.tools if t.name == "report_progress").input_schema
@@ -243,6 +247,39 @@ async def test_refusals_are_tool_errors_with_readable_text(secured: SecureServer
         tool_json(await session.call_tool("get_task", {"task_id": theirs}))
     kinds = [e["event_type"] for e in _rest(secured, f"/api/v1/tasks/{theirs}/events")["events"]]
     assert kinds == ["task_created"]
+
+
+async def test_claiming_and_releasing_through_mcp(secured: SecureServer) -> None:
+    """claim_next_task gives the agent the most urgent pending task with a lease (or says none
+    match); release_task gives it back, and then the task is no longer the agent's (progress
+    on it is a readable tool error); a person's client must name the agent it claims for."""
+    low = _task(secured, title="low", priority="low", assigned_agent_id=None)["id"]
+    urgent = _task(secured, title="urgent", priority="urgent", assigned_agent_id=None)["id"]
+    async with mcp_session(secured.url, secured.tokens["agent"]) as session:
+        claimed = tool_json(
+            await session.call_tool("claim_next_task", {"tags": ["ops"], "lease_seconds": 60})
+        )
+        assert claimed["task"]["id"] == urgent and claimed["lease"]["agent_id"] == AGENT
+        token = claimed["lease"]["token"]
+        second = tool_json(await session.call_tool("claim_next_task", {"tags": ["ops"]}))
+        assert second["task"]["id"] == low
+        nothing = tool_json(await session.call_tool("claim_next_task", {"tags": ["ops"]}))
+        assert nothing["task"] is None
+        released = tool_json(await session.call_tool("release_task", {"task_id": urgent}))
+        assert released["status"] == "pending"
+        late = {"task_id": urgent, "progress": 0.5}
+        text = _error_text(await session.call_tool("report_progress", late))
+        assert text.startswith("403 forbidden: ") and "not assigned" in text, text
+    after = _rest(secured, f"/api/v1/tasks/{urgent}")
+    assert after["status"] == "pending" and after["lease"] is None
+    held = _rest(secured, f"/api/v1/tasks/{low}")
+    assert held["status"] == "in_progress" and held["lease"]["agent_id"] == AGENT
+    assert held["lease"]["token"] >= 1 and token >= 1
+    async with mcp_session(secured.url, secured.tokens["member"]) as session:
+        text = _error_text(await session.call_tool("claim_next_task", {}))
+        assert text.startswith("422 ") and "agent_id" in text, text
+        again = tool_json(await session.call_tool("claim_next_task", {"agent_id": AGENT}))
+        assert again["task"]["id"] == urgent and again["lease"]["token"] == token + 1
 
 
 async def test_who_may_connect(secured_sqlite: SecureServer) -> None:

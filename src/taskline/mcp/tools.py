@@ -13,7 +13,7 @@ are then recorded on that task).
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
@@ -94,6 +94,23 @@ class CompleteTask(_OnTask):
 
 class FailTask(_OnTask):
     reason: Text
+
+
+class ClaimNextTask(_Args):
+    tags: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
+        default_factory=list, max_length=20, description="any of these"
+    )
+    assigned: Literal["any", "mine", "unassigned"] = Field(
+        "any", description="any = yours or nobody's"
+    )
+    lease_seconds: float | None = Field(None, ge=1, le=86_400)
+    agent_id: str | None = Field(
+        None, max_length=80, description="a person claims for this agent"
+    )
+
+
+class ReleaseTask(_OnTask):
+    pass
 
 
 # --- what each tool does --------------------------------------------------------------------
@@ -235,6 +252,35 @@ async def fail_task(services: Services, actor: Actor, args: FailTask) -> JsonVal
     return await _summary(services, args.task_id)
 
 
+async def claim_next_task(services: Services, actor: Actor, args: ClaimNextTask) -> JsonValue:
+    task = await services.claims.claim(
+        actor,
+        agent_id=args.agent_id,
+        tags=args.tags,
+        assigned=args.assigned,
+        lease_seconds=args.lease_seconds,
+    )
+    if task is None:
+        return {"task": None, "note": "No pending task matches; try again later."}
+    return {
+        "task": {
+            "id": task.id,
+            "title": task.title,
+            "description": task.description,
+            "priority": task.priority.value,
+            "tags": list(task.tags),
+            "version": task.version,
+        },
+        "lease": None if task.lease is None else task.lease.model_dump(mode="json"),
+        "note": "Yours until the lease ends; any progress you report renews it.",
+    }
+
+
+async def release_task(services: Services, actor: Actor, args: ReleaseTask) -> JsonValue:
+    task = await services.claims.release(actor, args.task_id)
+    return {"task_id": task.id, "status": task.status.value, "version": task.version}
+
+
 # --- helpers --------------------------------------------------------------------------------
 
 
@@ -319,6 +365,19 @@ TOOLS: tuple[ToolSpec, ...] = (
         complete_task,
     ),
     ToolSpec("fail_task", "Fail an in-progress task, saying why.", FailTask, fail_task),
+    ToolSpec(
+        "claim_next_task",
+        "Claim the most urgent pending task, with a lease (renewed by your progress).",
+        ClaimNextTask,
+        claim_next_task,
+        on_task=False,
+    ),
+    ToolSpec(
+        "release_task",
+        "Give back a task you claimed (pending again).",
+        ReleaseTask,
+        release_task,
+    ),
 )
 
 

@@ -104,9 +104,7 @@ class ClaimNextTask(_Args):
         "any", description="any = yours or nobody's"
     )
     lease_seconds: float | None = Field(None, ge=1, le=86_400)
-    agent_id: str | None = Field(
-        None, max_length=80, description="a person claims for this agent"
-    )
+    agent_id: str | None = Field(None, max_length=80, description="a person claims for this agent")
 
 
 class ReleaseTask(_OnTask):

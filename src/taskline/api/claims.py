@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from taskline.api.deps import ActorDep, ServicesDep
 from taskline.api.json_body import JsonBodyRoute
 from taskline.api.preconditions import send_etag
+from taskline.api.paths import TaskId
 from taskline.api.responses import JSONBytes, document
 from taskline.domain.models import ResourceId, Tag, Task
 
@@ -52,6 +53,7 @@ class ClaimRequest(BaseModel):
     )
     lease_seconds: float | None = Field(
         default=None,
+        ge=1,
         allow_inf_nan=False,
         description="How long the lease lasts without a renewal (default TASKLINE_LEASE_SECONDS,"
         " at least 1, at most TASKLINE_LEASE_MAX_SECONDS).",
@@ -65,8 +67,10 @@ class RenewRequest(BaseModel):
 
     lease_seconds: float | None = Field(
         default=None,
+        ge=1,
         allow_inf_nan=False,
-        description="The lease from now on (default: what the claim asked for).",
+        description="The lease from now on (default: what the claim asked for; at least 1, "
+        "at most TASKLINE_LEASE_MAX_SECONDS).",
     )
 
 
@@ -88,7 +92,7 @@ def _answer(task: Task) -> Response:
         422: _problem("A person named no agent_id; lease_seconds out of bounds; a bad body."),
     },
 )
-async def claim(
+async def claim_task(
     services: ServicesDep,
     actor: ActorDep,
     body: Annotated[ClaimRequest | None, Body()] = None,
@@ -111,7 +115,7 @@ async def claim(
 
 
 @router.post(
-    "/{task_id}/lease",
+    "/{task_id:id}/lease",
     response_model=Task,
     summary="Renew a claimed task's lease",
     responses={
@@ -121,8 +125,8 @@ async def claim(
         422: _problem("lease_seconds out of bounds; a bad body."),
     },
 )
-async def renew(
-    task_id: str,
+async def renew_lease(
+    task_id: TaskId,
     services: ServicesDep,
     actor: ActorDep,
     body: Annotated[RenewRequest | None, Body()] = None,
@@ -133,7 +137,7 @@ async def renew(
 
 
 @router.post(
-    "/{task_id}/release",
+    "/{task_id:id}/release",
     response_model=Task,
     summary="Give a claimed task back",
     responses={
@@ -143,7 +147,7 @@ async def renew(
         422: _problem("A bad request."),
     },
 )
-async def release(task_id: str, services: ServicesDep, actor: ActorDep) -> Response:
+async def release_task(task_id: TaskId, services: ServicesDep, actor: ActorDep) -> Response:
     """End the lease: the task goes back to ``pending``, unassigned unless it was assigned to
     the holder before its claim. By its holder, or a person (the holder then lost it)."""
     return _answer(await services.claims.release(actor, task_id))

@@ -7,8 +7,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from taskline.api.deps import ActorDep, ServicesDep
 from taskline.api.json_body import JsonBodyRoute
-from taskline.api.preconditions import send_etag
 from taskline.api.paths import TaskId
+from taskline.api.preconditions import send_etag
 from taskline.api.responses import JSONBytes, document
 from taskline.domain.models import ResourceId, Tag, Task
 

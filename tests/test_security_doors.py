@@ -307,6 +307,14 @@ def test_the_first_start_prints_a_sign_in_link_that_works_once(
 
         wait_until(link_printed, timeout=30, message="no sign-in link printed")
         link = found[0]
+
+        def answering() -> bool:  # the link is printed at start-up, before the port is bound
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(answering, timeout=30, message="the server never answered")
         with httpx.Client(follow_redirects=False) as browser:
             signed = browser.get(link)
             assert signed.status_code == 303 and signed.headers["location"] == "/ui/"

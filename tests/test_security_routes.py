@@ -94,11 +94,18 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/tasks/{task_id}/resume"): Rule(PEOPLE),
     ("POST", "/api/v1/tasks/{task_id}/cancel"): Rule(PEOPLE),
     ("GET", "/api/v1/agents/{agent_id}/next-task"): Rule(EVERYONE),
+    ("POST", "/api/v1/tasks/claim"): Rule(WORKERS, {"agent_id": AGENT_ID}),
+    ("POST", "/api/v1/tasks/{task_id}/lease"): Rule(WORKERS),
+    ("POST", "/api/v1/tasks/{task_id}/release"): Rule(WORKERS),
     ("WS", "/ws/tasks/{task_id}"): Rule(EVERYONE),
     ("WS", "/ws/board"): Rule(EVERYONE),
     ("WS", "/ws/agents/{agent_id}"): Rule(frozenset({"admin", "agent"})),
     ("GET", "/api/v1/tasks/{task_id}/agui"): Rule(EVERYONE),
     ("POST", "/api/v1/agui"): Rule(PEOPLE, "agui"),
+    # MCP: the roles that may work on tasks; each tool then checks its own action
+    ("GET", "/mcp"): Rule(WORKERS),
+    ("POST", "/mcp"): Rule(WORKERS, {"jsonrpc": "2.0", "id": 1, "method": "ping"}),
+    ("DELETE", "/mcp"): Rule(WORKERS),
 }
 
 _STREAMS = {"/api/v1/tasks/{task_id}/stream", "/api/v1/tasks/{task_id}/agui", "/api/v1/agui"}

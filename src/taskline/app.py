@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.routing import Route
 
 from taskline import __version__
 from taskline.api import (
@@ -17,6 +18,7 @@ from taskline.api import (
     agents,
     agui,
     auth,
+    claims,
     clients,
     control,
     events,
@@ -35,6 +37,7 @@ from taskline.api.problems import install_problem_handlers
 from taskline.bus import EventBus, MemoryNotifier, Notifier, RedisNotifier
 from taskline.domain.events import EventIn, WebSocketMessage
 from taskline.domain.ids import new_id
+from taskline.mcp import McpServer
 from taskline.realtime import ConnectionManager
 from taskline.service import Services
 from taskline.service.demo import seed_demo_board
@@ -115,7 +118,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         review_roots=settings.review_roots,
         review_hidden=settings.review_hidden,
         max_state_bytes=settings.max_state_bytes,
+        lease_seconds=settings.lease_seconds,
+        lease_max_seconds=settings.lease_max_seconds,
+        lease_sweep_interval=settings.lease_sweep_interval,
     )
+    mcp = McpServer(services)
+    bus.add_listener(mcp.watch.on_committed)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -133,7 +141,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await connections.start()
         await services.start()
         try:
-            yield
+            async with mcp.run():
+                yield
         finally:
             await services.stop()
             await connections.stop()
@@ -153,6 +162,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.bus = bus
     app.state.connections = connections
     app.state.services = services
+    app.state.mcp = mcp
     install_problem_handlers(app)
     install_openapi(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
@@ -170,6 +180,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         auth,
         exports,
         events,
+        claims,
         tasks,
         sections,
         messages,
@@ -183,5 +194,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         agui,
     ):
         app.include_router(module.router)
+    # MCP over Streamable HTTP (POST, the GET stream, DELETE to end a session), behind the doors
+    app.router.routes.append(Route("/mcp", endpoint=mcp, methods=["GET", "POST", "DELETE"]))
     app.include_router(web_routes.router)  # the browser UI at /ui/ (GET / serves it to browsers)
     return app

@@ -154,6 +154,24 @@ class Settings(BaseSettings):
         ge=1,
         description="Keep only the newest N events per task (unset: keep everything).",
     )
+    # --- claiming tasks (README "Claiming tasks")
+    lease_seconds: float = Field(
+        default=300.0,
+        ge=1,
+        description="Seconds a claimed task is held when the claim asks for no lease; any "
+        "event its holder publishes renews it.",
+    )
+    lease_max_seconds: float = Field(
+        default=3600.0,
+        ge=1,
+        description="The longest lease a claim or a renewal may ask for.",
+    )
+    lease_sweep_interval: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds between two rounds of giving back tasks whose lease ran out "
+        "(claims give them back as well, so a claim never waits for a round).",
+    )
     # --- limits on load (README "Security", "Limits")
     limits: bool = Field(
         default=True,

@@ -200,7 +200,11 @@ def build_document(app: FastAPI) -> dict[str, Any]:
             for parameter in operation.get("parameters", []):
                 _no_null(parameter["schema"])
             _document_answers(operation["operationId"], operation, schemas)
-            _document_problems(operation, problem_statuses(path, method, operation))
+            statuses = problem_statuses(path, method, operation)
+            for declared in operation.get("responses", {}):  # a route's own, with its reason
+                if int(declared) >= 400 and int(declared) not in statuses:
+                    statuses[int(declared)] = _WHY.get(int(declared), "An error.")
+            _document_problems(operation, statuses)
     _add_links(doc)
     return doc
 

@@ -18,6 +18,7 @@ from taskline.cli.context import CliState
 from taskline.cli.db import db
 from taskline.cli.errors import CliError, ExitCode, from_client_error
 from taskline.cli.login import login, logout
+from taskline.cli.mcp import mcp
 from taskline.cli.serve import serve
 from taskline.cli.tasks import tasks
 from taskline.cli.watch import watch
@@ -105,6 +106,7 @@ taskline.add_command(agent)
 taskline.add_command(watch)
 taskline.add_command(login)
 taskline.add_command(logout)
+taskline.add_command(mcp)
 
 
 def main() -> None:

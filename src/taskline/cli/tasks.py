@@ -12,7 +12,7 @@ import click
 
 from taskline.cli.context import open_client
 from taskline.cli.errors import CliError, ExitCode
-from taskline.cli.output import echo_json, stdout, task_detail, task_line, task_table
+from taskline.cli.output import echo_json, stdout, task_detail, task_line, task_table, when
 from taskline.domain.queries import SortField
 from taskline.domain.status import Priority, TaskStatus
 
@@ -169,6 +169,66 @@ def update_task(
         echo_json(task)
     else:
         stdout().print(task_line("updated", task))
+
+
+@tasks.command("claim")
+@click.option(
+    "--tag", "-t", "tags", multiple=True, help="Only tasks carrying one of these; repeatable."
+)
+@click.option(
+    "--lease",
+    "lease_seconds",
+    type=float,
+    help="Seconds the lease lasts without a heartbeat.  [default: the server's, 300]",
+)
+@click.option("--agent", help="Claim for this agent id (a person's token must name one).")
+@click.option(
+    "--assigned",
+    type=click.Choice(["any", "mine", "unassigned"]),
+    default="any",
+    show_default=True,
+    help="Tasks assigned to the agent or nobody (any), only to the agent, only to nobody.",
+)
+@_JSON
+def claim_task(
+    tags: tuple[str, ...],
+    lease_seconds: float | None,
+    agent: str | None,
+    assigned: str,
+    as_json: bool,
+) -> None:
+    """Claim the most urgent, then oldest, pending task: it becomes the agent's, in progress,
+    until its lease runs out (any event the agent publishes renews it).
+
+    Prints the task and its lease; when nothing matches, says so on stderr (``null`` with
+    --json) and exits with 0. A lease out of bounds exits with 5.
+    """
+    task = open_client().claim(tags, lease_seconds=lease_seconds, agent_id=agent, assigned=assigned)
+    if task is None:
+        if as_json:
+            click.echo("null")
+        click.echo("nothing to claim: no pending task matches", err=True)
+    elif as_json:
+        echo_json(task)
+    else:
+        line = task_line("claimed", task)
+        line.append(f"  held by {task.lease.agent_id} until {when(task.lease.expires_at)}")
+        line.append(f" (lease {task.lease.token})", style="dim")
+        stdout().print(line)
+
+
+@tasks.command("release")
+@click.argument("task_id")
+@_JSON
+def release_task(task_id: str, as_json: bool) -> None:
+    """Give a claimed task back: pending again, unassigned unless it was assigned to the agent
+    before the claim. Exits with 6 when the agent does not hold it (the error names who does).
+    """
+    task = open_client().release(task_id)
+    if as_json:
+        echo_json(task)
+    else:
+        stdout().print(task_line("released", task))
 
 
 @tasks.command("delete")

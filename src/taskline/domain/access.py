@@ -8,10 +8,12 @@ role        may
 ==========  ==================================================================================
 ``admin``   everything: people and tokens, import with ``replace``, connection status
 ``member``  a person's work: tasks, sections, subtasks, messages, pause/resume/cancel, agents,
-            imports that add, starting the built-in agent, messaging clients
-``agent``   read; publish events, post messages and edit the checklist on the tasks assigned to
-            its agent id; connect and register only as that agent
-``viewer``  read only
+            claiming for a named agent (and renewing and releasing leases), imports that add,
+            starting the built-in agent, messaging clients, the MCP server
+``agent``   read; claim pending tasks for itself (and renew and release its leases); publish
+            events, post messages and edit the checklist on the tasks assigned to its agent
+            id; connect and register only as that agent; the MCP server
+``viewer``  read only (not the MCP server: every one of its tools acts on tasks)
 ==========  ==================================================================================
 
 The server's own parts act as ``system`` actors with no role and are never refused.
@@ -42,6 +44,7 @@ class Action(StrEnum):
     PUBLISH = "publish"  #: append events to a task's log
     POST_MESSAGES = "post_messages"  #: messages on a task
     CONTROL = "control"  #: pause, resume, cancel
+    CLAIM = "claim"  #: claim a pending task for an agent; renew and release its lease
     MANAGE_AGENTS = "manage_agents"  #: the agent registry
     IMPORT = "import"  #: import tasks that are new (modes skip and fail)
     IMPORT_REPLACE = "import_replace"  #: import that overwrites tasks by id
@@ -49,6 +52,9 @@ class Action(StrEnum):
     MESSAGE_CLIENTS = "message_clients"  #: personal messages to a connected client
     VIEW_CONNECTIONS = "view_connections"  #: who is connected (ids, addresses, user agents)
     MANAGE_ACCESS = "manage_access"  #: people and tokens
+    #: the MCP endpoint (``/mcp``) and ``taskline mcp``: a way for agents to work on tasks, so
+    #: the roles that may publish; each tool then checks its own action like the REST route
+    USE_MCP = "use_mcp"
 
 
 _MEMBER = frozenset(Action) - {
@@ -65,10 +71,12 @@ ROLE_ACTIONS: dict[Role, frozenset[Action]] = {
     Role.AGENT: frozenset(
         {
             Action.READ,
+            Action.CLAIM,
             Action.PUBLISH,
             Action.POST_MESSAGES,
             Action.EDIT_CHECKLIST,
             Action.MANAGE_AGENTS,
+            Action.USE_MCP,
         }
     ),
     Role.VIEWER: frozenset({Action.READ}),
@@ -149,6 +157,7 @@ _WORDS = {
     Action.PUBLISH: "publish events",
     Action.POST_MESSAGES: "post messages",
     Action.CONTROL: "pause, resume or cancel tasks",
+    Action.CLAIM: "claim tasks (or renew and release leases)",
     Action.MANAGE_AGENTS: "change the agent registry",
     Action.IMPORT: "import tasks",
     Action.IMPORT_REPLACE: "import with mode=replace (it overwrites tasks; admin only)",
@@ -156,4 +165,5 @@ _WORDS = {
     Action.MESSAGE_CLIENTS: "message clients",
     Action.VIEW_CONNECTIONS: "see the connection status (admin only)",
     Action.MANAGE_ACCESS: "manage people and tokens (admin only)",
+    Action.USE_MCP: "use the MCP server (its tools change tasks)",
 }

@@ -9,6 +9,7 @@
     ├── ConflictError            (409) the request contradicts the current state
     │   ├── InvalidTransitionError     a status change the state machine refuses
     │   ├── AlreadyExistsError         an id that is taken (for example on import)
+    │   ├── LeaseConflictError         a write by an agent that does not hold the task's lease
     │   └── PreconditionFailedError  (412) If-Match names a version that is not current
     ├── PreconditionRequiredError (428) a change without If-Match where it is required
     ├── InvalidInputError        (422) well-formed JSON whose content is wrong
@@ -24,6 +25,7 @@ __all__ = [
     "ForbiddenError",
     "InvalidInputError",
     "InvalidTransitionError",
+    "LeaseConflictError",
     "NotAuthenticatedError",
     "NotFoundError",
     "PreconditionFailedError",
@@ -101,6 +103,23 @@ class AlreadyExistsError(ConflictError):
         super().__init__(f"{kind} already exist: {shown}{more}")
         self.kind = kind
         self.resource_ids = list(resource_ids)
+
+
+class LeaseConflictError(ConflictError):
+    """A write (or a renewal, a release) by an agent that does not hold the task's lease: it
+    expired, was taken away, or another agent holds it. ``holder`` is the agent holding the
+    task now (None: nobody, the task went back to pending), ``token`` its fencing token."""
+
+    title = "Lease conflict"
+
+    def __init__(
+        self, task_id: str, detail: str, *, holder: str | None, token: int, status: str
+    ) -> None:
+        super().__init__(detail)
+        self.task_id = task_id
+        self.holder = holder
+        self.token = token
+        self.status = status
 
 
 class PreconditionFailedError(ConflictError):

@@ -32,6 +32,7 @@ __all__ = [
     "AgentPatch",
     "AuthorKind",
     "Fraction",
+    "Lease",
     "Message",
     "MessageCreate",
     "Reorder",
@@ -131,6 +132,18 @@ class Section(_Read):
     subtasks: list[Subtask]
 
 
+class Lease(_Read):
+    """Who holds a claimed task, and until when (see :mod:`taskline.domain.leases`)."""
+
+    agent_id: str = Field(description="The agent holding the task.")
+    token: int = Field(
+        description="The fencing token: bumped by every claim of the task, never reused."
+    )
+    expires_at: datetime = Field(
+        description="When the lease ends unless renewed (by any event the holder publishes)."
+    )
+
+
 class Task(_Read):
     id: str
     title: str
@@ -152,6 +165,9 @@ class Task(_Read):
         "subtasks, and what events change); the ETag is this number, quoted.",
     )
     sections: list[Section]
+    lease: Lease | None = Field(
+        default=None, description="The agent holding the task and until when (None: nobody)."
+    )
 
 
 class TaskPage(BaseModel):
@@ -306,14 +322,21 @@ class TaskReplace(_Write):
     updated_at: datetime | None = Field(default=None, json_schema_extra=_READ_ONLY)
     started_at: datetime | None = Field(default=None, json_schema_extra=_READ_ONLY)
     completed_at: datetime | None = Field(default=None, json_schema_extra=_READ_ONLY)
+    #: ignored whatever it holds: the lease changes only by claims, renewals, releases and
+    #: expiry, and moves on with every heartbeat (a document read a moment ago is still good)
+    lease: JsonValue = Field(
+        default=None,
+        description="Ignored: leases change only by claiming and releasing.",
+        json_schema_extra=_READ_ONLY,
+    )
 
     def sent_fields(self) -> set[str]:
         """The writable fields the client sent (what the ``task_updated`` event lists)."""
-        return set(self.model_fields_set) - set(self.READ_ONLY)
+        return set(self.model_fields_set) - set(self.READ_ONLY) - {"lease"}
 
     def writable(self) -> dict[str, Any]:
         """The writable fields besides ``status``, ``sections`` and ``tags``, with defaults."""
-        return self.model_dump(exclude={"status", "sections", "tags", *self.READ_ONLY})
+        return self.model_dump(exclude={"status", "sections", "tags", "lease", *self.READ_ONLY})
 
 
 def _nulls_refused(schema: dict[str, Any], model: type[BaseModel]) -> None:

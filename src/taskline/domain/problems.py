@@ -10,6 +10,7 @@ from taskline.domain.errors import (
     ForbiddenError,
     InvalidInputError,
     InvalidTransitionError,
+    LeaseConflictError,
     NotAuthenticatedError,
     NotFoundError,
     PreconditionFailedError,
@@ -30,6 +31,7 @@ _STATUS_BY_ERROR: list[tuple[type[TasklineError], int, str]] = [
     (NotFoundError, 404, "not-found"),
     (InvalidTransitionError, 409, "invalid-transition"),
     (AlreadyExistsError, 409, "already-exists"),
+    (LeaseConflictError, 409, "lease-conflict"),
     (PreconditionFailedError, 412, "precondition-failed"),
     (PreconditionRequiredError, 428, "precondition-required"),
     (ConflictError, 409, "conflict"),
@@ -58,6 +60,10 @@ def problem_body(exc: TasklineError, *, instance: str | None = None) -> dict[str
         body["instance"] = instance
     if isinstance(exc, InvalidTransitionError):
         body.update(current=exc.current, requested=exc.requested, allowed=exc.allowed)
+    elif isinstance(exc, LeaseConflictError):
+        body.update(
+            task_id=exc.task_id, holder=exc.holder, lease_token=exc.token, task_status=exc.status
+        )
     elif isinstance(exc, AlreadyExistsError):
         body["ids"] = exc.resource_ids
     elif isinstance(exc, PreconditionFailedError):

@@ -11,6 +11,7 @@ __all__ = [
     "Priority",
     "TaskStatus",
     "allowed_transitions",
+    "check_return",
     "check_transition",
     "status_timestamps",
 ]
@@ -86,6 +87,21 @@ def check_transition(task_id: str, current: TaskStatus, requested: TaskStatus) -
         return
     raise InvalidTransitionError(
         task_id, current.value, requested.value, [s.value for s in TRANSITIONS[current]]
+    )
+
+
+def check_return(task_id: str, current: TaskStatus) -> None:
+    """Accept a leased task going back to ``pending`` (released, or its lease ran out): from
+    ``in_progress`` or ``paused``, the statuses a leased task is in. This move is the lease's
+    alone; :data:`TRANSITIONS` does not offer it to other changes.
+
+    Raises:
+        InvalidTransitionError: the task is in another status.
+    """
+    if current in (TaskStatus.IN_PROGRESS, TaskStatus.PAUSED):
+        return
+    raise InvalidTransitionError(
+        task_id, current.value, TaskStatus.PENDING.value, [s.value for s in TRANSITIONS[current]]
     )
 
 

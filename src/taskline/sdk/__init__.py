@@ -69,6 +69,7 @@ from taskline.sdk._errors import (
     EventRejected,
     InvalidEvent,
     InvalidRequest,
+    LeaseLost,
     NotFound,
     PreconditionFailed,
     PreconditionRequired,
@@ -79,6 +80,7 @@ from taskline.sdk._errors import (
     UnexpectedResponseError,
 )
 from taskline.sdk._models import (
+    ClaimedTask,
     Command,
     EventPage,
     HumanMessage,
@@ -108,6 +110,7 @@ __all__ = [
     "ApiError",
     "AsyncClient",
     "Backoff",
+    "ClaimedTask",
     "Client",
     "ClientClosedError",
     "Command",
@@ -123,6 +126,7 @@ __all__ = [
     "InvalidEvent",
     "InvalidRequest",
     "IssuedToken",
+    "LeaseLost",
     "MessagePosted",
     "MessageStream",
     "NotFound",

@@ -26,6 +26,7 @@ from taskline.sdk._credentials import resolve_token
 from taskline.sdk._errors import ClientClosedError, TasklineClientError
 from taskline.sdk._http import Call, IfMatch, request_headers, server_url, transport_errors
 from taskline.sdk._models import (
+    ClaimedTask,
     Command,
     EventPage,
     IssuedToken,
@@ -312,6 +313,38 @@ class AsyncClient:
     async def delete_agent(self, agent_id: str) -> None:
         """Delete the agent; :class:`NotFound` if unknown."""
         await self._send(api.delete_agent(agent_id))
+
+    async def claim(
+        self,
+        tags: Iterable[str] = (),
+        *,
+        lease_seconds: float | None = None,
+        agent_id: str | None = None,
+        assigned: str = "any",
+    ) -> ClaimedTask | None:
+        """Claim the most urgent, then oldest, pending task carrying one of ``tags`` (any
+        task without): it is this agent's, ``in_progress``, until ``task.lease.expires_at``;
+        publishing events on it renews the lease. None when nothing matches.
+
+        ``lease_seconds``: the lease (default the server's). ``agent_id``: the agent to claim
+        for, when a person's token claims (an agent's token claims for itself).
+        ``assigned``: ``any`` (tasks assigned to the agent or to nobody), ``mine`` or
+        ``unassigned``.
+        """
+        return await self._send(
+            api.claim(agent_id=agent_id, tags=tags, assigned=assigned, lease_seconds=lease_seconds)
+        )
+
+    async def renew_lease(self, task_id: str, *, lease_seconds: float | None = None) -> ClaimedTask:
+        """Extend the task's lease (by ``lease_seconds`` from now; default what the claim
+        asked for). :class:`LeaseLost` (naming the holder) when this agent no longer holds it.
+        """
+        return await self._send(api.renew_lease(task_id, lease_seconds))
+
+    async def release(self, task_id: str) -> Task:
+        """Give a claimed task back (pending; unassigned unless it was assigned to this agent
+        before the claim). :class:`LeaseLost` when this agent does not hold it."""
+        return await self._send(api.release(task_id))
 
     async def next_task(self, agent_id: str) -> Task | None:
         """Return the oldest ``pending`` task assigned to the agent, or None when there is none.

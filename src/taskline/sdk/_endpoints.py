@@ -23,11 +23,19 @@ from taskline.sdk._http import (
     path_id,
     seqs,
 )
-from taskline.sdk._models import EventPage, IssuedToken, MessagePosted, TaskControl, TaskState
+from taskline.sdk._models import (
+    ClaimedTask,
+    EventPage,
+    IssuedToken,
+    MessagePosted,
+    TaskControl,
+    TaskState,
+)
 
 __all__ = [
     "add_section",
     "add_subtask",
+    "claim",
     "control",
     "create_agent",
     "create_task",
@@ -48,7 +56,9 @@ __all__ = [
     "next_task",
     "post_message",
     "publish",
+    "release",
     "rename_section",
+    "renew_lease",
     "replace_task",
     "state",
     "toggle_subtask",
@@ -256,3 +266,30 @@ def control(task_id: str, command: str) -> Call[TaskControl]:
 
 def next_task(agent_id: str) -> Call[Task | None]:
     return Call("GET", f"{_agent(agent_id)}/next-task", optional_model(Task))
+
+
+# --- claiming
+
+
+def claim(
+    *,
+    agent_id: str | None,
+    tags: Iterable[str],
+    assigned: str,
+    lease_seconds: float | None,
+) -> Call[ClaimedTask | None]:
+    body: dict[str, Any] = {"tags": [str(tag) for tag in tags], "assigned": assigned}
+    if agent_id is not None:
+        body["agent_id"] = agent_id
+    if lease_seconds is not None:
+        body["lease_seconds"] = lease_seconds
+    return Call("POST", f"{TASKS}/claim", optional_model(ClaimedTask), json=body)
+
+
+def renew_lease(task_id: str, lease_seconds: float | None) -> Call[ClaimedTask]:
+    body = {"lease_seconds": lease_seconds} if lease_seconds is not None else {}
+    return Call("POST", f"{_task(task_id)}/lease", model(ClaimedTask), json=body)
+
+
+def release(task_id: str) -> Call[Task]:
+    return Call("POST", f"{_task(task_id)}/release", model(Task))

@@ -16,6 +16,7 @@
     └── ApiError                   the server answered with an RFC 9457 problem (4xx/5xx)
         ├── NotFound               404: the task, agent or route does not exist
         ├── Conflict               409: an invalid status transition, an id that is taken
+        │   ├── LeaseLost          409: the task's lease is another agent's, ran out, or is gone
         │   └── PreconditionFailed 412: the task changed since the version sent in If-Match
         ├── InvalidRequest         400, 413, 422: the request itself is wrong
         │   └── PreconditionRequired 428: the server wants If-Match on changes
@@ -43,6 +44,7 @@ __all__ = [
     "EventRejected",
     "InvalidEvent",
     "InvalidRequest",
+    "LeaseLost",
     "NotFound",
     "PreconditionFailed",
     "PreconditionRequired",
@@ -129,6 +131,34 @@ class Conflict(ApiError):
         """The statuses allowed from the current one (empty unless a transition was refused)."""
         allowed = self.problem.get("allowed")
         return [str(s) for s in allowed] if isinstance(allowed, list) else []
+
+
+class LeaseLost(Conflict):
+    """409: this agent does not hold the task's lease, so the change was refused: another
+    agent claimed the task (``holder``), this agent's lease ran out and the task went back
+    to pending (``holder`` None), or nobody holds it (renewing or releasing a task that is not
+    claimed). Nothing was changed; claim a task again to go on working.
+
+    Attributes:
+        task_id: the task.
+        holder: the agent holding the task now (None: nobody).
+        lease_token: the fencing token of the task's latest lease.
+        task_status: the task's status now.
+    """
+
+    def __init__(self, problem: dict[str, Any]) -> None:
+        super().__init__(problem)
+        self.task_id = _text(problem.get("task_id"))
+        self.holder = _text(problem.get("holder"))
+        token = problem.get("lease_token")
+        self.lease_token = token if isinstance(token, int) and not isinstance(token, bool) else None
+        self.task_status = _text(problem.get("task_status"))
+        held = f"held by {self.holder}" if self.holder else "held by nobody"
+        self.args = (f"{self.detail} (409; {held})",)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 class PreconditionFailed(Conflict):

@@ -23,6 +23,7 @@ from taskline.sdk._errors import (
     ApiError,
     Conflict,
     InvalidRequest,
+    LeaseLost,
     NotFound,
     PreconditionFailed,
     PreconditionRequired,
@@ -159,6 +160,8 @@ def api_error(response: httpx.Response) -> ApiError:
     if response.status_code in {401, 403}:
         token_sent = "authorization" in response.request.headers
         return TasklineAuthError(problem, token_sent=token_sent)
+    if response.status_code == 409 and str(problem.get("type", "")).endswith("/lease-conflict"):
+        return LeaseLost(problem)
     return _ERROR_BY_STATUS.get(response.status_code, ApiError)(problem)
 
 

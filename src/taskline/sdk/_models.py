@@ -8,9 +8,10 @@ from typing import Any
 from pydantic import BaseModel, Field, JsonValue
 
 from taskline.domain.events import WebSocketMessage
-from taskline.domain.models import Message, Task
+from taskline.domain.models import Lease, Message, Task
 
 __all__ = [
+    "ClaimedTask",
     "Command",
     "EventPage",
     "HumanMessage",
@@ -41,6 +42,13 @@ class TaskState(BaseModel):
     task_id: str
     version: int
     state: JsonValue
+
+
+class ClaimedTask(Task):
+    """A task this agent holds (a claim's or a renewal's answer): ``lease`` says until when
+    (``expires_at``) and with which fencing token; publishing events renews it."""
+
+    lease: Lease
 
 
 class TaskControl(Task):

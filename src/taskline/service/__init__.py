@@ -21,6 +21,7 @@ from taskline.realtime.agents import AgentHub
 from taskline.service.agents import AgentService
 from taskline.service.agui_gateway import AguiGateway
 from taskline.service.agui_watch import AguiWatch
+from taskline.service.claims import ClaimService
 from taskline.service.events import EventService
 from taskline.service.identity import Identity
 from taskline.service.steering import Steering
@@ -43,6 +44,8 @@ class Services:
         review_roots, review_hidden: what the built-in agent may review (see AguiGateway).
         max_state_bytes: the shared state's size limit (a larger snapshot or patch result
             is refused).
+        lease_seconds, lease_max_seconds, lease_sweep_interval: claims' leases (see
+            ClaimService).
     """
 
     def __init__(
@@ -59,6 +62,9 @@ class Services:
         review_roots: Sequence[str | os.PathLike[str]] = (),
         review_hidden: bool = False,
         max_state_bytes: int = DEFAULT_MAX_STATE_BYTES,
+        lease_seconds: float = 300.0,
+        lease_max_seconds: float = 3600.0,
+        lease_sweep_interval: float = 5.0,
     ) -> None:
         self.database = database
         self.bus = bus
@@ -75,6 +81,13 @@ class Services:
         self.tasks = TaskService(database, self.writes)
         self.events = EventService(database, self.commits)
         self.agents = AgentService(database, self.writes)
+        self.claims = ClaimService(
+            database,
+            self.writes,
+            lease_seconds=lease_seconds,
+            max_lease_seconds=lease_max_seconds,
+            sweep_interval=lease_sweep_interval,
+        )
         self.hub = AgentHub(
             self.agents,
             stale_after=stale_after,
@@ -104,11 +117,14 @@ class Services:
         await self.database.ping()
 
     async def start(self) -> None:
+        """Start the agent hub and the lease sweeper."""
         await self.hub.start()
+        await self.claims.start()
 
     async def stop(self) -> None:
-        """Stop the built-in agent's runs, disconnect agents, then stop taking publishes
-        (queued ones fail)."""
+        """Stop the lease sweeper and the built-in agent's runs, disconnect agents, then stop
+        taking publishes (queued ones fail)."""
+        await self.claims.stop()
         await self.agui.stop()
         await self.hub.stop()
         await self.commits.close()

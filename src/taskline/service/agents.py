@@ -74,6 +74,11 @@ class AgentService:
         async with self.database.read() as session:
             return await AgentStore(session).agents_for(task_id)
 
+    async def workers(self, task_id: str) -> AgentIds:
+        """Whom an agent's write on the task is checked for (see :meth:`AgentStore.workers`)."""
+        async with self.database.read() as session:
+            return await AgentStore(session).workers(task_id)
+
     # --- presence (called by the agent hub) -------------------------------------------------
 
     async def online(self, agent_id: str, *, name: str | None, kind: str | None) -> None:

@@ -40,7 +40,7 @@ class EventService:
         """
         if actor.role == Role.AGENT:
             async with self.database.read() as session:
-                workers = await AgentStore(session).agents_for(task_id)
+                workers = await AgentStore(session).workers(task_id)
             require_on_task(actor, Action.PUBLISH, task_id, workers)
         else:
             require(actor, Action.PUBLISH)

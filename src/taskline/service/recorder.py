@@ -13,15 +13,22 @@ Two paths, both one transaction, both all or nothing:
 
 ``apply=False`` records a change the caller has made already (the REST routes' ``task_*``
 events): the server-only types are allowed, and only the log row is locked.
+
+Every write by an agent passes the task's *fence* here, in its own transaction, on the task
+row it locks (:func:`taskline.domain.leases.fence`): while another agent holds the task's
+lease, or once the writer lost it, the write is refused (409) before anything is written;
+the holder's published events renew its lease. Every way in (REST, the agent socket, the
+SDK, AG-UI) records through these functions, so none of them can skip the fence.
 """
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from taskline.domain.actors import Actor
+from taskline.domain.actors import Actor, ActorKind
 from taskline.domain.effects import (
     DEFAULT_MAX_STATE_BYTES,
     NEEDS_STATE,
@@ -33,11 +40,13 @@ from taskline.domain.effects import (
     progress_changes,
 )
 from taskline.domain.errors import NotFoundError, TasklineError
-from taskline.domain.events import EventIn, WebSocketEventType, WebSocketMessage
+from taskline.domain.events import STATUS_EVENTS, EventIn, WebSocketEventType, WebSocketMessage
+from taskline.domain.leases import LeaseState, fence, on_status
 from taskline.domain.models import utc_now
 from taskline.domain.status import TaskStatus
 from taskline.store.agents import AgentStore
 from taskline.store.events import EventLog, LockedLog, event_row
+from taskline.store.leases import LeaseStore
 from taskline.store.sections import SectionStore
 from taskline.store.tasks import TaskStore
 
@@ -111,7 +120,7 @@ async def record_read_free_group(
     """
     now = utc_now()
     log = EventLog(session)
-    heads = await log.lock_many([p.task_id for p in publishes])
+    heads = await log.lock_many([p.task_id for p in publishes])  # with their leases
     outcomes: list[list[WebSocketMessage] | TasklineError] = []
     changes: dict[str, dict[str, Any]] = {}
     rows: list[dict[str, Any]] = []
@@ -122,11 +131,13 @@ async def record_read_free_group(
             if head is None:
                 raise NotFoundError("task", publish.task_id)
             checked = [(e, checked_data(i, e)) for i, e in enumerate(publish.events)]
+            renewed = _fence(publish.task_id, head.lease, publish.actor, now)
         except TasklineError as exc:
             outcomes.append(exc)
             spans.append((0, 0))
             continue
         task_changes = changes.setdefault(publish.task_id, {})
+        task_changes.update(renewed)
         who = str(publish.actor)
         start = len(rows)
         for event, data in checked:
@@ -182,6 +193,8 @@ async def _read_free(
             raise NotFoundError("task", task_id) from None
         raise
     changes["updated_at"] = now
+    if _agent_of(actor) is not None:
+        changes.update(_fence(task_id, await LeaseStore(session).state(task_id), actor, now))
     if not await tasks.set_columns(task_id, changes):
         raise NotFoundError("task", task_id)
     head = await log.allocate(task_id, len(checked))
@@ -206,6 +219,12 @@ async def _reading(
 ) -> tuple[list[WebSocketMessage], LockedLog]:
     with_state = apply and any(e.event_type in NEEDS_STATE for e in events)
     facts: Facts | None = None
+    now = utc_now()
+    moves_status = apply and any(e.event_type in STATUS_EVENTS for e in events)
+    lease: tuple[str, LeaseState] | None = None
+    if moves_status or _agent_of(actor) is not None:
+        lease = await LeaseStore(session).state(task_id)  # locks the task row first
+    renewed = _fence(task_id, lease, actor, now)
     if apply:
         task, head = await log.lock(task_id, with_state=with_state)
         facts = Facts(
@@ -228,7 +247,6 @@ async def _reading(
     rows: list[dict[str, Any]] = []
     committed: list[WebSocketMessage | int] = []  # stored envelopes, or indexes into rows
     seen_ids: set[str] = set()
-    now = utc_now()
     who = str(actor)
     for index, event in enumerate(events):
         if event.id and event.id in stored:
@@ -259,8 +277,33 @@ async def _reading(
     if facts is not None:
         if any(m.seq == head.last_seq for m in envelopes):  # the newest event is this batch's
             effects.task["updated_at"] = now
+        if rows:
+            effects.task.update(renewed)
+        if lease is not None and task.status != facts.status.value:
+            moved = on_status(
+                lease[1], TaskStatus(task.status), facts.status, by=_agent_of(actor), now=now
+            )
+            effects.task.update(moved)
         await _write_effects(session, task_id, effects, head)
     return envelopes, head
+
+
+def _agent_of(actor: Actor) -> str | None:
+    """The agent id whose writes are fenced (None: a person, a token, the server)."""
+    return actor.id if actor.kind == ActorKind.AGENT else None
+
+
+def _fence(
+    task_id: str, lease: tuple[str, LeaseState] | None, actor: Actor, now: datetime
+) -> dict[str, Any]:
+    """The lease columns an actor's write sets (a holder's renewal), or raise
+    :class:`~taskline.domain.errors.LeaseConflictError` (see :func:`fence`). No lease read
+    (an unknown task, a write that is not an agent's): nothing to decide."""
+    agent_id = _agent_of(actor)
+    if lease is None or agent_id is None:
+        return {}
+    status, state = lease
+    return fence(task_id, state, agent_id, status=status, now=now)
 
 
 async def _write_effects(

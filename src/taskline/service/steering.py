@@ -65,7 +65,7 @@ class Steering:
         and deliver it to the task's agent as a ``message`` command (an agent may post only
         on its own tasks)."""
         if actor.role == Role.AGENT:
-            workers = await self.agents.agents_for(task_id)
+            workers = await self.agents.workers(task_id)
             require_on_task(actor, Action.POST_MESSAGES, task_id, workers)
         else:
             require(actor, Action.POST_MESSAGES)

@@ -274,7 +274,7 @@ async def _claim_checklist(
     """Check the actor may edit the task's sections and subtasks (people with the role;
     agents on their own tasks only), then claim the task (:meth:`TaskStore.claim`)."""
     if actor.role == Role.AGENT:
-        workers = await AgentStore(change.session).agents_for(task_id)
+        workers = await AgentStore(change.session).workers(task_id)
         require_on_task(actor, Action.EDIT_CHECKLIST, task_id, workers)
     else:
         require(actor, Action.EDIT_CHECKLIST)

@@ -58,6 +58,17 @@ class AgentStore:
         found = [str(assigned)] if assigned else []
         return found + [a for a in await self.working_on(task_id) if a not in found]
 
+    async def workers(self, task_id: str) -> list[str]:
+        """The agents an agent's write on the task is checked for (``require_on_task``):
+        :meth:`agents_for`, and the agent that lost the task's last lease, whose writes go on
+        to the lease's fence in the write's transaction, which refuses them with a 409 naming
+        the holder (see :mod:`taskline.domain.leases`) rather than a 403 naming the assignee."""
+        found = await self.agents_for(task_id)
+        lost_by = await self.session.scalar(
+            select(TaskRow.lease_lost_by).where(TaskRow.id == task_id)
+        )
+        return [*found, str(lost_by)] if lost_by and lost_by not in found else found
+
     async def next_task(self, agent_id: str) -> str | None:
         """The id of the oldest pending task assigned to ``agent_id``."""
         found = await self.session.scalar(

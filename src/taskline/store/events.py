@@ -27,6 +27,7 @@ from taskline.domain.errors import ConflictError, NotFoundError
 from taskline.domain.events import EventIn, WebSocketMessage
 from taskline.domain.ids import new_id
 from taskline.domain.json_bounds import readable
+from taskline.domain.leases import LeaseState
 from taskline.store.tables import EVENTS, TASK_LOGS, TASKS, EventRow, LogMetaRow
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "LogHead",
     "TaskState",
     "event_row",
+    "lease_state",
     "update_many",
 ]
 
@@ -75,8 +77,17 @@ _ALLOCATE = (
 )
 # The SET clause comes from the parameters given: only the columns that changed.
 _UPDATE_LOG = update(TASK_LOGS).where(_LOG.task_id == bindparam("where_task_id"))
-# Several tasks with their logs (the batch path of publishing).
-_TASKS_AND_LOG_HEADS = select(TASKS.c.id, *_LOG_HEAD.selected_columns).join_from(
+# Several tasks with their logs (the batch path of publishing), and the tasks' leases (which
+# fence their agents' writes: taskline.domain.leases).
+_LEASE_COLUMNS = (
+    TASKS.c.status,
+    TASKS.c.lease_agent_id,
+    TASKS.c.lease_token,
+    TASKS.c.lease_expires_at,
+    TASKS.c.lease_seconds,
+    TASKS.c.lease_lost_by,
+)
+_TASKS_AND_LOG_HEADS = select(TASKS.c.id, *_LOG_HEAD.selected_columns, *_LEASE_COLUMNS).join_from(
     TASKS, TASK_LOGS, _LOG.task_id == TASKS.c.id
 )
 
@@ -108,7 +119,7 @@ class LockedLog:
     the columns to write back with :meth:`EventLog.save`.
     """
 
-    __slots__ = ("changes", "first_seq", "last_seq", "state", "state_version")
+    __slots__ = ("changes", "first_seq", "last_seq", "lease", "state", "state_version")
 
     def __init__(self, last_seq: int, first_seq: int, state_version: int, state: Any) -> None:
         self.last_seq = last_seq
@@ -116,6 +127,8 @@ class LockedLog:
         self.state_version = state_version
         self.state = state
         self.changes: dict[str, Any] = {}
+        #: the task's status and lease, when :meth:`EventLog.lock_many` read them
+        self.lease: tuple[str, LeaseState] | None = None
 
     @classmethod
     def from_row(cls, row: Row[Any], *, with_state: bool = False) -> "LockedLog":
@@ -184,20 +197,27 @@ class EventLog:
         rows = await connection.execute(
             _TASKS_AND_LOG_HEADS.where(TASKS.c.id.in_(ids)).order_by(TASKS.c.id).with_for_update()
         )
-        heads = {row.id: LockedLog.from_row(row) for row in rows}
+        heads: dict[str, LockedLog] = {}
+        row: Any
+        for row in rows:
+            heads[row.id] = LockedLog.from_row(row)
+            heads[row.id].lease = (row.status, lease_state(row))
         missing = [task_id for task_id in ids if task_id not in heads]
         if missing:
-            found = await connection.execute(
-                select(TASKS.c.id)
-                .where(TASKS.c.id.in_(missing))
-                .order_by(TASKS.c.id)
-                .with_for_update()
-            )
-            new = [row.id for row in found]
-            if new:
-                await connection.execute(insert(TASK_LOGS), [_empty_log(i) for i in new])
-                for task_id in new:
-                    heads[task_id] = LockedLog(last_seq=0, first_seq=1, state_version=0, state=None)
+            found = (
+                await connection.execute(
+                    select(TASKS.c.id, *_LEASE_COLUMNS)
+                    .where(TASKS.c.id.in_(missing))
+                    .order_by(TASKS.c.id)
+                    .with_for_update()
+                )
+            ).all()
+            if found:
+                await connection.execute(insert(TASK_LOGS), [_empty_log(r.id) for r in found])
+                for row in found:
+                    head = LockedLog(last_seq=0, first_seq=1, state_version=0, state=None)
+                    head.lease = (row.status, lease_state(row))
+                    heads[row.id] = head
         return heads
 
     async def save_many(self, logs: dict[str, LockedLog]) -> None:
@@ -376,6 +396,17 @@ class EventLog:
 
     async def count(self) -> int:
         return int(await self.session.scalar(select(func.count()).select_from(EventRow)) or 0)
+
+
+def lease_state(row: Any) -> LeaseState:
+    """The lease of a task from a row holding its lease columns."""
+    return LeaseState(
+        holder=row.lease_agent_id,
+        token=row.lease_token or 0,
+        expires_at=row.lease_expires_at,
+        seconds=row.lease_seconds,
+        lost_by=row.lease_lost_by,
+    )
 
 
 def event_row(

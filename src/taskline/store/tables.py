@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    false,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -45,6 +46,7 @@ __all__ = [
     "TaskRow",
     "UTCDateTime",
     "UserRow",
+    "lease_document",
 ]
 
 NAMING = {
@@ -73,6 +75,15 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         return None if value is None else value.replace(tzinfo=UTC)
+
+
+def lease_document(
+    agent_id: str | None, token: int, expires_at: datetime | None
+) -> dict[str, Any] | None:
+    """The ``lease`` member of a task document, from its lease columns."""
+    if agent_id is None:
+        return None
+    return {"agent_id": agent_id, "token": token, "expires_at": expires_at}
 
 
 class Base(DeclarativeBase):
@@ -116,6 +127,17 @@ class TaskRow(Base):
     #: bumped by every committed change to the task's document (its row, tags, sections,
     #: subtasks): the ``ETag`` of the REST API, compared by ``If-Match`` (see TaskStore.claim)
     version: Mapped[int] = mapped_column(Integer, server_default="1")
+    # The lease (see taskline.domain.leases): the agent holding the task (None: nobody), the
+    # fencing token (bumped by every claim, never reused), when it expires (after it ended:
+    # when it did), how long each renewal extends it, whether the task was assigned to the
+    # holder before its claim (it stays assigned when the lease ends), and the agent whose
+    # lease was last lost (expired, or taken away): its late writes are refused.
+    lease_agent_id: Mapped[str | None] = mapped_column(String(80))
+    lease_token: Mapped[int] = mapped_column(Integer, server_default="0")
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    lease_seconds: Mapped[float | None] = mapped_column(Float)
+    lease_assigned: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    lease_lost_by: Mapped[str | None] = mapped_column(String(80))
 
     sections: Mapped[list["SectionRow"]] = relationship(
         order_by="SectionRow.position",
@@ -133,6 +155,11 @@ class TaskRow(Base):
     @property
     def tags(self) -> list[str]:
         return [row.tag for row in self.tag_rows]
+
+    @property
+    def lease(self) -> dict[str, Any] | None:
+        """The live lease as the task document shows it (None: nobody holds the task)."""
+        return lease_document(self.lease_agent_id, self.lease_token, self.lease_expires_at)
 
 
 class TagRow(Base):

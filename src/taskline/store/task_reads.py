@@ -14,12 +14,14 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskline.domain.models import Task
-from taskline.store.tables import SectionRow, SubtaskRow, TagRow, TaskRow
+from taskline.store.tables import SectionRow, SubtaskRow, TagRow, TaskRow, lease_document
 
 __all__ = ["TASK_COLUMNS", "load_task_documents", "load_tasks"]
 
 TASK_COLUMNS = tuple(TaskRow.__table__.c)
 _TASK_KEYS = tuple(column.key for column in TASK_COLUMNS)
+#: Columns of the lease the document shows as one ``lease`` member (or not at all).
+_LEASE_KEYS = tuple(key for key in _TASK_KEYS if key.startswith("lease_"))
 
 
 async def load_tasks(session: AsyncSession, statement: Select[Any]) -> list[Task]:
@@ -33,7 +35,17 @@ async def load_task_documents(
     """Run ``statement`` (a select of :data:`TASK_COLUMNS`) and return its tasks, in its
     order, as documents with their tags, sections and subtasks."""
     rows = (await session.execute(statement)).all()
-    return await _complete(session, [dict(zip(_TASK_KEYS, row, strict=True)) for row in rows])
+    return await _complete(session, [_document(row) for row in rows])
+
+
+def _document(row: Any) -> dict[str, Any]:
+    """A task row as a document: its lease columns become the ``lease`` member."""
+    document = dict(zip(_TASK_KEYS, row, strict=True))
+    lease = {key: document.pop(key) for key in _LEASE_KEYS}
+    document["lease"] = lease_document(
+        lease["lease_agent_id"], lease["lease_token"], lease["lease_expires_at"]
+    )
+    return document
 
 
 async def _complete(session: AsyncSession, documents: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ from sqlalchemy.orm import selectinload
 from taskline.domain.documents import SectionPlan, plan_sections
 from taskline.domain.errors import InvalidInputError, NotFoundError, PreconditionFailedError
 from taskline.domain.ids import new_id
+from taskline.domain.leases import LeaseState, ending, on_status
 from taskline.domain.models import SectionCreate, Task, TaskCreate, TaskPage, TaskReplace, utc_now
 from taskline.domain.preconditions import IfMatch
 from taskline.domain.queries import SortField, TaskQuery
@@ -345,13 +346,26 @@ class TaskStore:
         row.updated_at = utc_now()
 
     async def _apply(self, row: TaskRow, fields: dict[str, Any]) -> None:
+        """Set the fields (a person's change): a status move or a new assignee may end the
+        task's lease, which the holder then has lost (see :mod:`taskline.domain.leases`)."""
         now = utc_now()
+        lease = LeaseState(
+            holder=row.lease_agent_id,
+            token=row.lease_token,
+            expires_at=row.lease_expires_at,
+            seconds=row.lease_seconds,
+            lost_by=row.lease_lost_by,
+        )
+        lease_columns: dict[str, Any] = {}
         if "assigned_agent_id" in fields:
             await self._check_agent(fields["assigned_agent_id"])
+            if fields["assigned_agent_id"] != lease.holder:
+                lease_columns.update(ending(lease, by=None, now=now))
         if "status" in fields:
             current = TaskStatus(row.status)
             new = TaskStatus(fields.pop("status"))
             check_transition(row.id, current, new)
+            lease_columns = {**on_status(lease, current, new, by=None, now=now), **lease_columns}
             for name, value in status_timestamps(
                 current, new, started_at=row.started_at, now=now
             ).items():
@@ -363,7 +377,7 @@ class TaskStore:
             row.priority = Priority(fields.pop("priority")).value
         if "tags" in fields:
             row.tag_rows = _tag_rows(fields.pop("tags"))
-        for name, value in fields.items():
+        for name, value in {**fields, **lease_columns}.items():
             setattr(row, name, value)
         row.updated_at = now
 

@@ -76,6 +76,7 @@ export function summarize(event) {
     case 'task_created':
       return `created “${d.task?.title ?? ''}”`;
     case 'task_updated':
+      if (d.lease?.reason) return `lease ${d.lease.action}: ${d.lease.reason}`;
       return d.changes?.length ? `changed ${d.changes.join(', ')}` : 'updated';
     case 'task_deleted':
       return 'task deleted';

@@ -72,6 +72,20 @@ export function clockTime(when) {
 }
 
 /**
+ * "held by agent_x until 14:05" for a task's lease (null when nobody holds the task); `name`
+ * turns an agent id into its name.
+ * @param {{agent_id: string, token: number, expires_at: string}|null|undefined} lease
+ * @param {(id: string) => string} [name]
+ * @returns {string|null}
+ */
+export function leaseText(lease, name = (id) => id) {
+  if (!lease) return null;
+  const until = new Date(lease.expires_at);
+  const pad = (n) => String(n).padStart(2, '0');
+  return `held by ${name(lease.agent_id)} until ${pad(until.getHours())}:${pad(until.getMinutes())}`;
+}
+
+/**
  * `850` → "850 ms", `1400` → "1.4 s", `125000` → "2 min 5 s".
  * @param {number|null|undefined} ms
  * @returns {string}

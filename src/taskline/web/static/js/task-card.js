@@ -1,11 +1,12 @@
 /**
  * One task on the board: title (a link to its detail panel), status, priority, progress bar,
- * confidence, assigned agent, tags, checklist count and last activity.
+ * confidence, assigned agent, who holds it and until when (a claimed task's lease), tags,
+ * checklist count and last activity.
  * @module task-card
  */
 
 import { h, setAttr, setText } from './dom.js';
-import { AGENT_STATUS_LABELS, STATUS_LABELS, percent, relativeTime } from './format.js';
+import { AGENT_STATUS_LABELS, STATUS_LABELS, leaseText, percent, relativeTime } from './format.js';
 
 /**
  * Show a fraction in a bar element (`.bar` with a `.bar-fill` child and an ARIA role).
@@ -68,6 +69,7 @@ export class TaskCard {
     this.activity = h('time', { class: 'fact-activity' });
     this.checklist = h('dd', { class: 'fact-checklist' });
     this.tags = h('ul', { class: 'tags', 'aria-label': 'Tags' });
+    this.lease = h('p', { class: 'lease', hidden: true });
     this.element = h(
       'li',
       { class: 'task-card', dataset: { taskId } },
@@ -76,6 +78,7 @@ export class TaskCard {
         { 'aria-labelledby': titleId },
         h('div', { class: 'task-card-head' }, h('h3', { id: titleId, class: 'task-title' }, this.link), this.status),
         this.progress,
+        this.lease,
         h(
           'dl',
           { class: 'facts' },
@@ -113,6 +116,10 @@ export class TaskCard {
       : 'Unassigned';
     setText(this.agent, agentText);
     setAttr(this.agent, 'data-agent-status', agent ? agent.status : null);
+    const lease = leaseText(task.lease, (id) => agents.name(id));
+    setText(this.lease, lease ?? '');
+    this.lease.hidden = !lease;
+    setAttr(this.lease, 'title', task.lease ? `lease ${task.lease.token}, until ${task.lease.expires_at}` : null);
     const [done, total] = checklistCount(task);
     setText(this.checklist, total ? `${done}/${total}` : '—');
     this.touch(task);

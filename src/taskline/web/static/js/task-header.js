@@ -10,7 +10,7 @@
 
 import { api, isStale } from './api.js';
 import { $, setAttr, setText } from './dom.js';
-import { AGENT_STATUS_LABELS, STATUS_LABELS, percent } from './format.js';
+import { AGENT_STATUS_LABELS, STATUS_LABELS, leaseText, percent } from './format.js';
 import { orList } from './session.js';
 import { setBar } from './task-card.js';
 
@@ -43,6 +43,7 @@ export class TaskHeader {
       status: $('#detail-status', root),
       priority: $('#detail-priority', root),
       agent: $('#detail-agent', root),
+      lease: $('#detail-lease', root),
       description: $('#detail-description', root),
       progress: $('#detail-progress', root),
       progressValue: $('#detail-progress-value', root),
@@ -132,6 +133,10 @@ export class TaskHeader {
       task.assigned_agent_id ? `${agents.name(task.assigned_agent_id)} · ${agentStatus}` : 'No agent',
     );
     setAttr(this.el.agent, 'data-status', agent?.status ?? 'none');
+    const lease = leaseText(task.lease, (id) => agents.name(id));
+    setText(this.el.lease, lease ?? '');
+    this.el.lease.hidden = !lease;
+    setAttr(this.el.lease, 'title', task.lease ? `lease ${task.lease.token}, until ${task.lease.expires_at}` : null);
     setText(this.el.description, task.description || 'No description.');
     this.el.description.classList.toggle('muted', !task.description);
     setBar(this.el.progress, task.progress);

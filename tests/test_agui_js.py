@@ -6,7 +6,6 @@ on first use). Missing: skipped, or failed when TASKLINE_REQUIRE_SERVICES=1.
 """
 
 import json
-import shutil
 import subprocess
 import threading
 import time
@@ -20,7 +19,7 @@ import pytest
 
 from taskline.service.agui_gateway import task_id_for_thread
 from taskline.settings import Settings
-from tests.support.databases import unavailable
+from tests.support.node import locked_node
 from tests.support.rest import publish
 from tests.support.server import LiveServer
 
@@ -31,21 +30,7 @@ SCRIPT = JS_DIR / "run_agent.mjs"
 @pytest.fixture(scope="module")
 def node() -> str:
     """The node executable, with the locked client installed."""
-    node_path, npm_path = shutil.which("node"), shutil.which("npm")
-    if node_path is None or npm_path is None:
-        unavailable("Node.js/npm", "node or npm is not on PATH")
-    assert node_path is not None and npm_path is not None
-    if not (JS_DIR / "node_modules" / "@ag-ui" / "client").is_dir():
-        done = subprocess.run(
-            [npm_path, "ci", "--no-audit", "--no-fund"],
-            cwd=JS_DIR,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        if done.returncode != 0:
-            unavailable("npm registry", done.stderr[-500:])
-    return node_path
+    return locked_node(JS_DIR, JS_DIR / "node_modules" / "@ag-ui" / "client")
 
 
 def run_node(node: str, *args: str) -> dict[str, Any]:

@@ -7,7 +7,6 @@ on first use). Missing: skipped, or failed when TASKLINE_REQUIRE_SERVICES=1.
 """
 
 import json
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.support.auth import SecureServer, secure_server
-from tests.support.databases import unavailable
+from tests.support.node import locked_node
 
 JS_DIR = Path(__file__).parent / "mcp_js"
 PACKAGE = JS_DIR / "node_modules" / "@modelcontextprotocol" / "inspector"
@@ -26,21 +25,7 @@ LAUNCHER = PACKAGE / "clients" / "launcher" / "build" / "index.js"
 @pytest.fixture(scope="module")
 def node() -> str:
     """The node executable, with the locked Inspector installed."""
-    node_path, npm_path = shutil.which("node"), shutil.which("npm")
-    if node_path is None or npm_path is None:
-        unavailable("Node.js/npm", "node or npm is not on PATH")
-    assert node_path is not None and npm_path is not None
-    if not LAUNCHER.is_file():
-        done = subprocess.run(
-            [npm_path, "ci", "--no-audit", "--no-fund"],
-            cwd=JS_DIR,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        if done.returncode != 0:
-            unavailable("npm registry", done.stderr[-500:])
-    return node_path
+    return locked_node(JS_DIR, LAUNCHER)
 
 
 @pytest.fixture

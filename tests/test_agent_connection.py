@@ -96,6 +96,15 @@ async def test_publish_is_acknowledged_with_seqs_and_refusals_are_nacked(
         assert nack["error"]["errors"][0]["field"] == "events.0.data.progress"
         await ws.send(json.dumps({**batch, "batch_id": "b3", "task_id": "task_none"}))
         assert (await frame(ws))["status"] == 404
+        # what cannot be written back is not echoed: a batch id or task id beyond 64 bits
+        # (the nack used to fail to encode, closing the socket with 1011)
+        await ws.send(json.dumps({**batch, "batch_id": 2**64}))
+        nack = await frame(ws)
+        assert nack["batch_id"] is None and nack["status"] == 422
+        assert nack["error"]["errors"][0]["field"] == "batch_id"
+        await ws.send(json.dumps({**batch, "batch_id": "b4", "task_id": 2**64}))
+        nack = await frame(ws)
+        assert nack["batch_id"] == "b4" and nack["task_id"] is None and nack["status"] == 422
         await ws.send("{nope")
         assert (await frame(ws))["code"] == "invalid_json"
         await ws.send(json.dumps({"type": "heartbeat"}))

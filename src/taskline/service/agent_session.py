@@ -133,6 +133,12 @@ class AgentSession:
         batch_id = frame.get("batch_id")
         task_id = frame.get("task_id")
         try:
+            if not _echoable(batch_id):  # it could not be written back in the ack or nack
+                batch_id = None
+                raise InvalidInputError(
+                    "batch_id: must be a storable JSON value (an integer within 64 bits, …)",
+                    field="batch_id",
+                )
             if not isinstance(task_id, str):
                 raise InvalidInputError("task_id: required", field="task_id")
             events = self._events(frame.get("events"))
@@ -147,7 +153,7 @@ class AgentSession:
                 {
                     "type": "nack",
                     "batch_id": batch_id,
-                    "task_id": task_id,
+                    "task_id": task_id if _echoable(task_id) else None,
                     "status": body["status"],
                     "error": body,
                 }
@@ -188,8 +194,8 @@ class AgentSession:
 
 
 def _echoable(value: Any) -> bool:
-    """Whether a ping's ``timestamp`` comes back in the pong: when it is storable (an integer
-    beyond 64 bits, say, could not be written back)."""
+    """Whether a ping's ``timestamp`` (or a publish's ``batch_id``) can come back in the
+    answer: when it is storable (an integer beyond 64 bits, say, could not be written back)."""
     try:
         check_storable(value)
     except JsonBoundsError:

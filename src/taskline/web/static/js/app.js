@@ -9,7 +9,7 @@
  * @module app
  */
 
-import { $ } from './dom.js';
+import { $, $of } from './dom.js';
 import { onAuthProblem } from './api.js';
 import { AccountBadge } from './account.js';
 import { AgentDirectory, AgentsStrip } from './agents.js';
@@ -34,6 +34,7 @@ async function main() {
   new AgentsStrip({ list: $('#agents-list'), empty: $('#agents-empty') }, agents);
 
   /** A stream was refused: 4401 means the session is gone, 4403 that it may not be read. */
+  /** @type {(code: number, reason: string) => void} */
   const onDenied = (code, reason) => {
     if (code === CloseCode.UNAUTHENTICATED) signInNeeded(`Your session has ended (${reason}); sign in again.`);
     else notices.error('The server refused the live updates', reason);
@@ -46,16 +47,16 @@ async function main() {
       list: $('#task-list'),
       count: $('#board-count'),
       empty: $('#board-empty'),
-      filters: $('#filters'),
-      search: $('#filter-q'),
-      status: $('#filter-status'),
-      agent: $('#filter-agent'),
-      tag: $('#filter-tag'),
-      createForm: $('#create-form'),
+      filters: $of('#filters', HTMLFormElement),
+      search: $of('#filter-q', HTMLInputElement),
+      status: $of('#filter-status', HTMLSelectElement),
+      agent: $of('#filter-agent', HTMLSelectElement),
+      tag: $of('#filter-tag', HTMLSelectElement),
+      createForm: $of('#create-form', HTMLFormElement),
       createNote: $('#create-note'),
-      newTitle: $('#new-title'),
-      newPriority: $('#new-priority'),
-      newTags: $('#new-tags'),
+      newTitle: $of('#new-title', HTMLInputElement),
+      newPriority: $of('#new-priority', HTMLSelectElement),
+      newTags: $of('#new-tags', HTMLInputElement),
     },
     { agents, status, notices, session, onDenied },
   );
@@ -101,6 +102,7 @@ async function main() {
 
   /** Whether the board and panels are shown (someone is signed in). */
   let inside = false;
+  /** @type {string|null} the task whose panel is open */
   let openTaskId = null;
   const route = () => {
     if (!inside) return;

@@ -13,7 +13,7 @@
 
 import { api, query } from './api.js';
 import { STATUS_OF_EVENT } from './format.js';
-import { h, setText } from './dom.js';
+import { $of, h, setAttr, setText } from './dom.js';
 import { FrameScheduler } from './frame.js';
 import { LiveSocket } from './live-socket.js';
 import { TaskCard } from './task-card.js';
@@ -24,9 +24,29 @@ const PAGE_SIZE = 200;
 /** What creating a task needs, and how its refusal is said. */
 const CREATE = { action: 'edit_tasks', what: 'create tasks' };
 
+/** @typedef {import('./live-socket.js').Envelope} Envelope */
+/** @typedef {import('./types.js').Task & {lastActivity: string}} BoardTask a task and when it last changed */
+
+/**
+ * @typedef {object} BoardElements the elements of the board view (see app.js)
+ * @property {HTMLElement} list
+ * @property {HTMLElement} count
+ * @property {HTMLElement} empty
+ * @property {HTMLFormElement} filters
+ * @property {HTMLInputElement} search
+ * @property {HTMLSelectElement} status
+ * @property {HTMLSelectElement} agent
+ * @property {HTMLSelectElement} tag
+ * @property {HTMLFormElement} createForm
+ * @property {HTMLElement} createNote
+ * @property {HTMLInputElement} newTitle
+ * @property {HTMLSelectElement} newPriority
+ * @property {HTMLInputElement} newTags
+ */
+
 export class Board {
   /**
-   * @param {Record<string, HTMLElement>} el elements of the board view (see app.js)
+   * @param {BoardElements} el
    * @param {{agents: import('./agents.js').AgentDirectory,
    *   status: import('./connection-status.js').ConnectionStatus,
    *   notices: import('./notices.js').Notices,
@@ -39,8 +59,9 @@ export class Board {
     this.status = services.status;
     this.notices = services.notices;
     this.session = services.session;
+    /** @type {ReturnType<typeof setInterval>[]} */
     this.timers = [];
-    /** @type {Map<string, Record<string, any>>} */
+    /** @type {Map<string, BoardTask>} */
     this.tasks = new Map();
     /** @type {Map<string, TaskCard>} */
     this.cards = new Map();
@@ -48,7 +69,7 @@ export class Board {
     this.dirty = new Set();
     this.reorder = true;
     this.total = 0;
-    /** Events waiting for the next frame; while a load runs they wait for it. */
+    /** @type {Envelope[]} events waiting for the next frame; while a load runs they wait for it */
     this.pending = [];
     this.loading = false;
     this.loadToken = 0;
@@ -86,7 +107,10 @@ export class Board {
     // "5 min ago" ages without events; agents come and go without task events
     this.timers = [
       setInterval(() => {
-        for (const [id, card] of this.cards) card.touch(this.tasks.get(id));
+        for (const [id, card] of this.cards) {
+          const task = this.tasks.get(id);
+          if (task) card.touch(task);
+        }
       }, 15_000),
       setInterval(() => this.loadAgents(), 30_000),
     ];
@@ -121,9 +145,8 @@ export class Board {
     for (const control of form.querySelectorAll('input, select, button')) {
       /** @type {HTMLInputElement} */ (control).disabled = Boolean(reason);
     }
-    const button = form.querySelector('button[type="submit"]');
-    if (reason) button.setAttribute('title', reason);
-    else button.removeAttribute('title');
+    const button = $of('button[type="submit"]', HTMLButtonElement, form);
+    setAttr(button, 'title', reason);
     setText(this.el.createNote, reason ? `${reason}.` : '');
     this.el.createNote.hidden = !reason;
   }
@@ -140,7 +163,7 @@ export class Board {
 
   /**
    * Whether a task passes the filters (the same rules as the server's list query).
-   * @param {Record<string, any>} task
+   * @param {BoardTask} task
    * @returns {boolean}
    */
   matches(task) {
@@ -163,6 +186,7 @@ export class Board {
     // agents load alongside, so the first render already shows their names
     const agentsLoaded = this.loadAgents();
     try {
+      /** @type {{items: import('./types.js').Task[], total: number}} */
       const page = await api(`/api/v1/tasks/${query({ ...f, limit: PAGE_SIZE, sort: '-created_at' })}`);
       await agentsLoaded;
       if (token !== this.loadToken) return;
@@ -195,10 +219,10 @@ export class Board {
   /**
    * Whether a held event says something the fetched list does not know yet.
    * @private
-   * @param {import('./live-socket.js').Envelope} event
+   * @param {Envelope} event
    */
   isNewer(event) {
-    const task = this.tasks.get(event.task_id);
+    const task = event.task_id === null ? undefined : this.tasks.get(event.task_id);
     if (!task || event.event_type === 'task_deleted') return true;
     return new Date(event.timestamp) > new Date(task.updated_at);
   }
@@ -214,7 +238,7 @@ export class Board {
 
   /**
    * @private
-   * @param {import('./live-socket.js').Envelope} event
+   * @param {Envelope} event
    */
   apply(event) {
     const type = event.event_type;
@@ -240,16 +264,17 @@ export class Board {
     const task = this.tasks.get(id);
     if (!task) return;
     task.lastActivity = event.timestamp;
-    if (STATUS_OF_EVENT[type]) {
-      task.status = STATUS_OF_EVENT[type];
+    const status = STATUS_OF_EVENT[type];
+    if (status) {
+      task.status = status;
       if (task.status === 'completed') task.progress = 1;
     } else if (type === 'progress_update') {
       task.progress = d.progress;
       if (d.confidence !== null && d.confidence !== undefined) task.confidence = d.confidence;
     } else if (type === 'confidence_update') {
       task.confidence = d.confidence;
-    } else if (type === 'subtask_updated') {
-      Checklist.applyUpdate(task.sections ?? [], d);
+    } else if (type === 'subtask_updated' && typeof d.subtask_id === 'string') {
+      Checklist.applyUpdate(task.sections ?? [], { subtask_id: d.subtask_id, done: d.done, title: d.title });
     }
     this.dirty.add(id);
   }
@@ -284,12 +309,12 @@ export class Board {
 
   /** @private Put the cards in newest-first order, moving only those out of place. */
   order() {
-    const sorted = [...this.cards.keys()].sort((a, b) =>
-      String(this.tasks.get(b).created_at).localeCompare(String(this.tasks.get(a).created_at)),
-    );
+    /** @type {(id: string) => string} */
+    const created = (id) => this.tasks.get(id)?.created_at ?? '';
+    const sorted = [...this.cards].sort(([a], [b]) => created(b).localeCompare(created(a)));
     const list = this.el.list;
-    sorted.forEach((id, index) => {
-      const element = this.cards.get(id).element;
+    sorted.forEach(([, card], index) => {
+      const element = card.element;
       if (list.children[index] !== element) list.insertBefore(element, list.children[index] ?? null);
     });
     this.reorder = false;
@@ -297,6 +322,7 @@ export class Board {
 
   /** @private Tag filter options: every tag on a loaded task. */
   fillTagFilter() {
+    /** @type {Set<string>} */
     const tags = new Set();
     for (const task of this.tasks.values()) for (const tag of task.tags ?? []) tags.add(tag);
     const current = this.el.tag.value;
@@ -324,7 +350,8 @@ export class Board {
 
   /** @private */
   wireForms() {
-    let searchTimer = 0;
+    /** @type {ReturnType<typeof setTimeout>|undefined} */
+    let searchTimer;
     this.el.filters.addEventListener('submit', (event) => event.preventDefault());
     for (const select of [this.el.status, this.el.agent, this.el.tag]) {
       select.addEventListener('change', () => this.reload());
@@ -350,9 +377,10 @@ export class Board {
     }
     this.el.newTitle.removeAttribute('aria-invalid');
     const tags = this.el.newTags.value.split(',').map((t) => t.trim()).filter(Boolean);
-    const button = this.el.createForm.querySelector('button[type="submit"]');
+    const button = $of('button[type="submit"]', HTMLButtonElement, this.el.createForm);
     button.disabled = true;
     try {
+      /** @type {import('./types.js').Task} */
       const task = await api('/api/v1/tasks/', {
         method: 'POST',
         body: { title, priority: this.el.newPriority.value, tags },

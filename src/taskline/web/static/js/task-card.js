@@ -92,11 +92,12 @@ export class TaskCard {
         this.tags,
       ),
     );
+    /** @type {string|null} the tags shown, joined (`null`: none yet) */
     this.tagText = null;
   }
 
   /**
-   * @param {Record<string, any>} task with `lastActivity`
+   * @param {import('./board.js').BoardTask} task
    * @param {import('./agents.js').AgentDirectory} agents
    */
   update(task, agents) {
@@ -133,7 +134,7 @@ export class TaskCard {
 
   /**
    * Refresh only the "last activity" text (it ages while nothing happens).
-   * @param {Record<string, any>} task
+   * @param {{lastActivity: string}} task
    */
   touch(task) {
     setAttr(this.activity, 'datetime', task.lastActivity);

@@ -9,7 +9,9 @@ import { h, setAttr, setText } from './dom.js';
 import { AGENT_STATUS_LABELS, STATUS_LABELS, leaseText, percent, relativeTime } from './format.js';
 
 /**
- * Show a fraction in a bar element (`.bar` with a `.bar-fill` child and an ARIA role).
+ * Show a fraction in a bar element (`.bar` with a `.bar-fill` child and an ARIA role). An
+ * unknown value reads "unknown": a `progressbar` drops `aria-valuenow` (indeterminate), a
+ * `meter` must have one (ARIA requires it) and keeps 0 with that text.
  * @param {HTMLElement} bar
  * @param {number|null|undefined} fraction
  */
@@ -19,7 +21,8 @@ export function setBar(bar, fraction) {
   const fill = /** @type {HTMLElement} */ (bar.firstElementChild);
   const transform = `scaleX(${value})`;
   if (fill.style.transform !== transform) fill.style.transform = transform;
-  setAttr(bar, 'aria-valuenow', known ? String(Math.round(value * 100)) : null);
+  const now = known || bar.getAttribute('role') === 'meter' ? String(Math.round(value * 100)) : null;
+  setAttr(bar, 'aria-valuenow', now);
   setAttr(bar, 'aria-valuetext', known ? percent(value) : 'unknown');
   setAttr(bar, 'data-value', known ? String(value) : null);
 }

@@ -1,6 +1,7 @@
 """The WCAG 2.1 AA audit (axe-core, tests/support/axe.py) of the UI's views in real Chromium,
-in light and dark: the board and the task panel, each with content that exercises them (a
-confidence not known yet, a conversation long enough to scroll, tool calls, a timeline)."""
+in light and dark: the board (its columns by status, with a card's "Move…" list open, and the
+card grid) and the task panel, each with content that exercises them (a confidence not known
+yet, a conversation long enough to scroll, tool calls, a timeline)."""
 
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -71,12 +72,18 @@ def open_board(new_page: NewPage, server: LiveServer, scheme: str) -> "Page":
 def test_the_board_has_no_wcag_violations(
     sqlite_server: LiveServer, busy_task: dict[str, Any], new_page: NewPage, scheme: str
 ) -> None:
-    """The card grid, with a confidence not known yet (a meter still has a value)."""
+    """The columns, with a card's list of moves open (some unavailable, with reasons), and
+    the card grid; a confidence not known yet (a meter still has a value)."""
     page = open_board(new_page, sqlite_server, scheme)
-    expect(
-        page.locator(".task-card").filter(has_text="Agent at work").locator(".fact-progress")
-    ).to_have_text("40%")
-    assert_accessible(page, f"board ({scheme})")
+    busy = page.locator(".task-card").filter(has_text="Agent at work")
+    expect(busy.locator(".fact-progress")).to_have_text("40%")
+    expect(page.locator('.column[data-column="in_progress"] .task-card')).to_have_count(1)
+    busy.get_by_role("button", name="Move…").click()
+    expect(busy.locator(".move-choice")).to_have_count(6)
+    assert_accessible(page, f"board columns ({scheme})")
+    page.get_by_role("button", name="Card grid").click()
+    expect(page.locator("#task-list > .task-card")).to_have_count(3)
+    assert_accessible(page, f"board card grid ({scheme})")
 
 
 @SCHEMES

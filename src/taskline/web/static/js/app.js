@@ -57,6 +57,10 @@ async function main() {
       newTitle: $of('#new-title', HTMLInputElement),
       newPriority: $of('#new-priority', HTMLSelectElement),
       newTags: $of('#new-tags', HTMLInputElement),
+      columns: $('#task-columns'),
+      moveStatus: $('#move-status'),
+      viewColumns: $of('#view-columns', HTMLButtonElement),
+      viewGrid: $of('#view-grid', HTMLButtonElement),
     },
     { agents, status, notices, session, onDenied },
   );
@@ -120,7 +124,7 @@ async function main() {
       boardView.hidden = false;
       document.title = 'Taskline';
       // back on the board: put focus on the task the person came from
-      const back = openTaskId && document.querySelector(`#task-list a[href="#/tasks/${CSS.escape(encodeURIComponent(openTaskId))}"]`);
+      const back = openTaskId && document.querySelector(`#board-view .task-card a[href="#/tasks/${CSS.escape(encodeURIComponent(openTaskId))}"]`);
       if (back) /** @type {HTMLElement} */ (back).focus();
       openTaskId = null;
     }

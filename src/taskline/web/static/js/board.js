@@ -8,21 +8,42 @@
  * server when fetching and again here to each live change.
  *
  * The create form is disabled, with the reason shown, for a role that may not create tasks.
+ *
+ * Two views of the same cards, the choice remembered in localStorage: columns by status
+ * (status-columns.js: drag a card, or use its "Move…" button, to move the task) and the card
+ * grid. Live changes move cards between columns as they happen.
  * @module board
  */
 
-import { api, query } from './api.js';
+import { ApiError, api, query } from './api.js';
 import { STATUS_OF_EVENT } from './format.js';
 import { $of, h, setAttr, setText } from './dom.js';
 import { FrameScheduler } from './frame.js';
 import { LiveSocket } from './live-socket.js';
 import { TaskCard } from './task-card.js';
 import { Checklist } from './checklist.js';
+import { StatusColumns } from './status-columns.js';
 
 /** Tasks fetched per load (newest first). */
 const PAGE_SIZE = 200;
 /** What creating a task needs, and how its refusal is said. */
 const CREATE = { action: 'edit_tasks', what: 'create tasks' };
+/** Where the chosen view is remembered. */
+const VIEW_KEY = 'taskline.board-view';
+
+/** @typedef {'columns'|'grid'} BoardView */
+
+/**
+ * The view chosen last time (columns unless the grid was).
+ * @returns {BoardView}
+ */
+export function storedView() {
+  try {
+    return localStorage.getItem(VIEW_KEY) === 'grid' ? 'grid' : 'columns';
+  } catch {
+    return 'columns';
+  }
+}
 
 /** @typedef {import('./live-socket.js').Envelope} Envelope */
 /** @typedef {import('./types.js').Task & {lastActivity: string}} BoardTask a task and when it last changed */
@@ -42,6 +63,10 @@ const CREATE = { action: 'edit_tasks', what: 'create tasks' };
  * @property {HTMLInputElement} newTitle
  * @property {HTMLSelectElement} newPriority
  * @property {HTMLInputElement} newTags
+ * @property {HTMLElement} columns the column view's container
+ * @property {HTMLElement} moveStatus says how the last move went
+ * @property {HTMLButtonElement} viewColumns
+ * @property {HTMLButtonElement} viewGrid
  */
 
 export class Board {
@@ -74,6 +99,18 @@ export class Board {
     this.loading = false;
     this.loadToken = 0;
     this.frame = new FrameScheduler(() => this.flush());
+    /** @type {BoardView} */
+    this.view = storedView();
+    this.columns = new StatusColumns(
+      { root: el.columns, status: el.moveStatus },
+      {
+        task: (id) => this.tasks.get(id),
+        session: this.session,
+        notices: this.notices,
+        onMoved: (task) => this.accept(task),
+        onRefused: (id) => this.refetch(id),
+      },
+    );
     this.socket = new LiveSocket({
       path: '/ws/board',
       onEvents: (events) => {
@@ -90,6 +127,7 @@ export class Board {
       onDenied: services.onDenied,
     });
     this.wireForms();
+    this.showView();
     this.session.subscribe(() => this.applyAccess());
     this.applyAccess();
     this.agents.subscribe(() => {
@@ -133,6 +171,7 @@ export class Board {
     this.dirty.clear();
     for (const card of this.cards.values()) card.element.remove();
     this.cards.clear();
+    this.columns.arrange([]);
     this.agents.clear();
     setText(this.el.count, '');
     this.el.empty.hidden = true;
@@ -279,6 +318,62 @@ export class Board {
     this.dirty.add(id);
   }
 
+  /**
+   * Show a task as the server answered it (after a move made here).
+   * @param {import('./types.js').Task} task
+   */
+  accept(task) {
+    const known = this.tasks.get(task.id);
+    if (known && new Date(task.updated_at) < new Date(known.updated_at)) return;
+    this.tasks.set(task.id, { ...task, lastActivity: task.updated_at });
+    this.dirty.add(task.id);
+    this.frame.schedule();
+  }
+
+  /**
+   * Fetch one task again (a move was refused: show it where the server has it).
+   * @param {string} id
+   */
+  async refetch(id) {
+    try {
+      /** @type {import('./types.js').Task} */
+      const task = await api(`/api/v1/tasks/${encodeURIComponent(id)}`);
+      this.accept(task);
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 404) {
+        if (this.tasks.delete(id)) this.total -= 1;
+        this.dirty.add(id);
+        this.frame.schedule();
+      } else this.notices.error('Could not reload the task', error);
+    }
+  }
+
+  /**
+   * Switch between the column view and the card grid (and remember the choice).
+   * @param {BoardView} view
+   */
+  setView(view) {
+    if (view === this.view) return;
+    this.view = view;
+    try {
+      localStorage.setItem(VIEW_KEY, view);
+    } catch {
+      /* private mode: the choice lasts for this page only */
+    }
+    this.showView();
+  }
+
+  /** @private Show the chosen view, its cards in their places. */
+  showView() {
+    const columns = this.view === 'columns';
+    this.el.columns.hidden = !columns;
+    this.el.list.hidden = columns;
+    this.el.viewColumns.setAttribute('aria-pressed', String(columns));
+    this.el.viewGrid.setAttribute('aria-pressed', String(!columns));
+    for (const card of this.cards.values()) card.setMovable(columns);
+    this.order();
+  }
+
   /** @private */
   render() {
     for (const id of this.dirty) {
@@ -293,13 +388,15 @@ export class Board {
       }
       if (!card) {
         const fresh = new TaskCard(id);
+        fresh.setMovable(this.view === 'columns');
         this.cards.set(id, fresh);
         this.reorder = true;
         fresh.update(task, this.agents);
       } else card.update(task, this.agents);
     }
     this.dirty.clear();
-    if (this.reorder) this.order();
+    // in columns a change of status moves a card: place them after every change
+    if (this.reorder || this.view === 'columns') this.order();
     this.fillTagFilter();
     const shown = this.cards.size;
     this.el.empty.hidden = shown > 0;
@@ -307,17 +404,22 @@ export class Board {
     setText(this.el.count, `${shown} ${shown === 1 ? 'task' : 'tasks'}${more}`);
   }
 
-  /** @private Put the cards in newest-first order, moving only those out of place. */
+  /** @private Put the cards in newest-first order (in their columns, or in the grid),
+   * moving only those out of place. */
   order() {
     /** @type {(id: string) => string} */
     const created = (id) => this.tasks.get(id)?.created_at ?? '';
     const sorted = [...this.cards].sort(([a], [b]) => created(b).localeCompare(created(a)));
+    this.reorder = false;
+    if (this.view === 'columns') {
+      this.columns.arrange(sorted);
+      return;
+    }
     const list = this.el.list;
     sorted.forEach(([, card], index) => {
       const element = card.element;
       if (list.children[index] !== element) list.insertBefore(element, list.children[index] ?? null);
     });
-    this.reorder = false;
   }
 
   /** @private Tag filter options: every tag on a loaded task. */
@@ -353,6 +455,8 @@ export class Board {
     /** @type {ReturnType<typeof setTimeout>|undefined} */
     let searchTimer;
     this.el.filters.addEventListener('submit', (event) => event.preventDefault());
+    this.el.viewColumns.addEventListener('click', () => this.setView('columns'));
+    this.el.viewGrid.addEventListener('click', () => this.setView('grid'));
     for (const select of [this.el.status, this.el.agent, this.el.tag]) {
       select.addEventListener('change', () => this.reload());
     }

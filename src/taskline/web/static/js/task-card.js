@@ -7,6 +7,7 @@
 
 import { h, setAttr, setText } from './dom.js';
 import { AGENT_STATUS_LABELS, STATUS_LABELS, leaseText, percent, relativeTime } from './format.js';
+import { needsInput } from './status-moves.js';
 
 /**
  * Show a fraction in a bar element (`.bar` with a `.bar-fill` child and an ARIA role). An
@@ -61,8 +62,17 @@ export class TaskCard {
   /** @param {string} taskId */
   constructor(taskId) {
     const titleId = `card-${taskId}`;
-    this.link = h('a', { href: `#/tasks/${encodeURIComponent(taskId)}`, class: 'task-link' });
+    // not draggable itself: a drag on the card moves the task (column view), not the link
+    this.link = h('a', { href: `#/tasks/${encodeURIComponent(taskId)}`, class: 'task-link', draggable: 'false' });
     this.status = h('span', { class: 'status-badge' });
+    this.needsInput = h('span', { class: 'needs-input-badge', hidden: true }, 'Needs input');
+    /** The column view's keyboard way to move the task ({@link StatusColumns}). */
+    this.moveButton = h(
+      'button',
+      { type: 'button', class: 'card-move', 'aria-expanded': 'false', 'aria-controls': `move-${taskId}`, 'aria-describedby': titleId },
+      'Move…',
+    );
+    this.moveMenu = h('div', { class: 'move-menu', id: `move-${taskId}`, hidden: true });
     this.priority = h('span', { class: 'priority' });
     this.progress = makeBar('progressbar', 'Progress');
     this.progressText = h('dd', { class: 'fact-progress' });
@@ -79,7 +89,12 @@ export class TaskCard {
       h(
         'article',
         { 'aria-labelledby': titleId },
-        h('div', { class: 'task-card-head' }, h('h3', { id: titleId, class: 'task-title' }, this.link), this.status),
+        h(
+          'div',
+          { class: 'task-card-head' },
+          h('h3', { id: titleId, class: 'task-title' }, this.link),
+          h('span', { class: 'card-badges' }, this.needsInput, this.status),
+        ),
         this.progress,
         this.lease,
         h(
@@ -93,6 +108,7 @@ export class TaskCard {
           h('div', {}, h('dt', {}, 'Priority'), h('dd', {}, this.priority)),
         ),
         this.tags,
+        h('div', { class: 'card-move-row' }, this.moveButton, this.moveMenu),
       ),
     );
     /** @type {string|null} the tags shown, joined (`null`: none yet) */
@@ -108,6 +124,9 @@ export class TaskCard {
     setAttr(this.element, 'data-status', task.status);
     setAttr(this.status, 'data-status', task.status);
     setText(this.status, STATUS_LABELS[task.status] ?? task.status);
+    const waiting = needsInput(task);
+    this.needsInput.hidden = !waiting;
+    setAttr(this.element, 'data-needs-input', waiting ? 'true' : null);
     setAttr(this.priority, 'data-priority', task.priority);
     setText(this.priority, task.priority);
     setBar(this.progress, task.progress);
@@ -132,6 +151,21 @@ export class TaskCard {
       this.tagText = tagText;
       this.tags.replaceChildren(...(task.tags ?? []).map((tag) => h('li', { class: 'tag' }, tag)));
       this.tags.hidden = !(task.tags ?? []).length;
+    }
+  }
+
+  /**
+   * Whether the card can be moved (the column view) or not (the card grid): draggable, with
+   * its "Move…" button.
+   * @param {boolean} movable
+   */
+  setMovable(movable) {
+    this.element.draggable = movable;
+    this.moveButton.hidden = !movable;
+    if (!movable) {
+      this.moveButton.setAttribute('aria-expanded', 'false');
+      this.moveMenu.hidden = true;
+      this.moveMenu.replaceChildren();
     }
   }
 

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from taskline.domain.status import TRANSITIONS
+from tests.support.auth import make_user, secure_server
 from tests.support.browser import (
     LIVE_MS,
     browser_fixture,  # noqa: F401 (fixture)
@@ -153,6 +154,30 @@ def test_dragging_a_card_onto_a_column_moves_the_task(
     assert status_of(client, todo["id"]) == "pending"
 
 
+def test_the_done_column_offers_completed_failed_and_cancelled_while_dragging(
+    sqlite_server: LiveServer, client: httpx.Client, new_page: NewPage
+) -> None:
+    """Its three drop zones show while a card is dragged; dropping on "Failed" fails the
+    task."""
+    running = create_task(client, "Doomed", status="in_progress")
+    page = open_board(new_page, sqlite_server, 1)
+    zones = column(page, "done").locator(".drop-zone")
+    expect(zones.first).to_be_hidden()
+    card_in(page, "in_progress", "Doomed").hover()
+    page.mouse.down()
+    page.mouse.move(10, 10, steps=3)  # the drag starts
+    expect(zones).to_have_text(["Completed", "Failed", "Cancelled"])
+    failed = column(page, "done").locator('.drop-zone[data-drop-status="failed"]')
+    expect(failed).to_have_attribute("data-drop", "allowed")
+    box = failed.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, steps=5)
+    page.mouse.up()
+    expect(card_in(page, "done", "Doomed")).to_be_visible()
+    wait_until(lambda: status_of(client, running["id"]) == "failed", message="the task failed")
+    expect(zones.first).to_be_hidden()
+
+
 def test_the_keyboard_moves_a_task_and_says_which_moves_it_cannot_make(
     sqlite_server: LiveServer, client: httpx.Client, new_page: NewPage
 ) -> None:
@@ -196,6 +221,25 @@ def test_the_keyboard_moves_a_task_and_says_which_moves_it_cannot_make(
     wait_until(lambda: status_of(client, running["id"]) == "completed", message="completed")
 
 
+def test_an_open_list_of_moves_follows_the_task_live(
+    sqlite_server: LiveServer, client: httpx.Client, new_page: NewPage
+) -> None:
+    """The list is open when another client pauses the task: the card moves to "paused" and
+    the list now offers "In progress" and refuses "Paused"."""
+    running = create_task(client, "Moving target", status="in_progress")
+    page = open_board(new_page, sqlite_server, 1)
+    card_in(page, "in_progress", "Moving target").get_by_role("button", name="Move…").click()
+    client.post(f"/api/v1/tasks/{running['id']}/pause")
+    card = card_in(page, "paused", "Moving target")
+    expect(card).to_be_visible(timeout=LIVE_MS)
+    expect(card.get_by_role("button", name="Paused")).to_have_accessible_description(
+        "it is paused already"
+    )
+    expect(card.get_by_role("button", name="In progress")).not_to_have_attribute(
+        "aria-disabled", "true"
+    )
+
+
 def test_a_move_the_server_refuses_shows_its_message_and_the_card_goes_back(
     sqlite_server: LiveServer, client: httpx.Client, new_page: NewPage
 ) -> None:
@@ -215,6 +259,34 @@ def test_a_move_the_server_refuses_shows_its_message_and_the_card_goes_back(
     expect(page.locator("#notices")).to_contain_text(message)
     expect(card_in(page, "done", "Stale view")).to_be_visible()
     assert status_of(client, running["id"]) == "completed"
+
+
+def test_a_viewer_sees_every_move_unavailable_with_the_roles_reason(
+    sqlite_url: str, new_page: NewPage
+) -> None:
+    """Signed in as a viewer, each move says what the role may not do (pausing is a control,
+    completing a change of the task); nothing is sent."""
+    make_user(sqlite_url, "vic", "viewer", password="viewer's own password")
+    with secure_server(sqlite_url) as server, server.client("member") as member:
+        task = create_task(member, "Look, don't touch", status="in_progress")
+        page = new_page(f"{server.url}/")
+        page.get_by_label("User name").fill("vic")
+        page.get_by_label("Password").fill("viewer's own password")
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
+        card = card_in(page, "in_progress", "Look, don't touch")
+        card.get_by_role("button", name="Move…").click()
+        paused = card.get_by_role("button", name="Paused")
+        expect(paused).to_have_attribute("aria-disabled", "true")
+        expect(paused).to_have_accessible_description("Viewers cannot pause tasks")
+        expect(card.get_by_role("button", name="Completed")).to_have_accessible_description(
+            "Viewers cannot change the status of tasks"
+        )
+        paused.press("Enter")
+        expect(page.locator("#move-status")).to_have_text(
+            "“Look, don't touch” cannot become paused: Viewers cannot pause tasks."
+        )
+        assert member.get(f"/api/v1/tasks/{task['id']}").json()["status"] == "in_progress"
 
 
 def test_the_card_grid_is_a_remembered_toggle_away(

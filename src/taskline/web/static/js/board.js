@@ -188,6 +188,7 @@ export class Board {
     setAttr(button, 'title', reason);
     setText(this.el.createNote, reason ? `${reason}.` : '');
     this.el.createNote.hidden = !reason;
+    this.columns.refreshMenus();
   }
 
   /** @returns {{status: string, agent: string, tag: string, q: string}} */

@@ -106,6 +106,7 @@ export class StatusColumns {
       });
       setText(refs.count, `(${elements.length})`);
     }
+    this.refreshMenus();
   }
 
   /** @private */
@@ -274,31 +275,46 @@ export class StatusColumns {
     for (const other of this.el.root.querySelectorAll('.card-move[aria-expanded="true"]')) {
       if (other instanceof HTMLButtonElement) this.closeMenu(other);
     }
-    const items = TARGETS.map((status) => {
-      const reason = this.refusal(task, status);
-      const reasonId = `move-${task.id}-${status}-why`;
-      return h(
+    const items = TARGETS.map((status) =>
+      h(
         'li',
         {},
-        h(
-          'button',
-          {
-            type: 'button',
-            class: 'move-choice',
-            dataset: { status },
-            'aria-disabled': reason ? 'true' : null,
-            'aria-describedby': reason ? reasonId : null,
-          },
-          statusLabel(status),
-        ),
-        reason ? h('span', { id: reasonId, class: 'move-why' }, reason) : null,
-      );
-    });
+        h('button', { type: 'button', class: 'move-choice', dataset: { status } }, statusLabel(status)),
+        h('span', { id: `move-${task.id}-${status}-why`, class: 'move-why' }),
+      ),
+    );
     slot.replaceChildren(h('ul', { class: 'move-choices', 'aria-label': `Move “${task.title}” to` }, items));
+    this.fillMenu(slot, task);
     slot.hidden = false;
     toggle.setAttribute('aria-expanded', 'true');
     const first = slot.querySelector('.move-choice:not([aria-disabled])') ?? slot.querySelector('.move-choice');
     if (first instanceof HTMLElement) first.focus();
+  }
+
+  /**
+   * @private Mark each status of an open list available or not (with the reason), as the
+   * task is now: its status may change while the list is open, and so may the role.
+   * @param {HTMLElement} slot the card's `.move-menu`
+   * @param {BoardTask} task
+   */
+  fillMenu(slot, task) {
+    for (const choice of slot.querySelectorAll('.move-choice')) {
+      if (!(choice instanceof HTMLElement) || !choice.dataset.status) continue;
+      const reason = this.refusal(task, choice.dataset.status);
+      const why = choice.nextElementSibling;
+      setAttr(choice, 'aria-disabled', reason ? 'true' : null);
+      setAttr(choice, 'aria-describedby', reason && why ? why.id : null);
+      if (why) setText(why, reason ?? '');
+    }
+  }
+
+  /** Bring the open lists of moves up to date (after a change of task or role). */
+  refreshMenus() {
+    for (const slot of this.el.root.querySelectorAll('.move-menu:not([hidden])')) {
+      const id = slot instanceof HTMLElement ? this.taskIdOf(slot) : null;
+      const task = id ? this.hooks.task(id) : undefined;
+      if (task && slot instanceof HTMLElement) this.fillMenu(slot, task);
+    }
   }
 
   /**

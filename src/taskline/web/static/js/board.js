@@ -304,6 +304,8 @@ export class Board {
     const task = this.tasks.get(id);
     if (!task) return;
     task.lastActivity = event.timestamp;
+    // an event that says whether the task waits for a person moves it in or out of "needs input"
+    if (typeof d.needs_input === 'boolean') task.needs_input = d.needs_input;
     const status = STATUS_OF_EVENT[type];
     if (status) {
       task.status = status;

@@ -24,7 +24,7 @@ export function h(tag, props = {}, ...children) {
     else if (key === 'dataset') Object.assign(el.dataset, value);
     else if (key.startsWith('on') && typeof value === 'function') {
       el.addEventListener(key.slice(2), value);
-    } else if (PROPERTIES.has(key)) /** @type {Record<string, any>} */ (el)[key] = value;
+    } else if (PROPERTIES.has(key)) Reflect.set(el, key, value);
     else el.setAttribute(key, value === true ? '' : String(value));
   }
   append(el, children);

@@ -150,7 +150,7 @@ function parentOf(root, tokens) {
  * Add `value` at `tokens` (an array index inserts, `-` appends, a member is set).
  * @param {any} root
  * @param {string[]} tokens
- * @param {any} value
+ * @param {unknown} value
  * @returns {any} the new root
  */
 function add(root, tokens, value) {
@@ -172,7 +172,7 @@ function add(root, tokens, value) {
  * An own member, even for keys such as `__proto__` that assignment treats specially.
  * @param {object} object
  * @param {string} key
- * @param {any} value
+ * @param {unknown} value
  */
 function setMember(object, key, value) {
   Object.defineProperty(object, key, { value, writable: true, enumerable: true, configurable: true });
@@ -197,7 +197,7 @@ function remove(root, tokens) {
  * Replace the value at `tokens` (which must exist) by `value`.
  * @param {any} root
  * @param {string[]} tokens
- * @param {any} value
+ * @param {unknown} value
  * @returns {any} the new root
  */
 function replace(root, tokens, value) {

@@ -23,8 +23,8 @@ from tests.support.waiting import async_wait_until
 AGENT = "agent_bot"
 #: What the whole tools/list result may weigh (bytes of JSON; about a quarter as many tokens).
 #: A client sends it to its model on every turn: raise it only for a tool worth the cost.
-TOOLS_LIST_BUDGET = 5888  # 13 tools; claiming and releasing took it past 4,096, requests
-# (ask_person asking and waiting, get_request, answer_request) by 1,268 more
+TOOLS_LIST_BUDGET = 5952  # 13 tools; claiming and releasing took it past 4,096, requests
+# (ask_person asking and waiting, get_request, answer_request) by 1,328 more
 TOOLS = {
     "find_tasks",
     "get_task",
@@ -495,10 +495,26 @@ async def test_ask_person_waits_for_the_answer_a_person_gives_over_mcp(
             {"task_id": task_id, "question": "?", "choices": ["a"], "approval": approval},
         )
         assert "approval takes no" in _error_text(bad)
+        counted = tool_json(
+            await agent.call_tool(
+                "ask_person",
+                {
+                    "task_id": task_id,
+                    "question": "How many?",
+                    "response_schema": {"type": "integer"},
+                    "wait_seconds": 0,
+                },
+            )
+        )
+        typed = {"request_id": counted["request_id"], "answer": "three"}
+        assert "not JSON" in _error_text(await person.call_tool("answer_request", typed))
+        typed["answer"] = "3"  # JSON text, for a question with a response_schema
+        assert tool_json(await person.call_tool("answer_request", typed))["answer"] == 3
     log = _rest(secured, f"/api/v1/tasks/{task_id}/events")["events"]
     opened = [e["actor"] for e in log if e["event_type"] == "request.opened"]
-    assert opened == [f"agent:{AGENT}", f"agent:{AGENT}"]
+    assert opened == [f"agent:{AGENT}"] * 3
     assert [e["actor"] for e in log if e["event_type"] == "request.answered"] == [
+        "person:ana",
         "person:ana",
         "person:ana",
     ]

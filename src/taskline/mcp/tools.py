@@ -12,6 +12,7 @@ are then recorded on that task).
 """
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar
@@ -117,7 +118,7 @@ class GetRequest(_Args):
 
 class AnswerRequest(_Args):
     request_id: RequestId
-    answer: JsonValue = None
+    answer: str | None = Field(None, description="text; JSON if it has a response_schema")
     decision: Literal["approve", "reject"] | None = None
     arguments: dict[str, JsonValue] | None = Field(None, description="approve with these")
     comment: str | None = None
@@ -279,7 +280,15 @@ async def get_request(services: Services, actor: Actor, args: GetRequest) -> Jso
 
 
 async def answer_request(services: Services, actor: Actor, args: AnswerRequest) -> JsonValue:
-    reply = _parsed(RequestAnswer, args.model_dump(exclude={"request_id"}, exclude_unset=True))
+    members = args.model_dump(exclude={"request_id"}, exclude_unset=True)
+    if args.answer is not None:
+        request = await services.requests.get(actor, args.request_id)
+        if request.response_schema is not None:  # the answer is JSON, sent as its text
+            try:
+                members["answer"] = json.loads(args.answer)
+            except ValueError as exc:
+                raise InvalidInputError(f"answer: not JSON: {exc}", field="answer") from None
+    reply = _parsed(RequestAnswer, members)
     return _request(await services.requests.answer(actor, args.request_id, reply))
 
 

@@ -76,6 +76,10 @@ export class Inbox {
     el.button.addEventListener('click', () => this.toggle());
     el.close.addEventListener('click', () => this.toggle(false));
     el.notify.addEventListener('click', () => this.toggleNotifications());
+    // going to a request's task closes the inbox (the task panel lists its requests too)
+    el.list.addEventListener('click', (event) => {
+      if (event.target instanceof Element && event.target.closest('a[href^="#/tasks/"]')) this.toggle(false);
+    });
     el.panel.addEventListener('keydown', (event) => {
       if (event.key === 'Escape') {
         event.stopPropagation();

@@ -137,6 +137,18 @@ export function outcomeText(request, agentName) {
 }
 
 /**
+ * What became of a request without its status word ("by ana: yes", "unanswered"), to follow
+ * a badge that names the status.
+ * @param {Request} request
+ * @param {(id: string) => string} [agentName]
+ * @returns {string}
+ */
+export function outcomeDetail(request, agentName) {
+  const text = outcomeText(request, agentName);
+  return text.startsWith(request.status) ? text.slice(request.status.length).trim() : text;
+}
+
+/**
  * "expires 14:05" (local time, with the date when not today), or `''` without an expiry.
  * @param {string|null|undefined} when
  * @returns {string}
@@ -198,7 +210,7 @@ export class RequestForm {
       h('form', {
         class: 'request-form',
         novalidate: true,
-        'aria-label': request.kind === 'approval' ? 'Approve or reject' : 'Answer',
+        'aria-label': request.kind === 'approval' ? 'Your decision' : 'Your answer',
         'aria-describedby': `${this.prefix}-note`,
         onsubmit: (/** @type {SubmitEvent} */ event) => {
           event.preventDefault();

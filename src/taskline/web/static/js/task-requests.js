@@ -12,7 +12,7 @@
 import { api } from './api.js';
 import { h, setText } from './dom.js';
 import { relativeTime } from './format.js';
-import { REQUEST_STATUS_LABELS, RequestForm, actorName, expiryText, outcomeText } from './request-form.js';
+import { REQUEST_STATUS_LABELS, RequestForm, actorName, expiryText, outcomeDetail } from './request-form.js';
 
 /** @typedef {import('./types.js').Request} Request */
 
@@ -139,7 +139,7 @@ export class TaskRequests {
       h('p', { class: 'request-outcome' },
         h('span', { class: `request-status request-status-${request.status}` }, REQUEST_STATUS_LABELS[
           /** @type {keyof typeof REQUEST_STATUS_LABELS} */ (request.status)] ?? request.status),
-        ' ', open ? 'waiting for an answer' : outcomeText(request, agentName)),
+        ' ', open ? 'waiting for an answer' : outcomeDetail(request, agentName)),
       form?.element ?? null,
     );
     return { request, element, form };

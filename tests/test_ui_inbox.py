@@ -48,7 +48,7 @@ DEPLOY_SCHEMA = {
 def secured(sqlite_url: str) -> Iterator[SecureServer]:
     """Auth on: member ana, viewer vic (passwords), a token per role (agent_bot's for agents)."""
     make_user(sqlite_url, "vic", "viewer", password=VIC_PASSWORD)
-    with secure_server(sqlite_url) as server:
+    with secure_server(sqlite_url, request_sweep_interval=0.1) as server:
         yield server
 
 
@@ -410,3 +410,29 @@ def test_notifications_are_opt_in_and_shown_when_a_request_opens(
     page.reload()
     expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
     expect(page.locator("#inbox-notify")).to_have_text("Turn off notifications")
+
+
+def test_an_expired_request_and_one_cancelled_by_the_task_ending_leave_the_inbox(
+    secured: SecureServer, admin: httpx.Client, agent: httpx.Client, new_page: NewPage
+) -> None:
+    """A request whose expiry passes, and one whose task is completed, leave the inbox live;
+    the task panel says "Expired unanswered" and "Cancelled by …"."""
+    task_id = held_task(admin, agent, "Short-lived")
+    page = sign_in(new_page, f"{secured.url}/#/tasks/{task_id}", "ana", ANA_PASSWORD)
+    expect(page.locator("#detail-title")).to_have_text("Short-lived")
+    soon = ask(agent, task_id, kind="question", question="Quick?", expires_in=1)
+    later = ask(agent, task_id, kind="question", question="Later?")
+    expect(page.locator("#inbox-count")).to_have_text("2", timeout=LIVE_MS)
+    expect(item(page, soon["id"], "#task-requests").locator(".request-outcome")).to_have_text(
+        "Expired unanswered", timeout=LIVE_MS
+    )
+    expect(page.locator("#inbox-count")).to_have_text("1", timeout=LIVE_MS)
+    done = agent.post(f"/api/v1/tasks/{task_id}/events", json={"event_type": "task_completed"})
+    assert done.status_code == 200, done.text
+    expect(item(page, later["id"], "#task-requests").locator(".request-outcome")).to_contain_text(
+        "Cancelled by", timeout=LIVE_MS
+    )
+    expect(page.locator("#inbox-count")).to_be_hidden(timeout=LIVE_MS)
+    expect(page.locator('#timeline li[data-type="request.expired"]')).to_contain_text(
+        "expired unanswered"
+    )

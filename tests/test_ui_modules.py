@@ -1,6 +1,6 @@
 """The UI's pure modules, run in Chromium: JSON Patch (the cases of tests/json_patch_cases.json,
-which the server follows too), backoff, problem messages, event summaries, what a role may do
-and how a refusal is said."""
+which the server follows too), backoff, problem messages, event summaries, request forms made
+from schemas, what a role may do and how a refusal is said."""
 
 import json
 from collections.abc import Callable

@@ -318,3 +318,14 @@ def test_an_open_request_survives_a_restart(secured: SecureServer) -> None:
         answered = admin.post(f"/api/v1/requests/{asked['id']}/answer", json={"answer": "main"})
         assert answered.json()["status"] == "answered"
         assert not _needs_input(admin, task_id)
+
+
+def test_deleting_a_task_deletes_its_requests(secured: SecureServer) -> None:
+    """A deleted task's requests go with it (404 afterwards); the inbox no longer lists them."""
+    with secured.client("admin") as admin:
+        task_id = admin.post("/api/v1/tasks/", json={"title": "short-lived"}).json()["id"]
+        asked = _question(admin, task_id)
+        assert admin.delete(f"/api/v1/tasks/{task_id}").status_code == 204
+        assert admin.get(f"/api/v1/requests/{asked['id']}").status_code == 404
+        assert admin.get("/api/v1/requests").json()["requests"] == []
+        assert admin.get(f"/api/v1/tasks/{task_id}/requests").status_code == 404

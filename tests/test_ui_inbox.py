@@ -412,11 +412,12 @@ def test_notifications_are_opt_in_and_shown_when_a_request_opens(
     expect(page.locator("#inbox-notify")).to_have_text("Turn off notifications")
 
 
-def test_an_expired_request_and_one_cancelled_by_the_task_ending_leave_the_inbox(
+def test_expired_cancelled_and_deleted_requests_leave_the_inbox(
     secured: SecureServer, admin: httpx.Client, agent: httpx.Client, new_page: NewPage
 ) -> None:
-    """A request whose expiry passes, and one whose task is completed, leave the inbox live;
-    the task panel says "Expired unanswered" and "Cancelled by …"."""
+    """A request whose expiry passes, one whose task is completed and one whose task is
+    deleted leave the inbox live; the task panel says "Expired unanswered" and "Cancelled
+    by …"."""
     task_id = held_task(admin, agent, "Short-lived")
     page = sign_in(new_page, f"{secured.url}/#/tasks/{task_id}", "ana", ANA_PASSWORD)
     expect(page.locator("#detail-title")).to_have_text("Short-lived")
@@ -436,3 +437,8 @@ def test_an_expired_request_and_one_cancelled_by_the_task_ending_leave_the_inbox
     expect(page.locator('#timeline li[data-type="request.expired"]')).to_contain_text(
         "expired unanswered"
     )
+    doomed = held_task(admin, agent, "Doomed")
+    ask(agent, doomed, kind="question", question="Still wanted?")
+    expect(page.locator("#inbox-count")).to_have_text("1", timeout=LIVE_MS)
+    assert admin.delete(f"/api/v1/tasks/{doomed}").status_code == 204
+    expect(page.locator("#inbox-count")).to_be_hidden(timeout=LIVE_MS)

@@ -3,8 +3,8 @@
  * header button with their count, and a panel listing them, each answerable in place
  * (request-form.js).
  *
- * Live: the board stream carries every task's events; each `request.*` one (and each
- * reconnection, after which events may have been missed) fetches the list again — at most
+ * Live: the board stream carries every task's `request.*` events; each one (and each
+ * `task_deleted`, `gap` and reconnection) fetches the list again — at most
  * one fetch at a time, one more after it if events came meanwhile. Items are kept by id, so
  * a refetch never wipes what the person is typing into a form.
  *
@@ -124,7 +124,8 @@ export class Inbox {
     let changed = false;
     for (const event of events) {
       // a gap: the server dropped events while this page was behind (requests among them?)
-      if (event.event_type === 'gap') changed = true;
+      // a deleted task takes its requests with it (no request event says so)
+      if (event.event_type === 'gap' || event.event_type === 'task_deleted') changed = true;
       if (!event.event_type.startsWith('request.')) continue;
       changed = true;
       if (event.event_type === 'request.opened') this.notifyOpened(/** @type {Request} */ (event.data));

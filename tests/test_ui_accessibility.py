@@ -1,7 +1,8 @@
 """The WCAG 2.1 AA audit (axe-core, tests/support/axe.py) of the UI's views in real Chromium,
 in light and dark: the board (its columns by status, with a card's "Move…" list open, and the
-card grid) and the task panel, each with content that exercises them (a confidence not known
-yet, a conversation long enough to scroll, tool calls, a timeline)."""
+card grid), the task panel and the "Needs you" inbox, each with content that exercises them (a
+confidence not known yet, a conversation long enough to scroll, tool calls, a timeline; a
+question's schema form, choices, a JSON answer box, an approval, a request's outcome)."""
 
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -102,3 +103,60 @@ def test_the_task_panel_has_no_wcag_violations(
         "the conversation should scroll"
     )
     assert_accessible(page, f"task panel ({scheme})")
+
+
+def _ask(client: httpx.Client, task_id: str, **body: Any) -> dict[str, Any]:
+    opened = client.post(f"/api/v1/tasks/{task_id}/requests", json=body)
+    assert opened.status_code == 201, opened.text
+    request: dict[str, Any] = opened.json()
+    return request
+
+
+@pytest.fixture
+def asking_task(client: httpx.Client) -> dict[str, Any]:
+    """A task with every kind of open request, and one answered."""
+    task = create_task(client, "Asks a lot", status="in_progress")
+    schema = {
+        "type": "object",
+        "properties": {
+            "branch": {"type": "string", "description": "Which branch"},
+            "replicas": {"type": "integer", "minimum": 1},
+            "force": {"type": "boolean", "description": "Skip the checks"},
+            "region": {"enum": ["eu", "us"]},
+        },
+        "required": ["branch"],
+    }
+    done = _ask(client, task["id"], kind="question", question="Go?", choices=["yes", "no"])
+    client.post(f"/api/v1/requests/{done['id']}/answer", json={"answer": "yes"})
+    _ask(client, task["id"], kind="question", question="Deploy what?", response_schema=schema)
+    _ask(client, task["id"], kind="question", question="Colour?", choices=["red", "blue"])
+    _ask(
+        client,
+        task["id"],
+        kind="question",
+        question="Numbers?",
+        response_schema={"type": "array", "items": {"type": "integer"}},
+    )
+    action = {"name": "drop_table", "arguments": {"table": "t"}, "reason": "unused", "risk": "high"}
+    _ask(client, task["id"], kind="approval", question="Drop it?", action=action, expires_in=3600)
+    return task
+
+
+@SCHEMES
+def test_the_inbox_and_the_task_requests_have_no_wcag_violations(
+    sqlite_server: LiveServer, asking_task: dict[str, Any], new_page: NewPage, scheme: str
+) -> None:
+    """The inbox open over the board (a schema form with a refused field, choices, a JSON
+    box, an approval), then the task panel's requests (open ones and an answered one)."""
+    page = new_page(f"{sqlite_server.url}/", color_scheme=scheme, bypass_csp=True)
+    expect(page.locator("#inbox-count")).to_have_text("4")
+    page.locator("#inbox-button").click()
+    expect(page.locator("#inbox .request-item")).to_have_count(4)
+    deploy = page.locator("#inbox .request-item").filter(has_text="Deploy what?")
+    deploy.get_by_role("button", name="Send answer").click()
+    expect(deploy.locator(".form-error")).to_be_visible()
+    assert_accessible(page, f"inbox ({scheme})")
+    page.locator("#inbox .request-task-link").first.click()
+    expect(page.locator("#detail-title")).to_have_text("Asks a lot")
+    expect(page.locator("#task-requests .request-item")).to_have_count(5)
+    assert_accessible(page, f"task panel with requests ({scheme})")

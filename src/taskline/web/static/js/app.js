@@ -16,6 +16,7 @@ import { AgentDirectory, AgentsStrip } from './agents.js';
 import { Board } from './board.js';
 import { ConnectionStatus } from './connection-status.js';
 import { TaskDetail } from './detail.js';
+import { Inbox } from './inbox.js';
 import { CloseCode, backoffDelay } from './live-socket.js';
 import { Notices } from './notices.js';
 import { Session } from './session.js';
@@ -40,6 +41,8 @@ async function main() {
     else notices.error('The server refused the live updates', reason);
   };
 
+  /** @type {Inbox|null} set just below (the board tells it of events; it asks the board for titles) */
+  let inbox = null;
   const boardView = $('#board-view');
   const detailView = $('#detail-view');
   const board = new Board(
@@ -62,7 +65,29 @@ async function main() {
       viewColumns: $of('#view-columns', HTMLButtonElement),
       viewGrid: $of('#view-grid', HTMLButtonElement),
     },
-    { agents, status, notices, session, onDenied },
+    {
+      agents,
+      status,
+      notices,
+      session,
+      onDenied,
+      onEvents: (events) => inbox?.onEvents(events),
+      onEstablished: () => inbox?.refresh(),
+    },
+  );
+  inbox = new Inbox(
+    {
+      button: $of('#inbox-button', HTMLButtonElement),
+      count: $('#inbox-count'),
+      panel: $('#inbox'),
+      list: $('#inbox-list'),
+      empty: $('#inbox-empty'),
+      note: $('#inbox-note'),
+      notify: $of('#inbox-notify', HTMLButtonElement),
+      notifyStatus: $('#inbox-notify-status'),
+      close: $of('#inbox-close', HTMLButtonElement),
+    },
+    { session, notices, agents, taskTitle: (id) => board.tasks.get(id)?.title },
   );
   const detail = new TaskDetail(detailView, { agents, status, notices, session, onDenied });
   const signIn = new SignInView(
@@ -102,7 +127,7 @@ async function main() {
       },
     },
   );
-  debug.app = { board, detail, status, agents, session };
+  debug.app = { board, detail, inbox, status, agents, session };
 
   /** Whether the board and panels are shown (someone is signed in). */
   let inside = false;
@@ -136,6 +161,7 @@ async function main() {
     inside = true;
     signIn.hide();
     board.start();
+    inbox?.start();
     route();
   };
 
@@ -147,6 +173,7 @@ async function main() {
     inside = false;
     detail.close();
     board.stop();
+    inbox?.stop();
     boardView.hidden = true;
     detailView.hidden = true;
     openTaskId = null;

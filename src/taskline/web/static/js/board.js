@@ -76,7 +76,10 @@ export class Board {
    *   status: import('./connection-status.js').ConnectionStatus,
    *   notices: import('./notices.js').Notices,
    *   session: import('./session.js').Session,
-   *   onDenied: (code: number, reason: string) => void}} services
+   *   onDenied: (code: number, reason: string) => void,
+   *   onEvents?: (events: Envelope[]) => void,
+   *   onEstablished?: () => void}} services `onEvents` is told of every event of the board
+   *   stream (the inbox follows requests there), `onEstablished` of each (re)connection
    */
   constructor(el, services) {
     this.el = el;
@@ -114,6 +117,7 @@ export class Board {
     this.socket = new LiveSocket({
       path: '/ws/board',
       onEvents: (events) => {
+        services.onEvents?.(events);
         // the server dropped board events while this page was behind: fetch the list again
         if (events.some((event) => event.event_type === 'gap')) {
           this.reload();
@@ -122,7 +126,10 @@ export class Board {
         this.pending.push(...events);
         if (!this.loading) this.frame.schedule();
       },
-      onEstablished: () => this.reload(),
+      onEstablished: () => {
+        this.reload();
+        services.onEstablished?.();
+      },
       onState: () => this.status.render(),
       onDenied: services.onDenied,
     });

@@ -25,6 +25,7 @@ import { Checklist } from './checklist.js';
 import { Conversation } from './conversation.js';
 import { ToolCalls } from './tool-calls.js';
 import { Timeline } from './timeline.js';
+import { TaskRequests } from './task-requests.js';
 import { JsonView } from './json-view.js';
 import { SharedState } from './shared-state.js';
 import { Follow } from './follow.js';
@@ -103,6 +104,10 @@ export class TaskDetail {
         fetchPage: (since, limit) => api(`${this.base()}/events${`?since=${since}&limit=${limit}`}`),
         onError,
       },
+    );
+    this.requests = new TaskRequests(
+      { list: $('#task-requests', root), empty: $('#requests-empty', root), count: $('#requests-count', root) },
+      { session, notices: this.notices, agents: this.agents },
     );
     this.jsonView = new JsonView($('#state-view', root));
     /** Scroll boxes that stay on their newest item while the person is there. */
@@ -276,6 +281,7 @@ export class TaskDetail {
     this.conversation.reset();
     this.toolCalls.reset();
     this.timeline.reset();
+    this.requests.reset();
   }
 
   /**
@@ -308,6 +314,7 @@ export class TaskDetail {
       this.el.banner.hidden = true;
       document.title = `${task.title} — Taskline`;
       this.ensureAgent();
+      this.requests.load(task.id);
       this.flush();
     } catch (error) {
       if (generation !== this.generation) return;
@@ -362,6 +369,8 @@ export class TaskDetail {
       }
     } else if (type === 'agent_status_change') {
       this.agents.applyStatus(event);
+    } else if (type.startsWith('request.')) {
+      this.requests.apply(/** @type {import('./types.js').Request} */ (d));
     } else if (type === 'state.snapshot' || type === 'state.patch') {
       this.sharedState.apply(event);
     } else if (type === 'gap') {

@@ -329,3 +329,40 @@ def test_deleting_a_task_deletes_its_requests(secured: SecureServer) -> None:
         assert admin.get(f"/api/v1/requests/{asked['id']}").status_code == 404
         assert admin.get("/api/v1/requests").json()["requests"] == []
         assert admin.get(f"/api/v1/tasks/{task_id}/requests").status_code == 404
+
+
+def test_deleting_a_task_cancels_its_open_requests_and_ends_their_waits(
+    secured: SecureServer,
+) -> None:
+    """Deleting a task cancels its open requests first (logged before ``task_deleted``, by
+    whoever deleted it): a long poll on one returns at once with it cancelled, not at its
+    deadline; read again afterwards it is gone (404)."""
+    with secured.client("admin") as admin:
+        task_id = admin.post("/api/v1/tasks/", json={"title": "short-lived"}).json()["id"]
+        asked = _question(admin, task_id)
+        results: list[httpx.Response] = []
+
+        def poll() -> None:
+            with httpx.Client(
+                base_url=secured.url, headers=secured.headers("admin"), timeout=60
+            ) as waiter:
+                results.append(waiter.get(f"/api/v1/requests/{asked['id']}", params={"wait": 30}))
+
+        thread = threading.Thread(target=poll)
+        thread.start()
+        app = secured.server.app
+        assert app is not None
+        service = app.state.services.requests
+        wait_until(lambda: service.waiting(asked["id"]) == 1, message="the long poll to wait")
+        assert admin.delete(f"/api/v1/tasks/{task_id}").status_code == 204
+        thread.join(20)  # well before the 30 s the poll asked for
+        assert not thread.is_alive(), "the long poll did not return on the deletion"
+        assert results[0].status_code == 200, results[0].text
+        polled = results[0].json()
+        assert (polled["status"], polled["comment"]) == ("cancelled", "the task was deleted")
+        assert polled["resolved_by"] == asked["created_by"]  # the admin deleted it
+        assert admin.get(f"/api/v1/requests/{asked['id']}").status_code == 404
+        log = admin.get(f"/api/v1/tasks/{task_id}/events")
+        assert log.status_code == 200, log.text  # the log outlives the task
+        kinds = [e["event_type"] for e in log.json()["events"]]
+        assert kinds.index("request.cancelled") < kinds.index("task_deleted")

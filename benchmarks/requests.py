@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import sys
 import tempfile
 import time
@@ -43,7 +44,6 @@ from rawhttp import (
     http_request,
     pin_self,
     read_response,
-    read_ws_text,
     scratch_postgres,
     ws_handshake,
 )
@@ -90,14 +90,9 @@ class Person:
 
     async def answer_forever(self) -> None:
         """Answer every question opened on :attr:`task_id`, as soon as the board shows it."""
-        assert self._board is not None
-        reader, _ = self._board
         while True:
-            payload = await read_ws_text(reader)
-            try:
-                message = json.loads(payload)
-            except ValueError:
-                continue  # a control frame (ping)
+            payload = await self._next_text()
+            message = json.loads(payload)
             for item in message if isinstance(message, list) else [message]:
                 if not isinstance(item, dict) or item.get("event_type") != "request.opened":
                     continue
@@ -110,20 +105,49 @@ class Person:
                 assert status == 200, body
                 self.answered += 1
 
+    async def _next_text(self) -> bytes:
+        """The board's next text frame; pings are answered (or the server drops the board
+        after its ping timeout), a close ends the person."""
+        assert self._board is not None
+        reader, writer = self._board
+        while True:
+            first = await reader.readexactly(2)
+            opcode, size = first[0] & 0x0F, first[1] & 0x7F
+            if size == 126:
+                size = int.from_bytes(await reader.readexactly(2), "big")
+            elif size == 127:
+                size = int.from_bytes(await reader.readexactly(8), "big")
+            payload = await reader.readexactly(size)
+            if opcode == 0x1:
+                return payload
+            if opcode == 0x8:
+                raise ConnectionError(f"the board stream closed: {payload[2:]!r}")
+            if opcode == 0x9:  # ping: a masked pong with the same payload (< 126 bytes)
+                mask = os.urandom(4)
+                masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+                writer.write(bytes([0x8A, 0x80 | len(payload)]) + mask + masked)
+
     async def close(self) -> None:
         for pair in (self._streams, self._board):
             if pair is not None:
                 pair[1].close()
 
 
-async def round_trips(run: Any, count: int, person: Person | None = None) -> dict[str, list]:
+async def round_trips(
+    run: Any, count: int, answering: "asyncio.Task[None]", person: Person | None = None
+) -> dict[str, list[float]]:
     """``count`` questions asked and answered; with ``person``, a REST write after each
     (on the agent's task, by the person)."""
     asks: list[float] = []
     writes: list[float] = []
     for n in range(count):
         started = time.perf_counter()
-        answer = await run.ask(f"Go on with step {n}?", choices=CHOICES)
+        try:
+            async with asyncio.timeout(60):
+                answer = await run.ask(f"Go on with step {n}?", choices=CHOICES)
+        except TimeoutError:
+            failed = answering.exception() if answering.done() else None
+            raise RuntimeError(f"question {n} not answered in 60 s (person: {failed!r})") from None
         asks.append(time.perf_counter() - started)
         assert answer == "yes", answer
         if person is not None:
@@ -162,8 +186,8 @@ async def measure(database_url: str, samples: int, others: int, tmp: Path) -> di
             AsyncClient(base, token=agent_token, timeout=60) as client,
             client.run(person.task_id, agent=AGENT) as run,
         ):
-            await round_trips(run, max(5, samples // 20))  # warm up
-            empty = await round_trips(run, samples, person)
+            await round_trips(run, max(5, samples // 20), answering)  # warm up
+            empty = await round_trips(run, samples, answering, person)
             for t in range(10):
                 status, other = await person.call("POST", "/api/v1/tasks/", {"title": f"o{t}"})
                 assert status == 201, other
@@ -176,7 +200,7 @@ async def measure(database_url: str, samples: int, others: int, tmp: Path) -> di
                     assert status == 201, body
             status, inbox = await person.call("GET", "/api/v1/requests?status=open")
             assert status == 200 and len(inbox["requests"]) == others, inbox
-            loaded = await round_trips(run, samples, person)
+            loaded = await round_trips(run, samples, answering, person)
         answering.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await answering

@@ -18,7 +18,11 @@ Measured in the same run, on the same server:
 - ``write``: after every round trip of both, the person's connection posts one event
   (``POST /api/v1/tasks/{id}/events``, the plain REST write round trip).
 
-Reported: p50/p99 of each, and the ratios loaded / empty and loaded / write.
+Reported: p50/p99 of each, and the ratios loaded / empty and loaded / write; and where a
+loaded round trip's time goes (p50s): until the person sees the request on the board
+(``seen``: the agent's open, the board's delivery), the answer's POST (``answer``), and from
+its reply until ``run.ask`` returns (``resumed``: the ``request`` frame on the agent's
+connection, or the long poll's reply).
 
     .venv/bin/python benchmarks/requests.py                  # SQLite, then PostgreSQL
     .venv/bin/python benchmarks/requests.py --backend sqlite --samples 500
@@ -67,6 +71,8 @@ class Person:
         self.headers = headers
         self.task_id = ""
         self.answered = 0
+        #: when the last question was seen on the board, and when its answer was answered
+        self.seen_at = self.answered_at = 0.0
         self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self._board: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self._lock = asyncio.Lock()
@@ -99,10 +105,12 @@ class Person:
                 request = item.get("data") or {}
                 if request.get("task_id") != self.task_id:
                     continue
+                self.seen_at = time.perf_counter()
                 status, body = await self.call(
                     "POST", f"/api/v1/requests/{request['id']}/answer", {"answer": "yes"}
                 )
                 assert status == 200, body
+                self.answered_at = time.perf_counter()
                 self.answered += 1
 
     async def _next_text(self) -> bytes:
@@ -140,6 +148,7 @@ async def round_trips(
     (on the agent's task, by the person)."""
     asks: list[float] = []
     writes: list[float] = []
+    parts: dict[str, list[float]] = {"seen": [], "answer": [], "resumed": []}
     for n in range(count):
         started = time.perf_counter()
         try:
@@ -148,9 +157,13 @@ async def round_trips(
         except TimeoutError:
             failed = answering.exception() if answering.done() else None
             raise RuntimeError(f"question {n} not answered in 60 s (person: {failed!r})") from None
-        asks.append(time.perf_counter() - started)
+        ended = time.perf_counter()
+        asks.append(ended - started)
         assert answer == "yes", answer
         if person is not None:
+            parts["seen"].append(person.seen_at - started)
+            parts["answer"].append(person.answered_at - person.seen_at)
+            parts["resumed"].append(ended - person.answered_at)
             started = time.perf_counter()
             status, body = await person.call(
                 "POST",
@@ -159,7 +172,7 @@ async def round_trips(
             )
             writes.append(time.perf_counter() - started)
             assert status in (200, 201), body
-    return {"asks": asks, "writes": writes}
+    return {"asks": asks, "writes": writes, **parts}
 
 
 async def measure(database_url: str, samples: int, others: int, tmp: Path) -> dict[str, Any]:
@@ -217,6 +230,12 @@ async def measure(database_url: str, samples: int, others: int, tmp: Path) -> di
             "p50_ms": percentile(values, 0.5) * 1e3,
             "p99_ms": percentile(values, 0.99) * 1e3,
         }
+    # where a loaded round trip's time goes (p50 of each part): from the call of ask until
+    # the person sees the request on the board; the answer's POST; from its reply until ask
+    # returns (negative: the agent had the answer before the person had the reply)
+    figures["loaded_parts_p50_ms"] = {
+        part: percentile(loaded[part], 0.5) * 1e3 for part in ("seen", "answer", "resumed")
+    }
     for name in ("empty", "write"):
         figures[f"loaded_vs_{name}"] = {
             q: figures["loaded"][f"{q}_ms"] / figures[name][f"{q}_ms"] for q in ("p50", "p99")
@@ -262,7 +281,8 @@ def main() -> None:
             f"p99 {result[f'loaded_vs_{name}']['p99']:.2f}x"
             for name in ("empty", "write")
         )
-        print(f"{backend:10}  {line}\n{'':10}  {ratios}", flush=True)
+        parts = "  ".join(f"{k} {v:.1f} ms" for k, v in result["loaded_parts_p50_ms"].items())
+        print(f"{backend:10}  {line}\n{'':10}  {ratios}\n{'':10}  p50 parts: {parts}", flush=True)
     print(json.dumps({"samples": args.samples, "others": args.others, "results": results}))
 
 

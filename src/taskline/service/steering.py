@@ -114,6 +114,9 @@ class Steering:
                 continue
             if message.data.get("status") in (None, "open"):
                 continue
+            asker = _asking_agent(message.data.get("created_by"))
+            if asker is not None and not self.hub.is_connected(asker):
+                continue  # connected to another process, or away: it reads the request back
             notice = asyncio.create_task(self._tell_asker(message), name="taskline-request-notice")
             self._notices.add(notice)
             notice.add_done_callback(self._notices.discard)

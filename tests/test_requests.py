@@ -1,8 +1,11 @@
 """Requests (questions and approvals an agent asks a person), against a real server on SQLite
 and PostgreSQL: open, list, read, answer, approve with edited arguments, reject, cancel,
 expiry, the answer's schema and choices, who may, the long poll, a task ending, the log,
-``needs_input`` and its filter, and a restart while a request is open."""
+``needs_input`` and its filter, a restart while a request is open, a task deleted under a
+wait, and the outcome sent to the asking agent's connection."""
 
+import asyncio
+import json
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -12,6 +15,7 @@ import pytest
 
 from tests.support.auth import SecureServer, secure_server
 from tests.support.waiting import wait_until
+from tests.support.ws import open_ws
 
 CLAIM = "/api/v1/tasks/claim"
 
@@ -329,3 +333,96 @@ def test_deleting_a_task_deletes_its_requests(secured: SecureServer) -> None:
         assert admin.get(f"/api/v1/requests/{asked['id']}").status_code == 404
         assert admin.get("/api/v1/requests").json()["requests"] == []
         assert admin.get(f"/api/v1/tasks/{task_id}/requests").status_code == 404
+
+
+def test_deleting_a_task_cancels_its_open_requests_and_ends_their_waits(
+    secured: SecureServer,
+) -> None:
+    """Deleting a task cancels its open requests first (logged before ``task_deleted``, by
+    whoever deleted it): a long poll on one returns at once with it cancelled, not at its
+    deadline; read again afterwards it is gone (404)."""
+    with secured.client("admin") as admin:
+        task_id = admin.post("/api/v1/tasks/", json={"title": "short-lived"}).json()["id"]
+        asked = _question(admin, task_id)
+        results: list[httpx.Response] = []
+
+        def poll() -> None:
+            with httpx.Client(
+                base_url=secured.url, headers=secured.headers("admin"), timeout=60
+            ) as waiter:
+                results.append(waiter.get(f"/api/v1/requests/{asked['id']}", params={"wait": 30}))
+
+        thread = threading.Thread(target=poll)
+        thread.start()
+        app = secured.server.app
+        assert app is not None
+        service = app.state.services.requests
+        wait_until(lambda: service.waiting(asked["id"]) == 1, message="the long poll to wait")
+        assert admin.delete(f"/api/v1/tasks/{task_id}").status_code == 204
+        thread.join(20)  # well before the 30 s the poll asked for
+        assert not thread.is_alive(), "the long poll did not return on the deletion"
+        assert results[0].status_code == 200, results[0].text
+        polled = results[0].json()
+        assert (polled["status"], polled["comment"]) == ("cancelled", "the task was deleted")
+        assert polled["resolved_by"] == asked["created_by"]  # the admin deleted it
+        assert admin.get(f"/api/v1/requests/{asked['id']}").status_code == 404
+        log = admin.get(f"/api/v1/tasks/{task_id}/events")
+        assert log.status_code == 200, log.text  # the log outlives the task
+        kinds = [e["event_type"] for e in log.json()["events"]]
+        assert kinds.index("request.cancelled") < kinds.index("task_deleted")
+
+
+async def test_the_asking_agent_gets_the_outcome_on_its_connection(secured: SecureServer) -> None:
+    """The agent connected on ``/ws/agents/{id}`` gets a ``request`` frame with the whole
+    request when a question it asked is answered, or expires; a request a person opened on
+    the agent's task goes to that agent too when cancelled. Other agents get nothing."""
+    headers = secured.headers("agent")
+    async with (
+        httpx.AsyncClient(base_url=secured.url, headers=secured.headers("admin")) as admin,
+        httpx.AsyncClient(base_url=secured.url, headers=headers) as agent,
+        open_ws(f"{secured.ws_url}/ws/agents/agent_bot", additional_headers=headers) as socket,
+        open_ws(
+            f"{secured.ws_url}/ws/agents/agent_other", additional_headers=secured.headers("admin")
+        ) as other,
+    ):
+        assert (await _frame(socket))["type"] == "welcome"
+        assert (await _frame(other))["type"] == "welcome"
+        created = await admin.post("/api/v1/tasks/", json={"title": "asks"})
+        task_id = created.json()["id"]
+        assert (await agent.post(CLAIM)).json()["id"] == task_id
+
+        async def ask(client: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
+            body = {"kind": "question", "question": "Which branch?", **body}
+            opened = await client.post(f"/api/v1/tasks/{task_id}/requests", json=body)
+            assert opened.status_code == 201, opened.text
+            request: dict[str, Any] = opened.json()
+            return request
+
+        asked = await ask(agent)
+        answered = await admin.post(f"/api/v1/requests/{asked['id']}/answer", json={"answer": 7})
+        outcome = await _frame(socket)
+        assert outcome == {
+            "type": "request",
+            "event_type": "request.answered",
+            "task_id": task_id,
+            "request": answered.json(),
+        }
+        soon = await ask(agent, expires_in=0.2)
+        outcome = await _frame(socket)
+        assert (outcome["event_type"], outcome["request"]["id"]) == ("request.expired", soon["id"])
+        assert outcome["request"]["status"] == "expired"
+        by_person = await ask(admin)  # not an agent's: the task's agent hears of it
+        await admin.post(f"/api/v1/requests/{by_person['id']}/cancel", json={"reason": "moot"})
+        outcome = await _frame(socket)
+        assert (outcome["event_type"], outcome["request"]["id"]) == (
+            "request.cancelled",
+            by_person["id"],
+        )
+        assert outcome["request"]["comment"] == "moot"
+        await other.send('{"type": "ping"}')  # the other agent got nothing before its pong
+        assert (await _frame(other))["type"] == "pong"
+
+
+async def _frame(socket: Any, timeout: float = 10.0) -> dict[str, Any]:
+    frame: dict[str, Any] = json.loads(await asyncio.wait_for(socket.recv(), timeout))
+    return frame

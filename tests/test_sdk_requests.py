@@ -1,12 +1,14 @@
 """Asking people through the SDK against a real server: ``run.ask`` returning the answer,
 ``run.approval`` giving the (edited) arguments or raising :class:`ApprovalRejected` before
 its body runs, :class:`RequestNotAnswered` on expiry, a wait that survives a restart of the
-server, and the blocking client's answering side."""
+server, answers reaching a run over its agent connection, and the blocking client's
+answering side."""
 
 import asyncio
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from taskline.domain.requests import Request
@@ -142,6 +144,52 @@ async def test_waiting_survives_a_restart_of_the_server(secured: SecureServer) -
         await person.answer_request(request.id, "yes")
         answered = await asyncio.wait_for(waiting, 30)
         assert (answered.status, answered.answer) == ("answered", "yes")
+
+
+class _HeldLongPolls(httpx.AsyncBaseTransport):
+    """The network, except that long polls (``GET /api/v1/requests/{id}?wait=S``, S > 0)
+    are held until the test ends: an answer that reaches the run came over its agent
+    connection."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.held = 0
+        self._released = asyncio.Event()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        path, wait = request.url.path, float(request.url.params.get("wait", 0))
+        if request.method == "GET" and path.startswith("/api/v1/requests/") and wait > 0:
+            self.held += 1
+            await self._released.wait()
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        self._released.set()
+        await self.inner.aclose()
+
+
+async def test_answers_reach_the_run_on_its_agent_connection(secured: SecureServer) -> None:
+    """With its long polls held back, ``run.ask`` and ``run.approval`` still return as soon
+    as the person answers: the hub's ``request`` frame on the agent's connection wakes them."""
+    held = _HeldLongPolls()
+    async with (
+        AsyncClient(secured.url, token=secured.tokens["admin"]) as person,
+        AsyncClient(secured.url, token=secured.tokens["agent"], transport=held) as agent,
+    ):
+        task = await person.create_task("live answers")
+        assert await agent.claim() is not None
+        async with agent.run(task.id, agent=AGENT) as run:
+            asking = asyncio.create_task(run.ask("Which branch?", choices=["main", "dev"]))
+            request = await _asked(person, task.id)
+            await async_wait_until(lambda: held.held == 1, message="the held long poll")
+            await person.answer_request(request.id, "dev")
+            assert await asyncio.wait_for(asking, 30) == "dev"
+            gate = asyncio.create_task(run.approval("deploy", {"to": "prod"}).__aenter__())
+            request = await _asked(person, task.id)
+            await async_wait_until(lambda: held.held == 2, message="the second long poll")
+            await person.approve(request.id, arguments={"to": "staging"})
+            decision = await asyncio.wait_for(gate, 30)
+            assert (decision.approved, decision.arguments) == (True, {"to": "staging"})
 
 
 def test_the_blocking_client_lists_answers_and_cancels(secured: SecureServer) -> None:

@@ -154,6 +154,19 @@ class AgentHub:
         if connection is not None:
             await self._send(connection, frame)
 
+    async def notify(self, agent_id: str, frame: dict[str, Any]) -> bool:
+        """Send ``frame`` to the agent if it is connected to this process (never queued:
+        for news the agent can also read back, such as a request's outcome); True if sent."""
+        connection = self._connections.get(agent_id)
+        if connection is None:
+            return False
+        try:
+            await self._send(connection, frame)
+        except Exception:
+            await self.disconnect(agent_id, 1011, "send failed")
+            return False
+        return True
+
     # --- commands ---------------------------------------------------------------------------
 
     async def send_command(

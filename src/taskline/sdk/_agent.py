@@ -3,7 +3,7 @@
 See ``docs/agent-protocol.md`` for the frames. This module is the I/O around the
 :class:`~taskline.sdk._outbox.Outbox` ledger: a supervisor task connects (and reconnects
 with backoff), re-sends what is unacknowledged, then runs a writer (batches and heartbeats)
-and a reader (acks, nacks, commands) until the connection drops.
+and a reader (acks, nacks, commands, requests' outcomes) until the connection drops.
 
 Lifecycle (:class:`LinkState`): ``new → connecting → open ⇄ reconnecting → closed``, or
 ``failed`` when retrying cannot help (another connection took over the agent, the server
@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from enum import StrEnum
 from typing import Any, Protocol
@@ -53,6 +53,8 @@ _REPLACED = 4000
 _HEARTBEAT = '{"type":"heartbeat"}'
 #: Commands kept for tasks no run has claimed yet (a run claims them when it starts).
 _UNCLAIMED_LIMIT = 100
+#: Outcomes of requests kept for a wait that starts after the outcome arrived.
+_OUTCOMES_KEPT = 100
 
 
 class LinkState(StrEnum):
@@ -139,6 +141,8 @@ class AgentLink:
         self._unclaimed_listeners: list[CommandHandler] = []
         self._reconnect_hooks: list[Callable[[], None]] = []
         self._unclaimed: deque[Command] = deque(maxlen=_UNCLAIMED_LIMIT)
+        self._outcome_waits: dict[str, set[asyncio.Future[dict[str, Any]]]] = {}
+        self._outcomes: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._heartbeat_interval = options.heartbeat_interval
         self._supervisor: asyncio.Task[None] | None = None
         self._attempted = asyncio.Event()  # the first connection attempt has an outcome
@@ -353,6 +357,40 @@ class AgentLink:
         except Exception:
             logger.exception("command handler for task %s failed", command.task_id)
 
+    # --- requests' outcomes --------------------------------------------------------------------
+
+    def expect_outcome(self, request_id: str) -> "asyncio.Future[dict[str, Any]]":
+        """A future that gets the request (as JSON) once the hub sends its outcome (a
+        ``request`` frame: answered, approved, rejected, expired or cancelled); done at once
+        when it arrived already. It never fails: the caller also reads the request back,
+        since the frame is not sent to an agent that was away. :meth:`forget_outcome` it."""
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        seen = self._outcomes.get(request_id)
+        if seen is not None:
+            future.set_result(seen)
+        else:
+            self._outcome_waits.setdefault(request_id, set()).add(future)
+        return future
+
+    def forget_outcome(self, request_id: str, future: "asyncio.Future[dict[str, Any]]") -> None:
+        """Stop waiting with ``future`` (from :meth:`expect_outcome`)."""
+        future.cancel()
+        waits = self._outcome_waits.get(request_id)
+        if waits is not None:
+            waits.discard(future)
+            if not waits:
+                del self._outcome_waits[request_id]
+
+    def _outcome(self, request: dict[str, Any]) -> None:
+        request_id = request["id"]
+        self._outcomes[request_id] = request
+        self._outcomes.move_to_end(request_id)
+        while len(self._outcomes) > _OUTCOMES_KEPT:
+            self._outcomes.popitem(last=False)
+        for future in self._outcome_waits.pop(request_id, ()):
+            if not future.done():
+                future.set_result(request)
+
     # --- the connection -----------------------------------------------------------------------
 
     async def _supervise(self) -> None:
@@ -528,6 +566,10 @@ class AgentLink:
                 await self._notify()
         elif kind == "command":
             self._dispatch(Command.from_wire(frame))
+        elif kind == "request":
+            request = frame.get("request")
+            if isinstance(request, dict) and isinstance(request.get("id"), str):
+                self._outcome(request)
         elif kind == "error":
             logger.warning("agent %s: the server reports %s", self.agent_id, frame)
 

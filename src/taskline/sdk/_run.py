@@ -18,6 +18,7 @@ reporting method only queues the event (see :class:`DeliveryOptions`) and return
 """
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import time
@@ -26,9 +27,12 @@ from enum import StrEnum
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
+from pydantic import ValidationError
+
 from taskline.domain.events import WebSocketEventType
 from taskline.domain.ids import new_id
 from taskline.domain.models import Agent, Task
+from taskline.domain.requests import Request
 from taskline.domain.status import TERMINAL_STATUSES, AgentStatus, TaskStatus
 from taskline.sdk._agent import AgentLink
 from taskline.sdk._config import CLIENT_DEFAULT, ClientDefault
@@ -461,8 +465,10 @@ class Run:
         ``schema``: a JSON Schema the answer must validate against (the server refuses
         others); ``choices``: the answer is one of these strings. ``timeout``: seconds until
         the request expires unanswered (None: it waits for as long as it takes). The task
-        needs input meanwhile (``needs_input`` on the board). The request is durable: a lost
-        connection, or a restart of the server, only delays the answer.
+        needs input meanwhile (``needs_input`` on the board). The answer arrives on the
+        agent's connection (the hub's ``request`` frame), with the long poll beside it as
+        the fallback; the request is durable: a lost connection, or a restart of the server,
+        only delays the answer.
 
         Raises:
             RequestNotAnswered: it expired, or was cancelled (by a person, or because the
@@ -478,10 +484,39 @@ class Run:
             fields["expires_in"] = timeout
         await self.flush()  # the log shows what the agent did before it asked
         request = await self._client.open_request(self.task_id, "question", question, **fields)
-        answered = await self._client.wait_request(request.id)
+        answered = await self._outcome_of(request.id)
         if answered.status != "answered":
             raise RequestNotAnswered(answered)
         return answered.answer
+
+    async def _outcome_of(self, request_id: str) -> Request:
+        """The request once it is no longer open: from the hub's ``request`` frame on the
+        agent's connection, or the long poll (which outlives reconnects), whichever is first."""
+        link = self._check_running()
+        pushed = link.expect_outcome(request_id)
+        polled = asyncio.ensure_future(self._client.wait_request(request_id))
+        try:
+            while True:
+                either: set[asyncio.Future[Any]] = {pushed, polled}
+                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                if pushed.done():
+                    try:
+                        outcome = Request.model_validate(pushed.result())
+                    except ValidationError:
+                        logger.warning("run %s: an unreadable request outcome", self.run_id)
+                    else:
+                        if outcome.status != "open":
+                            return outcome
+                    # not an outcome this SDK can use: the long poll decides
+                    pushed = asyncio.get_running_loop().create_future()
+                if polled.done():
+                    return polled.result()
+        finally:
+            link.forget_outcome(request_id, pushed)
+            if not polled.done():
+                polled.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await polled
 
     def approval(
         self,
@@ -580,7 +615,7 @@ class ApprovalGate:
         await run.flush()
         client = run._client
         request = await client.open_request(run.task_id, "approval", self.question, **fields)
-        decided = await client.wait_request(request.id)
+        decided = await run._outcome_of(request.id)
         if decided.status == "rejected":
             raise ApprovalRejected(decided)
         if decided.status != "approved":

@@ -107,6 +107,7 @@ class Services:
             queue_size=queue_size,
         )
         self.steering = Steering(database, self.writes, self.tasks, self.agents, self.hub)
+        bus.add_listener(self.steering.on_committed)  # requests' outcomes to the askers
         self.transfer = Transfer(database, self.writes)
         self.agui = AguiGateway(
             self.tasks,
@@ -140,5 +141,6 @@ class Services:
         await self.requests.stop()
         await self.claims.stop()
         await self.agui.stop()
+        await self.steering.stop()
         await self.hub.stop()
         await self.commits.close()

@@ -18,6 +18,8 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 
+from pydantic import ValidationError
+
 from taskline.domain.access import Action, allows, require, require_on_task
 from taskline.domain.actors import Actor
 from taskline.domain.errors import ConflictError, NotFoundError
@@ -71,7 +73,7 @@ class RequestService:
         self.database = database
         self.writes = writes
         self.max_wait = min(max_wait, MAX_WAIT)
-        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._waiters: dict[str, set[_Waiter]] = {}
         self._closing = False
         self._sweeper = Periodic(
             self.expire,
@@ -100,27 +102,34 @@ class RequestService:
     async def wait(self, actor: Actor, request_id: str, timeout: float) -> Request:
         """The request once it is no longer open, or as it is after ``timeout`` seconds (at
         most ``max_wait``); at once when it is not open already, or ``timeout`` is 0. The
-        server stopping ends every wait with the request as it is then.
+        server stopping ends every wait with the request as it is then. A request whose task
+        is deleted meanwhile was cancelled first: the wait returns it cancelled, as the
+        event logging that carried it (reading it again is a 404).
 
         Raises what :meth:`get` raises.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, min(timeout, self.max_wait))
-        woken = asyncio.Event()
-        self._waiters.setdefault(request_id, set()).add(woken)
+        waiter = _Waiter()
+        self._waiters.setdefault(request_id, set()).add(waiter)
         try:
             while True:
-                woken.clear()  # before reading: a change committed after the read wakes us
-                request = await self.get(actor, request_id)
+                waiter.woken.clear()  # before reading: a change committed after it wakes us
+                try:
+                    request = await self.get(actor, request_id)
+                except NotFoundError:
+                    if waiter.last is None:
+                        raise
+                    return waiter.last  # closed as its task was deleted
                 remaining = deadline - loop.time()
                 if request.status != RequestStatus.OPEN or remaining <= 0 or self._closing:
                     return request
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(woken.wait(), remaining)
+                    await asyncio.wait_for(waiter.woken.wait(), remaining)
         finally:
             waiters = self._waiters.get(request_id)
             if waiters is not None:
-                waiters.discard(woken)
+                waiters.discard(waiter)
                 if not waiters:
                     del self._waiters[request_id]
 
@@ -129,13 +138,21 @@ class RequestService:
         return len(self._waiters.get(request_id, ()))
 
     async def on_committed(self, messages: Sequence[WebSocketMessage]) -> None:
-        """Bus listener: a ``request.*`` event wakes that request's waiters."""
+        """Bus listener: a ``request.*`` event wakes that request's waiters (and hands them
+        the request it carries, closed, for when it is gone by the time they read it)."""
         for message in messages:
             if message.event_type in REQUEST_EVENTS:
                 request_id = message.data.get("id")
                 if isinstance(request_id, str):
-                    for woken in self._waiters.get(request_id, ()):
-                        woken.set()
+                    waiters = self._waiters.get(request_id, ())
+                    closed = None
+                    if waiters and message.data.get("status") != RequestStatus.OPEN:
+                        with contextlib.suppress(ValidationError):
+                            closed = Request.model_validate(message.data)
+                    for waiter in waiters:
+                        if closed is not None:
+                            waiter.last = closed
+                        waiter.woken.set()
 
     # --- changing ---------------------------------------------------------------------------
 
@@ -261,8 +278,8 @@ class RequestService:
         returns the request as it is (still open), so no long poll holds the shutdown up."""
         self._closing = True
         for waiters in self._waiters.values():
-            for woken in waiters:
-                woken.set()
+            for waiter in waiters:
+                waiter.woken.set()
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -318,3 +335,14 @@ class RequestService:
 
 
 _SWEEP_BATCH = 100
+
+
+class _Waiter:
+    """One wait in progress: woken by a ``request.*`` event, which leaves the request it
+    carries in ``last`` when it is no longer open."""
+
+    __slots__ = ("last", "woken")
+
+    def __init__(self) -> None:
+        self.woken = asyncio.Event()
+        self.last: Request | None = None

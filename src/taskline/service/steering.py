@@ -3,13 +3,23 @@
 Each is one logged change, then a command to the task's agent (its assigned agent, else an
 agent whose current task it is): delivered at once when the agent is connected, else queued
 for it by the agent hub.
+
+A request's outcome (answered, approved, rejected, expired, cancelled) goes to the agent that
+asked (the request's ``created_by`` when an agent asked, else the task's agent) as a
+``request`` frame, when it is connected to this process (:meth:`Steering.on_committed`, a bus
+listener: every process sees every commit, the one holding the connection sends). It is not
+queued: the request is durable, and an agent that was away reads it back.
 """
 
+import asyncio
+import logging
+from collections.abc import Sequence
 from typing import Any
 
 from taskline.domain import changes
 from taskline.domain.access import Action, require, require_on_task
 from taskline.domain.actors import Actor, ActorKind, Role
+from taskline.domain.events import REQUEST_EVENTS, WebSocketMessage
 from taskline.domain.models import Message, MessageCreate, Task
 from taskline.domain.status import TaskStatus
 from taskline.realtime.agents import AgentHub
@@ -20,6 +30,8 @@ from taskline.store.database import Database
 from taskline.store.messages import MessageStore
 
 __all__ = ["Steering"]
+
+logger = logging.getLogger("taskline.steering")
 
 _COMMANDS = {
     TaskStatus.PAUSED: "pause",
@@ -44,6 +56,7 @@ class Steering:
         self.tasks = tasks
         self.agents = agents
         self.hub = hub
+        self._notices: set[asyncio.Task[None]] = set()
 
     async def move(self, task_id: str, target: TaskStatus, *, actor: Actor) -> tuple[Task, bool]:
         """Move the task to ``target`` (paused, in progress, cancelled; 409 if the state
@@ -88,3 +101,56 @@ class Steering:
         if not candidates:
             return False
         return await self.hub.send_command(candidates[0], task_id, command, message=message)
+
+    # --- requests' outcomes -----------------------------------------------------------------
+
+    async def on_committed(self, messages: Sequence[WebSocketMessage]) -> None:
+        """Bus listener: a request no longer open is sent to the agent that asked, if it is
+        connected here (in a task of its own: a listener must not block the bus)."""
+        if not self.hub.connected():
+            return
+        for message in messages:
+            if message.event_type not in REQUEST_EVENTS or message.task_id is None:
+                continue
+            if message.data.get("status") in (None, "open"):
+                continue
+            asker = _asking_agent(message.data.get("created_by"))
+            if asker is not None and not self.hub.is_connected(asker):
+                continue  # connected to another process, or away: it reads the request back
+            notice = asyncio.create_task(self._tell_asker(message), name="taskline-request-notice")
+            self._notices.add(notice)
+            notice.add_done_callback(self._notices.discard)
+
+    async def _tell_asker(self, message: WebSocketMessage) -> None:
+        task_id = message.task_id
+        assert task_id is not None
+        agent_id = _asking_agent(message.data.get("created_by"))
+        try:
+            if agent_id is None:
+                candidates = await self.agents.agents_for(task_id)
+                if not candidates:
+                    return
+                agent_id = candidates[0]
+            await self.hub.notify(
+                agent_id,
+                {
+                    "type": "request",
+                    "event_type": str(message.event_type),
+                    "task_id": task_id,
+                    "request": message.data,
+                },
+            )
+        except Exception:  # the long poll is the agent's fallback: log, never raise
+            logger.exception("could not tell agent %s of request %s", agent_id, message.data)
+
+    async def stop(self) -> None:
+        """Wait for the notices being sent (each is bounded by the hub's send timeout)."""
+        if self._notices:
+            await asyncio.gather(*self._notices, return_exceptions=True)
+
+
+def _asking_agent(created_by: object) -> str | None:
+    """The agent id of ``agent:<id>`` (an agent asked), else None."""
+    if isinstance(created_by, str) and created_by.startswith(f"{ActorKind.AGENT}:"):
+        return created_by.split(":", 1)[1] or None
+    return None

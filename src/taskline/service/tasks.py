@@ -17,12 +17,15 @@ from taskline.domain.models import (
     Task,
     TaskCreate,
     TaskReplace,
+    utc_now,
 )
 from taskline.domain.preconditions import IfMatch, Versioned
 from taskline.domain.queries import TaskQuery
+from taskline.service.request_log import cancel_open
 from taskline.service.writes import Change, Writes
 from taskline.store.agents import AgentStore
 from taskline.store.database import Database
+from taskline.store.requests import RequestStore
 from taskline.store.sections import SectionStore
 from taskline.store.tasks import TaskStore
 
@@ -110,12 +113,26 @@ class TaskService:
 
     async def delete(self, task_id: str, *, actor: Actor, if_match: IfMatch | None = None) -> None:
         """Delete the task; its log keeps a final ``task_deleted`` event. ``if_match`` must
-        allow the task's current version."""
+        allow the task's current version.
+
+        Its open requests are cancelled first, in the same transaction, by ``actor``
+        (``request.cancelled`` logged before ``task_deleted``): whoever waits for one is
+        answered at once, and the inbox drops them."""
         require(actor, Action.EDIT_TASKS)
         async with self.writes.change() as change:
             store = TaskStore(change.session)
             if if_match is not None:
                 await store.claim(task_id, if_match)
+            if await RequestStore(change.session).lock_task(task_id) is not None:
+                cancelled = await cancel_open(
+                    change.session,
+                    task_id,
+                    by=str(actor),
+                    now=utc_now(),
+                    comment="the task was deleted",
+                )
+                if cancelled:
+                    await change.record(task_id, cancelled, actor=actor, source=SOURCE, apply=False)
             await store.delete(task_id)
             await _record(change, task_id, changes.deleted(), actor)
 

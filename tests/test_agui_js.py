@@ -141,3 +141,32 @@ def test_js_client_joins_the_watch_stream_mid_run(node: str, sqlite_server: Live
     calls = [c for m in output["messages"] for c in m.get("toolCalls") or []]
     assert calls[0]["function"]["arguments"] == '{"path":"a"}'
     http.close()
+
+
+def test_js_client_runs_twice_on_one_thread(
+    node: str, review_server: LiveServer, tmp_path: Path
+) -> None:
+    """One HttpAgent (one threadId), three runAgent() calls: a review, a second review that
+    reopens the completed task, and a question about the report; every run is clean, and the
+    task lists the two reviews as runs with the client's run ids."""
+    root = tmp_path / "docs"
+    root.mkdir()
+    (root / "guide.md").write_text("# Guide\n\nTODO: explain.\n")
+    thread = str(uuid.uuid4())
+    url = f"{review_server.url}/api/v1/agui"
+    output = run_node(node, "runs", url, thread, str(root), str(root), "How many TODO markers?")
+    assert_clean(output)
+    runs = output["runs"]
+    assert [r["events"][0] for r in runs] == ["RUN_STARTED"] * 3
+    assert [r["events"][-1] for r in runs] == ["RUN_FINISHED"] * 3
+    assert [r["failure"] for r in runs] == [None] * 3
+    assert len({r["runId"] for r in runs}) == 3
+    assert "TODO" in runs[2]["result"]
+    task_id = task_id_for_thread(thread)
+    with httpx.Client(base_url=review_server.url) as http:
+        listed = http.get(f"/api/v1/tasks/{task_id}/runs").json()["runs"]
+    assert [(r["run_id"], r["outcome"]) for r in listed] == [
+        (runs[0]["runId"], "completed"),
+        (runs[1]["runId"], "completed"),
+    ]
+    assert listed[1]["reopened_from"] == "completed"

@@ -1,7 +1,7 @@
 """The AG-UI run gateway behind ``POST /api/v1/agui`` (what AG-UI's ``HttpAgent`` calls).
 
 One request is one run: :meth:`AguiGateway.prepare` validates the ``RunAgentInput`` and finds
-(or creates) the task, then :meth:`AguiGateway.run` yields the run's AG-UI events:
+the thread's task, then :meth:`AguiGateway.run` yields the run's AG-UI events:
 ``RUN_STARTED`` first (echoing ``threadId``/``runId``, with ``protocolVersion``), the run's
 events, then exactly one terminal event (``RUN_FINISHED`` or ``RUN_ERROR``), and nothing after.
 
@@ -9,7 +9,14 @@ events, then exactly one terminal event (``RUN_FINISHED`` or ``RUN_ERROR``), and
 task, or of a task to create (``task_…``-style ids are kept as they are). Any other
 ``threadId`` (the official client sends UUIDs) maps to the derived id
 ``task_<first 32 hex digits of sha256(threadId)>``: the same thread always reaches the same
-task, with nothing stored. A task created for a run is titled from the last user message.
+task, with nothing stored. A task is created only for a run that is served (the built-in
+agent's review), titled from the last user message: a run nobody serves leaves no task behind.
+
+**Threads are multi-run.** Each request is a new run on the thread's task. A run starting on
+a task whose last run ended (completed or failed) reopens it: its ``task_started`` records
+``reopened_from`` (:func:`taskline.domain.status.check_run_start`), attributed to whoever
+starts the run. The task's runs and their outcomes are listed by
+``GET /api/v1/tasks/{id}/runs`` (:mod:`taskline.domain.runs`).
 
 **Who serves the run**, in this order:
 
@@ -17,9 +24,9 @@ task, with nothing stored. A task created for a run is titled from the last user
    is, connected to the hub at ``/ws/agents/{id}``; the built-in agent does not count): it gets
    a ``run`` command carrying the ``RunAgentInput`` (docs/agent-protocol.md). The gateway then
    streams the task's events of that run (``run_id`` = the ``runId``; AG-UI events ingested
-   with ``?format=agui`` carry no run id and are taken too) until the run's terminal event.
-   If the agent disconnects first, the task is failed with the reason and the stream ends
-   with ``RUN_ERROR``.
+   with ``?format=agui`` are taken whatever run id they carry: an AG-UI agent names its own
+   runs) until the run's terminal event. If the agent disconnects first, the stream ends
+   with ``RUN_ERROR`` (and the run is failed or logged, below).
 2. *The built-in agent*, when the last user message names a folder (the whole message, or its
    last word): :func:`~taskline.agent.runner.review_folder` runs as a background task,
    in-process through the application layer (:class:`~taskline.service.local_agent.LocalClient`:
@@ -35,6 +42,15 @@ task, with nothing stored. A task created for a run is titled from the last user
    text message, then ``RUN_FINISHED`` with the report as ``result``. Nothing is stored.
 4. Otherwise: ``RUN_ERROR`` (code ``no_agent``) saying why.
 
+**A RUN_ERROR the gateway answers itself is logged** (no agent, a refused folder, an agent
+gone or silent, a gateway failure), so viewers of the task see it: if the run had started on
+the task (an event of it is in the log), the task is failed with the reason (``task_failed``
+of the run); otherwise, on an existing task, an ``error`` event of the run is logged
+(``data``: ``message``, ``code``, ``unserved: true``; source ``agui-gateway``) and the task's
+status is left as it was. The AG-UI watch stream shows that event as a run of its own
+(``RUN_STARTED`` then ``RUN_ERROR``), and the runs list as an ``unserved`` run. A thread with
+no task gets nothing logged (there is nothing to view).
+
 **One run at a time per thread** (per server process): a request for a thread whose run is
 still going is refused with 409 before streaming; two requests racing past that check are
 told apart when streaming starts, and the later one ends at once with ``RUN_ERROR`` (code
@@ -48,7 +64,6 @@ one), and the terminal ``RUN_FINISHED`` always echoes the request's ``threadId``
 """
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import os
@@ -175,11 +190,21 @@ def _answer(question: str, report: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class PreparedRun:
-    """A validated run request and the task it works on."""
+    """A validated run request and the task it works on (None: the thread has no task yet)."""
 
     input: RunAgentInput
-    task: Task
+    task_id: str
+    task: Task | None
     instruction: str
+
+
+@dataclass(slots=True)
+class _Served:
+    """What a run has done so far: ``started`` once an event of it was read from the log;
+    ``logged`` the last such event (a RUN_ERROR that is not it is the gateway's own)."""
+
+    started: bool = False
+    logged: BaseEvent | None = None
 
 
 class _RunClient(LocalClient):
@@ -264,7 +289,7 @@ class AguiGateway:
     # --- request ----------------------------------------------------------------------------
 
     async def prepare(self, raw: bytes, *, actor: Actor) -> PreparedRun:
-        """Validate the body and find or create the task.
+        """Validate the body and find the thread's task (created later, if the run is served).
 
         Raises:
             NotAuthenticatedError, ForbiddenError: ``actor`` may not start runs (the built-in
@@ -289,16 +314,22 @@ class AguiGateway:
                 f"thread {run_input.thread_id!r} already has a run in progress ({busy}); "
                 f"wait for it to finish, or cancel it (POST /api/v1/tasks/{task_id}/cancel)"
             )
-        task = await self._task_for(task_id, instruction)
-        return PreparedRun(run_input, task, instruction)
+        return PreparedRun(run_input, task_id, await self._existing(task_id), instruction)
+
+    async def _existing(self, task_id: str) -> Task | None:
+        try:
+            return await self.tasks.get(task_id)
+        except NotFoundError:
+            return None
 
     async def _task_for(self, task_id: str, instruction: str) -> Task:
         """The task ``task_id``, created (titled from ``instruction``) if it does not exist.
 
         Two first runs of one thread at once: the loser of the insert reads the winner's task.
         """
-        with contextlib.suppress(NotFoundError):
-            return await self.tasks.get(task_id)
+        found = await self._existing(task_id)
+        if found is not None:
+            return found
         title = " ".join(instruction.split())[:MAX_TITLE] or "AG-UI thread"
         try:
             return await self.tasks.create(
@@ -320,7 +351,7 @@ class AguiGateway:
             run_id=run_input.run_id,
             protocol_version=PROTOCOL_VERSION,
         )
-        task_id = prepared.task.id
+        task_id = prepared.task_id
         busy = self._running.setdefault(task_id, run_input.run_id)
         if busy != run_input.run_id:
             yield RunErrorEvent(
@@ -328,29 +359,39 @@ class AguiGateway:
                 code="run_in_progress",
             )
             return
+        served = _Served()
         try:
-            async for event in self._serve(prepared):
-                if event.type.value == "RUN_FINISHED":
-                    # echo the request's ids (an agent's own RUN_FINISHED may carry others)
-                    event = event.model_copy(
-                        update={"thread_id": run_input.thread_id, "run_id": run_input.run_id}
+            terminal: BaseEvent | None = None
+            try:
+                async for event in self._serve(prepared, served):
+                    if event.type.value == "RUN_FINISHED":
+                        # echo the request's ids (an agent's own RUN_FINISHED may carry others)
+                        event = event.model_copy(
+                            update={"thread_id": run_input.thread_id, "run_id": run_input.run_id}
+                        )
+                    if event.type.value in TERMINAL_TYPES:
+                        terminal = event
+                        break
+                    yield event
+                else:
+                    terminal = RunErrorEvent(
+                        message="the run ended without a result", code="incomplete"
                     )
-                yield event
-                if event.type.value in TERMINAL_TYPES:
-                    return
-            yield RunErrorEvent(message="the run ended without a result", code="incomplete")
-        except Exception as exc:  # the stream has started: report, never raise
-            logger.exception("AG-UI run %s failed", run_input.run_id)
-            yield RunErrorEvent(message=f"the gateway failed: {exc}", code="gateway_error")
+            except Exception as exc:  # the stream has started: report, never raise
+                logger.exception("AG-UI run %s failed", run_input.run_id)
+                terminal = RunErrorEvent(message=f"the gateway failed: {exc}", code="gateway_error")
+            if isinstance(terminal, RunErrorEvent) and terminal is not served.logged:
+                await self._record_error(prepared, served, terminal)
+            yield terminal
         finally:
             if self._running.get(task_id) == run_input.run_id:
                 del self._running[task_id]
 
-    async def _serve(self, prepared: PreparedRun) -> AsyncIterator[BaseEvent]:
+    async def _serve(self, prepared: PreparedRun, served: _Served) -> AsyncIterator[BaseEvent]:
         task = prepared.task
-        agent_id = await self._connected_agent(task.id)
+        agent_id = None if task is None else await self._connected_agent(task.id)
         if agent_id is not None:
-            async for event in self._external(prepared, agent_id):
+            async for event in self._external(prepared, agent_id, served):
                 yield event
             return
         try:
@@ -359,13 +400,14 @@ class AguiGateway:
             yield RunErrorEvent(message=str(refused), code="folder_refused")
             return
         if folder is not None:
-            async for event in self._review(prepared, folder):
+            async for event in self._review(prepared, folder, served):
                 yield event
             return
-        current = await self.tasks.get(task.id)
-        state = (await self.events.state(task.id)).document
-        if prepared.instruction and isinstance(current.result, str) and current.result:
-            for event in self._reply(prepared, state, current.result):
+        current = await self._existing(prepared.task_id)
+        report = current.result if current is not None else None
+        if current is not None and prepared.instruction and isinstance(report, str) and report:
+            state = (await self.events.state(current.id)).document
+            for event in self._reply(prepared, state, report):
                 yield event
             return
         reason = (
@@ -376,7 +418,8 @@ class AguiGateway:
             "questions about"
         )
         yield RunErrorEvent(
-            message=f"No agent is connected for task {task.id}, and the built-in agent cannot "
+            message=f"No agent is connected for task {prepared.task_id}, and the built-in "
+            "agent cannot "
             f"serve this run: {reason}. Send a folder path to review, or connect an agent.",
             code="no_agent",
         )
@@ -392,9 +435,11 @@ class AguiGateway:
 
     # --- the three ways of serving a run ----------------------------------------------------
 
-    async def _external(self, prepared: PreparedRun, agent_id: str) -> AsyncIterator[BaseEvent]:
+    async def _external(
+        self, prepared: PreparedRun, agent_id: str, served: _Served
+    ) -> AsyncIterator[BaseEvent]:
         run_input = prepared.input
-        task_id = prepared.task.id
+        task_id = prepared.task_id
         since = await self._head(task_id)
         frame = {
             "type": "command",
@@ -407,18 +452,19 @@ class AguiGateway:
         async def alive() -> str | None:
             if self.hub.is_connected(agent_id):
                 return None
-            reason = f"agent {agent_id} disconnected during AG-UI run {run_input.run_id}"
-            await self._fail(task_id, run_input.run_id, reason)
-            return reason
+            return f"agent {agent_id} disconnected during AG-UI run {run_input.run_id}"
 
         async with self._follow(task_id, since) as following:
             await self.hub.reply(agent_id, frame)
-            async for event in self._events(following, run_input.run_id, alive, self.start_timeout):
+            events = self._events(following, run_input.run_id, alive, self.start_timeout, served)
+            async for event in events:
                 yield event
 
-    async def _review(self, prepared: PreparedRun, folder: Path) -> AsyncIterator[BaseEvent]:
+    async def _review(
+        self, prepared: PreparedRun, folder: Path, served: _Served
+    ) -> AsyncIterator[BaseEvent]:
         run_input = prepared.input
-        task_id = prepared.task.id
+        task_id = (await self._task_for(prepared.task_id, prepared.instruction)).id
         since = await self._head(task_id)
         job: asyncio.Task[Any] | None = None
 
@@ -441,7 +487,8 @@ class AguiGateway:
             job = asyncio.create_task(work(), name=f"agui-review-{run_input.run_id}")
             self._background.add(job)
             job.add_done_callback(self._background.discard)
-            async for event in self._events(following, run_input.run_id, alive, self.start_timeout):
+            events = self._events(following, run_input.run_id, alive, self.start_timeout, served)
+            async for event in events:
                 yield event
 
     def _reply(self, prepared: PreparedRun, state: Any, report: str) -> list[BaseEvent]:
@@ -476,9 +523,10 @@ class AguiGateway:
         run_id: str,
         alive: Alive,
         first_timeout: float,
+        served: _Served,
     ) -> AsyncIterator[BaseEvent]:
         """Translate the run's events from ``following`` until its terminal event (bounded
-        waits)."""
+        waits); note in ``served`` what came from the log."""
         loop = asyncio.get_running_loop()
         started = False
         last = loop.time()
@@ -494,6 +542,7 @@ class AguiGateway:
                     # what arrived meanwhile first: the terminal event may be there
                     for message, _ in following.drain():
                         for event in self._of_run(message, run_id):
+                            served.started, served.logged = True, event
                             yield event
                             if event.type.value in TERMINAL_TYPES:
                                 return
@@ -510,6 +559,7 @@ class AguiGateway:
                 continue
             for event in self._of_run(item.message, run_id):
                 started = True
+                served.started, served.logged = True, event
                 last = loop.time()
                 yield event
                 if event.type.value in TERMINAL_TYPES:
@@ -520,9 +570,31 @@ class AguiGateway:
         if message is None or message.seq is None:
             return []
         ingested = isinstance(message.data.get(AGUI_KEY), dict)
-        if message.run_id != run_id and not (message.run_id is None and ingested):
+        if message.run_id != run_id and not ingested:
             return []
         return [e for e in to_agui(message) if e.type.value != "RUN_STARTED"]
+
+    async def _record_error(
+        self, prepared: PreparedRun, served: _Served, error: RunErrorEvent
+    ) -> None:
+        """Log a RUN_ERROR the gateway answered (see the module docstring): the run's task
+        failed if the run had started, else an ``error`` event of the run on an existing task.
+        A failure to log is itself only logged (the client still gets its RUN_ERROR)."""
+        run_id = prepared.input.run_id
+        task = await self._existing(prepared.task_id)
+        if task is None:
+            return
+        if served.started:
+            await self._fail(task.id, run_id, error.message)
+            return
+        data: dict[str, Any] = {"message": error.message, "code": error.code, "unserved": True}
+        if task.status in (TaskStatus.IN_PROGRESS, TaskStatus.PAUSED):
+            data["unserved"] = False  # another run is open: an error inside it, not a run
+        event = EventIn(event_type=E.ERROR, data=data, run_id=run_id)
+        try:
+            await self.events.publish(task.id, [event], actor=_ACTOR, source="agui-gateway")
+        except TasklineError:
+            logger.warning("could not log run %s's error on task %s", run_id, task.id)
 
     async def _fail(self, task_id: str, run_id: str, reason: str) -> None:
         """Mark the task failed with ``reason`` (starting it first if it is still pending)."""

@@ -38,7 +38,7 @@ async def test_a_stdio_client_works_a_task_through_the_relay(secured: SecureServ
     ):
         initialized = await session.initialize()
         assert initialized.server_info.name == "taskline"
-        assert len((await session.list_tools()).tools) == 11
+        assert len((await session.list_tools()).tools) == 13
         args = {"task_id": task_id, "progress": 0.4, "message": "over stdio"}
         assert tool_json(await session.call_tool("report_progress", args))["progress"] == 0.4
         missing = await session.call_tool("get_task", {"task_id": "task_missing"})

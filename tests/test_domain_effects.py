@@ -25,6 +25,7 @@ from taskline.domain.errors import InvalidInputError
 from taskline.domain.events import (
     CONNECTION_EVENTS,
     LOGGED_EVENTS,
+    REQUEST_EVENTS,
     SERVER_ONLY_EVENTS,
     STATUS_EVENTS,
     EventIn,
@@ -182,13 +183,27 @@ def test_connection_messages_cannot_be_logged(kind: WebSocketEventType) -> None:
 
 @pytest.mark.parametrize("kind", sorted(SERVER_ONLY_EVENTS))
 def test_server_only_events_are_refused_from_publishers(kind: WebSocketEventType) -> None:
-    """``task_created`` / ``task_deleted`` are refused from publishers, allowed to the server."""
+    """``task_created`` / ``task_deleted`` and the ``request.*`` events (a request's life,
+    logged by the requests service) are refused from publishers, allowed to the server."""
     event = EventIn(event_type=kind)
     with pytest.raises(InvalidInputError) as refused:
         checked_data(0, event)
     assert refused.value.field == "events.0.event_type"
     assert "is written by the server" in refused.value.detail
-    assert checked_data(0, event, server=True) == {"task": None, "changes": []}
+    expected = {} if kind in REQUEST_EVENTS else {"task": None, "changes": []}
+    assert checked_data(0, event, server=True) == expected
+
+
+def test_the_server_only_events_are_the_task_and_request_ones() -> None:
+    """Exactly these types are the server's own."""
+    assert {
+        E.TASK_CREATED,
+        E.TASK_DELETED,
+        E.REQUEST_OPENED,
+        E.REQUEST_ANSWERED,
+        E.REQUEST_EXPIRED,
+        E.REQUEST_CANCELLED,
+    } == SERVER_ONLY_EVENTS
 
 
 def test_checked_data_leaves_the_event_as_it_was() -> None:

@@ -18,11 +18,13 @@ from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 
 from tests.support.auth import SecureServer, secure_server
 from tests.support.mcp import mcp_session, tool_json
+from tests.support.waiting import async_wait_until
 
 AGENT = "agent_bot"
 #: What the whole tools/list result may weigh (bytes of JSON; about a quarter as many tokens).
 #: A client sends it to its model on every turn: raise it only for a tool worth the cost.
-TOOLS_LIST_BUDGET = 4608  # 11 tools; claiming and releasing took it past 4,096
+TOOLS_LIST_BUDGET = 5952  # 13 tools; claiming and releasing took it past 4,096, requests
+# (ask_person asking and waiting, get_request, answer_request) by 1,328 more
 TOOLS = {
     "find_tasks",
     "get_task",
@@ -31,13 +33,15 @@ TOOLS = {
     "add_subtasks",
     "post_message",
     "ask_person",
+    "get_request",
+    "answer_request",
     "complete_task",
     "fail_task",
     "claim_next_task",
     "release_task",
 }
 #: the tools that take no task id (their calls are recorded on no task)
-BOARD_TOOLS = {"find_tasks", "claim_next_task"}
+BOARD_TOOLS = {"find_tasks", "claim_next_task", "get_request", "answer_request"}
 
 
 @pytest.fixture
@@ -85,12 +89,12 @@ def _error_text(result: types.CallToolResult) -> str:
 
 
 async def test_the_toolset_is_lean_and_strict(secured_sqlite: SecureServer) -> None:
-    """At most 12 tools, each described in one short sentence, with a closed object schema
+    """At most 13 tools, each described in one short sentence, with a closed object schema
     whose required members are real properties; the whole list stays within its budget."""
     async with mcp_session(secured_sqlite.url, secured_sqlite.tokens["agent"]) as session:
         listed = await session.list_tools()
     assert {tool.name for tool in listed.tools} == TOOLS
-    assert len(listed.tools) <= 12
+    assert len(listed.tools) <= 13
     for tool in listed.tools:
         schema = tool.input_schema
         assert tool.description and len(tool.description) <= 100, tool.name
@@ -139,9 +143,11 @@ async def test_each_tool_acts_through_the_service_and_rest_sees_it(secured: Secu
         assert [s["title"] for s in added["subtasks"]] == ["a", "b"]
         tool_json(await session.call_tool("post_message", {"task_id": task_id, "content": "hi"}))
         asked = tool_json(
-            await session.call_tool("ask_person", {"task_id": task_id, "question": "Which log?"})
+            await session.call_tool(
+                "ask_person", {"task_id": task_id, "question": "Which log?", "wait_seconds": 0}
+            )
         )
-        assert "cannot wait" in asked["note"]
+        assert asked["status"] == "open" and "get_request" in asked["note"]
         done = tool_json(
             await session.call_tool("complete_task", {"task_id": task_id, "result": {"errors": 3}})
         )
@@ -160,8 +166,10 @@ async def test_each_tool_acts_through_the_service_and_rest_sees_it(secured: Secu
     messages = _rest(secured, f"/api/v1/tasks/{task_id}/messages")
     assert [(m["content"], m["author_kind"], m["actor"]) for m in messages] == [
         ("hi", "agent", f"agent:{AGENT}"),
-        ("Question: Which log?", "agent", f"agent:{AGENT}"),
     ]
+    request = _rest(secured, f"/api/v1/requests/{asked['request_id']}")
+    assert (request["question"], request["created_by"]) == ("Which log?", f"agent:{AGENT}")
+    assert request["status"] == "cancelled"  # completing the task cancelled it
 
     failing = _task(secured, title="doomed")["id"]
     async with mcp_session(secured.url, secured.tokens["member"]) as session:
@@ -418,3 +426,95 @@ class _Transport:
 
     async def __aexit__(self, *exc: Any) -> Any:
         return await self._context.__aexit__(*exc)
+
+
+async def test_ask_person_waits_for_the_answer_a_person_gives_over_mcp(
+    secured: SecureServer,
+) -> None:
+    """ask_person opens a request and waits; a person's MCP client (a member's token) finds
+    it in the inbox and answers it with answer_request, and the agent's call returns the
+    answer. An approval answered with edited arguments returns those; get_request polls one
+    left open; an agent may not answer."""
+    task_id = _task(secured)["id"]
+    async with (
+        mcp_session(secured.url, secured.tokens["agent"]) as agent,
+        mcp_session(secured.url, secured.tokens["member"]) as person,
+    ):
+        asking = asyncio.create_task(
+            agent.call_tool(
+                "ask_person",
+                {
+                    "task_id": task_id,
+                    "question": "Which log?",
+                    "choices": ["app", "db"],
+                    "wait_seconds": 20,
+                },
+            )
+        )
+        async with httpx.AsyncClient(
+            base_url=secured.url, headers=secured.headers("admin")
+        ) as rest:
+
+            async def waiting() -> list[dict[str, Any]]:
+                listed = await rest.get("/api/v1/requests", params={"status": "open"})
+                found: list[dict[str, Any]] = listed.json()["requests"]
+                return found
+
+            inbox = await async_wait_until(waiting, message="the question in the inbox")
+        (request,) = inbox
+        refused = await agent.call_tool(
+            "answer_request", {"request_id": request["id"], "answer": "db"}
+        )
+        assert "answer requests" in _error_text(refused)
+        answered = tool_json(
+            await person.call_tool("answer_request", {"request_id": request["id"], "answer": "db"})
+        )
+        assert answered["status"] == "answered"
+        got = tool_json(await asyncio.wait_for(asking, 20))
+        assert (got["request_id"], got["status"], got["answer"]) == (
+            request["id"],
+            "answered",
+            "db",
+        )
+
+        approval = {"name": "drop_table", "arguments": {"table": "logs"}, "risk": "high"}
+        left = tool_json(
+            await agent.call_tool(
+                "ask_person",
+                {"task_id": task_id, "question": "Drop?", "approval": approval, "wait_seconds": 0},
+            )
+        )
+        assert left["status"] == "open"
+        edited = {"request_id": left["request_id"], "decision": "approve"}
+        edited["arguments"] = {"table": "old_logs"}
+        assert tool_json(await person.call_tool("answer_request", edited))["status"] == "approved"
+        polled = tool_json(await agent.call_tool("get_request", {"request_id": left["request_id"]}))
+        assert (polled["status"], polled["arguments"]) == ("approved", {"table": "old_logs"})
+        bad = await agent.call_tool(
+            "ask_person",
+            {"task_id": task_id, "question": "?", "choices": ["a"], "approval": approval},
+        )
+        assert "approval takes no" in _error_text(bad)
+        counted = tool_json(
+            await agent.call_tool(
+                "ask_person",
+                {
+                    "task_id": task_id,
+                    "question": "How many?",
+                    "response_schema": {"type": "integer"},
+                    "wait_seconds": 0,
+                },
+            )
+        )
+        typed = {"request_id": counted["request_id"], "answer": "three"}
+        assert "not JSON" in _error_text(await person.call_tool("answer_request", typed))
+        typed["answer"] = "3"  # JSON text, for a question with a response_schema
+        assert tool_json(await person.call_tool("answer_request", typed))["answer"] == 3
+    log = _rest(secured, f"/api/v1/tasks/{task_id}/events")["events"]
+    opened = [e["actor"] for e in log if e["event_type"] == "request.opened"]
+    assert opened == [f"agent:{AGENT}"] * 3
+    assert [e["actor"] for e in log if e["event_type"] == "request.answered"] == [
+        "person:ana",
+        "person:ana",
+        "person:ana",
+    ]

@@ -61,7 +61,7 @@ def test_the_inspector_lists_the_tools_with_portable_schemas(
     assert done.returncode == 0, done.stderr
     assert "warning" not in done.stderr.lower(), done.stderr
     tools = answer(done)["tools"]
-    assert len(tools) == 11 and {t["name"] for t in tools} >= {"get_task", "complete_task"}
+    assert len(tools) == 13 and {t["name"] for t in tools} >= {"get_task", "complete_task"}
 
 
 def test_the_inspector_calls_tools(node: str, secured: SecureServer, tmp_path: Path) -> None:

@@ -98,6 +98,16 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/tasks/claim"): Rule(WORKERS, {"agent_id": AGENT_ID}),
     ("POST", "/api/v1/tasks/{task_id}/lease"): Rule(WORKERS),
     ("POST", "/api/v1/tasks/{task_id}/release"): Rule(WORKERS),
+    # requests: agents (on their own tasks) and people ask, everyone reads, people answer;
+    # the asking agent (or one working on the task) and people cancel
+    ("POST", "/api/v1/tasks/{task_id}/requests"): Rule(
+        WORKERS, {"kind": "question", "question": "Which branch?"}
+    ),
+    ("GET", "/api/v1/tasks/{task_id}/requests"): Rule(EVERYONE),
+    ("GET", "/api/v1/requests"): Rule(EVERYONE),
+    ("GET", "/api/v1/requests/{request_id}"): Rule(EVERYONE),
+    ("POST", "/api/v1/requests/{request_id}/answer"): Rule(PEOPLE, {"answer": "main"}),
+    ("POST", "/api/v1/requests/{request_id}/cancel"): Rule(WORKERS),
     ("WS", "/ws/tasks/{task_id}"): Rule(EVERYONE),
     ("WS", "/ws/board"): Rule(EVERYONE),
     ("WS", "/ws/agents/{agent_id}"): Rule(frozenset({"admin", "agent"})),
@@ -159,7 +169,11 @@ def _fixture(admin: httpx.Client) -> dict[str, str]:
         },
     ).json()
     section = task["sections"][0]
+    request = admin.post(
+        f"/api/v1/tasks/{task['id']}/requests", json={"kind": "question", "question": "?"}
+    ).json()
     return {
+        "request_id": request["id"],
         "task_id": task["id"],
         "section_id": section["id"],
         "subtask_id": section["subtasks"][0]["id"],

@@ -1,6 +1,6 @@
 """The UI's pure modules, run in Chromium: JSON Patch (the cases of tests/json_patch_cases.json,
-which the server follows too), backoff, problem messages, event summaries, what a role may do
-and how a refusal is said."""
+which the server follows too), backoff, problem messages, event summaries, request forms made
+from schemas, what a role may do and how a refusal is said."""
 
 import json
 from collections.abc import Callable
@@ -165,4 +165,54 @@ def test_what_a_role_may_not_do_is_said_in_words(page: "Page") -> None:
         "odd": "The auditor role cannot edit tasks",
         "none": "You cannot edit tasks",
         "lists": ["", "pause", "pause or resume", "start, pause or cancel"],
+    }
+
+
+def test_a_schema_becomes_form_fields_or_a_json_box(page: "Page") -> None:
+    """request-form.js: an object of simple properties (or one simple value) is a form;
+    nested objects, arrays, and required properties it has no field for are not (null: the
+    answer is typed as JSON). Outcomes are said in words."""
+    result = page.evaluate(
+        """async () => {
+            const { schemaFields, outcomeText, outcomeDetail, actorName } =
+                await import('/ui/js/request-form.js');
+            const fields = (schema) => {
+                const got = schemaFields(schema);
+                return got && got.map((f) => [f.name, f.label, f.type, f.required]);
+            };
+            return {
+                object: fields({type: 'object', required: ['a'], properties: {
+                    a: {type: 'string', title: 'The A'}, n: {type: 'integer'},
+                    b: {type: 'boolean'}, e: {enum: ['x', 'y']}}}),
+                scalar: fields({type: 'number'}),
+                nested: fields({type: 'object', properties: {o: {type: 'object'}}}),
+                array: fields({type: 'array', items: {type: 'string'}}),
+                missing: fields({type: 'object', properties: {a: {type: 'string'}},
+                                 required: ['zz']}),
+                none: fields(null),
+                answered: outcomeText({status: 'answered', resolved_by: 'person:ana',
+                                       answer: {n: 3}, comment: 'ok'}),
+                approved: outcomeDetail({status: 'approved', resolved_by: 'agent:a1',
+                                         arguments: null}, (id) => `Agent ${id}`),
+                expired: outcomeText({status: 'expired', resolved_by: 'system:requests'}),
+                system: actorName('system:requests'),
+            };
+        }"""
+    )
+    assert result == {
+        "object": [
+            ["a", "The A", "string", True],
+            ["n", "n", "integer", False],
+            ["b", "b", "boolean", False],
+            ["e", "e", "enum", False],
+        ],
+        "scalar": [[None, "Answer", "number", True]],
+        "nested": None,
+        "array": None,
+        "missing": None,
+        "none": None,
+        "answered": 'answered by ana: {"n":3} — “ok”',
+        "approved": "by Agent a1 as asked",
+        "expired": "expired unanswered",
+        "system": "the server",
     }

@@ -25,6 +25,7 @@ from taskline.api import (
     exports,
     messages,
     meta,
+    requests,
     runs,
     sections,
     status,
@@ -122,6 +123,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lease_seconds=settings.lease_seconds,
         lease_max_seconds=settings.lease_max_seconds,
         lease_sweep_interval=settings.lease_sweep_interval,
+        request_max_wait=settings.request_max_wait,
+        request_sweep_interval=settings.request_sweep_interval,
     )
     mcp = McpServer(services)
     bus.add_listener(mcp.watch.on_committed)
@@ -183,6 +186,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         events,
         runs,
         claims,
+        requests,
         tasks,
         sections,
         messages,

@@ -51,6 +51,7 @@ class TasklineServer(uvicorn.Server):
             await services.agui.stop()  # the built-in agent's runs end (failed as interrupted)
             # agents are told 1001 and keep their status: a restart is not the agent leaving
             await services.hub.stop()
+            services.requests.end_waits()  # long polls answer now (the request still open)
         await super().shutdown(sockets)
 
 

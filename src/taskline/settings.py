@@ -172,6 +172,19 @@ class Settings(BaseSettings):
         description="Seconds between two rounds of giving back tasks whose lease ran out "
         "(claims give them back as well, so a claim never waits for a round).",
     )
+    # --- questions and approvals (README "Questions and approvals")
+    request_max_wait: float = Field(
+        default=30.0,
+        gt=0,
+        le=30,
+        description="The longest a long poll on a request (GET /api/v1/requests/{id}?wait=S) "
+        "waits before answering with the request still open.",
+    )
+    request_sweep_interval: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds between two rounds of expiring requests whose expires_at passed.",
+    )
     # --- limits on load (README "Security", "Limits")
     limits: bool = Field(
         default=True,

@@ -107,7 +107,8 @@ def browser_fixture() -> Iterator["Browser"]:
 
 @pytest.fixture(name="new_page")
 def page_factory_fixture(browser: "Browser") -> Iterator[Callable[..., "Page"]]:
-    """Open pages in fresh contexts: ``new_page(url, viewport=..., color_scheme=...)``."""
+    """Open pages in fresh contexts: ``new_page(url, viewport=..., color_scheme=...)``;
+    ``bypass_csp=True`` lets a test inject a script of its own (the axe-core audit)."""
     contexts = []
     errors: list[str] = []
 
@@ -116,11 +117,13 @@ def page_factory_fixture(browser: "Browser") -> Iterator[Callable[..., "Page"]]:
         *,
         viewport: tuple[int, int] = (1280, 900),
         color_scheme: str = "light",
+        bypass_csp: bool = False,
     ) -> "Page":
         context = browser.new_context(
             viewport={"width": viewport[0], "height": viewport[1]},
             color_scheme=color_scheme,  # type: ignore[arg-type]
             accept_downloads=True,
+            bypass_csp=bypass_csp,
         )
         contexts.append(context)
         page = context.new_page()

@@ -37,6 +37,7 @@ def parse_task_query(
     sort: str,
     limit: int,
     offset: int,
+    needs_input: bool | None = None,
 ) -> TaskQuery:
     """Build a :class:`TaskQuery` from query parameters, naming the bad one on error.
 
@@ -66,6 +67,7 @@ def parse_task_query(
         agent_id=agent or None,
         tag=tag or None,
         search=q.strip() if q and q.strip() else None,
+        needs_input=needs_input,
         sort=sort_field,
         descending=descending,
         limit=limit,
@@ -87,6 +89,10 @@ async def list_tasks(
     agent: Annotated[str | None, Query(description="Assigned agent id.")] = None,
     tag: Annotated[str | None, Query(description="Tasks carrying this tag.")] = None,
     q: Annotated[str | None, Query(description="Text search in title and description.")] = None,
+    needs_input: Annotated[
+        bool | None,
+        Query(description="Only tasks with (true) or without (false) an open request."),
+    ] = None,
     sort: Annotated[
         str,
         Query(description="Sort field, '-' prefix for descending.", json_schema_extra=SORT_SCHEMA),
@@ -94,7 +100,7 @@ async def list_tasks(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
     offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
 ) -> Response:
-    query = parse_task_query(status_filter, agent, tag, q, sort, limit, offset)
+    query = parse_task_query(status_filter, agent, tag, q, sort, limit, offset, needs_input)
     page = await services.tasks.page(query)
     # Served as bytes straight from the documents: no model is built on this hot path.
     return JSONBytes(page, headers={"X-Total-Count": str(page["total"])})

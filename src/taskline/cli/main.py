@@ -19,6 +19,7 @@ from taskline.cli.db import db
 from taskline.cli.errors import CliError, ExitCode, from_client_error
 from taskline.cli.login import login, logout
 from taskline.cli.mcp import mcp
+from taskline.cli.requests import answer, approve, inbox, reject
 from taskline.cli.serve import serve
 from taskline.cli.tasks import tasks
 from taskline.cli.watch import watch
@@ -107,6 +108,10 @@ taskline.add_command(watch)
 taskline.add_command(login)
 taskline.add_command(logout)
 taskline.add_command(mcp)
+taskline.add_command(inbox)
+taskline.add_command(answer)
+taskline.add_command(approve)
+taskline.add_command(reject)
 
 
 def main() -> None:

@@ -8,11 +8,13 @@ role        may
 ==========  ==================================================================================
 ``admin``   everything: people and tokens, import with ``replace``, connection status
 ``member``  a person's work: tasks, sections, subtasks, messages, pause/resume/cancel, agents,
-            claiming for a named agent (and renewing and releasing leases), imports that add,
+            claiming for a named agent (and renewing and releasing leases), answering
+            requests (questions, approvals), imports that add,
             starting the built-in agent, messaging clients, the MCP server
 ``agent``   read; claim pending tasks for itself (and renew and release its leases); publish
-            events, post messages and edit the checklist on the tasks assigned to its agent
-            id; connect and register only as that agent; the MCP server
+            events, open requests (and cancel its own), post messages and edit the checklist
+            on the tasks assigned to its agent id; connect and register only as that agent;
+            the MCP server
 ``viewer``  read only (not the MCP server: every one of its tools acts on tasks)
 ==========  ==================================================================================
 
@@ -45,6 +47,8 @@ class Action(StrEnum):
     POST_MESSAGES = "post_messages"  #: messages on a task
     CONTROL = "control"  #: pause, resume, cancel
     CLAIM = "claim"  #: claim a pending task for an agent; renew and release its lease
+    #: answer (and cancel) requests agents make of people: questions, approvals
+    ANSWER_REQUESTS = "answer_requests"
     MANAGE_AGENTS = "manage_agents"  #: the agent registry
     IMPORT = "import"  #: import tasks that are new (modes skip and fail)
     IMPORT_REPLACE = "import_replace"  #: import that overwrites tasks by id
@@ -158,6 +162,7 @@ _WORDS = {
     Action.POST_MESSAGES: "post messages",
     Action.CONTROL: "pause, resume or cancel tasks",
     Action.CLAIM: "claim tasks (or renew and release leases)",
+    Action.ANSWER_REQUESTS: "answer requests (questions and approvals are for people)",
     Action.MANAGE_AGENTS: "change the agent registry",
     Action.IMPORT: "import tasks",
     Action.IMPORT_REPLACE: "import with mode=replace (it overwrites tasks; admin only)",

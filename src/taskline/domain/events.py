@@ -42,6 +42,7 @@ __all__ = [
     "CONNECTION_EVENTS",
     "DATA_SCHEMAS",
     "LOGGED_EVENTS",
+    "REQUEST_EVENTS",
     "SERVER_ONLY_EVENTS",
     "STATUS_EVENTS",
     "ConnectionInfo",
@@ -93,6 +94,11 @@ class WebSocketEventType(StrEnum):
     PROGRESS_UPDATE = "progress_update"
     CONFIDENCE_UPDATE = "confidence_update"
     CUSTOM = "custom"
+    # requests: an agent asks a person (see taskline.domain.requests); data: the Request
+    REQUEST_OPENED = "request.opened"
+    REQUEST_ANSWERED = "request.answered"
+    REQUEST_EXPIRED = "request.expired"
+    REQUEST_CANCELLED = "request.cancelled"
 
 
 E = WebSocketEventType
@@ -112,8 +118,13 @@ CONNECTION_EVENTS = frozenset(
 )
 #: Types a task's log may hold (``error`` may be logged by an agent reporting a failure).
 LOGGED_EVENTS = frozenset(set(E) - CONNECTION_EVENTS)
-#: Logged types only the server itself writes (from REST changes); publishers may not send them.
-SERVER_ONLY_EVENTS = frozenset({E.TASK_CREATED, E.TASK_DELETED})
+#: Types of the events that log what happened to a request (their data: the whole Request).
+REQUEST_EVENTS = frozenset(
+    {E.REQUEST_OPENED, E.REQUEST_ANSWERED, E.REQUEST_EXPIRED, E.REQUEST_CANCELLED}
+)
+#: Logged types only the server itself writes (from REST changes, requests); publishers may
+#: not send them.
+SERVER_ONLY_EVENTS = frozenset({E.TASK_CREATED, E.TASK_DELETED}) | REQUEST_EVENTS
 
 #: Task status each status event moves the task to.
 STATUS_EVENTS: dict[WebSocketEventType, str] = {

@@ -168,6 +168,11 @@ class Task(_Read):
     lease: Lease | None = Field(
         default=None, description="The agent holding the task and until when (None: nobody)."
     )
+    needs_input: bool = Field(
+        default=False,
+        description="True while the task has an open request (a question or an approval "
+        "waiting for a person): GET /api/v1/requests?task_id=… lists them.",
+    )
 
 
 class TaskPage(BaseModel):
@@ -329,14 +334,23 @@ class TaskReplace(_Write):
         description="Ignored: leases change only by claiming and releasing.",
         json_schema_extra=_READ_ONLY,
     )
+    #: ignored whatever it holds, like ``lease``: requests set it, and it changes whenever
+    #: one is opened or answered
+    needs_input: JsonValue = Field(
+        default=None,
+        description="Ignored: it follows the task's open requests.",
+        json_schema_extra=_READ_ONLY,
+    )
 
     def sent_fields(self) -> set[str]:
         """The writable fields the client sent (what the ``task_updated`` event lists)."""
-        return set(self.model_fields_set) - set(self.READ_ONLY) - {"lease"}
+        return set(self.model_fields_set) - set(self.READ_ONLY) - {"lease", "needs_input"}
 
     def writable(self) -> dict[str, Any]:
         """The writable fields besides ``status``, ``sections`` and ``tags``, with defaults."""
-        return self.model_dump(exclude={"status", "sections", "tags", "lease", *self.READ_ONLY})
+        return self.model_dump(
+            exclude={"status", "sections", "tags", "lease", "needs_input", *self.READ_ONLY}
+        )
 
 
 def _nulls_refused(schema: dict[str, Any], model: type[BaseModel]) -> None:

@@ -26,7 +26,8 @@ class SortField(StrEnum):
 class TaskQuery:
     """A filtered, sorted page of tasks. Empty filters match everything.
 
-    ``search`` matches case-insensitively in the title and the description.
+    ``search`` matches case-insensitively in the title and the description; ``needs_input``
+    (None: either) keeps the tasks that have (true) or have not (false) an open request.
     Ties in the sort order are broken by id, so pages never overlap.
     """
 
@@ -34,6 +35,7 @@ class TaskQuery:
     agent_id: str | None = None
     tag: str | None = None
     search: str | None = None
+    needs_input: bool | None = None
     sort: SortField = SortField.CREATED_AT
     descending: bool = True
     limit: int = DEFAULT_PAGE_SIZE

@@ -11,17 +11,28 @@ Adding a tool is a model, an ``async def`` taking ``(Services, Actor, model)`` a
 are then recorded on that task).
 """
 
+import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from taskline.domain.actors import Actor, ActorKind
+from taskline.domain.errors import InvalidInputError
 from taskline.domain.events import EventIn, WebSocketEventType
 from taskline.domain.models import AuthorKind, MessageCreate, SectionCreate, SubtaskCreate
 from taskline.domain.preconditions import IfMatch
 from taskline.domain.queries import TaskQuery
+from taskline.domain.requests import (
+    Request,
+    RequestAnswer,
+    RequestKind,
+    RequestSpec,
+    RequestStatus,
+    Risk,
+)
 from taskline.domain.status import TaskStatus, check_transition
 from taskline.service import Services
 
@@ -34,6 +45,7 @@ E = WebSocketEventType
 TaskId = Annotated[str, Field(min_length=1, max_length=80)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 Text = Annotated[str, Field(min_length=1, max_length=20_000)]
+RequestId = Annotated[str, Field(min_length=1, max_length=80)]
 
 
 class _Args(BaseModel):
@@ -84,8 +96,32 @@ class PostMessage(_OnTask):
     content: Text
 
 
+class Approval(_Args):
+    name: str = Field(min_length=1, max_length=200)
+    arguments: dict[str, JsonValue] = Field(default_factory=dict)
+    reason: str | None = None
+    risk: Risk = Risk.MEDIUM
+
+
 class AskPerson(_OnTask):
     question: Text
+    choices: list[str] | None = Field(None, max_length=50)
+    response_schema: dict[str, JsonValue] | None = None
+    approval: Approval | None = None
+    wait_seconds: float = Field(25, ge=0, le=50)
+
+
+class GetRequest(_Args):
+    request_id: RequestId
+    wait_seconds: float = Field(0, ge=0, le=50)
+
+
+class AnswerRequest(_Args):
+    request_id: RequestId
+    answer: str | None = Field(None, description="text; JSON if it has a response_schema")
+    decision: Literal["approve", "reject"] | None = None
+    arguments: dict[str, JsonValue] | None = Field(None, description="approve with these")
+    comment: str | None = None
 
 
 class CompleteTask(_OnTask):
@@ -223,12 +259,80 @@ async def post_message(services: Services, actor: Actor, args: PostMessage) -> J
 
 
 async def ask_person(services: Services, actor: Actor, args: AskPerson) -> JsonValue:
-    posted = await _post(services, actor, args.task_id, f"Question: {args.question}")
-    posted["note"] = (
-        "Posted to the task's thread, where people watching the task see it. Taskline cannot "
-        "wait for the answer yet: carry on, and read replies later with get_task."
+    approval = args.approval
+    spec = _parsed(
+        RequestSpec,
+        {
+            "kind": RequestKind.QUESTION if approval is None else RequestKind.APPROVAL,
+            "question": args.question,
+            "choices": args.choices,
+            "response_schema": args.response_schema,
+            "action": None if approval is None else approval.model_dump(),
+        },
     )
-    return posted
+    request = await services.requests.open(actor, args.task_id, spec)
+    return _request(await _wait(services, actor, request, args.wait_seconds))
+
+
+async def get_request(services: Services, actor: Actor, args: GetRequest) -> JsonValue:
+    request = await services.requests.get(actor, args.request_id)
+    return _request(await _wait(services, actor, request, args.wait_seconds))
+
+
+async def answer_request(services: Services, actor: Actor, args: AnswerRequest) -> JsonValue:
+    members = args.model_dump(exclude={"request_id"}, exclude_unset=True)
+    if args.answer is not None:
+        request = await services.requests.get(actor, args.request_id)
+        if request.response_schema is not None:  # the answer is JSON, sent as its text
+            try:
+                members["answer"] = json.loads(args.answer)
+            except ValueError as exc:
+                raise InvalidInputError(f"answer: not JSON: {exc}", field="answer") from None
+    reply = _parsed(RequestAnswer, members)
+    return _request(await services.requests.answer(actor, args.request_id, reply))
+
+
+async def _wait(services: Services, actor: Actor, request: Request, seconds: float) -> Request:
+    """Wait up to ``seconds`` for the open request to be answered (the service's long poll,
+    asked again until the time is spent: one wait lasts at most its ``max_wait``)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while request.status == RequestStatus.OPEN and services.requests.max_wait > 0:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            break
+        request = await services.requests.wait(actor, request.id, remaining)
+    return request
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _parsed(model: type[_M], values: dict[str, Any]) -> _M:
+    """``values`` as ``model``; what it refuses is an :class:`InvalidInputError` (a tool error)."""
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "arguments"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise InvalidInputError(f"{where}: {message}", field=where) from None
+
+
+def _request(request: Request) -> dict[str, JsonValue]:
+    """What a tool says of a request: its outcome, or that it is open (poll get_request)."""
+    answer: dict[str, JsonValue] = {"request_id": request.id, "status": request.status.value}
+    if request.status == RequestStatus.OPEN:
+        answer["note"] = "No answer yet: call get_request with wait_seconds later."
+        return answer
+    if request.status == RequestStatus.ANSWERED:
+        answer["answer"] = request.answer
+    elif request.status == RequestStatus.APPROVED:
+        assert request.action is not None
+        edited = request.arguments
+        answer["arguments"] = edited if edited is not None else request.action.arguments
+    answer["comment"] = request.comment
+    return answer
 
 
 async def complete_task(services: Services, actor: Actor, args: CompleteTask) -> JsonValue:
@@ -352,9 +456,23 @@ TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec("post_message", "Post a message in the task's thread.", PostMessage, post_message),
     ToolSpec(
         "ask_person",
-        "Ask the people on the task a question (posted in its thread; no wait for the answer).",
+        "Ask a person a question, or to approve an action; waits for the answer.",
         AskPerson,
         ask_person,
+    ),
+    ToolSpec(
+        "get_request",
+        "A request's answer (or status open); may wait for it.",
+        GetRequest,
+        get_request,
+        on_task=False,
+    ),
+    ToolSpec(
+        "answer_request",
+        "Answer a request (people only): answer, or decision to approve/reject an approval.",
+        AnswerRequest,
+        answer_request,
+        on_task=False,
     ),
     ToolSpec(
         "complete_task",
@@ -404,6 +522,8 @@ def _lean(node: Any, definitions: dict[str, Any]) -> Any:
     if isinstance(choices, list) and {"type": "null"} in choices and len(choices) == 2:
         (kept,) = (c for c in choices if c != {"type": "null"})
         node = {**{k: v for k, v in node.items() if k != "anyOf"}, **kept}
+        if "$ref" in kept:  # an optional model: inline it as well
+            return _lean(node, definitions)
     if node.get("default", ...) is None:
         node = {k: v for k, v in node.items() if k != "default"}
     lean = {

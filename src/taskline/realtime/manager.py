@@ -36,7 +36,12 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketState
 
 from taskline.domain.errors import InvalidInputError, NotFoundError, StorageError
-from taskline.domain.events import ConnectionInfo, WebSocketEventType, WebSocketMessage
+from taskline.domain.events import (
+    REQUEST_EVENTS,
+    ConnectionInfo,
+    WebSocketEventType,
+    WebSocketMessage,
+)
 from taskline.domain.ids import new_id
 from taskline.realtime.catch_up import CatchUp
 from taskline.realtime.channel import DirectChannel, direct_channel
@@ -62,8 +67,9 @@ __all__ = ["BOARD_EVENTS", "ConnectionManager", "CursorVoidError", "Sender"]
 logger = logging.getLogger("taskline.realtime")
 E = WebSocketEventType
 
-#: Task-level changes the board stream (/ws/board) carries.
-BOARD_EVENTS = frozenset(
+#: Task-level changes the board stream (/ws/board) carries, and the requests (the UI's
+#: "Needs you" inbox follows them there).
+BOARD_EVENTS = REQUEST_EVENTS | frozenset(
     {
         E.TASK_CREATED,
         E.TASK_UPDATED,

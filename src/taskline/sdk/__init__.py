@@ -60,6 +60,7 @@ from taskline.sdk._credentials import (
 )
 from taskline.sdk._errors import (
     ApiError,
+    ApprovalRejected,
     ClientClosedError,
     Conflict,
     ConnectionReplacedError,
@@ -73,6 +74,7 @@ from taskline.sdk._errors import (
     NotFound,
     PreconditionFailed,
     PreconditionRequired,
+    RequestNotAnswered,
     RunStateError,
     ServerUnreachableError,
     TasklineAuthError,
@@ -82,6 +84,7 @@ from taskline.sdk._errors import (
 from taskline.sdk._models import (
     ClaimedTask,
     Command,
+    Decision,
     EventPage,
     HumanMessage,
     IssuedToken,
@@ -90,6 +93,7 @@ from taskline.sdk._models import (
     TaskState,
 )
 from taskline.sdk._run import (
+    ApprovalGate,
     MessageStream,
     Run,
     RunPhase,
@@ -108,6 +112,8 @@ __all__ = [
     "DEFAULT_URL",
     "AgentConnection",
     "ApiError",
+    "ApprovalGate",
+    "ApprovalRejected",
     "AsyncClient",
     "Backoff",
     "ClaimedTask",
@@ -118,6 +124,7 @@ __all__ = [
     "ConnectionReplacedError",
     "CredentialsError",
     "CursorVoidError",
+    "Decision",
     "DeliveryOptions",
     "DeliveryTimeoutError",
     "EventPage",
@@ -132,6 +139,7 @@ __all__ = [
     "NotFound",
     "PreconditionFailed",
     "PreconditionRequired",
+    "RequestNotAnswered",
     "Run",
     "RunPhase",
     "RunState",

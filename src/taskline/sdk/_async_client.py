@@ -13,6 +13,7 @@ import httpx
 from taskline.domain.events import EventIn
 from taskline.domain.ids import ID_PATTERN, new_id
 from taskline.domain.models import Agent, Message, Section, Subtask, Task, TaskPage
+from taskline.domain.requests import Request
 from taskline.sdk import _endpoints as api
 from taskline.sdk._agent import AgentConnector, AgentLink, LinkState
 from taskline.sdk._config import (
@@ -23,7 +24,7 @@ from taskline.sdk._config import (
     DeliveryOptions,
 )
 from taskline.sdk._credentials import resolve_token
-from taskline.sdk._errors import ClientClosedError, TasklineClientError
+from taskline.sdk._errors import ClientClosedError, ServerUnreachableError, TasklineClientError
 from taskline.sdk._http import Call, IfMatch, request_headers, server_url, transport_errors
 from taskline.sdk._models import (
     ClaimedTask,
@@ -346,6 +347,80 @@ class AsyncClient:
         before the claim). :class:`LeaseLost` when this agent does not hold it."""
         return await self._send(api.release(task_id))
 
+    # --- requests (questions and approvals for people)
+
+    async def open_request(self, task_id: str, kind: str, question: str, **fields: Any) -> Request:
+        """Ask a person on the task: ``kind`` ``question`` (``response_schema=``, ``choices=``)
+        or ``approval`` (``action={"name": …, "arguments": {…}, "reason": …, "risk": …}``);
+        ``expires_in=`` seconds, ``run_id=``, ``tool_call_id=``. The request is open until a
+        person answers it; :meth:`wait_request` waits for that."""
+        body = {"kind": kind, "question": question, **fields}
+        return await self._send(api.open_request(task_id, body))
+
+    async def get_request(self, request_id: str, *, wait: float = 0) -> Request:
+        """The request; with ``wait`` (at most 30 s), once it is no longer open or ``wait``
+        seconds passed (then still open)."""
+        return await self._send(api.get_request(request_id, wait))
+
+    async def wait_request(self, request_id: str, *, timeout: float | None = None) -> Request:
+        """Wait until the request is no longer open and return it; after ``timeout`` seconds
+        (None: no limit) return it still open. Long polls of at most 30 s, one after another;
+        a server that cannot be reached (restarting, say) is asked again after a backoff —
+        the request is durable, so nothing is lost meanwhile."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        delays = self.delivery.backoff.delays()
+        while True:
+            remaining = _MAX_POLL if deadline is None else deadline - loop.time()
+            try:
+                request = await self.get_request(
+                    request_id, wait=max(0.0, min(_MAX_POLL, remaining))
+                )
+            except ServerUnreachableError:
+                if deadline is not None and loop.time() >= deadline:
+                    raise
+                await asyncio.sleep(next(delays))
+                continue
+            delays = self.delivery.backoff.delays()
+            if request.status != "open" or (deadline is not None and loop.time() >= deadline):
+                return request
+
+    async def list_requests(
+        self, status: str | Iterable[str] | None = None, *, task_id: str | None = None
+    ) -> list[Request]:
+        """Requests oldest first (``status="open"``: the inbox), of every task or one."""
+        statuses = [status] if isinstance(status, str) else list(status or ())
+        return await self._send(api.list_requests(statuses, task_id))
+
+    async def answer_request(
+        self, request_id: str, answer: Any, *, comment: str | None = None
+    ) -> Request:
+        """Answer a question (people only); :class:`InvalidRequest` when the answer fails its
+        choices or schema, :class:`Conflict` when it is no longer open."""
+        return await self._send(
+            api.answer_request(request_id, _reply(answer=answer, comment=comment))
+        )
+
+    async def approve(
+        self,
+        request_id: str,
+        *,
+        arguments: Mapping[str, Any] | None = None,
+        comment: str | None = None,
+    ) -> Request:
+        """Approve an approval, with edited ``arguments`` (None: as asked)."""
+        reply = _reply(decision="approve", arguments=arguments, comment=comment)
+        return await self._send(api.answer_request(request_id, reply))
+
+    async def reject(self, request_id: str, *, comment: str | None = None) -> Request:
+        """Reject an approval, saying why in ``comment``."""
+        reply = _reply(decision="reject", comment=comment)
+        return await self._send(api.answer_request(request_id, reply))
+
+    async def cancel_request(self, request_id: str, *, reason: str | None = None) -> Request:
+        """Cancel an open request (whoever asked it, or a person)."""
+        return await self._send(api.cancel_request(request_id, reason))
+
     async def next_task(self, agent_id: str) -> Task | None:
         """Return the oldest ``pending`` task assigned to the agent, or None when there is none.
 
@@ -615,3 +690,12 @@ class AgentConnection:
 def _section(title: str, subtasks: Iterable[str | Mapping[str, Any]]) -> dict[str, Any]:
     items = [{"title": s} if isinstance(s, str) else dict(s) for s in subtasks]
     return {"title": title, "subtasks": items}
+
+
+#: The longest one long poll on a request lasts (the server's bound).
+_MAX_POLL = 30.0
+
+
+def _reply(**members: Any) -> dict[str, Any]:
+    """An answer's body: the members given (``answer`` always, even null), others if set."""
+    return {k: v for k, v in members.items() if k == "answer" or v is not None}

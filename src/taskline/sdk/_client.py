@@ -9,6 +9,7 @@ from typing import Any, Self, TypeVar
 import httpx
 
 from taskline.domain.models import Agent, Message, Section, Subtask, Task, TaskPage
+from taskline.domain.requests import Request
 from taskline.sdk import _endpoints as api
 from taskline.sdk._async_client import AsyncClient, EventLike, event_payloads
 from taskline.sdk._config import (
@@ -319,6 +320,59 @@ class Client:
         """Give a claimed task back (pending; unassigned unless it was assigned to this agent
         before the claim). :class:`LeaseLost` when this agent does not hold it."""
         return self._send(api.release(task_id))
+
+    # --- requests (questions and approvals for people)
+
+    def open_request(self, task_id: str, kind: str, question: str, **fields: Any) -> Request:
+        """Ask a person on the task; see :meth:`AsyncClient.open_request`."""
+        body = {"kind": kind, "question": question, **fields}
+        return self._send(api.open_request(task_id, body))
+
+    def get_request(self, request_id: str, *, wait: float = 0) -> Request:
+        """The request; with ``wait`` (at most 30 s), once it is no longer open."""
+        return self._send(api.get_request(request_id, wait))
+
+    def list_requests(
+        self, status: str | Iterable[str] | None = None, *, task_id: str | None = None
+    ) -> list[Request]:
+        """Requests oldest first (``status="open"``: the inbox), of every task or one."""
+        statuses = [status] if isinstance(status, str) else list(status or ())
+        return self._send(api.list_requests(statuses, task_id))
+
+    def answer_request(
+        self, request_id: str, answer: Any, *, comment: str | None = None
+    ) -> Request:
+        """Answer a question (people only)."""
+        body: dict[str, Any] = {"answer": answer}
+        if comment is not None:
+            body["comment"] = comment
+        return self._send(api.answer_request(request_id, body))
+
+    def approve(
+        self,
+        request_id: str,
+        *,
+        arguments: Mapping[str, Any] | None = None,
+        comment: str | None = None,
+    ) -> Request:
+        """Approve an approval, with edited ``arguments`` (None: as asked)."""
+        body: dict[str, Any] = {"decision": "approve"}
+        if arguments is not None:
+            body["arguments"] = dict(arguments)
+        if comment is not None:
+            body["comment"] = comment
+        return self._send(api.answer_request(request_id, body))
+
+    def reject(self, request_id: str, *, comment: str | None = None) -> Request:
+        """Reject an approval, saying why in ``comment``."""
+        body: dict[str, Any] = {"decision": "reject"}
+        if comment is not None:
+            body["comment"] = comment
+        return self._send(api.answer_request(request_id, body))
+
+    def cancel_request(self, request_id: str, *, reason: str | None = None) -> Request:
+        """Cancel an open request (whoever asked it, or a person)."""
+        return self._send(api.cancel_request(request_id, reason))
 
     def next_task(self, agent_id: str) -> Task | None:
         """Return the oldest ``pending`` task assigned to the agent, or None when there is none.

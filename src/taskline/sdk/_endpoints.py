@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from taskline.domain.models import Agent, Message, Section, Subtask, Task, TaskPage
+from taskline.domain.requests import Request
 from taskline.sdk._http import (
     Call,
     IfMatch,
@@ -35,6 +36,8 @@ from taskline.sdk._models import (
 __all__ = [
     "add_section",
     "add_subtask",
+    "answer_request",
+    "cancel_request",
     "claim",
     "control",
     "create_agent",
@@ -47,13 +50,16 @@ __all__ = [
     "events",
     "export",
     "get_agent",
+    "get_request",
     "get_task",
     "health",
     "import_tasks",
     "list_agents",
     "list_messages",
+    "list_requests",
     "list_tasks",
     "next_task",
+    "open_request",
     "post_message",
     "publish",
     "release",
@@ -293,3 +299,40 @@ def renew_lease(task_id: str, lease_seconds: float | None) -> Call[ClaimedTask]:
 
 def release(task_id: str) -> Call[Task]:
     return Call("POST", f"{_task(task_id)}/release", model(Task))
+
+
+# --- requests (questions and approvals for people)
+
+REQUESTS = "/api/v1/requests"
+#: How much longer than the server's long poll a client waits for its answer.
+_POLL_MARGIN = 10.0
+
+
+def open_request(task_id: str, body: Mapping[str, Any]) -> Call[Request]:
+    return Call("POST", f"{_task(task_id)}/requests", model(Request), json=jsonable(body))
+
+
+def get_request(request_id: str, wait: float = 0) -> Call[Request]:
+    path = f"{REQUESTS}/{path_id(request_id)}"
+    if wait <= 0:
+        return Call("GET", path, model(Request))
+    return Call(
+        "GET", path, model(Request), params={"wait": wait}, read_timeout=wait + _POLL_MARGIN
+    )
+
+
+def list_requests(status: Iterable[str], task_id: str | None) -> Call[list[Request]]:
+    params: dict[str, Any] = {"status": list(status)}
+    if task_id is not None:
+        params["task_id"] = task_id
+    return Call("GET", REQUESTS, model_list(Request, key="requests"), params=params)
+
+
+def answer_request(request_id: str, body: Mapping[str, Any]) -> Call[Request]:
+    path = f"{REQUESTS}/{path_id(request_id)}/answer"
+    return Call("POST", path, model(Request), json=jsonable(body))
+
+
+def cancel_request(request_id: str, reason: str | None) -> Call[Request]:
+    body = {"reason": reason} if reason is not None else {}
+    return Call("POST", f"{REQUESTS}/{path_id(request_id)}/cancel", model(Request), json=body)

@@ -5,6 +5,8 @@
     TasklineClientError            base of everything below
     ├── ClientClosedError          the client was used after close() (also a RuntimeError)
     ├── RunStateError              a run was used outside its life (also a RuntimeError)
+    ├── RequestNotAnswered         a request expired or was cancelled before an answer
+    │   └── ApprovalRejected       a person rejected an approval (its comment says why)
     ├── InvalidEvent               an event failed the SDK's own check; nothing was sent
     │                              (also a ValueError)
     ├── ConnectionReplacedError    another connection took over this agent (close 4000)
@@ -35,6 +37,7 @@ from typing import Any
 
 __all__ = [
     "ApiError",
+    "ApprovalRejected",
     "ClientClosedError",
     "Conflict",
     "ConnectionReplacedError",
@@ -48,6 +51,7 @@ __all__ = [
     "NotFound",
     "PreconditionFailed",
     "PreconditionRequired",
+    "RequestNotAnswered",
     "RunStateError",
     "ServerUnreachableError",
     "TasklineAuthError",
@@ -249,6 +253,30 @@ class EventRejected(ApiError):
 
 class RunStateError(TasklineClientError, RuntimeError):
     """A run was used outside its life: before entering, after leaving, or finished twice."""
+
+
+class RequestNotAnswered(TasklineClientError):
+    """A request to a person ended without the answer asked for: it expired (nobody answered
+    in time), was cancelled (by a person, or because its task ended), or — the subclass
+    :class:`ApprovalRejected` — a person rejected the approval.
+
+    Attributes:
+        request: the request as it ended (``status``, ``resolved_by``, ``comment``).
+        status: its status (``expired``, ``cancelled``, ``rejected``).
+        comment: what the person (or the server) said, if anything.
+    """
+
+    def __init__(self, request: Any) -> None:
+        self.request = request
+        self.status = str(request.status.value)
+        self.comment: str | None = request.comment
+        who = f" by {request.resolved_by}" if request.resolved_by else ""
+        why = f": {request.comment}" if request.comment else ""
+        super().__init__(f"request {request.id} was {self.status}{who}{why}")
+
+
+class ApprovalRejected(RequestNotAnswered):
+    """A person rejected the approval; ``comment`` is what they said (None: nothing)."""
 
 
 class InvalidEvent(TasklineClientError, ValueError):

@@ -84,9 +84,21 @@ class Call(Generic[T]):
     json: Any = None
     content: bytes | None = None
     headers: Mapping[str, str] | None = None
+    #: seconds to wait for the answer (None: the client's timeout), for a long poll
+    read_timeout: float | None = None
 
     def request(self, http: httpx.Client | httpx.AsyncClient) -> httpx.Request:
-        """Build the request on ``http`` (its base URL, headers and timeout apply)."""
+        """Build the request on ``http`` (its base URL, headers and timeout apply; a
+        ``read_timeout`` replaces the client's for reading the answer)."""
+        extra: dict[str, Any] = {}
+        if self.read_timeout is not None:
+            timeout = http.timeout
+            extra["timeout"] = httpx.Timeout(
+                connect=timeout.connect,
+                read=self.read_timeout,
+                write=timeout.write,
+                pool=timeout.pool,
+            )
         return http.build_request(
             self.method,
             self.path,
@@ -94,6 +106,7 @@ class Call(Generic[T]):
             json=self.json,
             content=self.content,
             headers=self.headers,
+            **extra,
         )
 
     def handle(self, response: httpx.Response) -> T:
@@ -184,12 +197,15 @@ def model(kind: type[M]) -> Parser[M]:
     return parse
 
 
-def model_list(kind: type[M]) -> Parser[list[M]]:
-    """Parse the body as a JSON array of ``kind``."""
+def model_list(kind: type[M], *, key: str | None = None) -> Parser[list[M]]:
+    """Parse the body as a JSON array of ``kind`` (``key``: the array is that member of a
+    JSON object)."""
 
     def parse(response: httpx.Response) -> list[M]:
         try:
             items = response.json()
+            if key is not None:
+                items = items.get(key) if isinstance(items, dict) else None
             if not isinstance(items, list):
                 raise ValueError("expected a JSON array")
             return [kind.model_validate(item) for item in items]

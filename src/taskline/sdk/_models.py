@@ -13,6 +13,7 @@ from taskline.domain.models import Lease, Message, Task
 __all__ = [
     "ClaimedTask",
     "Command",
+    "Decision",
     "EventPage",
     "HumanMessage",
     "IssuedToken",
@@ -139,3 +140,13 @@ class Command:
             message=message,
             run=dict(raw_run) if isinstance(raw_run, dict) else None,
         )
+
+
+class Decision(BaseModel):
+    """A person approved an action (:meth:`Run.approval`): run it with ``arguments`` (what
+    they edited, else what was asked); ``comment`` is what they said."""
+
+    approved: bool
+    arguments: dict[str, Any]
+    comment: str | None = None
+    request_id: str

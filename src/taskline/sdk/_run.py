@@ -32,15 +32,21 @@ from taskline.domain.models import Agent, Task
 from taskline.domain.status import TERMINAL_STATUSES, AgentStatus, TaskStatus
 from taskline.sdk._agent import AgentLink
 from taskline.sdk._config import CLIENT_DEFAULT, ClientDefault
-from taskline.sdk._errors import RunStateError, TasklineClientError
+from taskline.sdk._errors import (
+    ApprovalRejected,
+    RequestNotAnswered,
+    RunStateError,
+    TasklineClientError,
+)
 from taskline.sdk._events import build_event
 from taskline.sdk._http import jsonable
-from taskline.sdk._models import Command, HumanMessage
+from taskline.sdk._models import Command, Decision, HumanMessage
 
 if TYPE_CHECKING:
     from taskline.sdk._async_client import AsyncClient
 
 __all__ = [
+    "ApprovalGate",
     "CommandCallback",
     "MessageCallback",
     "MessageStream",
@@ -440,6 +446,72 @@ class Run:
         """A subtask of this task, to tick off: ``await run.subtask(id).done()``."""
         return SubtaskRef(self, subtask_id)
 
+    # --- asking people
+
+    async def ask(
+        self,
+        question: str,
+        *,
+        schema: dict[str, Any] | None = None,
+        choices: list[str] | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Ask a person on the task and wait for the answer; return it (any JSON).
+
+        ``schema``: a JSON Schema the answer must validate against (the server refuses
+        others); ``choices``: the answer is one of these strings. ``timeout``: seconds until
+        the request expires unanswered (None: it waits for as long as it takes). The task
+        needs input meanwhile (``needs_input`` on the board). The request is durable: a lost
+        connection, or a restart of the server, only delays the answer.
+
+        Raises:
+            RequestNotAnswered: it expired, or was cancelled (by a person, or because the
+                task ended).
+        """
+        self._check_running()
+        fields: dict[str, Any] = {"run_id": self.run_id}
+        if schema is not None:
+            fields["response_schema"] = schema
+        if choices is not None:
+            fields["choices"] = list(choices)
+        if timeout is not None:
+            fields["expires_in"] = timeout
+        await self.flush()  # the log shows what the agent did before it asked
+        request = await self._client.open_request(self.task_id, "question", question, **fields)
+        answered = await self._client.wait_request(request.id)
+        if answered.status != "answered":
+            raise RequestNotAnswered(answered)
+        return answered.answer
+
+    def approval(
+        self,
+        name: str,
+        arguments: dict[str, Any] | None = None,
+        *,
+        reason: str | None = None,
+        risk: str = "medium",
+        question: str | None = None,
+        timeout: float | None = None,
+    ) -> "ApprovalGate":
+        """Ask a person to approve an action before running it::
+
+            async with run.approval("delete_branch", {"branch": b}, risk="high") as decision:
+                delete_branch(**decision.arguments)   # what the person approved (maybe edited)
+
+        Entering waits for the decision; a rejection raises :class:`ApprovalRejected` (with
+        the person's comment) before the body runs; an expiry (``timeout`` seconds) or a
+        cancellation raises :class:`RequestNotAnswered`.
+        """
+        return ApprovalGate(
+            self,
+            name,
+            dict(arguments or {}),
+            reason=reason,
+            risk=risk,
+            question=question,
+            timeout=timeout,
+        )
+
     async def complete(self, result: Any = None) -> str:
         """Complete the task with ``result`` (any JSON; it becomes the task's ``result``).
 
@@ -475,6 +547,60 @@ class Run:
         if self.cancelled:
             raise RunStateError("a person cancelled the task; it can no longer finish otherwise")
         self._outcome = outcome
+
+
+class ApprovalGate:
+    """``async with run.approval(...) as decision``: see :meth:`Run.approval`."""
+
+    def __init__(
+        self,
+        run: Run,
+        name: str,
+        arguments: dict[str, Any],
+        *,
+        reason: str | None,
+        risk: str,
+        question: str | None,
+        timeout: float | None,
+    ) -> None:
+        self.run = run
+        self.action = {"name": name, "arguments": jsonable(arguments), "risk": risk}
+        if reason is not None:
+            self.action["reason"] = reason
+        self.question = question or f"Approve {name}?"
+        self.timeout = timeout
+        self.decision: Decision | None = None
+
+    async def __aenter__(self) -> Decision:
+        run = self.run
+        run._check_running()
+        fields: dict[str, Any] = {"run_id": run.run_id, "action": self.action}
+        if self.timeout is not None:
+            fields["expires_in"] = self.timeout
+        await run.flush()
+        client = run._client
+        request = await client.open_request(run.task_id, "approval", self.question, **fields)
+        decided = await client.wait_request(request.id)
+        if decided.status == "rejected":
+            raise ApprovalRejected(decided)
+        if decided.status != "approved":
+            raise RequestNotAnswered(decided)
+        edited = decided.arguments
+        self.decision = Decision(
+            approved=True,
+            arguments=edited if edited is not None else dict(self.action["arguments"]),
+            comment=decided.comment,
+            request_id=decided.id,
+        )
+        return self.decision
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
 
 
 class ToolCall:

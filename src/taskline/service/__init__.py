@@ -24,6 +24,7 @@ from taskline.service.agui_watch import AguiWatch
 from taskline.service.claims import ClaimService
 from taskline.service.events import EventService
 from taskline.service.identity import Identity
+from taskline.service.requests import RequestService
 from taskline.service.steering import Steering
 from taskline.service.tasks import TaskService
 from taskline.service.transfer import Transfer
@@ -46,6 +47,8 @@ class Services:
             is refused).
         lease_seconds, lease_max_seconds, lease_sweep_interval: claims' leases (see
             ClaimService).
+        request_max_wait, request_sweep_interval: requests' longest wait and expiry sweeper
+            (see RequestService).
     """
 
     def __init__(
@@ -65,6 +68,8 @@ class Services:
         lease_seconds: float = 300.0,
         lease_max_seconds: float = 3600.0,
         lease_sweep_interval: float = 5.0,
+        request_max_wait: float = 30.0,
+        request_sweep_interval: float = 5.0,
     ) -> None:
         self.database = database
         self.bus = bus
@@ -88,6 +93,13 @@ class Services:
             max_lease_seconds=lease_max_seconds,
             sweep_interval=lease_sweep_interval,
         )
+        self.requests = RequestService(
+            database,
+            self.writes,
+            max_wait=request_max_wait,
+            sweep_interval=request_sweep_interval,
+        )
+        bus.add_listener(self.requests.on_committed)  # wakes waiters, in every process
         self.hub = AgentHub(
             self.agents,
             stale_after=stale_after,
@@ -117,13 +129,15 @@ class Services:
         await self.database.ping()
 
     async def start(self) -> None:
-        """Start the agent hub and the lease sweeper."""
+        """Start the agent hub and the sweepers (leases, requests)."""
         await self.hub.start()
         await self.claims.start()
+        await self.requests.start()
 
     async def stop(self) -> None:
-        """Stop the lease sweeper and the built-in agent's runs, disconnect agents, then stop
-        taking publishes (queued ones fail)."""
+        """Stop the sweepers (and end requests' waits) and the built-in agent's runs,
+        disconnect agents, then stop taking publishes (queued ones fail)."""
+        await self.requests.stop()
         await self.claims.stop()
         await self.agui.stop()
         await self.hub.stop()

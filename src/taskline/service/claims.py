@@ -11,9 +11,6 @@ Leases that ran out are given back by a sweeper (:meth:`ClaimService.start`, eve
 transaction, so a claim never waits for the sweeper to find a task that is free again.
 """
 
-import asyncio
-import contextlib
-import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -30,6 +27,7 @@ from taskline.domain.leases import (
 )
 from taskline.domain.models import AgentCreate, Task, utc_now
 from taskline.domain.status import TaskStatus, check_return
+from taskline.service.periodic import Periodic
 from taskline.service.writes import Change, Writes
 from taskline.store.agents import AgentStore
 from taskline.store.database import Database
@@ -39,7 +37,6 @@ from taskline.store.tasks import TaskStore
 
 __all__ = ["ClaimService"]
 
-logger = logging.getLogger("taskline.service")
 
 #: The actor (and source) of expiries: the server itself.
 EXPIRY = Actor.system("leases")
@@ -69,7 +66,12 @@ class ClaimService:
         self.lease_seconds = lease_seconds
         self.max_lease_seconds = max(max_lease_seconds, lease_seconds)
         self.sweep_interval = sweep_interval
-        self._sweeper: asyncio.Task[None] | None = None
+        self._sweeper = Periodic(
+            self.expire,
+            interval=sweep_interval,
+            name="taskline-lease-sweeper",
+            what="giving back expired leases",
+        )
         self.expired = 0  #: leases given back since the start
 
     # --- claiming ---------------------------------------------------------------------------
@@ -212,26 +214,11 @@ class ClaimService:
 
     async def start(self) -> None:
         """Start the sweeper (a no-op when it runs already)."""
-        if self._sweeper is None or self._sweeper.done():
-            self._sweeper = asyncio.create_task(self._sweep(), name="taskline-lease-sweeper")
+        await self._sweeper.start()
 
     async def stop(self) -> None:
         """Stop the sweeper (a round in progress is rolled back)."""
-        sweeper, self._sweeper = self._sweeper, None
-        if sweeper is not None:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
-
-    async def _sweep(self) -> None:
-        while True:
-            try:
-                await self.expire()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a database hiccup: the next round tries again
-                logger.exception("giving back expired leases failed")
-            await asyncio.sleep(self.sweep_interval)
+        await self._sweeper.stop()
 
     async def _expire(self, change: Change, leases: LeaseStore) -> list[str]:
         returned = await leases.expire_due(utc_now(), limit=_SWEEP_BATCH)

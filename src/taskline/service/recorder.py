@@ -43,7 +43,8 @@ from taskline.domain.errors import NotFoundError, TasklineError
 from taskline.domain.events import STATUS_EVENTS, EventIn, WebSocketEventType, WebSocketMessage
 from taskline.domain.leases import LeaseState, fence, on_status
 from taskline.domain.models import utc_now
-from taskline.domain.status import TaskStatus
+from taskline.domain.status import TERMINAL_STATUSES, TaskStatus
+from taskline.service.request_log import cancel_open
 from taskline.store.agents import AgentStore
 from taskline.store.events import EventLog, LockedLog, event_row
 from taskline.store.leases import LeaseStore
@@ -74,12 +75,18 @@ async def record_events(
     apply: bool = True,
     keep_last: int | None = None,
     max_state_bytes: int = DEFAULT_MAX_STATE_BYTES,
+    followups: list[WebSocketMessage] | None = None,
 ) -> list[WebSocketMessage]:
     """Check, apply and store ``events`` for ``task_id``; return them with their seqs.
 
     Re-sent event ids return the stored event and store nothing. ``keep_last`` trims the log
     to its newest events afterwards (retention); ``max_state_bytes`` bounds the shared state
     (a snapshot or patch that would make it larger is refused).
+
+    A batch that ends the task (completed, failed, cancelled) also cancels its open requests,
+    in this transaction, by the same actor: the events logging that are appended to
+    ``followups`` (the caller dispatches them with the batch), not returned, so what is
+    returned matches ``events`` one to one.
 
     Raises:
         NotFoundError: the task does not exist (and ``apply`` is true).
@@ -96,7 +103,31 @@ async def record_events(
     if keep_last is not None:
         await log.trim(task_id, keep_last=keep_last, log=head)
     await log.save(task_id, head)
+    if _ends(events):
+        cancelled = await cancel_open(
+            session, task_id, by=str(actor), now=utc_now(), comment="the task ended"
+        )
+        if cancelled:
+            after = await record_events(
+                session,
+                task_id,
+                cancelled,
+                actor=actor,
+                source=source,
+                apply=False,
+                keep_last=keep_last,
+            )
+            if followups is not None:
+                followups.extend(after)
     return committed
+
+
+def _ends(events: Sequence[EventIn]) -> bool:
+    """Whether the batch holds an event that ends the task (it was accepted: it did)."""
+    return any(STATUS_EVENTS.get(e.event_type) in _ENDED for e in events)
+
+
+_ENDED = frozenset(s.value for s in TERMINAL_STATUSES)
 
 
 @dataclass(frozen=True, slots=True)

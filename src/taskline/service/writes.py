@@ -60,6 +60,7 @@ class Change:
         apply: bool = True,
     ) -> list[WebSocketMessage]:
         """Record events on a task's log (see :func:`~taskline.service.recorder.record_events`)."""
+        followups: list[WebSocketMessage] = []
         committed = await record_events(
             self.session,
             task_id,
@@ -69,8 +70,10 @@ class Change:
             apply=apply,
             keep_last=self.keep_last,
             max_state_bytes=self.max_state_bytes,
+            followups=followups,
         )
         self.events.extend(committed)
+        self.events.extend(followups)
         return committed
 
     async def start(
@@ -231,7 +234,7 @@ class GroupCommit:
         self.groups += 1
         self.requests += len(group)
         try:
-            outcomes = await self._store(group)
+            stored = await self._store(group)
         except Exception as exc:
             if len(group) == 1:
                 self._settle(group, [exc])
@@ -240,6 +243,7 @@ class GroupCommit:
             for request in group:
                 await self._commit([request])
             return
+        outcomes, followups = stored
         self._settle(group, outcomes)
         committed = [
             m
@@ -247,25 +251,30 @@ class GroupCommit:
             if r.dispatch and isinstance(o, list)
             for m in o
         ]
+        committed.extend(followups)  # what the server logged because of them: always sent
         if committed:
             try:
                 await self.bus.dispatch(committed)
             except Exception:
                 logger.exception("dispatching %d committed events failed", len(committed))
 
-    async def _store(self, group: list[_Publish]) -> list[list[WebSocketMessage] | BaseException]:
-        """One transaction for the group; a refused request gets its error, the rest commit."""
+    async def _store(
+        self, group: list[_Publish]
+    ) -> tuple[list[list[WebSocketMessage] | BaseException], list[WebSocketMessage]]:
+        """One transaction for the group; a refused request gets its error, the rest commit.
+        Also returns the events the server logged because of them (see ``record_events``)."""
         outcomes: list[list[WebSocketMessage] | BaseException] = []
+        followups: list[WebSocketMessage] = []
         async with self.database.write() as session:
             index = 0
             while index < len(group):
                 run = _run_of(group, index)
-                outcomes.extend(await self._store_run(session, run))
+                outcomes.extend(await self._store_run(session, run, followups))
                 index += len(run)
-        return outcomes
+        return outcomes, followups
 
     async def _store_run(
-        self, session: AsyncSession, run: list[_Publish]
+        self, session: AsyncSession, run: list[_Publish], followups: list[WebSocketMessage]
     ) -> list[list[WebSocketMessage] | BaseException]:
         if len(run) > 1:  # read-free publishes: a fixed few statements for all of them
             publishes = [Publish(r.task_id, r.events, r.actor, r.source) for r in run]
@@ -285,6 +294,7 @@ class GroupCommit:
                     source=request.source,
                     keep_last=self.keep_last,
                     max_state_bytes=self.max_state_bytes,
+                    followups=followups,
                 )
             ]
         except TasklineError as exc:  # refused before it wrote anything

@@ -28,6 +28,7 @@ from sqlalchemy.types import JSON
 __all__ = [
     "AGENTS",
     "EVENTS",
+    "REQUESTS",
     "SECTIONS",
     "SUBTASKS",
     "TAGS",
@@ -39,6 +40,7 @@ __all__ = [
     "EventRow",
     "LogMetaRow",
     "MessageRow",
+    "RequestRow",
     "SectionRow",
     "SubtaskRow",
     "TagRow",
@@ -138,6 +140,10 @@ class TaskRow(Base):
     lease_seconds: Mapped[float | None] = mapped_column(Float)
     lease_assigned: Mapped[bool] = mapped_column(Boolean, server_default=false())
     lease_lost_by: Mapped[str | None] = mapped_column(String(80))
+    #: true while the task has an open request (see taskline.domain.requests), kept in the
+    #: transaction that opens, answers, expires or cancels one: the board reads it with the
+    #: row, never per task
+    needs_input: Mapped[bool] = mapped_column(Boolean, server_default=false(), index=True)
 
     sections: Mapped[list["SectionRow"]] = relationship(
         order_by="SectionRow.position",
@@ -220,6 +226,39 @@ class MessageRow(Base):
     __table_args__ = (Index("ix_messages_task_id_created_at", "task_id", "created_at"),)
 
 
+class RequestRow(Base):
+    """A request an agent made of a person (see taskline.domain.requests)."""
+
+    __tablename__ = "requests"
+
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    task_id: Mapped[str] = mapped_column(String(80), ForeignKey("tasks.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    question: Mapped[str] = mapped_column(Text)
+    response_schema: Mapped[Any] = mapped_column(JsonType, nullable=True)
+    choices: Mapped[Any] = mapped_column(JsonType, nullable=True)
+    action: Mapped[Any] = mapped_column(JsonType, nullable=True)
+    tool_call_id: Mapped[str | None] = mapped_column(String(200))
+    run_id: Mapped[str | None] = mapped_column(String(80))
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(String(120))
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resolved_by: Mapped[str | None] = mapped_column(String(120))
+    answer: Mapped[Any] = mapped_column(JsonType, nullable=True)
+    arguments: Mapped[Any] = mapped_column(JsonType, nullable=True)
+    comment: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        # a task's requests, its open ones (needs_input), the inbox (open, oldest first)
+        Index("ix_requests_task_id_status", "task_id", "status"),
+        Index("ix_requests_status_created_at", "status", "created_at"),
+        # the expiry sweeper: open requests by when they expire
+        Index("ix_requests_status_expires_at", "status", "expires_at"),
+    )
+
+
 class TaskLogRow(Base):
     """The head of a task's event log. Kept when the task is deleted, so seqs never restart."""
 
@@ -271,6 +310,7 @@ SECTIONS: Table = SectionRow.__table__  # type: ignore[assignment]
 SUBTASKS: Table = SubtaskRow.__table__  # type: ignore[assignment]
 AGENTS: Table = AgentRow.__table__  # type: ignore[assignment]
 TASK_LOGS: Table = TaskLogRow.__table__  # type: ignore[assignment]
+REQUESTS: Table = RequestRow.__table__  # type: ignore[assignment]
 EVENTS: Table = EventRow.__table__  # type: ignore[assignment]
 
 

@@ -407,6 +407,8 @@ def _filtered(statement: Select[Any], query: TaskQuery) -> Select[Any]:
         )
     if query.ids:
         statement = statement.where(TaskRow.id.in_(query.ids))
+    if query.needs_input is not None:
+        statement = statement.where(TaskRow.needs_input.is_(query.needs_input))
     return statement
 
 

@@ -32,7 +32,7 @@ export class AccountBadge {
     const me = this.session.me;
     const shown = Boolean(me && me.auth);
     this.el.root.hidden = !shown;
-    if (!shown) return;
+    if (!me || !shown) return;
     const name = me.name ?? me.actor;
     setText(this.el.name, name);
     setText(this.el.role, me.role ?? 'no role');

@@ -31,6 +31,7 @@ export class AgentDirectory {
 
   /** Load every agent (replacing what was known). */
   async load() {
+    /** @type {Agent[]} */
     const agents = await api('/api/v1/agents/');
     this.agents = new Map(agents.map((agent) => [agent.id, agent]));
     this.changed();

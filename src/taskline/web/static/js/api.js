@@ -88,8 +88,10 @@ export function isStale(error) {
  * @throws {ApiError} for a non-2xx answer or an unreachable server
  */
 export async function api(path, { method = 'GET', body, signal, ifMatch = null } = {}) {
+  /** @type {Record<string, string>} */
   const headers = { Accept: 'application/json' };
   if (ifMatch !== null && ifMatch !== undefined) headers['If-Match'] = ifMatchValue(ifMatch);
+  /** @type {RequestInit} */
   const init = { method, headers, signal };
   if (body !== undefined) {
     headers['Content-Type'] = 'application/json';
@@ -99,7 +101,7 @@ export async function api(path, { method = 'GET', body, signal, ifMatch = null }
   try {
     response = await fetch(path, init);
   } catch (error) {
-    if (error && error.name === 'AbortError') throw error;
+    if (error instanceof Error && error.name === 'AbortError') throw error;
     throw new ApiError(0, 'The server cannot be reached; is Taskline running?');
   }
   if (response.status === 204) return null;

@@ -9,13 +9,14 @@
  * @module app
  */
 
-import { $ } from './dom.js';
+import { $, $of } from './dom.js';
 import { onAuthProblem } from './api.js';
 import { AccountBadge } from './account.js';
 import { AgentDirectory, AgentsStrip } from './agents.js';
 import { Board } from './board.js';
 import { ConnectionStatus } from './connection-status.js';
 import { TaskDetail } from './detail.js';
+import { Inbox } from './inbox.js';
 import { CloseCode, backoffDelay } from './live-socket.js';
 import { Notices } from './notices.js';
 import { Session } from './session.js';
@@ -34,11 +35,14 @@ async function main() {
   new AgentsStrip({ list: $('#agents-list'), empty: $('#agents-empty') }, agents);
 
   /** A stream was refused: 4401 means the session is gone, 4403 that it may not be read. */
+  /** @type {(code: number, reason: string) => void} */
   const onDenied = (code, reason) => {
     if (code === CloseCode.UNAUTHENTICATED) signInNeeded(`Your session has ended (${reason}); sign in again.`);
     else notices.error('The server refused the live updates', reason);
   };
 
+  /** @type {Inbox|null} set just below (the board tells it of events; it asks the board for titles) */
+  let inbox = null;
   const boardView = $('#board-view');
   const detailView = $('#detail-view');
   const board = new Board(
@@ -46,18 +50,44 @@ async function main() {
       list: $('#task-list'),
       count: $('#board-count'),
       empty: $('#board-empty'),
-      filters: $('#filters'),
-      search: $('#filter-q'),
-      status: $('#filter-status'),
-      agent: $('#filter-agent'),
-      tag: $('#filter-tag'),
-      createForm: $('#create-form'),
+      filters: $of('#filters', HTMLFormElement),
+      search: $of('#filter-q', HTMLInputElement),
+      status: $of('#filter-status', HTMLSelectElement),
+      agent: $of('#filter-agent', HTMLSelectElement),
+      tag: $of('#filter-tag', HTMLSelectElement),
+      createForm: $of('#create-form', HTMLFormElement),
       createNote: $('#create-note'),
-      newTitle: $('#new-title'),
-      newPriority: $('#new-priority'),
-      newTags: $('#new-tags'),
+      newTitle: $of('#new-title', HTMLInputElement),
+      newPriority: $of('#new-priority', HTMLSelectElement),
+      newTags: $of('#new-tags', HTMLInputElement),
+      columns: $('#task-columns'),
+      moveStatus: $('#move-status'),
+      viewColumns: $of('#view-columns', HTMLButtonElement),
+      viewGrid: $of('#view-grid', HTMLButtonElement),
     },
-    { agents, status, notices, session, onDenied },
+    {
+      agents,
+      status,
+      notices,
+      session,
+      onDenied,
+      onEvents: (events) => inbox?.onEvents(events),
+      onEstablished: () => inbox?.refresh(),
+    },
+  );
+  inbox = new Inbox(
+    {
+      button: $of('#inbox-button', HTMLButtonElement),
+      count: $('#inbox-count'),
+      panel: $('#inbox'),
+      list: $('#inbox-list'),
+      empty: $('#inbox-empty'),
+      note: $('#inbox-note'),
+      notify: $of('#inbox-notify', HTMLButtonElement),
+      notifyStatus: $('#inbox-notify-status'),
+      close: $of('#inbox-close', HTMLButtonElement),
+    },
+    { session, notices, agents, taskTitle: (id) => board.tasks.get(id)?.title },
   );
   const detail = new TaskDetail(detailView, { agents, status, notices, session, onDenied });
   const signIn = new SignInView(
@@ -97,10 +127,11 @@ async function main() {
       },
     },
   );
-  debug.app = { board, detail, status, agents, session };
+  debug.app = { board, detail, inbox, status, agents, session };
 
   /** Whether the board and panels are shown (someone is signed in). */
   let inside = false;
+  /** @type {string|null} the task whose panel is open */
   let openTaskId = null;
   const route = () => {
     if (!inside) return;
@@ -118,7 +149,7 @@ async function main() {
       boardView.hidden = false;
       document.title = 'Taskline';
       // back on the board: put focus on the task the person came from
-      const back = openTaskId && document.querySelector(`#task-list a[href="#/tasks/${CSS.escape(encodeURIComponent(openTaskId))}"]`);
+      const back = openTaskId && document.querySelector(`#board-view .task-card a[href="#/tasks/${CSS.escape(encodeURIComponent(openTaskId))}"]`);
       if (back) /** @type {HTMLElement} */ (back).focus();
       openTaskId = null;
     }
@@ -130,6 +161,7 @@ async function main() {
     inside = true;
     signIn.hide();
     board.start();
+    inbox?.start();
     route();
   };
 
@@ -141,6 +173,7 @@ async function main() {
     inside = false;
     detail.close();
     board.stop();
+    inbox?.stop();
     boardView.hidden = true;
     detailView.hidden = true;
     openTaskId = null;

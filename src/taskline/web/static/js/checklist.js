@@ -38,7 +38,7 @@ export class Checklist {
   /**
    * Show the task's sections; rebuilds only when sections or subtasks were added, removed,
    * renamed or moved, otherwise just updates the boxes.
-   * @param {Array<{id: string, title: string, subtasks: Array<{id: string, title: string, done: boolean}>}>} sections
+   * @param {import('./types.js').Section[]} sections
    */
   show(sections) {
     const shape = JSON.stringify(sections.map((s) => [s.id, s.title, s.subtasks.map((t) => [t.id, t.title])]));
@@ -73,7 +73,7 @@ export class Checklist {
 
   /**
    * @private
-   * @param {Array<any>} sections
+   * @param {import('./types.js').Section[]} sections
    */
   build(sections) {
     this.boxes.clear();
@@ -97,7 +97,7 @@ export class Checklist {
 
   /**
    * @private
-   * @param {{id: string, title: string, done: boolean}} subtask
+   * @param {import('./types.js').Subtask} subtask
    * @returns {HTMLElement}
    */
   item(subtask) {
@@ -124,6 +124,7 @@ export class Checklist {
   async toggle(box) {
     const taskId = this.hooks.taskId();
     const subtaskId = box.dataset.subtaskId;
+    if (!taskId || !subtaskId) return;
     const wanted = box.checked;
     this.busy.add(subtaskId);
     box.disabled = true;
@@ -146,7 +147,7 @@ export class Checklist {
 
   /**
    * Record a `subtask_updated` event in `sections` (returns whether it was found).
-   * @param {Array<any>} sections
+   * @param {import('./types.js').Section[]} sections
    * @param {{subtask_id: string, done?: boolean|null, title?: string|null}} data
    * @returns {boolean}
    */

@@ -12,6 +12,12 @@
 import { setAttr, setText } from './dom.js';
 import { SocketState } from './live-socket.js';
 
+/** @typedef {import('./live-socket.js').SocketStateName} SocketStateName */
+
+/**
+ * How bad each state is (the indicator shows the worst).
+ * @type {Record<SocketStateName, number>}
+ */
 const RANK = {
   [SocketState.DENIED]: 5,
   [SocketState.OFFLINE]: 4,
@@ -21,6 +27,7 @@ const RANK = {
   [SocketState.CLOSED]: 0,
 };
 
+/** @type {Record<SocketStateName, string>} */
 const LABELS = {
   [SocketState.DENIED]: 'Refused by the server',
   [SocketState.OFFLINE]: 'Offline — retrying',
@@ -42,6 +49,7 @@ export class ConnectionStatus {
     /** @type {Map<string, import('./live-socket.js').LiveSocket>} */
     this.sockets = new Map();
     /** Every state shown, in order (kept short; useful when debugging a flaky network). */
+    /** @type {SocketStateName[]} */
     this.history = [];
     retryButton.addEventListener('click', () => {
       for (const socket of this.sockets.values()) socket.retryNow();
@@ -70,6 +78,7 @@ export class ConnectionStatus {
 
   /** Recompute and show the combined state; call whenever a tracked socket changes. */
   render() {
+    /** @type {SocketStateName} */
     let state = SocketState.CLOSED;
     const parts = [];
     for (const [name, socket] of this.sockets) {

@@ -7,7 +7,7 @@
  */
 
 import { api } from './api.js';
-import { h, setAttr, setText } from './dom.js';
+import { $of, h, setAttr, setText } from './dom.js';
 import { clockTime } from './format.js';
 
 /** Messages kept in the page; the oldest leave in chunks of {@link TRIM_CHUNK}. */
@@ -56,7 +56,7 @@ export class Conversation {
   /** Enable the message box, or disable it with the reason, as the signed-in role allows. */
   applyAccess() {
     const refused = this.hooks.session.denial(POST.action, POST.what);
-    const button = this.el.form.querySelector('button[type="submit"]');
+    const button = $of('button[type="submit"]', HTMLButtonElement, this.el.form);
     this.el.text.disabled = Boolean(refused);
     button.disabled = Boolean(refused);
     setAttr(button, 'title', refused);
@@ -94,6 +94,10 @@ export class Conversation {
 
   /**
    * @private
+   * @param {string} id
+   * @param {string} who
+   * @param {string} kind
+   * @param {string} at
    * @returns {Said}
    */
   said(id, who, kind, at) {
@@ -131,8 +135,8 @@ export class Conversation {
     }
     this.dirty.clear();
     if (this.messages.size > MAX_MESSAGES + TRIM_CHUNK) {
-      while (this.messages.size > MAX_MESSAGES) {
-        const [oldestId, oldest] = this.messages.entries().next().value;
+      for (const [oldestId, oldest] of this.messages) {
+        if (this.messages.size <= MAX_MESSAGES) break;
         oldest.refs?.item.remove();
         this.messages.delete(oldestId);
       }
@@ -150,7 +154,7 @@ export class Conversation {
       this.el.text.focus();
       return;
     }
-    const button = this.el.form.querySelector('button[type="submit"]');
+    const button = $of('button[type="submit"]', HTMLButtonElement, this.el.form);
     button.disabled = true;
     setText(this.el.status, 'Sending…');
     try {

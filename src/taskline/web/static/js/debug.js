@@ -4,6 +4,14 @@
  * @module debug
  */
 
+/**
+ * @typedef {object} DebugHooks
+ * @property {((events: Array<Record<string, any>>) => void)|null} onCommit called after each
+ *   frame's DOM update of the detail panel with the live events it showed
+ * @property {Record<string, object>|null} app the app's parts (board, detail, status), for inspection
+ */
+
+/** @type {DebugHooks} */
 export const debug = {
   /**
    * Called after each frame's DOM update of the detail panel with the live events it showed.
@@ -14,4 +22,4 @@ export const debug = {
   app: null,
 };
 
-window.__taskline = debug;
+/** @type {Window & {__taskline?: DebugHooks}} */ (window).__taskline = debug;

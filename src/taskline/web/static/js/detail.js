@@ -25,6 +25,7 @@ import { Checklist } from './checklist.js';
 import { Conversation } from './conversation.js';
 import { ToolCalls } from './tool-calls.js';
 import { Timeline } from './timeline.js';
+import { TaskRequests } from './task-requests.js';
 import { JsonView } from './json-view.js';
 import { SharedState } from './shared-state.js';
 import { Follow } from './follow.js';
@@ -32,6 +33,9 @@ import { debug } from './debug.js';
 
 /** Events of history loaded with the panel. */
 const HISTORY = 500;
+
+/** @typedef {import('./live-socket.js').Envelope} Envelope */
+/** @typedef {import('./types.js').Task} Task */
 
 export class TaskDetail {
   /**
@@ -50,7 +54,9 @@ export class TaskDetail {
     this.session = services.session;
     this.onDenied = services.onDenied;
     const session = this.session;
+    /** @type {(context: string, error: unknown) => void} */
     const onError = (context, error) => this.notices.error(context, error);
+    /** @type {() => string|null} */
     const taskId = () => this.taskId;
     this.el = {
       gone: $('#detail-gone', root),
@@ -99,6 +105,10 @@ export class TaskDetail {
         onError,
       },
     );
+    this.requests = new TaskRequests(
+      { list: $('#task-requests', root), empty: $('#requests-empty', root), count: $('#requests-count', root) },
+      { session, notices: this.notices, agents: this.agents },
+    );
     this.jsonView = new JsonView($('#state-view', root));
     /** Scroll boxes that stay on their newest item while the person is there. */
     this.followers = [
@@ -107,9 +117,25 @@ export class TaskDetail {
       ['.tool-calls-box', '#tool-calls'],
     ].map(([box, content]) => new Follow($(box, root), $(content, root)));
     this.frame = new FrameScheduler(() => this.flush());
-    this.session = 0;
+    /** Bumped by each {@link resetView}: answers to requests made before it are ignored. */
+    this.generation = 0;
+    /** @type {string|null} the task shown */
     this.taskId = null;
+    /** @type {Task|null} */
+    this.task = null;
+    /** @type {LiveSocket|null} */
     this.socket = null;
+    /** @type {Envelope[]} live events not applied yet (held until the history is loaded) */
+    this.pending = [];
+    /** @type {number|null} the log head when the stream started: history ends there */
+    this.historyEnd = null;
+    this.loaded = false;
+    this.loading = false;
+    this.isGone = false;
+    this.progressMessage = '';
+    this.taskDirty = true;
+    this.stateDirty = true;
+    this.sharedState = this.newSharedState('');
     this.agents.subscribe(() => {
       this.taskDirty = true;
       if (this.task) this.frame.schedule();
@@ -129,7 +155,22 @@ export class TaskDetail {
 
   /** @returns {string} the task's API path */
   base() {
-    return `/api/v1/tasks/${encodeURIComponent(this.taskId)}`;
+    return `/api/v1/tasks/${encodeURIComponent(this.taskId ?? '')}`;
+  }
+
+  /**
+   * @private
+   * @param {string} taskId
+   * @returns {SharedState}
+   */
+  newSharedState(taskId) {
+    return new SharedState(taskId, {
+      onChange: () => {
+        this.stateDirty = true;
+        this.frame.schedule();
+      },
+      onError: (context, error) => this.notices.error(context, error),
+    });
   }
 
   /**
@@ -140,16 +181,18 @@ export class TaskDetail {
     if (this.taskId === taskId && this.socket) return;
     this.close();
     this.taskId = taskId;
-    this.resetView();
+    this.resetView(taskId);
     this.isGone = false;
     this.el.gone.hidden = true;
     this.el.banner.hidden = true;
-    this.connect();
+    this.connect(taskId);
   }
 
-  /** @private Open the task's live stream (history is loaded once it is established). */
-  connect() {
-    const taskId = this.taskId;
+  /**
+   * @private Open the task's live stream (history is loaded once it is established).
+   * @param {string} taskId
+   */
+  connect(taskId) {
     this.socket = new LiveSocket({
       path: `/ws/tasks/${encodeURIComponent(taskId)}`,
       resume: true,
@@ -163,9 +206,9 @@ export class TaskDetail {
       onState: () => this.status.render(),
       onReset: () => {
         this.notices.info('The event log was reset; reloading the task.');
-        this.resetView();
+        this.resetView(taskId);
       },
-      onGone: (reason) => this.handleGone(reason),
+      onGone: (reason) => this.handleGone(taskId, reason),
       onGap: () => this.refetchTask(),
       onDenied: this.onDenied,
     });
@@ -177,22 +220,24 @@ export class TaskDetail {
    * @private The stream says the task is unknown (4404). Either it was deleted, or it exists
    * but has no event log yet (tasks made by the demo seeding or an import get one with their
    * first change): then show it as it is now and try the stream again a little later.
+   * @param {string} taskId
    * @param {string} reason
    */
-  async handleGone(reason) {
-    const session = this.session;
+  async handleGone(taskId, reason) {
+    const generation = this.generation;
     this.status.untrack('task');
     this.socket = null;
+    /** @type {Task} */
     let task;
     try {
       task = await api(this.base());
     } catch (error) {
-      if (session !== this.session) return;
+      if (generation !== this.generation) return;
       if (error instanceof ApiError && error.status === 404) this.showGone(`This task no longer exists (${reason}).`);
       else this.notices.error('Could not load the task', error);
       return;
     }
-    if (session !== this.session) return;
+    if (generation !== this.generation) return;
     this.task = task;
     this.renderTask();
     document.title = `${task.title} — Taskline`;
@@ -200,7 +245,7 @@ export class TaskDetail {
     this.el.banner.hidden = false;
     setText(this.el.banner, 'Not live yet: this task has no event log until its first change. Checking again every few seconds…');
     setTimeout(() => {
-      if (session === this.session && !this.socket) this.connect();
+      if (generation === this.generation && !this.socket) this.connect(taskId);
     }, 5000);
   }
 
@@ -214,10 +259,13 @@ export class TaskDetail {
     this.task = null;
   }
 
-  /** @private Forget what is shown (new task, or a void cursor); late answers to requests
-   * made before this are ignored (they belong to an older session). */
-  resetView() {
-    this.session += 1;
+  /**
+   * @private Forget what is shown (new task, or a void cursor); late answers to requests
+   * made before this are ignored (they belong to an older generation).
+   * @param {string} taskId
+   */
+  resetView(taskId) {
+    this.generation += 1;
     this.loaded = false;
     this.loading = false;
     this.historyEnd = null;
@@ -226,19 +274,14 @@ export class TaskDetail {
     this.progressMessage = '';
     this.taskDirty = true;
     this.stateDirty = true;
-    this.header.reset(this.taskId);
-    this.sharedState = new SharedState(this.taskId, {
-      onChange: () => {
-        this.stateDirty = true;
-        this.frame.schedule();
-      },
-      onError: (context, error) => this.notices.error(context, error),
-    });
+    this.header.reset(taskId);
+    this.sharedState = this.newSharedState(taskId);
     this.checklist.shape = '';
-    for (const follower of this.followers ?? []) follower.reset();
+    for (const follower of this.followers) follower.reset();
     this.conversation.reset();
     this.toolCalls.reset();
     this.timeline.reset();
+    this.requests.reset();
   }
 
   /**
@@ -248,21 +291,22 @@ export class TaskDetail {
   async load(info) {
     if (this.loading) return;
     this.loading = true;
-    const session = this.session;
-    this.historyEnd ??= info.last_seq ?? 0;
+    const generation = this.generation;
+    this.historyEnd ??= Number(info.last_seq ?? 0);
     const end = this.historyEnd;
     const since = Math.max((info.first_seq ?? 1) - 1, end - HISTORY, 0);
     try {
+      /** @type {[Task, {version: number, state: unknown}, {events: Envelope[], first_seq: number}]} */
       const [task, state, page] = await Promise.all([
         api(this.base()),
         api(`${this.base()}/state`),
         end > 0 ? api(`${this.base()}/events?since=${since}&limit=${end - since}`) : { events: [], first_seq: 1 },
       ]);
-      if (session !== this.session || this.loaded) return;
+      if (generation !== this.generation || this.loaded) return;
       this.task = task;
       this.sharedState.load(state);
       this.timeline.setFirstSeq(page.first_seq);
-      const history = page.events.filter((event) => event.seq <= end);
+      const history = page.events.filter((event) => event.seq !== null && event.seq <= end);
       for (const event of history) this.applyHistory(event);
       this.timeline.add(history);
       this.loaded = true;
@@ -270,19 +314,20 @@ export class TaskDetail {
       this.el.banner.hidden = true;
       document.title = `${task.title} — Taskline`;
       this.ensureAgent();
+      this.requests.load(task.id);
       this.flush();
     } catch (error) {
-      if (session !== this.session) return;
+      if (generation !== this.generation) return;
       if (error instanceof ApiError && error.status === 404) this.showGone('This task does not exist.');
       else this.notices.error('Could not load the task', error);
     } finally {
-      if (session === this.session) this.loading = false;
+      if (generation === this.generation) this.loading = false;
     }
   }
 
   /**
    * @private An event from before the panel opened: it feeds the views that accumulate.
-   * @param {import('./live-socket.js').Envelope} event
+   * @param {Envelope} event
    */
   applyHistory(event) {
     const type = event.event_type;
@@ -294,29 +339,38 @@ export class TaskDetail {
 
   /**
    * @private A live event: it changes everything it is about.
-   * @param {import('./live-socket.js').Envelope} event
+   * @param {Envelope} event
    */
   applyLive(event) {
     const type = event.event_type;
     const d = event.data || {};
     const task = this.task;
+    const status = STATUS_OF_EVENT[type];
     this.applyHistory(event);
     if ((type === 'task_updated' || type === 'task_created') && d.task) {
       this.task = { ...d.task };
     } else if (type === 'task_deleted') {
       this.showGone('This task was deleted.');
-    } else if (STATUS_OF_EVENT[type]) {
-      task.status = STATUS_OF_EVENT[type];
-      if (task.status === 'completed') task.progress = 1;
+    } else if (status) {
+      if (task) {
+        task.status = status;
+        if (task.status === 'completed') task.progress = 1;
+      }
     } else if (type === 'progress_update') {
-      task.progress = d.progress;
-      if (d.confidence !== null && d.confidence !== undefined) task.confidence = d.confidence;
+      if (task) {
+        task.progress = d.progress;
+        if (d.confidence !== null && d.confidence !== undefined) task.confidence = d.confidence;
+      }
     } else if (type === 'confidence_update') {
-      task.confidence = d.confidence;
+      if (task) task.confidence = d.confidence;
     } else if (type === 'subtask_updated') {
-      Checklist.applyUpdate(task.sections, d);
+      if (task && typeof d.subtask_id === 'string') {
+        Checklist.applyUpdate(task.sections, { subtask_id: d.subtask_id, done: d.done, title: d.title });
+      }
     } else if (type === 'agent_status_change') {
       this.agents.applyStatus(event);
+    } else if (type.startsWith('request.')) {
+      this.requests.apply(/** @type {import('./types.js').Request} */ (d));
     } else if (type === 'state.snapshot' || type === 'state.patch') {
       this.sharedState.apply(event);
     } else if (type === 'gap') {
@@ -352,16 +406,18 @@ export class TaskDetail {
   /** @private */
   renderTask() {
     this.taskDirty = false;
-    this.header.show(this.task, { progressMessage: this.progressMessage, gone: Boolean(this.isGone) });
+    if (!this.task) return;
+    this.header.show(this.task, { progressMessage: this.progressMessage, gone: this.isGone });
     this.checklist.show(this.task.sections ?? []);
   }
 
   /** @private Fetch task and state again (after a `gap` in the stream). */
   async refetchTask() {
-    const session = this.session;
+    const generation = this.generation;
     try {
+      /** @type {Task} */
       const task = await api(this.base());
-      if (session !== this.session) return;
+      if (generation !== this.generation) return;
       this.task = task;
       this.taskDirty = true;
       this.frame.schedule();

@@ -24,7 +24,7 @@ export function h(tag, props = {}, ...children) {
     else if (key === 'dataset') Object.assign(el.dataset, value);
     else if (key.startsWith('on') && typeof value === 'function') {
       el.addEventListener(key.slice(2), value);
-    } else if (PROPERTIES.has(key)) el[key] = value;
+    } else if (PROPERTIES.has(key)) Reflect.set(el, key, value);
     else el.setAttribute(key, value === true ? '' : String(value));
   }
   append(el, children);
@@ -53,6 +53,21 @@ export function $(selector, root = document) {
   const el = root.querySelector(selector);
   if (!el) throw new Error(`element ${selector} is missing from the page`);
   return /** @type {HTMLElement} */ (el);
+}
+
+/**
+ * The element matching `selector`, checked to be a `type` (an `HTMLInputElement`, …): a
+ * missing element or one of another kind is a bug, and throws naming it.
+ * @template {abstract new (...args: any) => Element} T
+ * @param {string} selector
+ * @param {T} type
+ * @param {ParentNode} [root]
+ * @returns {InstanceType<T>}
+ */
+export function $of(selector, type, root = document) {
+  const el = $(selector, root);
+  if (!(el instanceof type)) throw new Error(`element ${selector} is not a ${type.name}`);
+  return /** @type {InstanceType<T>} */ (el);
 }
 
 /**

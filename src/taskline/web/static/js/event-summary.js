@@ -5,6 +5,7 @@
  */
 
 import { STATUS_LABELS, STATUS_OF_EVENT, duration, percent, shortJson } from './format.js';
+import { outcomeText } from './request-form.js';
 
 /** Timeline filter groups → the event types they show (`other`: everything not listed). */
 export const EVENT_GROUPS = Object.freeze({
@@ -17,6 +18,7 @@ export const EVENT_GROUPS = Object.freeze({
     'task_resumed', 'task_completed', 'task_failed', 'task_cancelled', 'subtask_updated',
   ],
   agent: ['agent_status_change', 'step.start', 'step.end'],
+  requests: ['request.opened', 'request.answered', 'request.expired', 'request.cancelled'],
 });
 
 const GROUP_OF = new Map();
@@ -94,6 +96,14 @@ export function summarize(event) {
         return `${value.author ?? 'someone'}: ${shortJson(value.content ?? '', 140)}`;
       }
       return `${d.name}: ${shortJson(d.value, 120)}`;
+    case 'request.opened': {
+      const what = d.kind === 'approval' ? `approval of ${d.action?.name ?? '?'}` : 'question';
+      return `${what} asked: “${shortJson(d.question ?? '', 120)}”`;
+    }
+    case 'request.answered':
+    case 'request.expired':
+    case 'request.cancelled':
+      return `“${shortJson(d.question ?? '', 60)}” ${outcomeText(/** @type {import('./types.js').Request} */ (d))}`;
     case 'error':
       return d.message || 'error';
     default:

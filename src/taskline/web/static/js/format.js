@@ -3,7 +3,10 @@
  * @module format
  */
 
-/** The task status each status event moves a task to. */
+/**
+ * The task status each status event moves a task to.
+ * @type {Readonly<Record<string, string>>}
+ */
 export const STATUS_OF_EVENT = Object.freeze({
   task_started: 'in_progress',
   task_resumed: 'in_progress',
@@ -13,7 +16,10 @@ export const STATUS_OF_EVENT = Object.freeze({
   task_cancelled: 'cancelled',
 });
 
-/** Labels of task statuses. */
+/**
+ * Labels of task statuses.
+ * @type {Readonly<Record<string, string>>}
+ */
 export const STATUS_LABELS = Object.freeze({
   pending: 'Pending',
   in_progress: 'In progress',
@@ -23,7 +29,10 @@ export const STATUS_LABELS = Object.freeze({
   cancelled: 'Cancelled',
 });
 
-/** Labels of agent statuses. */
+/**
+ * Labels of agent statuses.
+ * @type {Readonly<Record<string, string>>}
+ */
 export const AGENT_STATUS_LABELS = Object.freeze({
   idle: 'Idle',
   working: 'Working',
@@ -67,6 +76,7 @@ export function relativeTime(when, now = Date.now()) {
  */
 export function clockTime(when) {
   const d = new Date(when);
+  /** @type {(n: number, w?: number) => string} */
   const pad = (n, w = 2) => String(n).padStart(w, '0');
   return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
 }
@@ -81,6 +91,7 @@ export function clockTime(when) {
 export function leaseText(lease, name = (id) => id) {
   if (!lease) return null;
   const until = new Date(lease.expires_at);
+  /** @param {number} n */
   const pad = (n) => String(n).padStart(2, '0');
   return `held by ${name(lease.agent_id)} until ${pad(until.getHours())}:${pad(until.getMinutes())}`;
 }

@@ -24,6 +24,7 @@ export class PatchError extends Error {
 const INDEX = /^(0|[1-9][0-9]*)$/;
 const BAD_ESCAPE = /~(?![01])/;
 const OPERATIONS = new Set(['add', 'remove', 'replace', 'move', 'copy', 'test']);
+/** @type {(object: object, key: string) => boolean} */
 const has = (object, key) => Object.prototype.hasOwnProperty.call(object, key);
 
 /**
@@ -73,8 +74,10 @@ function applyOperation(root, operation) {
   if ((op === 'add' || op === 'replace' || op === 'test') && !has(operation, 'value')) {
     throw new PatchError(`'${op}' needs a 'value' member`);
   }
-  if ((op === 'move' || op === 'copy') && typeof operation.from !== 'string') {
-    throw new PatchError(`'${op}' needs a 'from' member (a JSON Pointer)`);
+  let fromPath = '';
+  if (op === 'move' || op === 'copy') {
+    if (typeof operation.from !== 'string') throw new PatchError(`'${op}' needs a 'from' member (a JSON Pointer)`);
+    fromPath = operation.from;
   }
   switch (op) {
     case 'add':
@@ -85,19 +88,19 @@ function applyOperation(root, operation) {
       get(root, tokens); // must exist
       return replace(root, tokens, structuredClone(operation.value));
     case 'move': {
-      const from = parsePointer(operation.from);
+      const from = parsePointer(fromPath);
       if (isPrefix(from, tokens) && from.length === tokens.length) {
         get(root, from); // must exist; moving a value onto itself changes nothing
         return root;
       }
       if (isPrefix(from, tokens)) {
-        throw new PatchError(`cannot move ${operation.from} into its own child ${operation.path}`);
+        throw new PatchError(`cannot move ${fromPath} into its own child ${operation.path}`);
       }
       const taken = remove(root, from);
       return add(taken.root, tokens, taken.value);
     }
     case 'copy':
-      return add(root, tokens, structuredClone(get(root, parsePointer(operation.from))));
+      return add(root, tokens, structuredClone(get(root, parsePointer(fromPath))));
     case 'test':
       if (!deepEqual(get(root, tokens), operation.value)) {
         throw new PatchError(`test failed at ${operation.path}`);
@@ -135,14 +138,21 @@ export function get(root, tokens) {
 }
 
 /**
- * @param {string[]} tokens
  * @param {any} root
+ * @param {string[]} tokens at least one
  * @returns {{parent: any, key: string}}
  */
 function parentOf(root, tokens) {
-  return { parent: get(root, tokens.slice(0, -1)), key: tokens[tokens.length - 1] };
+  return { parent: get(root, tokens.slice(0, -1)), key: tokens[tokens.length - 1] ?? '' };
 }
 
+/**
+ * Add `value` at `tokens` (an array index inserts, `-` appends, a member is set).
+ * @param {any} root
+ * @param {string[]} tokens
+ * @param {unknown} value
+ * @returns {any} the new root
+ */
 function add(root, tokens, value) {
   if (tokens.length === 0) return value;
   const { parent, key } = parentOf(root, tokens);
@@ -158,11 +168,22 @@ function add(root, tokens, value) {
   return root;
 }
 
-/** An own member, even for keys such as `__proto__` that assignment treats specially. */
+/**
+ * An own member, even for keys such as `__proto__` that assignment treats specially.
+ * @param {object} object
+ * @param {string} key
+ * @param {unknown} value
+ */
 function setMember(object, key, value) {
   Object.defineProperty(object, key, { value, writable: true, enumerable: true, configurable: true });
 }
 
+/**
+ * Remove the value at `tokens` (which must exist).
+ * @param {any} root
+ * @param {string[]} tokens
+ * @returns {{root: any, value: any}} the new root and the value removed
+ */
 function remove(root, tokens) {
   if (tokens.length === 0) throw new PatchError('cannot remove the whole document (replace it)');
   const value = get(root, tokens);
@@ -172,6 +193,13 @@ function remove(root, tokens) {
   return { root, value };
 }
 
+/**
+ * Replace the value at `tokens` (which must exist) by `value`.
+ * @param {any} root
+ * @param {string[]} tokens
+ * @param {unknown} value
+ * @returns {any} the new root
+ */
 function replace(root, tokens, value) {
   if (tokens.length === 0) return value;
   const { parent, key } = parentOf(root, tokens);
@@ -180,6 +208,12 @@ function replace(root, tokens, value) {
   return root;
 }
 
+/**
+ * Whether `prefix` is the start of `tokens` (or all of them).
+ * @param {string[]} prefix
+ * @param {string[]} tokens
+ * @returns {boolean}
+ */
 function isPrefix(prefix, tokens) {
   return prefix.every((token, i) => tokens[i] === token);
 }

@@ -29,6 +29,8 @@ export const SocketState = Object.freeze({
   DENIED: 'denied',
 });
 
+/** @typedef {typeof SocketState[keyof typeof SocketState]} SocketStateName one of {@link SocketState} */
+
 /** Close codes the server uses (taskline.realtime.close_codes). */
 export const CloseCode = Object.freeze({
   NORMAL: 1000,
@@ -91,7 +93,7 @@ export function newClientId() {
  * @property {(events: Envelope[]) => void} onEvents task events (each once, in seq order) and
  *   connection messages other than `connection_established` and `heartbeat`
  * @property {(info: Record<string, any>, reconnected: boolean) => void} [onEstablished]
- * @property {(state: string) => void} [onState]
+ * @property {(state: SocketStateName) => void} [onState]
  * @property {() => void} [onReset] the cursor was void (4409): reload everything
  * @property {(reason: string) => void} [onGone] the task does not exist (4404)
  * @property {(after: number, seq: number) => void} [onGap] a seq jump inside the stream
@@ -111,6 +113,7 @@ export class LiveSocket {
     this.since = null;
     /** The log epoch `since` belongs to. */
     this.epoch = null;
+    /** @type {SocketStateName} */
     this.state = SocketState.CLOSED;
     this.failures = 0;
     this.everConnected = false;
@@ -352,7 +355,7 @@ export class LiveSocket {
 
   /**
    * @private
-   * @param {string} state
+   * @param {SocketStateName} state
    */
   setState(state) {
     if (state === this.state) return;

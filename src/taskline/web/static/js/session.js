@@ -13,7 +13,7 @@
  * @module session
  */
 
-import { api } from './api.js';
+import { ApiError, api } from './api.js';
 
 /**
  * @typedef {object} Me
@@ -25,7 +25,10 @@ import { api } from './api.js';
  * @property {boolean} auth false when the server does not check who asks
  */
 
-/** Who a role's refusals are said of. */
+/**
+ * Who a role's refusals are said of.
+ * @type {Readonly<Record<string, string>>}
+ */
 const ROLE_PLURALS = Object.freeze({ admin: 'Admins', member: 'Members', agent: 'Agents', viewer: 'Viewers' });
 
 /**
@@ -76,6 +79,7 @@ export class Session {
     this.me = null;
     /** @type {Set<(me: Me|null) => void>} */
     this.listeners = new Set();
+    /** @type {Promise<void>|null} the reload under way */
     this.refreshing = null;
   }
 
@@ -88,7 +92,7 @@ export class Session {
     try {
       this.set(await api('/api/v1/auth/me'));
     } catch (error) {
-      if (error?.status !== 401) throw error;
+      if (!(error instanceof ApiError) || error.status !== 401) throw error;
       this.set(null);
     }
     return this.me;
@@ -97,7 +101,10 @@ export class Session {
   /** Load again (after a 403: the role may have changed); calls made meanwhile share it. */
   refresh() {
     this.refreshing ??= this.load()
-      .catch((error) => console.warn('could not reload who is signed in', error))
+      .then(
+        () => undefined,
+        (error) => console.warn('could not reload who is signed in', error),
+      )
       .finally(() => {
         this.refreshing = null;
       });

@@ -7,9 +7,12 @@
 
 import { h, setAttr, setText } from './dom.js';
 import { AGENT_STATUS_LABELS, STATUS_LABELS, leaseText, percent, relativeTime } from './format.js';
+import { needsInput } from './status-moves.js';
 
 /**
- * Show a fraction in a bar element (`.bar` with a `.bar-fill` child and an ARIA role).
+ * Show a fraction in a bar element (`.bar` with a `.bar-fill` child and an ARIA role). An
+ * unknown value reads "unknown": a `progressbar` drops `aria-valuenow` (indeterminate), a
+ * `meter` must have one (ARIA requires it) and keeps 0 with that text.
  * @param {HTMLElement} bar
  * @param {number|null|undefined} fraction
  */
@@ -19,7 +22,8 @@ export function setBar(bar, fraction) {
   const fill = /** @type {HTMLElement} */ (bar.firstElementChild);
   const transform = `scaleX(${value})`;
   if (fill.style.transform !== transform) fill.style.transform = transform;
-  setAttr(bar, 'aria-valuenow', known ? String(Math.round(value * 100)) : null);
+  const now = known || bar.getAttribute('role') === 'meter' ? String(Math.round(value * 100)) : null;
+  setAttr(bar, 'aria-valuenow', now);
   setAttr(bar, 'aria-valuetext', known ? percent(value) : 'unknown');
   setAttr(bar, 'data-value', known ? String(value) : null);
 }
@@ -58,8 +62,17 @@ export class TaskCard {
   /** @param {string} taskId */
   constructor(taskId) {
     const titleId = `card-${taskId}`;
-    this.link = h('a', { href: `#/tasks/${encodeURIComponent(taskId)}`, class: 'task-link' });
+    // not draggable itself: a drag on the card moves the task (column view), not the link
+    this.link = h('a', { href: `#/tasks/${encodeURIComponent(taskId)}`, class: 'task-link', draggable: 'false' });
     this.status = h('span', { class: 'status-badge' });
+    this.needsInput = h('span', { class: 'needs-input-badge', hidden: true }, 'Needs input');
+    /** The column view's keyboard way to move the task ({@link StatusColumns}). */
+    this.moveButton = h(
+      'button',
+      { type: 'button', class: 'card-move', 'aria-expanded': 'false', 'aria-controls': `move-${taskId}`, 'aria-describedby': titleId },
+      'Move…',
+    );
+    this.moveMenu = h('div', { class: 'move-menu', id: `move-${taskId}`, hidden: true });
     this.priority = h('span', { class: 'priority' });
     this.progress = makeBar('progressbar', 'Progress');
     this.progressText = h('dd', { class: 'fact-progress' });
@@ -76,7 +89,12 @@ export class TaskCard {
       h(
         'article',
         { 'aria-labelledby': titleId },
-        h('div', { class: 'task-card-head' }, h('h3', { id: titleId, class: 'task-title' }, this.link), this.status),
+        h(
+          'div',
+          { class: 'task-card-head' },
+          h('h3', { id: titleId, class: 'task-title' }, this.link),
+          h('span', { class: 'card-badges' }, this.needsInput, this.status),
+        ),
         this.progress,
         this.lease,
         h(
@@ -90,13 +108,15 @@ export class TaskCard {
           h('div', {}, h('dt', {}, 'Priority'), h('dd', {}, this.priority)),
         ),
         this.tags,
+        h('div', { class: 'card-move-row' }, this.moveButton, this.moveMenu),
       ),
     );
+    /** @type {string|null} the tags shown, joined (`null`: none yet) */
     this.tagText = null;
   }
 
   /**
-   * @param {Record<string, any>} task with `lastActivity`
+   * @param {import('./board.js').BoardTask} task
    * @param {import('./agents.js').AgentDirectory} agents
    */
   update(task, agents) {
@@ -104,6 +124,9 @@ export class TaskCard {
     setAttr(this.element, 'data-status', task.status);
     setAttr(this.status, 'data-status', task.status);
     setText(this.status, STATUS_LABELS[task.status] ?? task.status);
+    const waiting = needsInput(task);
+    this.needsInput.hidden = !waiting;
+    setAttr(this.element, 'data-needs-input', waiting ? 'true' : null);
     setAttr(this.priority, 'data-priority', task.priority);
     setText(this.priority, task.priority);
     setBar(this.progress, task.progress);
@@ -132,8 +155,23 @@ export class TaskCard {
   }
 
   /**
+   * Whether the card can be moved (the column view) or not (the card grid): draggable, with
+   * its "Move…" button.
+   * @param {boolean} movable
+   */
+  setMovable(movable) {
+    this.element.draggable = movable;
+    this.moveButton.hidden = !movable;
+    if (!movable) {
+      this.moveButton.setAttribute('aria-expanded', 'false');
+      this.moveMenu.hidden = true;
+      this.moveMenu.replaceChildren();
+    }
+  }
+
+  /**
    * Refresh only the "last activity" text (it ages while nothing happens).
-   * @param {Record<string, any>} task
+   * @param {{lastActivity: string}} task
    */
   touch(task) {
     setAttr(this.activity, 'datetime', task.lastActivity);

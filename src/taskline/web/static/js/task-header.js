@@ -9,12 +9,15 @@
  */
 
 import { api, isStale } from './api.js';
-import { $, setAttr, setText } from './dom.js';
+import { $, $of, setAttr, setText } from './dom.js';
 import { AGENT_STATUS_LABELS, STATUS_LABELS, leaseText, percent } from './format.js';
 import { orList } from './session.js';
 import { setBar } from './task-card.js';
 
-/** Which control buttons a status allows (the server's state machine decides in the end). */
+/**
+ * Which control buttons a status allows (the server's state machine decides in the end).
+ * @type {Readonly<Record<string, readonly string[]>>}
+ */
 const CONTROLS = {
   start: ['pending', 'failed'],
   pause: ['in_progress'],
@@ -23,7 +26,8 @@ const CONTROLS = {
 };
 
 /** What each button needs (`taskline.domain.access.Action`): starting is an edit (a status
- * change by PATCH), pause/resume/cancel are `control`. */
+ * change by PATCH), pause/resume/cancel are `control`.
+ * @type {Readonly<Record<string, string>>} */
 const CONTROL_ACTIONS = { start: 'edit_tasks', pause: 'control', resume: 'control', cancel: 'control' };
 const EDIT_ACTION = 'edit_tasks';
 
@@ -33,8 +37,8 @@ export class TaskHeader {
    * @param {{agents: import('./agents.js').AgentDirectory,
    *   notices: import('./notices.js').Notices,
    *   session: import('./session.js').Session,
-   *   task: () => Record<string, any>|null,
-   *   onChanged: (task: Record<string, any>) => void}} hooks
+   *   task: () => import('./types.js').Task|null,
+   *   onChanged: (task: import('./types.js').Task) => void}} hooks
    */
   constructor(root, hooks) {
     this.hooks = hooks;
@@ -53,7 +57,7 @@ export class TaskHeader {
       controls: $('#controls', root),
       controlsNote: $('#controls-note', root),
       exports: $('#exports', root),
-      editButton: $('#edit-button', root),
+      editButton: $of('#edit-button', HTMLButtonElement, root),
       editForm: /** @type {HTMLFormElement} */ ($('#edit-form', root)),
       editTitle: /** @type {HTMLInputElement} */ ($('#edit-title', root)),
       editDescription: /** @type {HTMLTextAreaElement} */ ($('#edit-description', root)),
@@ -65,7 +69,8 @@ export class TaskHeader {
     this.editing = false;
     this.opening = false;
     /** The task's version when the form was opened (or reloaded): saving is conditional on
-     * it, so a change someone else made meanwhile is never overwritten unseen. */
+     * it, so a change someone else made meanwhile is never overwritten unseen.
+     * @type {number|null} */
     this.editVersion = null;
     /** The title and description the form was opened (or reloaded) with. */
     this.editBase = { title: '', description: '' };
@@ -74,7 +79,7 @@ export class TaskHeader {
 
   /** @returns {string} the API path of the task shown */
   base() {
-    return `/api/v1/tasks/${encodeURIComponent(this.hooks.task().id)}`;
+    return `/api/v1/tasks/${encodeURIComponent(this.hooks.task()?.id ?? '')}`;
   }
 
   /**
@@ -83,8 +88,9 @@ export class TaskHeader {
    * @param {string} taskId
    */
   reset(taskId) {
-    for (const link of this.el.exports.querySelectorAll('a[data-format]')) {
-      link.setAttribute('href', `/api/v1/tasks/${encodeURIComponent(taskId)}/export/${link.dataset.format}`);
+    for (const link of this.el.exports.querySelectorAll('a')) {
+      const format = link.dataset.format;
+      if (format) link.setAttribute('href', `/api/v1/tasks/${encodeURIComponent(taskId)}/export/${format}`);
     }
     for (const button of this.el.controls.querySelectorAll('button')) button.disabled = true;
     this.editing = false;
@@ -116,7 +122,7 @@ export class TaskHeader {
 
   /**
    * Show a task.
-   * @param {Record<string, any>} task
+   * @param {import('./types.js').Task} task
    * @param {{progressMessage: string, gone: boolean}} extra
    */
   show(task, { progressMessage, gone }) {
@@ -145,10 +151,12 @@ export class TaskHeader {
     setBar(this.el.confidence, task.confidence);
     setText(this.el.confidenceValue, percent(task.confidence));
     const session = this.hooks.session;
-    for (const button of this.el.controls.querySelectorAll('button[data-action]')) {
+    for (const button of this.el.controls.querySelectorAll('button')) {
       const action = button.dataset.action;
-      const refused = session.denial(CONTROL_ACTIONS[action], `${action} tasks`);
-      button.disabled = gone || Boolean(refused) || !CONTROLS[action].includes(task.status);
+      const needs = action && CONTROL_ACTIONS[action];
+      if (!action || !needs) continue;
+      const refused = session.denial(needs, `${action} tasks`);
+      button.disabled = gone || Boolean(refused) || !(CONTROLS[action] ?? []).includes(task.status);
       setAttr(button, 'title', refused);
     }
     this.applyAccess();
@@ -157,8 +165,9 @@ export class TaskHeader {
   /** @private */
   wire() {
     this.el.controls.addEventListener('click', (event) => {
-      const button = /** @type {HTMLElement} */ (event.target).closest('button[data-action]');
-      if (button) this.control(button.dataset.action);
+      const target = event.target instanceof Element ? event.target.closest('button[data-action]') : null;
+      const action = target instanceof HTMLButtonElement ? target.dataset.action : undefined;
+      if (action) this.control(action);
     });
     this.el.editButton.addEventListener('click', () => (this.editing ? this.stopEditing() : this.startEditing()));
     this.el.editCancel.addEventListener('click', () => this.stopEditing());
@@ -182,6 +191,7 @@ export class TaskHeader {
     const shown = this.hooks.task();
     if (!shown || this.opening) return;
     this.opening = true;
+    /** @type {import('./types.js').Task} */
     let task;
     try {
       task = await api(this.base());
@@ -235,6 +245,7 @@ export class TaskHeader {
     const shown = this.hooks.task();
     if (!shown) return;
     try {
+      /** @type {import('./types.js').Task} */
       const task = await api(this.base());
       if (this.hooks.task()?.id !== shown.id || !this.editing) return;
       this.hooks.onChanged(task);
@@ -261,9 +272,10 @@ export class TaskHeader {
       this.el.editTitle.focus();
       return;
     }
-    const button = this.el.editForm.querySelector('button[type="submit"]');
+    const button = $of('button[type="submit"]', HTMLButtonElement, this.el.editForm);
     button.disabled = true;
     try {
+      /** @type {import('./types.js').Task} */
       const task = await api(this.base(), {
         method: 'PATCH',
         body: { title, description: this.el.editDescription.value },
@@ -286,9 +298,11 @@ export class TaskHeader {
   async control(action) {
     for (const button of this.el.controls.querySelectorAll('button')) button.disabled = true;
     const before = this.hooks.task();
+    if (!before) return;
     try {
       // starting is a status move the state machine judges, not a copy written back: any
       // version (the server may require an If-Match)
+      /** @type {import('./types.js').Task & {delivered?: boolean}} */
       const task = action === 'start'
         ? await api(this.base(), { method: 'PATCH', body: { status: 'in_progress' }, ifMatch: '*' })
         : await api(`${this.base()}/${action}`, { method: 'POST' });

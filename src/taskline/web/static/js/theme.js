@@ -4,18 +4,31 @@
  * @module theme
  */
 
+/** @typedef {'system'|'light'|'dark'} Theme */
+
 const KEY = 'taskline.theme';
+/** @type {Theme[]} */
 const ORDER = ['system', 'light', 'dark'];
+/** @type {Record<Theme, string>} */
 const LABELS = { system: 'Theme: system', light: 'Theme: light', dark: 'Theme: dark' };
 
 /**
+ * Whether a stored value is a theme.
+ * @param {string|null} value
+ * @returns {value is Theme}
+ */
+function isTheme(value) {
+  return ORDER.some((theme) => theme === value);
+}
+
+/**
  * The stored choice, or "system".
- * @returns {'system'|'light'|'dark'}
+ * @returns {Theme}
  */
 export function storedTheme() {
   try {
     const value = localStorage.getItem(KEY);
-    return ORDER.includes(value) ? /** @type {any} */ (value) : 'system';
+    return isTheme(value) ? value : 'system';
   } catch {
     return 'system';
   }
@@ -23,7 +36,7 @@ export function storedTheme() {
 
 /**
  * Apply a theme to the page (`system` removes the override).
- * @param {'system'|'light'|'dark'} theme
+ * @param {Theme} theme
  */
 export function applyTheme(theme) {
   const root = document.documentElement;
@@ -44,7 +57,7 @@ export function setUpThemeToggle(button) {
     button.dataset.theme = theme;
   };
   button.addEventListener('click', () => {
-    theme = /** @type {any} */ (ORDER[(ORDER.indexOf(theme) + 1) % ORDER.length]);
+    theme = ORDER[(ORDER.indexOf(theme) + 1) % ORDER.length] ?? 'system';
     try {
       localStorage.setItem(KEY, theme);
     } catch {

@@ -27,7 +27,17 @@ export const TRIM_CHUNK = 100;
 
 /**
  * @typedef {import('./live-socket.js').Envelope} Envelope
+ * @typedef {Envelope & {seq: number}} TaskEvent an event of the task's log (it has a seq)
  */
+
+/**
+ * Whether an event is one of the task's log (connection messages have no seq).
+ * @param {Envelope} event
+ * @returns {event is TaskEvent}
+ */
+function isTaskEvent(event) {
+  return typeof event.seq === 'number';
+}
 
 export class Timeline {
   /**
@@ -40,8 +50,10 @@ export class Timeline {
   constructor(elements, hooks) {
     this.el = elements;
     this.hooks = hooks;
-    /** @type {Envelope[]} task events, ascending seq, unique */
+    /** @type {TaskEvent[]} task events, ascending seq, unique */
     this.events = [];
+    /** @type {WeakMap<Envelope, string>} each event's summary, made once */
+    this.summaries = new WeakMap();
     this.visibleRows = VISIBLE_ROWS;
     /** Oldest seq the log still has (events before it were trimmed). */
     this.firstSeq = 1;
@@ -65,7 +77,7 @@ export class Timeline {
 
   /** @returns {number} the newest seq held, 0 if none */
   get lastSeq() {
-    return this.events.length ? this.events[this.events.length - 1].seq : 0;
+    return this.events.at(-1)?.seq ?? 0;
   }
 
   /**
@@ -74,7 +86,7 @@ export class Timeline {
    */
   add(events) {
     for (const event of events) {
-      if (typeof event.seq !== 'number') continue;
+      if (!isTaskEvent(event)) continue;
       const last = this.lastSeq;
       if (event.seq > last) this.events.push(event);
       else this.insert(event);
@@ -86,14 +98,14 @@ export class Timeline {
   /**
    * Insert an older event in place (history, "load earlier").
    * @private
-   * @param {Envelope} event
+   * @param {TaskEvent} event
    */
   insert(event) {
     let low = 0;
     let high = this.events.length;
     while (low < high) {
       const mid = (low + high) >> 1;
-      if (this.events[mid].seq < event.seq) low = mid + 1;
+      if ((this.events[mid]?.seq ?? 0) < event.seq) low = mid + 1;
       else high = mid;
     }
     if (this.events[low]?.seq === event.seq) return;
@@ -137,8 +149,12 @@ export class Timeline {
    * @returns {string}
    */
   summary(event) {
-    if (event._summary === undefined) event._summary = summarize(event);
-    return event._summary;
+    let text = this.summaries.get(event);
+    if (text === undefined) {
+      text = summarize(event);
+      this.summaries.set(event, text);
+    }
+    return text;
   }
 
   /** Bring the rows in line with the events: append new ones, or rebuild. */
@@ -147,16 +163,17 @@ export class Timeline {
     if (this.needsRebuild) {
       const rows = [];
       for (let i = this.events.length - 1; i >= 0 && rows.length < this.visibleRows; i -= 1) {
-        if (this.matches(this.events[i])) rows.push(this.row(this.events[i]));
+        const event = this.events[i];
+        if (event && this.matches(event)) rows.push(this.row(event));
       }
       list.replaceChildren(...rows.reverse());
       this.needsRebuild = false;
     } else {
       const fresh = document.createDocumentFragment();
       let start = this.events.length;
-      while (start > 0 && this.events[start - 1].seq > this.renderedUpTo) start -= 1;
-      for (let i = start; i < this.events.length; i += 1) {
-        if (this.matches(this.events[i])) fresh.append(this.row(this.events[i]));
+      while (start > 0 && (this.events[start - 1]?.seq ?? 0) > this.renderedUpTo) start -= 1;
+      for (const event of this.events.slice(start)) {
+        if (this.matches(event)) fresh.append(this.row(event));
       }
       list.append(fresh);
       if (list.childElementCount > this.visibleRows + TRIM_CHUNK) {
@@ -165,7 +182,7 @@ export class Timeline {
       }
     }
     this.renderedUpTo = this.lastSeq;
-    const oldest = this.events.length ? this.events[0].seq : this.lastSeq + 1;
+    const oldest = this.events[0]?.seq ?? this.lastSeq + 1;
     const canLoad = oldest > this.firstSeq && this.lastSeq > 0;
     this.el.earlier.hidden = !canLoad;
     this.el.earlier.disabled = this.loading;
@@ -176,7 +193,7 @@ export class Timeline {
 
   /**
    * @private
-   * @param {Envelope} event
+   * @param {TaskEvent} event
    * @returns {HTMLElement}
    */
   row(event) {
@@ -193,8 +210,8 @@ export class Timeline {
 
   /** Fetch the page of events before the oldest one held and show them. */
   async loadEarlier() {
-    if (this.loading || !this.events.length) return;
-    const oldest = this.events[0].seq;
+    const oldest = this.events[0]?.seq;
+    if (this.loading || oldest === undefined) return;
     const since = Math.max(this.firstSeq - 1, oldest - 1 - PAGE, 0);
     const limit = oldest - 1 - since;
     if (limit <= 0) return;
@@ -203,7 +220,7 @@ export class Timeline {
     try {
       const page = await this.hooks.fetchPage(since, limit);
       this.setFirstSeq(page.first_seq);
-      const older = page.events.filter((e) => e.seq < oldest);
+      const older = page.events.filter((e) => isTaskEvent(e) && e.seq < oldest);
       this.add(older);
       // show everything held, down to the oldest event just loaded
       this.visibleRows = Math.max(this.visibleRows, this.events.length);

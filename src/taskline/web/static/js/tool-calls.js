@@ -26,7 +26,19 @@ const TRIM_CHUNK = 25;
  * @property {'running'|'done'|'error'} status
  * @property {number|null} startedAt ms since the epoch
  * @property {number|null} durationMs
- * @property {Record<string, HTMLElement>|null} refs the card's elements, once rendered
+ * @property {ToolCardRefs|null} refs the card's elements, once rendered
+ */
+
+/**
+ * @typedef {object} ToolCardRefs
+ * @property {HTMLElement} card
+ * @property {HTMLElement} name
+ * @property {HTMLElement} status
+ * @property {HTMLElement} duration
+ * @property {HTMLElement} args
+ * @property {HTMLElement} resultBlock
+ * @property {HTMLElement} resultLabel
+ * @property {HTMLElement} result
  */
 
 export class ToolCalls {
@@ -111,8 +123,8 @@ export class ToolCalls {
 
   /** @private Drop the oldest cards down to {@link MAX_CARDS}. */
   trim() {
-    while (this.calls.size > MAX_CARDS) {
-      const [oldestId, oldest] = this.calls.entries().next().value;
+    for (const [oldestId, oldest] of this.calls) {
+      if (this.calls.size <= MAX_CARDS) break;
       oldest.refs?.card.remove();
       this.calls.delete(oldestId);
     }
@@ -123,7 +135,7 @@ export class ToolCalls {
    * @param {ToolCall} call
    */
   build(call) {
-    const refs = {
+    const parts = {
       name: h('span', { class: 'tool-name' }),
       status: h('span', { class: 'status-badge' }),
       duration: h('span', { class: 'tool-duration muted' }),
@@ -132,14 +144,16 @@ export class ToolCalls {
       resultLabel: h('h4', { class: 'minor-title' }),
       result: h('pre', { class: 'code' }),
     };
-    refs.resultBlock.append(refs.resultLabel, refs.result);
-    refs.card = h(
+    parts.resultBlock.append(parts.resultLabel, parts.result);
+    const card = h(
       'li',
       { class: 'tool-card', dataset: { toolCallId: call.id } },
-      h('div', { class: 'tool-head' }, refs.name, refs.status, refs.duration),
-      h('details', { class: 'tool-args' }, h('summary', {}, 'Arguments'), refs.args),
-      refs.resultBlock,
+      h('div', { class: 'tool-head' }, parts.name, parts.status, parts.duration),
+      h('details', { class: 'tool-args' }, h('summary', {}, 'Arguments'), parts.args),
+      parts.resultBlock,
     );
+    /** @type {ToolCardRefs} */
+    const refs = { ...parts, card };
     call.refs = refs;
     this.list.append(refs.card);
   }
@@ -150,6 +164,7 @@ export class ToolCalls {
    */
   update(call) {
     const r = call.refs;
+    if (!r) return;
     setAttr(r.card, 'data-status', call.status);
     setText(r.name, call.name);
     setText(r.status, call.status === 'running' ? 'Running' : call.status === 'error' ? 'Failed' : 'Done');

@@ -119,6 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         session_ttl=settings.session_ttl,
         review_roots=settings.review_roots,
         review_hidden=settings.review_hidden,
+        agent_approve=settings.agent_approve,
         max_state_bytes=settings.max_state_bytes,
         lease_seconds=settings.lease_seconds,
         lease_max_seconds=settings.lease_max_seconds,

@@ -21,14 +21,15 @@ anything else (``progress_update``,    ``CUSTOM`` with ``name`` = the Taskline e
 =====================================  ==============================================
 
 Going the other way (:func:`from_agui`, :func:`attribute_runs`), each AG-UI event becomes the
-Taskline event of the table (``CUSTOM``
-named after a Taskline type becomes that type); AG-UI-only events (reasoning, activity,
-sub-agents, messages snapshots, raw, chunks, other customs) become ``custom`` events named
-``agui:<TYPE>``. Every ingested AG-UI event also keeps its original JSON (camelCase, without
-``timestamp``) under ``data["agui"]``, and is emitted back from it, so an AG-UI stream that
-is stored and replayed is identical apart from timestamps. Ingested events carry their run on
-the envelope (``run_id``, and ``parent_run_id`` from a ``RUN_STARTED``'s ``parentRunId``): the
-run the publisher names, else the ``runId`` of the batch's last ``RUN_STARTED`` before them.
+Taskline event of the table (``CUSTOM`` named after a Taskline type becomes that type);
+AG-UI-only events (reasoning, activity, sub-agents, messages snapshots, raw, chunks, other
+customs) and a ``RUN_FINISHED`` whose outcome is an interrupt (the run stopped to ask: it
+completes nothing) become ``custom`` events named ``agui:<TYPE>``. Every ingested AG-UI
+event also keeps its original JSON (camelCase, without ``timestamp``) under ``data["agui"]``,
+and is emitted back from it, so an AG-UI stream that is stored and replayed is identical
+apart from timestamps. Ingested events carry their run on the envelope (``run_id``, and
+``parent_run_id`` from a ``RUN_STARTED``'s ``parentRunId``): the run the publisher names,
+else the ``runId`` of the batch's last ``RUN_STARTED`` before them.
 """
 
 import json
@@ -74,6 +75,7 @@ __all__ = [
     "attribute_runs",
     "event_json",
     "from_agui",
+    "is_interrupt",
     "parse_agui",
     "sse_frame",
     "to_agui",
@@ -160,6 +162,13 @@ def from_agui(raw: dict[str, Any], *, field: str = "event") -> EventIn:
     return EventIn(event_type=kind, data=data)
 
 
+def is_interrupt(event: BaseEvent) -> bool:
+    """Whether ``event`` is a ``RUN_FINISHED`` whose outcome is an interrupt (the run stopped
+    to ask for something: AG-UI 1.0 interrupts)."""
+    outcome = getattr(event, "outcome", None)
+    return isinstance(event, RunFinishedEvent) and getattr(outcome, "type", None) == "interrupt"
+
+
 def attribute_runs(events: list[EventIn], run_id: str | None = None) -> list[EventIn]:
     """Put each ingested event's run on its envelope: ``run_id`` when given, else the
     ``runId`` of the last ``RUN_STARTED`` before it in ``events`` (and that start's
@@ -198,6 +207,9 @@ def _native(event: BaseEvent, wire: dict[str, Any]) -> tuple[WebSocketEventType,
     match event:
         case RunStartedEvent():
             return E.TASK_STARTED, {"thread_id": event.thread_id, "run_id": event.run_id}
+        case RunFinishedEvent() if is_interrupt(event):
+            # the run stopped to ask, it did not complete: kept whole (see agui_ingest)
+            return E.CUSTOM, {"name": "agui:RUN_FINISHED", "value": wire}
         case RunFinishedEvent():
             return E.TASK_COMPLETED, {"result": event.result}
         case RunErrorEvent():
@@ -270,6 +282,7 @@ def _translate(message: WebSocketMessage, data: dict[str, Any]) -> list[BaseEven
         ]
     if kind == E.TASK_COMPLETED:
         return [RunFinishedEvent(thread_id=task_id, run_id=run_id, result=data.get("result"))]
+
     if kind == E.TASK_FAILED:
         return [RunErrorEvent(message=str(data.get("error") or data.get("reason") or "failed"))]
     if kind == E.ERROR and data.get("unserved") is True and message.run_id:

@@ -117,15 +117,16 @@ async def publish_events(
     Re-sending an event ``id`` that is stored already returns its seq and stores nothing.
     AG-UI events (``format=agui``) carry their run on the envelope: ``run_id`` when given,
     else the ``runId`` of the batch's last ``RUN_STARTED`` before them; a ``RUN_STARTED`` on
-    a completed or failed task is a new run that reopens it.
+    a completed or failed task is a new run that reopens it; a ``RUN_FINISHED`` whose
+    outcome is an interrupt opens a request per interrupt (and is stored naming them).
     """
-    agui = format == "agui"
-    events = parse_events(body, agui=agui)
-    if agui:
-        events = attribute_runs(events, run_id)
-    committed = await services.events.publish(
-        task_id, events, actor=actor, source=(source or "agui") if agui else None
-    )
+    if format == "agui":
+        events = attribute_runs(parse_events(body, agui=True), run_id)
+        committed = await services.agui_ingest.publish(
+            task_id, events, actor=actor, source=source or "agui"
+        )
+    else:
+        committed = await services.events.publish(task_id, parse_events(body), actor=actor)
     seqs = [m.seq or 0 for m in committed]
     return PublishResult(
         task_id=task_id, seqs=seqs, ids=[m.id for m in committed], last_seq=max(seqs)

@@ -16,7 +16,14 @@ other; a run started on a finished task reopened it (``reopened_from``).
 - a ``task_started`` of a run already listed (a paused run's restart, a re-sent start) opens
   that run again instead of listing it twice;
 - an ``error`` event with ``unserved: true`` (the AG-UI gateway's answer when no agent could
-  serve a run) is a run of its own whose outcome is ``unserved``.
+  serve a run) is a run of its own whose outcome is ``unserved``;
+- a run that stopped to ask (a ``custom`` ``agui:RUN_FINISHED`` whose outcome is an
+  interrupt: logged by the AG-UI gateway, or ingested) is ``interrupted``; if a person answers
+  elsewhere (the inbox) and the agent goes on, its later events move it on as usual;
+- a ``custom`` ``agui:RUN_STARTED`` with ``resumed_run`` (the AG-UI gateway's log of a
+  ``RunAgentInput`` whose ``resume`` answered that run's interrupts) is a new run that
+  continues that one: the interrupted run ends there, and its later events (the agent goes
+  on under its own run id) count for the new run.
 
 The list is as complete as the log: runs whose start was trimmed by retention
 (``TASKLINE_RETAIN_EVENTS``) are not listed.
@@ -45,6 +52,9 @@ class RunOutcome(StrEnum):
     CANCELLED = "cancelled"
     #: nobody served it (no agent, a refused folder): the task was not touched
     UNSERVED = "unserved"
+    #: it stopped to ask a person (an AG-UI interrupt) and waits for the answer, or ended
+    #: there when a resuming run took over
+    INTERRUPTED = "interrupted"
 
 
 #: The event types a task's runs are derived from.
@@ -57,6 +67,7 @@ RUN_EVENT_TYPES = frozenset(
         E.TASK_FAILED,
         E.TASK_CANCELLED,
         E.ERROR,
+        E.CUSTOM,
     }
 )
 
@@ -65,7 +76,7 @@ _ENDS = {
     E.TASK_FAILED: RunOutcome.FAILED,
     E.TASK_CANCELLED: RunOutcome.CANCELLED,
 }
-_OPEN = frozenset({RunOutcome.RUNNING, RunOutcome.PAUSED})
+_OPEN = frozenset({RunOutcome.RUNNING, RunOutcome.PAUSED, RunOutcome.INTERRUPTED})
 
 
 class RunSummary(BaseModel):
@@ -83,6 +94,9 @@ class RunSummary(BaseModel):
         default=None, description="The status of the task it reopened (completed, failed)."
     )
     error: str | None = Field(default=None, description="Why it failed or was not served.")
+    resumes: str | None = Field(
+        default=None, description="The interrupted run whose interrupts it answered."
+    )
     first_seq: int = Field(description="The seq of its start in the task's log.")
     last_seq: int = Field(description="The seq of the last event that changed it.")
 
@@ -102,6 +116,15 @@ def _agent(message: WebSocketMessage) -> str | None:
     return None
 
 
+def _interrupts(message: WebSocketMessage) -> bool:
+    """Whether ``message`` logs an AG-UI ``RUN_FINISHED`` whose outcome is an interrupt."""
+    if message.data.get("name") != "agui:RUN_FINISHED":
+        return False
+    value = message.data.get("value")
+    outcome = value.get("outcome") if isinstance(value, dict) else None
+    return isinstance(outcome, dict) and outcome.get("type") == "interrupt"
+
+
 def runs_of(messages: Iterable[WebSocketMessage]) -> list[RunSummary]:
     """The runs of one task's log (see the module docstring), oldest first. ``messages``
     are its events in seq order; types outside :data:`RUN_EVENT_TYPES` are skipped."""
@@ -111,6 +134,33 @@ def runs_of(messages: Iterable[WebSocketMessage]) -> list[RunSummary]:
     for message in messages:
         kind, seq = message.event_type, message.seq or 0
         run_id = _run_id(message)
+        resumed = message.data.get("resumed_run")
+        if kind == E.CUSTOM and not (run_id and run_id not in by_id and isinstance(resumed, str)):
+            run = (by_id.get(run_id) if run_id else None) or current
+            if run is not None and run.outcome in _OPEN and _interrupts(message):
+                run.outcome, run.last_seq = RunOutcome.INTERRUPTED, seq
+            continue
+        if kind == E.CUSTOM and isinstance(resumed, str) and run_id:
+            before = by_id.get(resumed)
+            current = RunSummary(
+                run_id=run_id,
+                parent_run_id=message.parent_run_id,
+                outcome=RunOutcome.RUNNING,
+                started_at=message.timestamp,
+                agent_id=before.agent_id if before is not None else None,
+                actor=message.actor,
+                source=message.source,
+                resumes=resumed,
+                first_seq=seq,
+                last_seq=seq,
+            )
+            runs.append(current)
+            by_id[run_id] = current
+            if before is not None:
+                before.ended_at, before.last_seq = message.timestamp, seq
+                before.outcome = RunOutcome.INTERRUPTED
+            by_id[resumed] = current  # the interrupted run's later events are this run's
+            continue
         if kind == E.ERROR:
             if message.data.get("unserved") is True and run_id and run_id not in by_id:
                 unserved = RunSummary(

@@ -65,12 +65,13 @@ one), and the terminal ``RUN_FINISHED`` always echoes the request's ``threadId``
 
 import asyncio
 import hashlib
+import json
 import logging
 import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -82,16 +83,19 @@ from ag_ui.core import (
     RunFinishedEvent,
     RunStartedEvent,
     StateSnapshotEvent,
+    StepFinishedEvent,
     TextMessageContentEvent,
     TextMessageEndEvent,
     TextMessageStartEvent,
+    ToolCallEndEvent,
 )
-from pydantic import ValidationError
+from pydantic import JsonValue, ValidationError
 
 from taskline.agent.confine import FolderRefused, ReviewRoots, confine
 from taskline.agent.files import SAMPLE_DOCS
 from taskline.agent.runner import DEFAULT_AGENT_ID, review_folder
-from taskline.agui.translate import AGUI_KEY, TERMINAL_TYPES, to_agui
+from taskline.agui.interrupts import answer_of, interrupted
+from taskline.agui.translate import AGUI_KEY, TERMINAL_TYPES, event_json, is_interrupt, to_agui
 from taskline.domain.access import Action, require
 from taskline.domain.actors import Actor, Role
 from taskline.domain.errors import (
@@ -102,7 +106,8 @@ from taskline.domain.errors import (
 )
 from taskline.domain.events import EventIn, WebSocketEventType, WebSocketMessage
 from taskline.domain.ids import ID_PATTERN, new_id
-from taskline.domain.models import MAX_TITLE, Task, TaskCreate
+from taskline.domain.models import MAX_TITLE, Task, TaskCreate, utc_now
+from taskline.domain.requests import Request, RequestAnswer, RequestStatus, resolve
 from taskline.domain.status import TaskStatus
 from taskline.realtime import ConnectionManager, Following
 from taskline.realtime.agents import AgentHub
@@ -110,6 +115,7 @@ from taskline.sdk import Run
 from taskline.service.agents import AgentService
 from taskline.service.events import EventService
 from taskline.service.local_agent import LocalClient
+from taskline.service.requests import RequestService
 from taskline.service.tasks import TaskService
 
 __all__ = ["AguiGateway", "PreparedRun", "task_id_for_thread"]
@@ -127,6 +133,32 @@ def task_id_for_thread(thread_id: str) -> str:
     if ID_PATTERN.match(thread_id):
         return thread_id
     return "task_" + hashlib.sha256(thread_id.encode()).hexdigest()[:32]
+
+
+def _track(open_now: set[tuple[str, str]], event: BaseEvent) -> None:
+    """Keep ``open_now`` up to date with the text messages, tool calls and steps ``event``
+    starts or ends (what must be closed before a run can finish)."""
+    kind = event.type.value
+    if kind in ("TEXT_MESSAGE_START", "TEXT_MESSAGE_END"):
+        key = ("text", str(getattr(event, "message_id", "")))
+    elif kind in ("TOOL_CALL_START", "TOOL_CALL_END"):
+        key = ("tool", str(getattr(event, "tool_call_id", "")))
+    elif kind in ("STEP_STARTED", "STEP_FINISHED"):
+        key = ("step", str(getattr(event, "step_name", "")))
+    else:
+        return
+    if kind.endswith(("_START", "_STARTED")):
+        open_now.add(key)
+    else:
+        open_now.discard(key)
+
+
+def _closer(kind: str, key: str) -> BaseEvent:
+    if kind == "text":
+        return TextMessageEndEvent(message_id=key)
+    if kind == "tool":
+        return ToolCallEndEvent(tool_call_id=key)
+    return StepFinishedEvent(step_name=key)
 
 
 def _text(content: Any) -> str:
@@ -196,6 +228,7 @@ class PreparedRun:
     task_id: str
     task: Task | None
     instruction: str
+    actor: Actor
 
 
 @dataclass(slots=True)
@@ -205,6 +238,16 @@ class _Served:
 
     started: bool = False
     logged: BaseEvent | None = None
+    ingested: bool = False  #: the agent speaks AG-UI (ingested events): it ends runs itself
+    open: set[tuple[str, str]] = field(default_factory=set)  #: (kind, id) started, not ended
+
+
+class _Refused(Exception):
+    """A run input the gateway refuses once streaming (a RUN_ERROR with ``code``)."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class _RunClient(LocalClient):
@@ -212,11 +255,18 @@ class _RunClient(LocalClient):
     ``runId``)."""
 
     def __init__(
-        self, tasks: TaskService, events: EventService, hub: AgentHub, run_id: str
+        self,
+        tasks: TaskService,
+        events: EventService,
+        hub: AgentHub,
+        run_id: str,
+        *,
+        requests: RequestService | None = None,
     ) -> None:
         # the server's own agent, started by a member (START_RUNS) to work for them: it acts
         # with a member's rights on the run's task (which is assigned to no one)
-        super().__init__(tasks, events, hub, actor=Actor.agent(DEFAULT_AGENT_ID, Role.MEMBER))
+        actor = Actor.agent(DEFAULT_AGENT_ID, Role.MEMBER)
+        super().__init__(tasks, events, hub, actor=actor, requests=requests)
         self._run_id = run_id
 
     def run(
@@ -247,6 +297,10 @@ class AguiGateway:
             ``~`` expanded, relative ones from the current directory); empty: the sample
             folder :data:`~taskline.agent.files.SAMPLE_DOCS`.
         review_hidden: let the built-in agent read hidden files and folders.
+        requests: the requests service (AG-UI interrupts and their resume); None: runs
+            cannot be interrupted.
+        approve: the built-in agent's steps that need a person's approval first (its tool
+            names, e.g. ``write_report``; the setting ``TASKLINE_AGENT_APPROVE``).
     """
 
     def __init__(
@@ -262,6 +316,8 @@ class AguiGateway:
         poll: float = 0.25,
         review_roots: Sequence[str | os.PathLike[str]] = (),
         review_hidden: bool = False,
+        requests: RequestService | None = None,
+        approve: Sequence[str] = (),
     ) -> None:
         self.tasks = tasks
         self.events = events
@@ -273,11 +329,14 @@ class AguiGateway:
         self.poll = poll
         self.review_roots = ReviewRoots.of(review_roots, default=SAMPLE_DOCS)
         self.review_hidden = review_hidden
+        self.requests = requests
+        self.approve = frozenset(approve)
         for name, path in zip(self.review_roots.names, self.review_roots.paths, strict=True):
             if not path.is_dir():
                 logger.warning("review root %s is not a folder (%s)", name, path)
         self._background: set[asyncio.Task[Any]] = set()
         self._running: dict[str, str] = {}  # task id -> run id of the run streaming now
+        self._reviews: dict[str, asyncio.Task[Any]] = {}  # task id -> the built-in agent's job
 
     async def stop(self) -> None:
         """Stop the built-in agent's reviews still going (their tasks are failed by the SDK's
@@ -314,7 +373,8 @@ class AguiGateway:
                 f"thread {run_input.thread_id!r} already has a run in progress ({busy}); "
                 f"wait for it to finish, or cancel it (POST /api/v1/tasks/{task_id}/cancel)"
             )
-        return PreparedRun(run_input, task_id, await self._existing(task_id), instruction)
+        task = await self._existing(task_id)
+        return PreparedRun(run_input, task_id, task, instruction, actor)
 
     async def _existing(self, task_id: str) -> Task | None:
         try:
@@ -363,7 +423,8 @@ class AguiGateway:
         try:
             terminal: BaseEvent | None = None
             try:
-                async for event in self._serve(prepared, served):
+                since, resumed = await self._resume(prepared)
+                async for event in self._serve(prepared, served, since, resumed):
                     if event.type.value == "RUN_FINISHED":
                         # echo the request's ids (an agent's own RUN_FINISHED may carry others)
                         event = event.model_copy(
@@ -377,21 +438,32 @@ class AguiGateway:
                     terminal = RunErrorEvent(
                         message="the run ended without a result", code="incomplete"
                     )
+            except _Refused as refused:
+                terminal = RunErrorEvent(message=str(refused), code=refused.code)
             except Exception as exc:  # the stream has started: report, never raise
                 logger.exception("AG-UI run %s failed", run_input.run_id)
                 terminal = RunErrorEvent(message=f"the gateway failed: {exc}", code="gateway_error")
             if isinstance(terminal, RunErrorEvent) and terminal is not served.logged:
                 await self._record_error(prepared, served, terminal)
+            elif is_interrupt(terminal) and terminal is not served.logged:
+                await self._log_agui(prepared, terminal)
             yield terminal
         finally:
             if self._running.get(task_id) == run_input.run_id:
                 del self._running[task_id]
 
-    async def _serve(self, prepared: PreparedRun, served: _Served) -> AsyncIterator[BaseEvent]:
+    async def _serve(
+        self, prepared: PreparedRun, served: _Served, since: int | None, resumed: set[str]
+    ) -> AsyncIterator[BaseEvent]:
         task = prepared.task
         agent_id = None if task is None else await self._connected_agent(task.id)
+        run_ids = {prepared.input.run_id} | resumed
         if agent_id is not None:
-            async for event in self._external(prepared, agent_id, served):
+            async for event in self._external(prepared, agent_id, served, since, run_ids):
+                yield event
+            return
+        if resumed:
+            async for event in self._continue(prepared, served, since, run_ids):
                 yield event
             return
         try:
@@ -433,14 +505,117 @@ class AguiGateway:
                 return agent_id
         return None
 
+    # --- resuming an interrupted run --------------------------------------------------------
+
+    async def _resume(self, prepared: PreparedRun) -> tuple[int | None, set[str]]:
+        """Answer the requests the input's ``resume`` entries name (AG-UI interrupts); return
+        the log's head before the answers and the runs they resume (empty without resume).
+
+        Every entry is checked before anything is answered. A thread with open requests
+        takes only a resume that answers every one of them (AG-UI 1.0).
+
+        Raises:
+            _Refused: an entry names no open request of this thread, the payload does not fit
+                it (schema, choices, an approval's shape), or some open request is left
+                unanswered (codes ``unknown_interrupt``, ``invalid_resume``,
+                ``interrupt_pending``, ``interrupt_expired``).
+        """
+        entries = list(prepared.input.resume or [])
+        requests = self.requests
+        if requests is None or prepared.task is None:
+            if entries:
+                raise _Refused("this thread has no interrupts to resume", "unknown_interrupt")
+            return None, set()
+        task_id = prepared.task_id
+        open_now = await requests.list(_ACTOR, status=[RequestStatus.OPEN], task_id=task_id)
+        named = {entry.interrupt_id for entry in entries}
+        left = [r.id for r in open_now if r.id not in named]
+        if left:
+            raise _Refused(
+                f"thread {prepared.input.thread_id!r} is waiting for answers to "
+                f"{', '.join(left)}: send a resume entry for each (AG-UI interrupts)",
+                "interrupt_pending",
+            )
+        if not entries:
+            return None, set()
+        now = utc_now()
+        plan: list[tuple[Request, RequestAnswer | None]] = []
+        for entry in entries:
+            try:
+                request = await requests.get(_ACTOR, entry.interrupt_id)
+            except NotFoundError:
+                request = None
+            if request is None or request.task_id != task_id:
+                raise _Refused(
+                    f"interrupt {entry.interrupt_id!r} is not one of this thread's",
+                    "unknown_interrupt",
+                )
+            if request.status == RequestStatus.EXPIRED or request.due(now):
+                raise _Refused(f"interrupt {request.id!r} expired unanswered", "interrupt_expired")
+            try:
+                reply = answer_of(request, entry)
+                if reply is not None and request.status == RequestStatus.OPEN:
+                    resolve(request, reply, by=str(prepared.actor), now=now)  # checks it
+            except InvalidInputError as exc:
+                raise _Refused(str(exc), "invalid_resume") from None
+            plan.append((request, reply))
+        since = await self._head(task_id)
+        resumed = {r.run_id for r, _ in plan if r.run_id}
+        await self._log_agui(
+            prepared,
+            RunStartedEvent(
+                thread_id=task_id,
+                run_id=prepared.input.run_id,
+                protocol_version=PROTOCOL_VERSION,
+            ),
+            resumes=[r.id for r, _ in plan],
+            resumed_run=min(resumed) if resumed else None,
+        )
+        for request, reply in plan:
+            if request.status != RequestStatus.OPEN:
+                continue  # answered already: a replayed resume is safe
+            try:
+                if reply is None:
+                    await requests.cancel(
+                        prepared.actor, request.id, "cancelled by the AG-UI client"
+                    )
+                else:
+                    await requests.answer(prepared.actor, request.id, reply)
+            except ConflictError:
+                logger.info("request %s was closed meanwhile", request.id)
+        return since, resumed
+
+    async def _log_agui(self, prepared: PreparedRun, event: BaseEvent, **extra: JsonValue) -> None:
+        """Log an AG-UI event the gateway sent (an interrupt, a resumed run's start) as a
+        ``custom`` ``agui:<TYPE>`` event of the run, so watchers and the runs list see it."""
+        value = json.loads(event_json(event))
+        value.pop("timestamp", None)
+        if "threadId" in value:
+            value["threadId"] = prepared.task_id  # as the task's other AG-UI events have it
+        data: dict[str, Any] = {"name": f"agui:{event.type.value}", "value": value}
+        data.update({k: v for k, v in extra.items() if v is not None})
+        logged = EventIn(event_type=E.CUSTOM, data=data, run_id=prepared.input.run_id)
+        try:
+            await self.events.publish(
+                prepared.task_id, [logged], actor=_ACTOR, source="agui-gateway"
+            )
+        except TasklineError:
+            logger.warning("could not log run %s's %s", prepared.input.run_id, event.type.value)
+
     # --- the three ways of serving a run ----------------------------------------------------
 
     async def _external(
-        self, prepared: PreparedRun, agent_id: str, served: _Served
+        self,
+        prepared: PreparedRun,
+        agent_id: str,
+        served: _Served,
+        since: int | None,
+        run_ids: set[str],
     ) -> AsyncIterator[BaseEvent]:
         run_input = prepared.input
         task_id = prepared.task_id
-        since = await self._head(task_id)
+        if since is None:
+            since = await self._head(task_id)
         frame = {
             "type": "command",
             "id": new_id("cmd"),
@@ -456,7 +631,7 @@ class AguiGateway:
 
         async with self._follow(task_id, since) as following:
             await self.hub.reply(agent_id, frame)
-            events = self._events(following, run_input.run_id, alive, self.start_timeout, served)
+            events = self._events(following, run_ids, alive, self.start_timeout, served)
             async for event in events:
                 yield event
 
@@ -469,9 +644,13 @@ class AguiGateway:
         job: asyncio.Task[Any] | None = None
 
         async def work() -> None:
-            client = _RunClient(self.tasks, self.events, self.hub, run_input.run_id)
+            client = _RunClient(
+                self.tasks, self.events, self.hub, run_input.run_id, requests=self.requests
+            )
             async with client:
-                await review_folder(client, task_id, folder, hidden=self.review_hidden)
+                await review_folder(
+                    client, task_id, folder, hidden=self.review_hidden, approve=self.approve
+                )
 
         async def alive() -> str | None:
             if job is None or not job.done():
@@ -487,7 +666,39 @@ class AguiGateway:
             job = asyncio.create_task(work(), name=f"agui-review-{run_input.run_id}")
             self._background.add(job)
             job.add_done_callback(self._background.discard)
-            events = self._events(following, run_input.run_id, alive, self.start_timeout, served)
+            self._reviews[task_id] = job
+            job.add_done_callback(lambda done: self._forget(task_id, done))
+            run_ids = {run_input.run_id}
+            events = self._events(following, run_ids, alive, self.start_timeout, served)
+            async for event in events:
+                yield event
+
+    def _forget(self, task_id: str, job: "asyncio.Task[Any]") -> None:
+        if self._reviews.get(task_id) is job:
+            del self._reviews[task_id]
+
+    async def _continue(
+        self, prepared: PreparedRun, served: _Served, since: int | None, run_ids: set[str]
+    ) -> AsyncIterator[BaseEvent]:
+        """Stream the rest of an interrupted run of the built-in agent, whose review (still
+        going in the background) got its answers from the resume entries."""
+        task_id = prepared.task_id
+        job = self._reviews.get(task_id)
+        if job is None or job.done():
+            yield RunErrorEvent(
+                message=f"nobody is working on task {task_id} any more (the agent that asked "
+                "has stopped, e.g. the server restarted); start a new run",
+                code="no_agent",
+            )
+            return
+
+        async def alive() -> str | None:
+            if not job.done():
+                return None
+            return "the built-in agent stopped before finishing the run"
+
+        async with self._follow(task_id, since or 0) as following:
+            events = self._events(following, run_ids, alive, self.start_timeout, served)
             async for event in events:
                 yield event
 
@@ -520,7 +731,7 @@ class AguiGateway:
     async def _events(
         self,
         following: Following,
-        run_id: str,
+        run_ids: set[str],
         alive: Alive,
         first_timeout: float,
         served: _Served,
@@ -541,8 +752,7 @@ class AguiGateway:
                 if reason is not None:
                     # what arrived meanwhile first: the terminal event may be there
                     for message, _ in following.drain():
-                        for event in self._of_run(message, run_id):
-                            served.started, served.logged = True, event
+                        for event in await self._of_run(message, run_ids, served):
                             yield event
                             if event.type.value in TERMINAL_TYPES:
                                 return
@@ -557,22 +767,53 @@ class AguiGateway:
                     )
                     return
                 continue
-            for event in self._of_run(item.message, run_id):
+            for event in await self._of_run(item.message, run_ids, served):
                 started = True
-                served.started, served.logged = True, event
                 last = loop.time()
                 yield event
                 if event.type.value in TERMINAL_TYPES:
                     return
 
-    def _of_run(self, message: WebSocketMessage | None, run_id: str) -> list[BaseEvent]:
-        """The AG-UI events of ``message`` if it is an event of the run (else none)."""
+    async def _of_run(
+        self, message: WebSocketMessage | None, run_ids: set[str], served: _Served
+    ) -> list[BaseEvent]:
+        """The AG-UI events of ``message`` if it is an event of the run (else none), noted in
+        ``served``. A request opened by the run (an agent that does not speak AG-UI itself)
+        ends it with an interrupt: whatever is open closed, the state, then ``RUN_FINISHED``
+        whose outcome lists the run's open requests."""
         if message is None or message.seq is None:
             return []
         ingested = isinstance(message.data.get(AGUI_KEY), dict)
-        if message.run_id != run_id and not ingested:
+        served.ingested = served.ingested or ingested
+        if message.event_type == E.REQUEST_OPENED and not served.ingested:
+            if message.data.get("run_id") in run_ids and message.task_id:
+                return await self._interrupt(message.task_id, run_ids, served)
             return []
-        return [e for e in to_agui(message) if e.type.value != "RUN_STARTED"]
+        if message.run_id not in run_ids and not ingested:
+            return []
+        events = [e for e in to_agui(message) if e.type.value != "RUN_STARTED"]
+        for event in events:
+            served.started, served.logged = True, event
+            _track(served.open, event)
+        return events
+
+    async def _interrupt(self, task_id: str, run_ids: set[str], served: _Served) -> list[BaseEvent]:
+        requests = self.requests
+        assert requests is not None  # a request was opened: the service exists
+        waiting = [
+            r
+            for r in await requests.list(_ACTOR, status=[RequestStatus.OPEN], task_id=task_id)
+            if r.run_id in run_ids
+        ]
+        if not waiting:
+            return []  # answered already (by a person, elsewhere): the run goes on
+        events: list[BaseEvent] = [_closer(kind, key) for kind, key in sorted(served.open)]
+        served.open.clear()
+        state = (await self.events.state(task_id)).document
+        events.append(StateSnapshotEvent(snapshot=state if state is not None else {}))
+        events.append(interrupted(task_id, next(iter(run_ids)), waiting))
+        served.started = True
+        return events
 
     async def _record_error(
         self, prepared: PreparedRun, served: _Served, error: RunErrorEvent

@@ -258,3 +258,34 @@ def test_a_bridged_interrupt_becomes_a_request(
     assert [(r["outcome"], r["source"]) for r in runs] == [("interrupted", "agui-bridge")]
     assert runs[0]["run_id"] == request["run_id"]
     http.close()
+
+
+async def test_an_interrupt_answered_in_the_inbox_lets_the_run_go_on(
+    approving_server: LiveServer, tmp_path: Path
+) -> None:
+    """A person approves from the inbox (REST) instead of a resume: the same run goes on and
+    completes; the runs list follows (interrupted, then completed) and the watch stream shows
+    the run starting again after its interrupt."""
+    body, frames = await interrupted_run(approving_server, folder(tmp_path))
+    interrupt_id = frames[-1]["outcome"]["interrupts"][0]["id"]
+    task_id = task_id_for_thread(body["threadId"])
+    http = httpx.Client(base_url=approving_server.url, timeout=10)
+    head = http.get(f"/api/v1/tasks/{task_id}/events").json()["last_seq"]
+    approved = http.post(f"/api/v1/requests/{interrupt_id}/answer", json={"decision": "approve"})
+    assert approved.status_code == 200, approved.text
+    wait_until(
+        lambda: http.get(f"/api/v1/tasks/{task_id}").json()["status"] == "completed",
+        message="the review to complete after the approval",
+    )
+    runs = http.get(f"/api/v1/tasks/{task_id}/runs").json()["runs"]
+    assert [(r["run_id"], r["outcome"]) for r in runs] == [(body["runId"], "completed")]
+    watched = parse_sse(
+        http.get(
+            f"/api/v1/tasks/{task_id}/agui",
+            params={"until": "run_end"},
+            headers={"Last-Event-ID": str(head)},
+        ).text
+    )
+    assert watched[0]["type"] == "RUN_STARTED" and watched[0]["runId"] == body["runId"]
+    assert watched[-1]["type"] == "RUN_FINISHED" and "outcome" not in watched[-1]
+    http.close()

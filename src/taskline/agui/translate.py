@@ -15,6 +15,8 @@ Taskline ``event_type``                AG-UI ``type``
 ``step.start`` / ``step.end``          ``STEP_STARTED`` / ``STEP_FINISHED``
 ``error`` with ``unserved: true``      ``RUN_STARTED`` then ``RUN_ERROR`` (a run nobody served,
                                        logged by the AG-UI gateway)
+``request.answered`` of a run          ``RUN_STARTED`` of that run (it goes on after its
+                                       interrupt; ignored by a viewer whose run is open)
 anything else (``progress_update``,    ``CUSTOM`` with ``name`` = the Taskline event type and
 ``confidence_update``, ``task_paused``, ``value`` = its data
 ``agent_status_change``, …)
@@ -285,6 +287,14 @@ def _translate(message: WebSocketMessage, data: dict[str, Any]) -> list[BaseEven
 
     if kind == E.TASK_FAILED:
         return [RunErrorEvent(message=str(data.get("error") or data.get("reason") or "failed"))]
+    if kind == E.REQUEST_ANSWERED and isinstance(data.get("run_id"), str) and data["run_id"]:
+        # the run that asked goes on: a viewer whose view the interrupt closed sees it
+        # start again (one whose run is still open ignores it: see projection.RunView)
+        return [
+            RunStartedEvent(
+                thread_id=task_id, run_id=data["run_id"], protocol_version=PROTOCOL_VERSION
+            )
+        ]
     if kind == E.ERROR and data.get("unserved") is True and message.run_id:
         # a run nobody served (logged by the AG-UI gateway): a run of its own that failed
         return [

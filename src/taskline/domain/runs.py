@@ -18,8 +18,9 @@ other; a run started on a finished task reopened it (``reopened_from``).
 - an ``error`` event with ``unserved: true`` (the AG-UI gateway's answer when no agent could
   serve a run) is a run of its own whose outcome is ``unserved``;
 - a run that stopped to ask (a ``custom`` ``agui:RUN_FINISHED`` whose outcome is an
-  interrupt: logged by the AG-UI gateway, or ingested) is ``interrupted``; if a person answers
-  elsewhere (the inbox) and the agent goes on, its later events move it on as usual;
+  interrupt: logged by the AG-UI gateway, or ingested) is ``interrupted``; when a person
+  answers elsewhere (the inbox: ``request.answered`` of that run, or its cancel or expiry) it
+  is ``running`` again, and its later events move it on as usual;
 - a ``custom`` ``agui:RUN_STARTED`` with ``resumed_run`` (the AG-UI gateway's log of a
   ``RunAgentInput`` whose ``resume`` answered that run's interrupts) is a new run that
   continues that one: the interrupted run ends there, and its later events (the agent goes
@@ -68,8 +69,12 @@ RUN_EVENT_TYPES = frozenset(
         E.TASK_CANCELLED,
         E.ERROR,
         E.CUSTOM,
+        E.REQUEST_ANSWERED,
+        E.REQUEST_CANCELLED,
+        E.REQUEST_EXPIRED,
     }
 )
+_ANSWERS = frozenset({E.REQUEST_ANSWERED, E.REQUEST_CANCELLED, E.REQUEST_EXPIRED})
 
 _ENDS = {
     E.TASK_COMPLETED: RunOutcome.COMPLETED,
@@ -134,6 +139,12 @@ def runs_of(messages: Iterable[WebSocketMessage]) -> list[RunSummary]:
     for message in messages:
         kind, seq = message.event_type, message.seq or 0
         run_id = _run_id(message)
+        if kind in _ANSWERS:
+            asked = message.data.get("run_id")
+            run = by_id.get(asked) if isinstance(asked, str) else None
+            if run is not None and run.outcome == RunOutcome.INTERRUPTED and run.ended_at is None:
+                run.outcome, run.last_seq = RunOutcome.RUNNING, seq  # answered: it goes on
+            continue
         resumed = message.data.get("resumed_run")
         if kind == E.CUSTOM and not (run_id and run_id not in by_id and isinstance(resumed, str)):
             run = (by_id.get(run_id) if run_id else None) or current

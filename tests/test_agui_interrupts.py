@@ -2,6 +2,8 @@
 outcome is an interrupt; the next ``RunAgentInput`` answers it with ``resume`` entries and the
 run goes on; the watch endpoint shows it; ingested AG-UI interrupts become requests."""
 
+import asyncio
+import json
 import threading
 import uuid
 from collections.abc import Iterator
@@ -19,6 +21,7 @@ from taskline.service.agui_gateway import task_id_for_thread
 from taskline.settings import Settings
 from tests.support.server import LiveServer
 from tests.support.waiting import wait_until
+from tests.support.ws import open_ws
 from tests.test_agui_bridge import remote_agent
 from tests.test_agui_run import parse_sse, post_run, run_input
 
@@ -289,3 +292,57 @@ async def test_an_interrupt_answered_in_the_inbox_lets_the_run_go_on(
     assert watched[0]["type"] == "RUN_STARTED" and watched[0]["runId"] == body["runId"]
     assert watched[-1]["type"] == "RUN_FINISHED" and "outcome" not in watched[-1]
     http.close()
+
+
+async def test_a_connected_agui_agent_interrupts_and_is_resumed(sqlite_server: LiveServer) -> None:
+    """A connected agent that speaks AG-UI ends its run asking (its RUN_FINISHED with an
+    interrupt, ingested): the client gets the interrupt naming the request; the resume
+    answers it and reaches the agent in the next ``run`` command, whose events finish it."""
+    http = httpx.Client(base_url=sqlite_server.url, timeout=10)
+    task_id = http.post("/api/v1/tasks/", json={"title": "asks"}).json()["id"]
+    url = f"/api/v1/tasks/{task_id}/events"
+    async with open_ws(f"{sqlite_server.ws_url}/ws/agents/agent_asker") as ws:
+        json.loads(await ws.recv())  # welcome
+        http.patch(f"/api/v1/tasks/{task_id}", json={"assigned_agent_id": "agent_asker"})
+        body = run_input(task_id, "go")
+        runner = asyncio.create_task(post_run(sqlite_server, body))
+        command = await next_run_command(ws)
+        ids = {"threadId": task_id, "runId": command["run"]["runId"]}
+        ask = {"id": "mine-1", "reason": "confirmation", "message": "Deploy?"}
+        events = [
+            {"type": "RUN_STARTED", **ids},
+            {"type": "RUN_FINISHED", **ids, "outcome": {"type": "interrupt", "interrupts": [ask]}},
+        ]
+        assert http.post(url, params={"format": "agui"}, json=events).status_code == 200
+        frames = await asyncio.wait_for(runner, 20)
+        (interrupt,) = frames[-1]["outcome"]["interrupts"]
+        assert interrupt["id"].startswith("req_") and interrupt["message"] == "Deploy?"
+        assert interrupt["metadata"]["taskline"]["agui_interrupt_id"] == "mine-1"
+        logged = http.get(url, params={"types": "custom"}).json()["events"]
+        assert [e["data"]["name"] for e in logged] == ["agui:RUN_FINISHED"]  # once
+
+        entry = {
+            "interruptId": interrupt["id"],
+            "status": "resolved",
+            "payload": {"approved": True},
+        }
+        second = resume(body, entry)
+        runner = asyncio.create_task(post_run(sqlite_server, second))
+        command = await next_run_command(ws)
+        assert command["run"]["resume"][0]["interruptId"] == interrupt["id"]
+        request = http.get(f"/api/v1/requests/{interrupt['id']}").json()
+        assert request["status"] == "approved"
+        ids = {"threadId": task_id, "runId": second["runId"]}
+        done = [{"type": "RUN_STARTED", **ids}, {"type": "RUN_FINISHED", **ids, "result": "ok"}]
+        assert http.post(url, params={"format": "agui"}, json=done).status_code == 200
+        frames = await asyncio.wait_for(runner, 20)
+    assert frames[-1]["type"] == "RUN_FINISHED" and frames[-1]["result"] == "ok"
+    assert http.get(f"/api/v1/tasks/{task_id}").json()["status"] == "completed"
+    http.close()
+
+
+async def next_run_command(ws: Any) -> dict[str, Any]:
+    command: dict[str, Any] = {}
+    while command.get("command") != "run":
+        command = json.loads(await asyncio.wait_for(ws.recv(), 10))
+    return command

@@ -422,16 +422,18 @@ class AguiGateway:
         served = _Served()
         try:
             terminal: BaseEvent | None = None
+            logged = False  # the terminal event came from the log (nothing to record)
             try:
                 since, resumed = await self._resume(prepared)
                 async for event in self._serve(prepared, served, since, resumed):
+                    from_log = event is served.logged
                     if event.type.value == "RUN_FINISHED":
                         # echo the request's ids (an agent's own RUN_FINISHED may carry others)
                         event = event.model_copy(
                             update={"thread_id": run_input.thread_id, "run_id": run_input.run_id}
                         )
                     if event.type.value in TERMINAL_TYPES:
-                        terminal = event
+                        terminal, logged = event, from_log
                         break
                     yield event
                 else:
@@ -443,9 +445,9 @@ class AguiGateway:
             except Exception as exc:  # the stream has started: report, never raise
                 logger.exception("AG-UI run %s failed", run_input.run_id)
                 terminal = RunErrorEvent(message=f"the gateway failed: {exc}", code="gateway_error")
-            if isinstance(terminal, RunErrorEvent) and terminal is not served.logged:
+            if isinstance(terminal, RunErrorEvent) and not logged:
                 await self._record_error(prepared, served, terminal)
-            elif is_interrupt(terminal) and terminal is not served.logged:
+            elif is_interrupt(terminal) and not logged:
                 await self._log_agui(prepared, terminal)
             yield terminal
         finally:

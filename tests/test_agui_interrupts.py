@@ -7,16 +7,26 @@ import json
 import threading
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from ag_ui.core import Interrupt, ResumeEntry
 from click.testing import CliRunner
 from pydantic import ValidationError
 
-from taskline.agui.interrupts import APPROVAL_SCHEMA
+from taskline.agui.interrupts import APPROVAL_SCHEMA, answer_of, interrupt_of, spec_of
 from taskline.cli.main import taskline
+from taskline.domain.errors import InvalidInputError
+from taskline.domain.requests import (
+    ApprovalAction,
+    RequestAnswer,
+    RequestKind,
+    RequestSpec,
+    new_request,
+)
 from taskline.service.agui_gateway import task_id_for_thread
 from taskline.settings import Settings
 from tests.support.server import LiveServer
@@ -346,3 +356,41 @@ async def next_run_command(ws: Any) -> dict[str, Any]:
     while command.get("command") != "run":
         command = json.loads(await asyncio.wait_for(ws.recv(), 10))
     return command
+
+
+def test_requests_and_interrupts_translate_both_ways() -> None:
+    """interrupt_of / answer_of / spec_of with the official models: reasons, schemas, the
+    expiry as ISO text, approval payloads, an expired ingested interrupt refused."""
+    now = datetime(2026, 12, 1, 12, tzinfo=UTC)
+    spec = RequestSpec(kind=RequestKind.QUESTION, question="Colour?", choices=["red", "blue"])
+    question = new_request("task_a", spec, by="agent:agent_x", now=now)
+    question = question.model_copy(update={"expires_at": now + timedelta(minutes=5)})
+    made = interrupt_of(question)
+    assert (made.id, made.reason, made.message) == (question.id, "input_required", "Colour?")
+    assert made.response_schema == {"type": "string", "enum": ["red", "blue"]}
+    assert made.expires_at == "2026-12-01T12:05:00Z"
+    entry = ResumeEntry(interrupt_id=question.id, status="resolved", payload="red")
+    assert answer_of(question, entry) == RequestAnswer(answer="red")
+    assert answer_of(question, entry.model_copy(update={"status": "cancelled"})) is None
+    action = ApprovalAction(name="deploy", arguments={"to": "prod"})
+    approval = new_request(
+        "task_a",
+        RequestSpec(
+            kind=RequestKind.APPROVAL, question="Deploy?", action=action, tool_call_id="c1"
+        ),
+        by="agent:agent_x",
+        now=now,
+    )
+    assert interrupt_of(approval).reason == "tool_call"
+    edited = {"approved": True, "arguments": {"to": "staging"}, "comment": "safer"}
+    reply = answer_of(
+        approval, ResumeEntry(interrupt_id=approval.id, status="resolved", payload=edited)
+    )
+    assert reply == RequestAnswer(decision="approve", arguments={"to": "staging"}, comment="safer")
+    with pytest.raises(InvalidInputError):
+        answer_of(approval, ResumeEntry(interrupt_id=approval.id, status="resolved", payload=1))
+    late = Interrupt(id="i1", reason="input_required", expires_at="2026-12-01T11:00:00Z")
+    with pytest.raises(InvalidInputError):
+        spec_of(late, run_id="r1", now=now)
+    soon = late.model_copy(update={"expires_at": "2026-12-01T12:01:00Z"})
+    assert spec_of(soon, run_id="r1", now=now).expires_in == 60

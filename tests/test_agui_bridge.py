@@ -16,8 +16,10 @@ import uvicorn
 from ag_ui.core import (
     PROTOCOL_VERSION,
     BaseEvent,
+    Interrupt,
     RunAgentInput,
     RunFinishedEvent,
+    RunFinishedInterruptOutcome,
     RunStartedEvent,
     StateDeltaEvent,
     StateSnapshotEvent,
@@ -43,8 +45,9 @@ from tests.test_agui_run import parse_sse
 RECEIVED: list[RunAgentInput] = []
 
 
-def script(run: RunAgentInput, *, finish: bool) -> list[BaseEvent]:
-    """What the remote agent streams for ``run`` (with or without its terminal event)."""
+def script(run: RunAgentInput, *, finish: bool | str) -> list[BaseEvent]:
+    """What the remote agent streams for ``run`` (with or without its terminal event; with
+    ``finish="interrupt"``, a RUN_FINISHED asking a question)."""
     question = str(run.messages[-1].content) if run.messages else ""
     events: list[BaseEvent] = [
         RunStartedEvent(
@@ -61,7 +64,11 @@ def script(run: RunAgentInput, *, finish: bool) -> list[BaseEvent]:
         ToolCallResultEvent(message_id="r1", tool_call_id="c1", content="42"),
         StateDeltaEvent(delta=[{"op": "add", "path": "/steps/-", "value": "lookup"}]),
     ]
-    if finish:
+    if finish == "interrupt":
+        ask = Interrupt(id="ask-1", reason="input_required", message="Which x?")
+        outcome = RunFinishedInterruptOutcome(interrupts=[ask])
+        events.append(RunFinishedEvent(thread_id=run.thread_id, run_id=run.run_id, outcome=outcome))
+    elif finish:
         events.append(RunFinishedEvent(thread_id=run.thread_id, run_id=run.run_id, result=42))
     return events
 
@@ -70,7 +77,8 @@ async def agent_endpoint(request: Request) -> StreamingResponse:
     run = RunAgentInput.model_validate_json(await request.body())
     RECEIVED.append(run)
     encoder = EventEncoder()
-    finish = request.query_params.get("finish") != "no"
+    asked = request.query_params.get("finish")
+    finish: bool | str = "interrupt" if asked == "interrupt" else asked != "no"
 
     async def body() -> AsyncIterator[str]:
         for event in script(run, finish=finish):

@@ -141,3 +141,67 @@ def test_js_client_joins_the_watch_stream_mid_run(node: str, sqlite_server: Live
     calls = [c for m in output["messages"] for c in m.get("toolCalls") or []]
     assert calls[0]["function"]["arguments"] == '{"path":"a"}'
     http.close()
+
+
+def test_js_client_runs_twice_on_one_thread(
+    node: str, review_server: LiveServer, tmp_path: Path
+) -> None:
+    """One HttpAgent (one threadId), three runAgent() calls: a review, a second review that
+    reopens the completed task, and a question about the report; every run is clean, and the
+    task lists the two reviews as runs with the client's run ids."""
+    root = tmp_path / "docs"
+    root.mkdir()
+    (root / "guide.md").write_text("# Guide\n\nTODO: explain.\n")
+    thread = str(uuid.uuid4())
+    url = f"{review_server.url}/api/v1/agui"
+    output = run_node(node, "runs", url, thread, str(root), str(root), "How many TODO markers?")
+    assert_clean(output)
+    runs = output["runs"]
+    assert [r["events"][0] for r in runs] == ["RUN_STARTED"] * 3
+    assert [r["events"][-1] for r in runs] == ["RUN_FINISHED"] * 3
+    assert [r["failure"] for r in runs] == [None] * 3
+    assert len({r["runId"] for r in runs}) == 3
+    assert "TODO" in runs[2]["result"]
+    task_id = task_id_for_thread(thread)
+    with httpx.Client(base_url=review_server.url) as http:
+        listed = http.get(f"/api/v1/tasks/{task_id}/runs").json()["runs"]
+    assert [(r["run_id"], r["outcome"]) for r in listed] == [
+        (runs[0]["runId"], "completed"),
+        (runs[1]["runId"], "completed"),
+    ]
+    assert listed[1]["reopened_from"] == "completed"
+
+
+def test_js_client_interrupt_then_resume(node: str, sqlite_url: str, tmp_path: Path) -> None:
+    """The official client's interrupt round trip: the built-in agent asks before writing its
+    report, so the first runAgent() ends with an interrupt outcome (agent.pendingInterrupts);
+    runAgent({resume}) approving it continues the review to RUN_FINISHED; both runs clean."""
+    root = tmp_path / "docs"
+    root.mkdir()
+    (root / "guide.md").write_text("# Guide\n\nTODO: explain.\n")
+    settings = Settings(
+        database_url=sqlite_url, review_roots=(str(tmp_path),), agent_approve=("write_report",)
+    )
+    server = LiveServer(settings)
+    server.start()
+    try:
+        thread = str(uuid.uuid4())
+        url = f"{server.url}/api/v1/agui"
+        output = run_node(node, "interrupt", url, thread, str(root), '{"approved": true}')
+        task_id = task_id_for_thread(thread)
+        with httpx.Client(base_url=server.url) as http:
+            task = http.get(f"/api/v1/tasks/{task_id}").json()
+            runs = http.get(f"/api/v1/tasks/{task_id}/runs").json()["runs"]
+    finally:
+        server.stop()
+    assert_clean(output)
+    first, second = output["runs"]
+    assert first["events"][-1] == "RUN_FINISHED" and first["outcome"]["type"] == "interrupt"
+    (interrupt,) = first["outcome"]["interrupts"]
+    assert second["resume"] == [
+        {"interruptId": interrupt["id"], "status": "resolved", "payload": {"approved": True}}
+    ]
+    assert second["events"][0] == "RUN_STARTED" and second["events"][-1] == "RUN_FINISHED"
+    assert second["outcome"] is None and second["result"] == task["result"]
+    assert task["status"] == "completed"
+    assert [r["outcome"] for r in runs] == ["interrupted", "completed"]

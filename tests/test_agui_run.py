@@ -137,18 +137,19 @@ async def test_builtin_agent_reviews_a_folder(review_server: LiveServer, tmp_pat
     ]
     assert "TODO" in answer[3]["delta"]
 
-    # a completed task cannot be reviewed again: a RUN_ERROR says why, no hang
+    # threads are multi-run: reviewing again is a new run that reopens the completed task
     again = await post_run(review_server, run_input(thread, str(root)))
-    assert [f["type"] for f in again] == ["RUN_STARTED", "RUN_ERROR"]
-    assert "built-in agent failed" in again[-1]["message"]
+    assert [f["type"] for f in again][-1] == "RUN_FINISHED"
+    assert [f["type"] for f in again].count("RUN_STARTED") == 1
 
 
 async def test_no_agent_and_nothing_to_do_is_a_run_error(sqlite_server: LiveServer) -> None:
+    """Nobody can serve the run: RUN_ERROR saying why, and no task is left behind."""
     frames = await post_run(sqlite_server, run_input("task_nothing1", "hello there"))
     assert [f["type"] for f in frames] == ["RUN_STARTED", "RUN_ERROR"]
     assert frames[1]["code"] == "no_agent" and "No agent is connected" in frames[1]["message"]
     with httpx.Client(base_url=sqlite_server.url) as http:
-        assert http.get("/api/v1/tasks/task_nothing1").json()["title"] == "hello there"
+        assert http.get("/api/v1/tasks/task_nothing1").status_code == 404
 
 
 def test_invalid_run_input_is_a_422_problem(sqlite_server: LiveServer) -> None:

@@ -61,6 +61,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/tasks/{task_id}/events"): Rule(EVERYONE),
     ("GET", "/api/v1/events"): Rule(EVERYONE),
     ("GET", "/api/v1/tasks/{task_id}/state"): Rule(EVERYONE),
+    ("GET", "/api/v1/tasks/{task_id}/runs"): Rule(EVERYONE),
     ("GET", "/api/v1/tasks/"): Rule(EVERYONE),
     ("POST", "/api/v1/tasks/"): Rule(PEOPLE, {"title": "new"}),
     ("GET", "/api/v1/tasks/{task_id}"): Rule(EVERYONE),

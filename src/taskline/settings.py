@@ -3,7 +3,7 @@
 import json
 import os
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -96,6 +96,12 @@ class Settings(BaseSettings):
     )
     review_hidden: bool = Field(
         default=False, description="Let the built-in agent read hidden files and folders."
+    )
+    agent_approve: Annotated[tuple[Literal["list_files", "write_report"], ...], NoDecode] = Field(
+        default=(),
+        description="Steps of the built-in agent that wait for a person's approval first "
+        "(AG-UI runs show them as interrupts): list_files, write_report; from the "
+        "environment, comma-separated (TASKLINE_AGENT_APPROVE=write_report).",
     )
     # --- real-time delivery
     redis_url: str | None = Field(
@@ -257,6 +263,14 @@ class Settings(BaseSettings):
     seed_demo: bool = Field(
         default=False, description="Create sample tasks at start-up when the board is empty."
     )
+
+    @field_validator("agent_approve", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        """A string is a comma-separated list (empty parts dropped)."""
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     @field_validator("review_roots", mode="before")
     @classmethod

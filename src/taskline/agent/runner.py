@@ -12,6 +12,13 @@ at a time, and shows every step on the task:
 3. **Report.** The ``write_report`` tool call renders the Markdown report, which becomes the
    task's result on completion.
 
+**Approvals.** The steps named in ``approve`` (:data:`APPROVABLE_STEPS`: ``list_files``,
+``write_report``; the server's setting ``TASKLINE_AGENT_APPROVE``) wait for a person's
+approval first (``run.approval``: a request on the task, shown in the inbox and, over AG-UI,
+as an interrupt). Approved, the step runs with the arguments as approved (a person may edit
+them); rejected, the run fails with the rejection (``ApprovalRejected``), and so does an
+approval that expires or is cancelled.
+
 People steer it through the hub. A **pause** is honoured between files (and before the
 report): the agent waits, its status ``paused``, until **resume**. A **cancel** stops it
 before the next file (a cancel during ``step_delay`` cuts the delay short); the task stays
@@ -25,7 +32,7 @@ The task is assigned to the agent when the run starts, so commands reach it.
 import asyncio
 import contextlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -51,6 +58,7 @@ from taskline.sdk import AsyncClient, Command, EventRejected, HumanMessage, Mess
 __all__ = [
     "AGENT_KIND",
     "AGENT_NAME",
+    "APPROVABLE_STEPS",
     "DEFAULT_AGENT_ID",
     "MAX_REPORT_BYTES",
     "ReviewOutcome",
@@ -126,6 +134,15 @@ def _chunks(text: str, words: int = WORDS_PER_DELTA) -> list[str]:
     return [p for p in pieces if p]
 
 
+#: The steps that can be made to wait for a person's approval (``approve``). Only these:
+#: they run outside any streamed message, so an AG-UI client sees the run end cleanly there.
+APPROVABLE_STEPS = frozenset({"list_files", "write_report"})
+_WHY = {
+    "list_files": "List the files of the folder to review",
+    "write_report": "Write the report, which becomes the task's result",
+}
+
+
 class _FolderRun:
     """One review in progress: the run, the folder, what was found, what people asked."""
 
@@ -140,8 +157,10 @@ class _FolderRun:
         max_bytes: int,
         hidden: bool,
         on_step: StepReporter | None,
+        approve: Collection[str] = (),
     ) -> None:
         self.client = client
+        self.approve = frozenset(approve)
         self.run = run
         self.root = root
         self.step_delay = step_delay
@@ -277,9 +296,24 @@ class _FolderRun:
         self._note("completed")
         return self.result(ReviewOutcome.COMPLETED, text)
 
+    @contextlib.asynccontextmanager
+    async def _approved(self, step: str, args: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """Run the body with ``args``, after a person approved ``step`` when it needs it (with
+        their edits to ``args``); a rejection raises before the body runs."""
+        if step not in self.approve:
+            yield args
+            return
+        self._note(f"waiting for a person to approve {step}")
+        async with self.run.approval(step, args, reason=_WHY.get(step), risk="low") as decision:
+            self._note(f"{step} approved")
+            yield dict(decision.arguments) if decision.arguments is not None else args
+
     async def _list(self) -> None:
-        args = {"path": str(self.root), "max_files": self.max_files}
-        async with self.run.tool_call("list_files", args) as call:
+        args: dict[str, Any] = {"path": str(self.root), "max_files": self.max_files}
+        async with (
+            self._approved("list_files", args) as args,
+            self.run.tool_call("list_files", args) as call,
+        ):
             self.listing = await asyncio.to_thread(
                 list_files, self.root, max_files=self.max_files, hidden=self.hidden
             )
@@ -383,8 +417,11 @@ class _FolderRun:
 
     async def _write_report(self) -> str:
         review = self._review()
-        args = {"files": len(review.files), "messages": len(self.run.messages)}
-        async with self.run.tool_call("write_report", args) as call:
+        args: dict[str, Any] = {"files": len(review.files), "messages": len(self.run.messages)}
+        async with (
+            self._approved("write_report", args) as args,
+            self.run.tool_call("write_report", args) as call,
+        ):
             text = render_report(review, self.run.messages, max_bytes=MAX_REPORT_BYTES)
             sections = [t for t in SECTION_TITLES if f"\n## {t}\n" in text]
             call.result = {"bytes": len(text.encode()), "sections": sections}
@@ -413,6 +450,7 @@ async def review_folder(
     max_bytes: int = DEFAULT_MAX_BYTES,
     hidden: bool = False,
     on_step: StepReporter | None = None,
+    approve: Collection[str] = (),
 ) -> ReviewResult:
     """Review the folder at ``path`` as ``agent_id`` working on task ``task_id``.
 
@@ -430,6 +468,7 @@ async def review_folder(
             reviewed at all is the caller's decision (the AG-UI gateway's review roots).
         on_step: called with one line per step (listing, each file, pause, resume, message,
             cancel, completion), from the event loop.
+        approve: steps (of :data:`APPROVABLE_STEPS`) that wait for a person's approval.
 
     Returns:
         The outcome, the review (partial when cancelled), the report and the messages.
@@ -447,6 +486,12 @@ async def review_folder(
     """
     if step_delay < 0:
         raise ValueError(f"step_delay must be >= 0, got {step_delay}")
+    unknown = set(approve) - APPROVABLE_STEPS
+    if unknown:
+        raise ValueError(
+            f"approve: {', '.join(sorted(unknown))} cannot wait for an approval "
+            f"(only {', '.join(sorted(APPROVABLE_STEPS))} can)"
+        )
     run = client.run(task_id, agent=agent_id, name=AGENT_NAME, kind=AGENT_KIND)
     work: _FolderRun | None = None
     try:
@@ -460,6 +505,7 @@ async def review_folder(
                 max_bytes=max_bytes,
                 hidden=hidden,
                 on_step=on_step,
+                approve=approve,
             )
             try:
                 return await work.execute()

@@ -2,6 +2,7 @@
 
 from taskline.agui.translate import (
     AGUI_KEY,
+    attribute_runs,
     event_json,
     from_agui,
     parse_agui,
@@ -9,4 +10,12 @@ from taskline.agui.translate import (
     to_agui,
 )
 
-__all__ = ["AGUI_KEY", "event_json", "from_agui", "parse_agui", "sse_frame", "to_agui"]
+__all__ = [
+    "AGUI_KEY",
+    "attribute_runs",
+    "event_json",
+    "from_agui",
+    "parse_agui",
+    "sse_frame",
+    "to_agui",
+]

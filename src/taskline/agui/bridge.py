@@ -17,8 +17,10 @@ Edge cases:
 - An event the official models refuse (or a frame that is not JSON) is not recorded; it is
   reported through ``on_warning`` and the run goes on (as the JS client drops unknown types).
 - A batch is sent when it holds ``batch_size`` events, after ``flush_interval`` seconds, and
-  at the end. A batch Taskline refuses (e.g. the task is completed and cannot start again)
-  stops the bridge with :class:`BridgeError`.
+  at the end. Every recorded event carries the bridge's ``runId`` and the source
+  ``agui-bridge`` on its envelope. A task whose last run ended (completed or failed) is
+  reopened by the new run's ``RUN_STARTED`` (threads are multi-run); a batch Taskline refuses
+  (e.g. the task was cancelled) stops the bridge with :class:`BridgeError`.
 - If the remote stream ends, fails or cannot be read after it started a run but before its
   terminal event, a ``RUN_ERROR`` saying so is recorded, so the task is failed rather than
   left in progress. A non-2xx answer before any event is a :class:`BridgeError`, recording
@@ -39,7 +41,10 @@ from taskline.agui.translate import TERMINAL_TYPES, parse_agui
 from taskline.domain.errors import InvalidInputError
 from taskline.domain.ids import new_id
 
-__all__ = ["BridgeError", "BridgeResult", "attach", "sse_events"]
+__all__ = ["SOURCE", "BridgeError", "BridgeResult", "attach", "sse_events"]
+
+#: The ``source`` of every event the bridge records.
+SOURCE = "agui-bridge"
 
 
 class BridgeError(Exception):
@@ -86,10 +91,16 @@ class _Recorder:
     """Batches events and posts them to the task's AG-UI ingest."""
 
     def __init__(
-        self, http: httpx.AsyncClient, task_id: str, batch_size: int, flush_interval: float
+        self,
+        http: httpx.AsyncClient,
+        task_id: str,
+        run_id: str,
+        batch_size: int,
+        flush_interval: float,
     ) -> None:
         self.http = http
         self.task_id = task_id
+        self.params = {"format": "agui", "run_id": run_id, "source": SOURCE}
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.pending: list[dict[str, Any]] = []
@@ -110,7 +121,7 @@ class _Recorder:
                 )
                 response = await self.http.post(
                     f"/api/v1/tasks/{self.task_id}/events",
-                    params={"format": "agui"},
+                    params=self.params,
                     json=batch,
                 )
                 status = response.status_code
@@ -194,7 +205,7 @@ async def attach(
             forwarded_props={},
         )
         result = BridgeResult(run_id=run_id)
-        recorder = _Recorder(taskline, task_id, batch_size, flush_interval)
+        recorder = _Recorder(taskline, task_id, run_id, batch_size, flush_interval)
         ticker = asyncio.create_task(recorder.ticker())
         started = False
         failure: str | None = None

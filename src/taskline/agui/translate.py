@@ -13,17 +13,25 @@ Taskline ``event_type``                AG-UI ``type``
                                        with ``result`` also gives a ``_RESULT``)
 ``state.snapshot`` / ``state.patch``   ``STATE_SNAPSHOT`` / ``STATE_DELTA``
 ``step.start`` / ``step.end``          ``STEP_STARTED`` / ``STEP_FINISHED``
+``error`` with ``unserved: true``      ``RUN_STARTED`` then ``RUN_ERROR`` (a run nobody served,
+                                       logged by the AG-UI gateway)
+``request.answered`` of a run          ``RUN_STARTED`` of that run (it goes on after its
+                                       interrupt; ignored by a viewer whose run is open)
 anything else (``progress_update``,    ``CUSTOM`` with ``name`` = the Taskline event type and
 ``confidence_update``, ``task_paused``, ``value`` = its data
 ``agent_status_change``, …)
 =====================================  ==============================================
 
-Going the other way, each AG-UI event becomes the Taskline event of the table (``CUSTOM``
-named after a Taskline type becomes that type); AG-UI-only events (reasoning, activity,
-sub-agents, messages snapshots, raw, chunks, other customs) become ``custom`` events named
-``agui:<TYPE>``. Every ingested AG-UI event also keeps its original JSON (camelCase, without
-``timestamp``) under ``data["agui"]``, and is emitted back from it, so an AG-UI stream that
-is stored and replayed is identical apart from timestamps.
+Going the other way (:func:`from_agui`, :func:`attribute_runs`), each AG-UI event becomes the
+Taskline event of the table (``CUSTOM`` named after a Taskline type becomes that type);
+AG-UI-only events (reasoning, activity, sub-agents, messages snapshots, raw, chunks, other
+customs) and a ``RUN_FINISHED`` whose outcome is an interrupt (the run stopped to ask: it
+completes nothing) become ``custom`` events named ``agui:<TYPE>``. Every ingested AG-UI
+event also keeps its original JSON (camelCase, without ``timestamp``) under ``data["agui"]``,
+and is emitted back from it, so an AG-UI stream that is stored and replayed is identical
+apart from timestamps. Ingested events carry their run on the envelope (``run_id``, and
+``parent_run_id`` from a ``RUN_STARTED``'s ``parentRunId``): the run the publisher names,
+else the ``runId`` of the batch's last ``RUN_STARTED`` before them.
 """
 
 import json
@@ -66,8 +74,10 @@ from taskline.domain.json_bounds import readable
 __all__ = [
     "AGUI_KEY",
     "TERMINAL_TYPES",
+    "attribute_runs",
     "event_json",
     "from_agui",
+    "is_interrupt",
     "parse_agui",
     "sse_frame",
     "to_agui",
@@ -80,6 +90,7 @@ AGUI_KEY = AGUI_DATA_KEY  #: where an ingested event's original AG-UI JSON is ke
 #: The AG-UI event types that end a run: nothing of that run may follow them.
 TERMINAL_TYPES = frozenset({"RUN_FINISHED", "RUN_ERROR"})
 _EVENTS: TypeAdapter[Any] = TypeAdapter(Event)
+_MAX_RUN_ID = 80  #: the longest run id an envelope holds (``EventIn.run_id``)
 _ADAPTER_CACHE: dict[str, TypeAdapter[Any]] = {}
 
 
@@ -153,17 +164,62 @@ def from_agui(raw: dict[str, Any], *, field: str = "event") -> EventIn:
     return EventIn(event_type=kind, data=data)
 
 
+def is_interrupt(event: BaseEvent) -> bool:
+    """Whether ``event`` is a ``RUN_FINISHED`` whose outcome is an interrupt (the run stopped
+    to ask for something: AG-UI 1.0 interrupts)."""
+    outcome = getattr(event, "outcome", None)
+    return isinstance(event, RunFinishedEvent) and getattr(outcome, "type", None) == "interrupt"
+
+
+def attribute_runs(events: list[EventIn], run_id: str | None = None) -> list[EventIn]:
+    """Put each ingested event's run on its envelope: ``run_id`` when given, else the
+    ``runId`` of the last ``RUN_STARTED`` before it in ``events`` (and that start's
+    ``parentRunId``); events before any start, with no ``run_id``, stay without one.
+
+    Raises:
+        InvalidInputError: a ``RUN_STARTED``'s ``runId`` or ``parentRunId`` is longer than an
+            envelope's run id may be (80 characters), naming ``events.N.runId``.
+    """
+    current, parent = run_id, None
+    stamped: list[EventIn] = []
+    for index, event in enumerate(events):
+        original = event.data.get(AGUI_KEY)
+        if isinstance(original, dict) and original.get("type") == "RUN_STARTED":
+            current = run_id or str(original.get("runId") or "") or None
+            parent = original.get("parentRunId")
+            for name, value in (("runId", current), ("parentRunId", parent)):
+                if isinstance(value, str) and len(value) > _MAX_RUN_ID:
+                    field = f"events.{index}.{name}"
+                    raise InvalidInputError(
+                        f"{field}: at most {_MAX_RUN_ID} characters, got {len(value)}",
+                        field=field,
+                    )
+        if current is None or event.run_id is not None:
+            stamped.append(event)
+            continue
+        update: dict[str, Any] = {"run_id": current}
+        if isinstance(parent, str) and parent and event.parent_run_id is None:
+            update["parent_run_id"] = parent
+        stamped.append(event.model_copy(update=update))
+    return stamped
+
+
 def _native(event: BaseEvent, wire: dict[str, Any]) -> tuple[WebSocketEventType, dict[str, Any]]:
     """The Taskline type and data of an AG-UI event (``wire`` is its JSON form)."""
     match event:
         case RunStartedEvent():
             return E.TASK_STARTED, {"thread_id": event.thread_id, "run_id": event.run_id}
+        case RunFinishedEvent() if is_interrupt(event):
+            # the run stopped to ask, it did not complete: kept whole (see agui_ingest)
+            return E.CUSTOM, {"name": "agui:RUN_FINISHED", "value": wire}
         case RunFinishedEvent():
             return E.TASK_COMPLETED, {"result": event.result}
         case RunErrorEvent():
             return E.TASK_FAILED, {"error": event.message, "code": event.code}
         case TextMessageStartEvent():
-            return E.MESSAGE_START, {"message_id": event.message_id, "role": event.role}
+            # an absent role means assistant (AG-UI 1.0)
+            role = event.role or "assistant"
+            return E.MESSAGE_START, {"message_id": event.message_id, "role": role}
         case TextMessageContentEvent():
             return E.MESSAGE_DELTA, {"message_id": event.message_id, "delta": event.delta}
         case TextMessageEndEvent():
@@ -228,8 +284,23 @@ def _translate(message: WebSocketMessage, data: dict[str, Any]) -> list[BaseEven
         ]
     if kind == E.TASK_COMPLETED:
         return [RunFinishedEvent(thread_id=task_id, run_id=run_id, result=data.get("result"))]
+
     if kind == E.TASK_FAILED:
         return [RunErrorEvent(message=str(data.get("error") or data.get("reason") or "failed"))]
+    if kind == E.REQUEST_ANSWERED and isinstance(data.get("run_id"), str) and data["run_id"]:
+        # the run that asked goes on: a viewer whose view the interrupt closed sees it
+        # start again (one whose run is still open ignores it: see projection.RunView)
+        return [
+            RunStartedEvent(
+                thread_id=task_id, run_id=data["run_id"], protocol_version=PROTOCOL_VERSION
+            )
+        ]
+    if kind == E.ERROR and data.get("unserved") is True and message.run_id:
+        # a run nobody served (logged by the AG-UI gateway): a run of its own that failed
+        return [
+            RunStartedEvent(thread_id=task_id, run_id=run_id, protocol_version=PROTOCOL_VERSION),
+            RunErrorEvent(message=str(data.get("message") or "unserved"), code=data.get("code")),
+        ]
     if kind == E.MESSAGE_START:
         role = data.get("role") or "assistant"
         return [TextMessageStartEvent(message_id=data["message_id"], role=role)]

@@ -5,7 +5,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Query, Response
 from pydantic import BaseModel, Field, JsonValue, ValidationError
 
-from taskline.agui import from_agui
+from taskline.agui import attribute_runs, from_agui
 from taskline.api.cursors import MAX_SEQ
 from taskline.api.deps import ActorDep, ServicesDep
 from taskline.api.json_body import JsonBodyRoute
@@ -94,13 +94,39 @@ async def publish_events(
         Literal["taskline", "agui"],
         Query(description="agui: the events are AG-UI protocol events (camelCase JSON)."),
     ] = "taskline",
+    run_id: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=80,
+            description="format=agui: the run the events belong to, put on each envelope "
+            "(default: the runId of the batch's RUN_STARTED before them).",
+        ),
+    ] = None,
+    source: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=200,
+            description="format=agui: recorded as each event's source (default: agui).",
+        ),
+    ] = None,
 ) -> PublishResult:
     """Store one event or a batch (up to 1,000), all or nothing, then deliver them live.
 
     Re-sending an event ``id`` that is stored already returns its seq and stores nothing.
+    AG-UI events (``format=agui``) carry their run on the envelope: ``run_id`` when given,
+    else the ``runId`` of the batch's last ``RUN_STARTED`` before them; a ``RUN_STARTED`` on
+    a completed or failed task is a new run that reopens it; a ``RUN_FINISHED`` whose
+    outcome is an interrupt opens a request per interrupt (and is stored naming them).
     """
-    events = parse_events(body, agui=format == "agui")
-    committed = await services.events.publish(task_id, events, actor=actor)
+    if format == "agui":
+        events = attribute_runs(parse_events(body, agui=True), run_id)
+        committed = await services.agui_ingest.publish(
+            task_id, events, actor=actor, source=source or "agui"
+        )
+    else:
+        committed = await services.events.publish(task_id, parse_events(body), actor=actor)
     seqs = [m.seq or 0 for m in committed]
     return PublishResult(
         task_id=task_id, seqs=seqs, ids=[m.id for m in committed], last_seq=max(seqs)

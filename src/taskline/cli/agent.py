@@ -12,7 +12,13 @@ from pathlib import Path
 import click
 
 from taskline.agent.files import SAMPLE_DOCS, FolderError, check_folder
-from taskline.agent.runner import DEFAULT_AGENT_ID, ReviewOutcome, ReviewResult, review_folder
+from taskline.agent.runner import (
+    APPROVABLE_STEPS,
+    DEFAULT_AGENT_ID,
+    ReviewOutcome,
+    ReviewResult,
+    review_folder,
+)
 from taskline.cli.context import open_async_client
 from taskline.cli.errors import CliError, ExitCode
 from taskline.domain.ids import ID_PATTERN
@@ -58,6 +64,13 @@ def agent() -> None:
     help="Seconds to wait before each file, so the run can be watched; 0 for full speed.",
 )
 @click.option("--print-report", is_flag=True, help="Print the Markdown report at the end.")
+@click.option(
+    "--approve",
+    "approve",
+    multiple=True,
+    type=click.Choice(sorted(APPROVABLE_STEPS)),
+    help="Ask a person to approve this step first (repeatable); answer with taskline approve.",
+)
 def run(
     path: Path | None,
     sample: bool,
@@ -66,6 +79,7 @@ def run(
     agent_id: str,
     delay: float,
     print_report: bool,
+    approve: tuple[str, ...],
 ) -> None:
     """Review the folder PATH (or --sample) as the built-in agent working on a task.
 
@@ -73,7 +87,8 @@ def run(
     reports progress and confidence, keeps shared state, and completes the task with a
     Markdown report: headings, word counts, TODO/FIXME lines, broken relative links and the
     largest files. Pause, resume, cancel and messages (taskline tasks ...) reach it while it
-    runs.
+    runs. With --approve STEP it waits for a person's approval before that step (a
+    rejection fails the task).
 
     \b
     Exit status: 0 completed; 1 cancelled or failed; 2 bad usage or no such folder;
@@ -91,7 +106,7 @@ def run(
     client = open_async_client()
     if title is None and task_id is None:
         title = "Review the sample documents" if sample else f"Review {folder.resolve().name}"
-    result = asyncio.run(_run(client, folder, task_id, title, agent_id, delay))
+    result = asyncio.run(_run(client, folder, task_id, title, agent_id, delay, approve))
     if result.outcome is not ReviewOutcome.COMPLETED:
         done, total = len(result.review.files), result.files_total
         raise CliError(f"the task was cancelled after {done} of {total} files", ExitCode.ERROR)
@@ -111,6 +126,7 @@ async def _run(
     title: str | None,
     agent_id: str,
     delay: float,
+    approve: tuple[str, ...] = (),
 ) -> ReviewResult:
     async with client:
         if task_id is None:
@@ -125,7 +141,13 @@ async def _run(
         click.echo(f"task {task_id}: reviewing {folder} as {agent_id}")
         try:
             result = await review_folder(
-                client, task_id, folder, agent_id=agent_id, step_delay=delay, on_step=_echo
+                client,
+                task_id,
+                folder,
+                agent_id=agent_id,
+                step_delay=delay,
+                on_step=_echo,
+                approve=approve,
             )
         except FolderError as exc:
             raise CliError(f"{exc} (the task was failed)", ExitCode.ERROR) from None

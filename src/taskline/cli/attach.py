@@ -4,6 +4,9 @@ A thin layer over :func:`taskline.agui.bridge.attach`. The Taskline server is th
 ``--url``; the remote agent's AG-UI endpoint is ``--agui-url``. One line is printed per event
 type as it first arrives (``-v`` prints every event), then a summary.
 
+A run that ends asking (``RUN_FINISHED`` with an interrupt outcome) opens a request per
+interrupt on the task (the inbox shows them) and exits 0, saying so.
+
 Exit status: 0 the run finished (``RUN_FINISHED``); 1 it ended with ``RUN_ERROR`` (recorded,
 so the task is failed) or the bridge failed; 2 bad usage; 4 no such task; 7 Taskline refused
 the token (none, unknown, expired) or the role may not record events on the task.
@@ -76,9 +79,13 @@ def attach(
     state = current_state()
     token = resolve_token(state.url, state.token)
     seen: set[str] = set()
+    asked: list[Any] = []
 
     def on_event(event: dict[str, Any]) -> None:
         kind = str(event.get("type"))
+        outcome = event.get("outcome")
+        if kind == "RUN_FINISHED" and isinstance(outcome, dict) and outcome.get("interrupts"):
+            asked.extend(outcome["interrupts"])
         if verbose or kind not in seen:
             click.echo(f"{kind}" + (f" {event.get('message')}" if kind == "RUN_ERROR" else ""))
         seen.add(kind)
@@ -113,5 +120,11 @@ def attach(
         f"task {task_id}: recorded {result.recorded} events of run {result.run_id} "
         f"({result.terminal or 'no terminal event'})"
     )
+    if asked:
+        click.echo(
+            f"interrupt: the agent waits for {len(asked)} answer"
+            + ("s" if len(asked) != 1 else "")
+            + ", each a request on the task (see taskline inbox)"
+        )
     if result.terminal != "RUN_FINISHED":
         raise CliError("the AG-UI run did not finish (the task was failed)", ExitCode.ERROR)

@@ -8,6 +8,7 @@ agent would (HTTP and WebSockets through the SDK), so what people see in the UI 
 import asyncio
 import logging
 import threading
+from collections.abc import Sequence
 
 from taskline.agent.files import SAMPLE_DOCS
 from taskline.agent.runner import review_folder
@@ -28,7 +29,7 @@ DEMO_ROUNDS = 50
 DEMO_PAUSE = 20.0
 
 
-async def _run_demo(url: str, delay: float, token: str | None) -> None:
+async def _run_demo(url: str, delay: float, token: str | None, approve: Sequence[str] = ()) -> None:
     async with AsyncClient(url, token=token) as client:
         for _ in range(200):  # wait up to 20 s for the server to answer
             try:
@@ -39,7 +40,7 @@ async def _run_demo(url: str, delay: float, token: str | None) -> None:
         task = await client.create_task(DEMO_TITLE, description=DEMO_DESCRIPTION, tags=["demo"])
         logger.info("demo agent working on %s", task.id)
         for _ in range(DEMO_ROUNDS):
-            await review_folder(client, task.id, SAMPLE_DOCS, step_delay=delay)
+            await review_folder(client, task.id, SAMPLE_DOCS, step_delay=delay, approve=approve)
             await asyncio.sleep(DEMO_PAUSE)
             current = await client.get_task(task.id)
             if current.status not in TERMINAL_STATUSES:
@@ -55,17 +56,20 @@ async def _run_demo(url: str, delay: float, token: str | None) -> None:
             )
 
 
-def start_demo_agent(url: str, *, delay: float = 1.5, token: str | None = None) -> threading.Thread:
+def start_demo_agent(
+    url: str, *, delay: float = 1.5, token: str | None = None, approve: Sequence[str] = ()
+) -> threading.Thread:
     """Start the demo agent against the server at ``url``, signing with ``token``; failures
     are logged, not raised.
 
     ``serve --demo`` passes a token the server minted for the agent; ``None`` leaves it to
-    the SDK (``TASKLINE_TOKEN``, then the credentials file).
+    the SDK (``TASKLINE_TOKEN``, then the credentials file). ``approve``: the steps that wait
+    for a person's approval (``TASKLINE_AGENT_APPROVE``), so the demo shows the whole loop.
     """
 
     def run() -> None:
         try:
-            asyncio.run(_run_demo(url, delay, token))
+            asyncio.run(_run_demo(url, delay, token, approve))
         except Exception:
             logger.exception("the demo agent stopped")
 

@@ -125,7 +125,7 @@ def serve(
         url = f"http://{local}:{settings.port}"
         # the demo agent signs its requests with a secret that lives only in this process
         token = server.app.state.services.identity.issue_ephemeral(Actor.system("demo"))
-        start_demo_agent(url, token=token)
+        start_demo_agent(url, token=token, approve=settings.agent_approve)
         click.echo(f"Live demo: open {url}/ in a browser, or run: taskline watch <task id>")
     server.run()
     if not server.started:

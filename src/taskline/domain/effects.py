@@ -6,7 +6,10 @@ An event may change:
 
 - the task: ``progress_update`` / ``confidence_update`` set its figures; ``task_*`` status
   events move it through the state machine (:func:`taskline.domain.status.check_transition`),
-  stamping ``started_at`` / ``completed_at`` and the ``result``;
+  stamping ``started_at`` / ``completed_at`` and the ``result``. A ``task_started`` naming
+  its run (``run_id``) on a completed or failed task is a new run reopening it
+  (:func:`~taskline.domain.status.check_run_start`): the event records ``reopened_from``
+  (the status it left) and the task's progress starts again from 0;
 - an agent: ``agent_status_change`` sets its status (``working`` also makes this task its
   current one) and records the ``previous`` status on the event;
 - the shared state: ``state.snapshot`` replaces it, ``state.patch`` applies RFC 6902 to it
@@ -37,7 +40,13 @@ from taskline.domain.events import (
     validate_data,
 )
 from taskline.domain.json_patch import DEFAULT_MAX_STATE_BYTES, PatchError, apply_patch
-from taskline.domain.status import AgentStatus, TaskStatus, check_transition, status_timestamps
+from taskline.domain.status import (
+    AgentStatus,
+    TaskStatus,
+    check_run_start,
+    check_transition,
+    status_timestamps,
+)
 
 __all__ = [
     "DEFAULT_MAX_STATE_BYTES",
@@ -142,10 +151,11 @@ def apply_event(
     prefix: str,
     now: datetime,
     max_state_bytes: int = DEFAULT_MAX_STATE_BYTES,
+    run_id: str | None = None,
 ) -> dict[str, Any]:
     """Apply one event: record its changes in ``effects`` and update ``facts`` (so the next
     event of the batch sees them); return its data as stored (``version``, ``previous``,
-    ``section_id`` added).
+    ``section_id``, ``reopened_from`` added). ``run_id`` is the event's run (its envelope's).
 
     Raises:
         InvalidInputError: a refused status move, a patch that does not apply, a snapshot or
@@ -155,7 +165,7 @@ def apply_event(
     if kind in (E.PROGRESS_UPDATE, E.CONFIDENCE_UPDATE):
         progress_changes(effects.task, kind, data)
     elif kind in STATUS_EVENTS:
-        _move_status(facts, effects, kind, data, prefix, now)
+        _move_status(facts, effects, kind, data, prefix, now, run_id)
     elif kind == E.AGENT_STATUS_CHANGE:
         _change_agent(facts, effects, data, prefix, now)
     elif kind == E.STATE_SNAPSHOT:
@@ -204,16 +214,24 @@ def _move_status(
     facts: Facts,
     effects: Effects,
     kind: WebSocketEventType,
-    data: Mapping[str, Any],
+    data: dict[str, Any],
     prefix: str,
     now: datetime,
+    run_id: str | None,
 ) -> None:
     """Move the task through the state machine; a refused move names ``events.N``."""
     new = TaskStatus(STATUS_EVENTS[kind])
+    reopened: TaskStatus | None = None
     try:
-        check_transition(facts.task_id, facts.status, new)
+        if kind == E.TASK_STARTED:
+            reopened = check_run_start(facts.task_id, facts.status, run_id)
+        else:
+            check_transition(facts.task_id, facts.status, new)
     except ConflictError as exc:
         raise InvalidInputError(f"{prefix}: {exc.detail}", field=prefix) from None
+    if reopened is not None:
+        data["reopened_from"] = reopened.value
+        effects.task["progress"] = 0.0
     stamps = status_timestamps(facts.status, new, started_at=facts.started_at, now=now)
     for name, value in stamps.items():
         effects.task[name] = value

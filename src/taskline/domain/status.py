@@ -5,6 +5,7 @@ from enum import StrEnum
 from taskline.domain.errors import InvalidTransitionError
 
 __all__ = [
+    "RUN_REOPENS",
     "TERMINAL_STATUSES",
     "TRANSITIONS",
     "AgentStatus",
@@ -12,6 +13,7 @@ __all__ = [
     "TaskStatus",
     "allowed_transitions",
     "check_return",
+    "check_run_start",
     "check_transition",
     "status_timestamps",
 ]
@@ -73,6 +75,14 @@ TRANSITIONS: dict[TaskStatus, tuple[TaskStatus, ...]] = {
 }
 
 
+#: Statuses a *new run* takes straight back to ``in_progress`` (a thread is multi-run: the
+#: last run ended, the next one starts on the same task). Only a run's start, a
+#: ``task_started`` event naming its run (``run_id``), takes this edge; every other change
+#: reopens a finished task to ``pending`` (:data:`TRANSITIONS`). A cancelled task is not
+#: reopened by a run: a person stopped it, and a person reopens it.
+RUN_REOPENS = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED})
+
+
 def allowed_transitions(current: TaskStatus) -> tuple[TaskStatus, ...]:
     """Return the statuses a task in ``current`` may move to."""
     return TRANSITIONS[current]
@@ -88,6 +98,21 @@ def check_transition(task_id: str, current: TaskStatus, requested: TaskStatus) -
     raise InvalidTransitionError(
         task_id, current.value, requested.value, [s.value for s in TRANSITIONS[current]]
     )
+
+
+def check_run_start(task_id: str, current: TaskStatus, run_id: str | None) -> TaskStatus | None:
+    """Accept a run starting on a task in ``current`` (moving it to ``in_progress``); return
+    the status it *reopens* (``completed`` or ``failed``: :data:`RUN_REOPENS`), or None when
+    the start is an ordinary move. A start that names no run is an ordinary move.
+
+    Raises:
+        InvalidTransitionError: the task cannot start (cancelled, or finished and the start
+            names no run).
+    """
+    if run_id and current in RUN_REOPENS:
+        return current
+    check_transition(task_id, current, TaskStatus.IN_PROGRESS)
+    return None
 
 
 def check_return(task_id: str, current: TaskStatus) -> None:

@@ -20,6 +20,7 @@ from taskline.realtime import ConnectionManager
 from taskline.realtime.agents import AgentHub
 from taskline.service.agents import AgentService
 from taskline.service.agui_gateway import AguiGateway
+from taskline.service.agui_ingest import AguiIngest
 from taskline.service.agui_watch import AguiWatch
 from taskline.service.claims import ClaimService
 from taskline.service.events import EventService
@@ -43,6 +44,7 @@ class Services:
         session_ttl: seconds a browser sign-in lasts.
         heartbeat_interval, stale_after, queue_size: the agent hub's (see AgentHub).
         review_roots, review_hidden: what the built-in agent may review (see AguiGateway).
+        agent_approve: the built-in agent's steps that wait for a person's approval.
         max_state_bytes: the shared state's size limit (a larger snapshot or patch result
             is refused).
         lease_seconds, lease_max_seconds, lease_sweep_interval: claims' leases (see
@@ -64,6 +66,7 @@ class Services:
         session_ttl: float = 14 * 86_400.0,
         review_roots: Sequence[str | os.PathLike[str]] = (),
         review_hidden: bool = False,
+        agent_approve: Sequence[str] = (),
         max_state_bytes: int = DEFAULT_MAX_STATE_BYTES,
         lease_seconds: float = 300.0,
         lease_max_seconds: float = 3600.0,
@@ -117,7 +120,10 @@ class Services:
             self.hub,
             review_roots=review_roots,
             review_hidden=review_hidden,
+            requests=self.requests,
+            approve=agent_approve,
         )
+        self.agui_ingest = AguiIngest(self.events, self.requests)
         self.agui_watch = AguiWatch(database, connections)
 
     @property

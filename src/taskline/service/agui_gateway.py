@@ -1,7 +1,7 @@
 """The AG-UI run gateway behind ``POST /api/v1/agui`` (what AG-UI's ``HttpAgent`` calls).
 
 One request is one run: :meth:`AguiGateway.prepare` validates the ``RunAgentInput`` and finds
-(or creates) the task, then :meth:`AguiGateway.run` yields the run's AG-UI events:
+the thread's task, then :meth:`AguiGateway.run` yields the run's AG-UI events:
 ``RUN_STARTED`` first (echoing ``threadId``/``runId``, with ``protocolVersion``), the run's
 events, then exactly one terminal event (``RUN_FINISHED`` or ``RUN_ERROR``), and nothing after.
 
@@ -9,7 +9,14 @@ events, then exactly one terminal event (``RUN_FINISHED`` or ``RUN_ERROR``), and
 task, or of a task to create (``task_…``-style ids are kept as they are). Any other
 ``threadId`` (the official client sends UUIDs) maps to the derived id
 ``task_<first 32 hex digits of sha256(threadId)>``: the same thread always reaches the same
-task, with nothing stored. A task created for a run is titled from the last user message.
+task, with nothing stored. A task is created only for a run that is served (the built-in
+agent's review), titled from the last user message: a run nobody serves leaves no task behind.
+
+**Threads are multi-run.** Each request is a new run on the thread's task. A run starting on
+a task whose last run ended (completed or failed) reopens it: its ``task_started`` records
+``reopened_from`` (:func:`taskline.domain.status.check_run_start`), attributed to whoever
+starts the run. The task's runs and their outcomes are listed by
+``GET /api/v1/tasks/{id}/runs`` (:mod:`taskline.domain.runs`).
 
 **Who serves the run**, in this order:
 
@@ -17,9 +24,9 @@ task, with nothing stored. A task created for a run is titled from the last user
    is, connected to the hub at ``/ws/agents/{id}``; the built-in agent does not count): it gets
    a ``run`` command carrying the ``RunAgentInput`` (docs/agent-protocol.md). The gateway then
    streams the task's events of that run (``run_id`` = the ``runId``; AG-UI events ingested
-   with ``?format=agui`` carry no run id and are taken too) until the run's terminal event.
-   If the agent disconnects first, the task is failed with the reason and the stream ends
-   with ``RUN_ERROR``.
+   with ``?format=agui`` are taken whatever run id they carry: an AG-UI agent names its own
+   runs) until the run's terminal event. If the agent disconnects first, the stream ends
+   with ``RUN_ERROR`` (and the run is failed or logged, below).
 2. *The built-in agent*, when the last user message names a folder (the whole message, or its
    last word): :func:`~taskline.agent.runner.review_folder` runs as a background task,
    in-process through the application layer (:class:`~taskline.service.local_agent.LocalClient`:
@@ -35,6 +42,15 @@ task, with nothing stored. A task created for a run is titled from the last user
    text message, then ``RUN_FINISHED`` with the report as ``result``. Nothing is stored.
 4. Otherwise: ``RUN_ERROR`` (code ``no_agent``) saying why.
 
+**A RUN_ERROR the gateway answers itself is logged** (no agent, a refused folder, an agent
+gone or silent, a gateway failure), so viewers of the task see it: if the run had started on
+the task (an event of it is in the log), the task is failed with the reason (``task_failed``
+of the run); otherwise, on an existing task, an ``error`` event of the run is logged
+(``data``: ``message``, ``code``, ``unserved: true``; source ``agui-gateway``) and the task's
+status is left as it was. The AG-UI watch stream shows that event as a run of its own
+(``RUN_STARTED`` then ``RUN_ERROR``), and the runs list as an ``unserved`` run. A thread with
+no task gets nothing logged (there is nothing to view).
+
 **One run at a time per thread** (per server process): a request for a thread whose run is
 still going is refused with 409 before streaming; two requests racing past that check are
 told apart when streaming starts, and the later one ends at once with ``RUN_ERROR`` (code
@@ -48,14 +64,14 @@ one), and the terminal ``RUN_FINISHED`` always echoes the request's ``threadId``
 """
 
 import asyncio
-import contextlib
 import hashlib
+import json
 import logging
 import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -67,16 +83,19 @@ from ag_ui.core import (
     RunFinishedEvent,
     RunStartedEvent,
     StateSnapshotEvent,
+    StepFinishedEvent,
     TextMessageContentEvent,
     TextMessageEndEvent,
     TextMessageStartEvent,
+    ToolCallEndEvent,
 )
-from pydantic import ValidationError
+from pydantic import JsonValue, ValidationError
 
 from taskline.agent.confine import FolderRefused, ReviewRoots, confine
 from taskline.agent.files import SAMPLE_DOCS
 from taskline.agent.runner import DEFAULT_AGENT_ID, review_folder
-from taskline.agui.translate import AGUI_KEY, TERMINAL_TYPES, to_agui
+from taskline.agui.interrupts import answer_of, interrupted
+from taskline.agui.translate import AGUI_KEY, TERMINAL_TYPES, event_json, is_interrupt, to_agui
 from taskline.domain.access import Action, require
 from taskline.domain.actors import Actor, Role
 from taskline.domain.errors import (
@@ -87,7 +106,8 @@ from taskline.domain.errors import (
 )
 from taskline.domain.events import EventIn, WebSocketEventType, WebSocketMessage
 from taskline.domain.ids import ID_PATTERN, new_id
-from taskline.domain.models import MAX_TITLE, Task, TaskCreate
+from taskline.domain.models import MAX_TITLE, Task, TaskCreate, utc_now
+from taskline.domain.requests import Request, RequestAnswer, RequestStatus, resolve
 from taskline.domain.status import TaskStatus
 from taskline.realtime import ConnectionManager, Following
 from taskline.realtime.agents import AgentHub
@@ -95,6 +115,7 @@ from taskline.sdk import Run
 from taskline.service.agents import AgentService
 from taskline.service.events import EventService
 from taskline.service.local_agent import LocalClient
+from taskline.service.requests import RequestService
 from taskline.service.tasks import TaskService
 
 __all__ = ["AguiGateway", "PreparedRun", "task_id_for_thread"]
@@ -112,6 +133,32 @@ def task_id_for_thread(thread_id: str) -> str:
     if ID_PATTERN.match(thread_id):
         return thread_id
     return "task_" + hashlib.sha256(thread_id.encode()).hexdigest()[:32]
+
+
+def _track(open_now: set[tuple[str, str]], event: BaseEvent) -> None:
+    """Keep ``open_now`` up to date with the text messages, tool calls and steps ``event``
+    starts or ends (what must be closed before a run can finish)."""
+    kind = event.type.value
+    if kind in ("TEXT_MESSAGE_START", "TEXT_MESSAGE_END"):
+        key = ("text", str(getattr(event, "message_id", "")))
+    elif kind in ("TOOL_CALL_START", "TOOL_CALL_END"):
+        key = ("tool", str(getattr(event, "tool_call_id", "")))
+    elif kind in ("STEP_STARTED", "STEP_FINISHED"):
+        key = ("step", str(getattr(event, "step_name", "")))
+    else:
+        return
+    if kind.endswith(("_START", "_STARTED")):
+        open_now.add(key)
+    else:
+        open_now.discard(key)
+
+
+def _closer(kind: str, key: str) -> BaseEvent:
+    if kind == "text":
+        return TextMessageEndEvent(message_id=key)
+    if kind == "tool":
+        return ToolCallEndEvent(tool_call_id=key)
+    return StepFinishedEvent(step_name=key)
 
 
 def _text(content: Any) -> str:
@@ -175,11 +222,32 @@ def _answer(question: str, report: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class PreparedRun:
-    """A validated run request and the task it works on."""
+    """A validated run request and the task it works on (None: the thread has no task yet)."""
 
     input: RunAgentInput
-    task: Task
+    task_id: str
+    task: Task | None
     instruction: str
+    actor: Actor
+
+
+@dataclass(slots=True)
+class _Served:
+    """What a run has done so far: ``started`` once an event of it was read from the log;
+    ``logged`` the last such event (a RUN_ERROR that is not it is the gateway's own)."""
+
+    started: bool = False
+    logged: BaseEvent | None = None
+    ingested: bool = False  #: the agent speaks AG-UI (ingested events): it ends runs itself
+    open: set[tuple[str, str]] = field(default_factory=set)  #: (kind, id) started, not ended
+
+
+class _Refused(Exception):
+    """A run input the gateway refuses once streaming (a RUN_ERROR with ``code``)."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class _RunClient(LocalClient):
@@ -187,11 +255,18 @@ class _RunClient(LocalClient):
     ``runId``)."""
 
     def __init__(
-        self, tasks: TaskService, events: EventService, hub: AgentHub, run_id: str
+        self,
+        tasks: TaskService,
+        events: EventService,
+        hub: AgentHub,
+        run_id: str,
+        *,
+        requests: RequestService | None = None,
     ) -> None:
         # the server's own agent, started by a member (START_RUNS) to work for them: it acts
         # with a member's rights on the run's task (which is assigned to no one)
-        super().__init__(tasks, events, hub, actor=Actor.agent(DEFAULT_AGENT_ID, Role.MEMBER))
+        actor = Actor.agent(DEFAULT_AGENT_ID, Role.MEMBER)
+        super().__init__(tasks, events, hub, actor=actor, requests=requests)
         self._run_id = run_id
 
     def run(
@@ -222,6 +297,10 @@ class AguiGateway:
             ``~`` expanded, relative ones from the current directory); empty: the sample
             folder :data:`~taskline.agent.files.SAMPLE_DOCS`.
         review_hidden: let the built-in agent read hidden files and folders.
+        requests: the requests service (AG-UI interrupts and their resume); None: runs
+            cannot be interrupted.
+        approve: the built-in agent's steps that need a person's approval first (its tool
+            names, e.g. ``write_report``; the setting ``TASKLINE_AGENT_APPROVE``).
     """
 
     def __init__(
@@ -237,6 +316,8 @@ class AguiGateway:
         poll: float = 0.25,
         review_roots: Sequence[str | os.PathLike[str]] = (),
         review_hidden: bool = False,
+        requests: RequestService | None = None,
+        approve: Sequence[str] = (),
     ) -> None:
         self.tasks = tasks
         self.events = events
@@ -248,11 +329,14 @@ class AguiGateway:
         self.poll = poll
         self.review_roots = ReviewRoots.of(review_roots, default=SAMPLE_DOCS)
         self.review_hidden = review_hidden
+        self.requests = requests
+        self.approve = frozenset(approve)
         for name, path in zip(self.review_roots.names, self.review_roots.paths, strict=True):
             if not path.is_dir():
                 logger.warning("review root %s is not a folder (%s)", name, path)
         self._background: set[asyncio.Task[Any]] = set()
         self._running: dict[str, str] = {}  # task id -> run id of the run streaming now
+        self._reviews: dict[str, asyncio.Task[Any]] = {}  # task id -> the built-in agent's job
 
     async def stop(self) -> None:
         """Stop the built-in agent's reviews still going (their tasks are failed by the SDK's
@@ -264,7 +348,7 @@ class AguiGateway:
     # --- request ----------------------------------------------------------------------------
 
     async def prepare(self, raw: bytes, *, actor: Actor) -> PreparedRun:
-        """Validate the body and find or create the task.
+        """Validate the body and find the thread's task (created later, if the run is served).
 
         Raises:
             NotAuthenticatedError, ForbiddenError: ``actor`` may not start runs (the built-in
@@ -289,16 +373,23 @@ class AguiGateway:
                 f"thread {run_input.thread_id!r} already has a run in progress ({busy}); "
                 f"wait for it to finish, or cancel it (POST /api/v1/tasks/{task_id}/cancel)"
             )
-        task = await self._task_for(task_id, instruction)
-        return PreparedRun(run_input, task, instruction)
+        task = await self._existing(task_id)
+        return PreparedRun(run_input, task_id, task, instruction, actor)
+
+    async def _existing(self, task_id: str) -> Task | None:
+        try:
+            return await self.tasks.get(task_id)
+        except NotFoundError:
+            return None
 
     async def _task_for(self, task_id: str, instruction: str) -> Task:
         """The task ``task_id``, created (titled from ``instruction``) if it does not exist.
 
         Two first runs of one thread at once: the loser of the insert reads the winner's task.
         """
-        with contextlib.suppress(NotFoundError):
-            return await self.tasks.get(task_id)
+        found = await self._existing(task_id)
+        if found is not None:
+            return found
         title = " ".join(instruction.split())[:MAX_TITLE] or "AG-UI thread"
         try:
             return await self.tasks.create(
@@ -320,7 +411,7 @@ class AguiGateway:
             run_id=run_input.run_id,
             protocol_version=PROTOCOL_VERSION,
         )
-        task_id = prepared.task.id
+        task_id = prepared.task_id
         busy = self._running.setdefault(task_id, run_input.run_id)
         if busy != run_input.run_id:
             yield RunErrorEvent(
@@ -328,29 +419,53 @@ class AguiGateway:
                 code="run_in_progress",
             )
             return
+        served = _Served()
         try:
-            async for event in self._serve(prepared):
-                if event.type.value == "RUN_FINISHED":
-                    # echo the request's ids (an agent's own RUN_FINISHED may carry others)
-                    event = event.model_copy(
-                        update={"thread_id": run_input.thread_id, "run_id": run_input.run_id}
+            terminal: BaseEvent | None = None
+            logged = False  # the terminal event came from the log (nothing to record)
+            try:
+                since, resumed = await self._resume(prepared)
+                async for event in self._serve(prepared, served, since, resumed):
+                    from_log = event is served.logged
+                    if event.type.value == "RUN_FINISHED":
+                        # echo the request's ids (an agent's own RUN_FINISHED may carry others)
+                        event = event.model_copy(
+                            update={"thread_id": run_input.thread_id, "run_id": run_input.run_id}
+                        )
+                    if event.type.value in TERMINAL_TYPES:
+                        terminal, logged = event, from_log
+                        break
+                    yield event
+                else:
+                    terminal = RunErrorEvent(
+                        message="the run ended without a result", code="incomplete"
                     )
-                yield event
-                if event.type.value in TERMINAL_TYPES:
-                    return
-            yield RunErrorEvent(message="the run ended without a result", code="incomplete")
-        except Exception as exc:  # the stream has started: report, never raise
-            logger.exception("AG-UI run %s failed", run_input.run_id)
-            yield RunErrorEvent(message=f"the gateway failed: {exc}", code="gateway_error")
+            except _Refused as refused:
+                terminal = RunErrorEvent(message=str(refused), code=refused.code)
+            except Exception as exc:  # the stream has started: report, never raise
+                logger.exception("AG-UI run %s failed", run_input.run_id)
+                terminal = RunErrorEvent(message=f"the gateway failed: {exc}", code="gateway_error")
+            if isinstance(terminal, RunErrorEvent) and not logged:
+                await self._record_error(prepared, served, terminal)
+            elif is_interrupt(terminal) and not logged:
+                await self._log_agui(prepared, terminal)
+            yield terminal
         finally:
             if self._running.get(task_id) == run_input.run_id:
                 del self._running[task_id]
 
-    async def _serve(self, prepared: PreparedRun) -> AsyncIterator[BaseEvent]:
+    async def _serve(
+        self, prepared: PreparedRun, served: _Served, since: int | None, resumed: set[str]
+    ) -> AsyncIterator[BaseEvent]:
         task = prepared.task
-        agent_id = await self._connected_agent(task.id)
+        agent_id = None if task is None else await self._connected_agent(task.id)
+        run_ids = {prepared.input.run_id} | resumed
         if agent_id is not None:
-            async for event in self._external(prepared, agent_id):
+            async for event in self._external(prepared, agent_id, served, since, run_ids):
+                yield event
+            return
+        if resumed:
+            async for event in self._continue(prepared, served, since, run_ids):
                 yield event
             return
         try:
@@ -359,13 +474,14 @@ class AguiGateway:
             yield RunErrorEvent(message=str(refused), code="folder_refused")
             return
         if folder is not None:
-            async for event in self._review(prepared, folder):
+            async for event in self._review(prepared, folder, served):
                 yield event
             return
-        current = await self.tasks.get(task.id)
-        state = (await self.events.state(task.id)).document
-        if prepared.instruction and isinstance(current.result, str) and current.result:
-            for event in self._reply(prepared, state, current.result):
+        current = await self._existing(prepared.task_id)
+        report = current.result if current is not None else None
+        if current is not None and prepared.instruction and isinstance(report, str) and report:
+            state = (await self.events.state(current.id)).document
+            for event in self._reply(prepared, state, report):
                 yield event
             return
         reason = (
@@ -376,7 +492,8 @@ class AguiGateway:
             "questions about"
         )
         yield RunErrorEvent(
-            message=f"No agent is connected for task {task.id}, and the built-in agent cannot "
+            message=f"No agent is connected for task {prepared.task_id}, and the built-in "
+            "agent cannot "
             f"serve this run: {reason}. Send a folder path to review, or connect an agent.",
             code="no_agent",
         )
@@ -390,12 +507,117 @@ class AguiGateway:
                 return agent_id
         return None
 
+    # --- resuming an interrupted run --------------------------------------------------------
+
+    async def _resume(self, prepared: PreparedRun) -> tuple[int | None, set[str]]:
+        """Answer the requests the input's ``resume`` entries name (AG-UI interrupts); return
+        the log's head before the answers and the runs they resume (empty without resume).
+
+        Every entry is checked before anything is answered. A thread with open requests
+        takes only a resume that answers every one of them (AG-UI 1.0).
+
+        Raises:
+            _Refused: an entry names no open request of this thread, the payload does not fit
+                it (schema, choices, an approval's shape), or some open request is left
+                unanswered (codes ``unknown_interrupt``, ``invalid_resume``,
+                ``interrupt_pending``, ``interrupt_expired``).
+        """
+        entries = list(prepared.input.resume or [])
+        requests = self.requests
+        if requests is None or prepared.task is None:
+            if entries:
+                raise _Refused("this thread has no interrupts to resume", "unknown_interrupt")
+            return None, set()
+        task_id = prepared.task_id
+        open_now = await requests.list(_ACTOR, status=[RequestStatus.OPEN], task_id=task_id)
+        named = {entry.interrupt_id for entry in entries}
+        left = [r.id for r in open_now if r.id not in named]
+        if left:
+            raise _Refused(
+                f"thread {prepared.input.thread_id!r} is waiting for answers to "
+                f"{', '.join(left)}: send a resume entry for each (AG-UI interrupts)",
+                "interrupt_pending",
+            )
+        if not entries:
+            return None, set()
+        now = utc_now()
+        plan: list[tuple[Request, RequestAnswer | None]] = []
+        for entry in entries:
+            try:
+                request = await requests.get(_ACTOR, entry.interrupt_id)
+            except NotFoundError:
+                request = None
+            if request is None or request.task_id != task_id:
+                raise _Refused(
+                    f"interrupt {entry.interrupt_id!r} is not one of this thread's",
+                    "unknown_interrupt",
+                )
+            if request.status == RequestStatus.EXPIRED or request.due(now):
+                raise _Refused(f"interrupt {request.id!r} expired unanswered", "interrupt_expired")
+            try:
+                reply = answer_of(request, entry)
+                if reply is not None and request.status == RequestStatus.OPEN:
+                    resolve(request, reply, by=str(prepared.actor), now=now)  # checks it
+            except InvalidInputError as exc:
+                raise _Refused(str(exc), "invalid_resume") from None
+            plan.append((request, reply))
+        since = await self._head(task_id)
+        resumed = {r.run_id for r, _ in plan if r.run_id}
+        await self._log_agui(
+            prepared,
+            RunStartedEvent(
+                thread_id=task_id,
+                run_id=prepared.input.run_id,
+                protocol_version=PROTOCOL_VERSION,
+            ),
+            resumes=[r.id for r, _ in plan],
+            resumed_run=min(resumed) if resumed else None,
+        )
+        for request, reply in plan:
+            if request.status != RequestStatus.OPEN:
+                continue  # answered already: a replayed resume is safe
+            try:
+                if reply is None:
+                    await requests.cancel(
+                        prepared.actor, request.id, "cancelled by the AG-UI client"
+                    )
+                else:
+                    await requests.answer(prepared.actor, request.id, reply)
+            except ConflictError:
+                logger.info("request %s was closed meanwhile", request.id)
+        return since, resumed
+
+    async def _log_agui(self, prepared: PreparedRun, event: BaseEvent, **extra: JsonValue) -> None:
+        """Log an AG-UI event the gateway sent (an interrupt, a resumed run's start) as a
+        ``custom`` ``agui:<TYPE>`` event of the run, so watchers and the runs list see it."""
+        value = json.loads(event_json(event))
+        value.pop("timestamp", None)
+        if "threadId" in value:
+            value["threadId"] = prepared.task_id  # as the task's other AG-UI events have it
+        data: dict[str, Any] = {"name": f"agui:{event.type.value}", "value": value}
+        data.update({k: v for k, v in extra.items() if v is not None})
+        logged = EventIn(event_type=E.CUSTOM, data=data, run_id=prepared.input.run_id)
+        try:
+            await self.events.publish(
+                prepared.task_id, [logged], actor=_ACTOR, source="agui-gateway"
+            )
+        except TasklineError:
+            logger.warning("could not log run %s's %s", prepared.input.run_id, event.type.value)
+
     # --- the three ways of serving a run ----------------------------------------------------
 
-    async def _external(self, prepared: PreparedRun, agent_id: str) -> AsyncIterator[BaseEvent]:
+    async def _external(
+        self,
+        prepared: PreparedRun,
+        agent_id: str,
+        served: _Served,
+        since: int | None,
+        run_ids: set[str],
+    ) -> AsyncIterator[BaseEvent]:
         run_input = prepared.input
-        task_id = prepared.task.id
-        since = await self._head(task_id)
+        task_id = prepared.task_id
+        if since is None:
+            since = await self._head(task_id)
         frame = {
             "type": "command",
             "id": new_id("cmd"),
@@ -407,25 +629,30 @@ class AguiGateway:
         async def alive() -> str | None:
             if self.hub.is_connected(agent_id):
                 return None
-            reason = f"agent {agent_id} disconnected during AG-UI run {run_input.run_id}"
-            await self._fail(task_id, run_input.run_id, reason)
-            return reason
+            return f"agent {agent_id} disconnected during AG-UI run {run_input.run_id}"
 
         async with self._follow(task_id, since) as following:
             await self.hub.reply(agent_id, frame)
-            async for event in self._events(following, run_input.run_id, alive, self.start_timeout):
+            events = self._events(following, run_ids, alive, self.start_timeout, served)
+            async for event in events:
                 yield event
 
-    async def _review(self, prepared: PreparedRun, folder: Path) -> AsyncIterator[BaseEvent]:
+    async def _review(
+        self, prepared: PreparedRun, folder: Path, served: _Served
+    ) -> AsyncIterator[BaseEvent]:
         run_input = prepared.input
-        task_id = prepared.task.id
+        task_id = (await self._task_for(prepared.task_id, prepared.instruction)).id
         since = await self._head(task_id)
         job: asyncio.Task[Any] | None = None
 
         async def work() -> None:
-            client = _RunClient(self.tasks, self.events, self.hub, run_input.run_id)
+            client = _RunClient(
+                self.tasks, self.events, self.hub, run_input.run_id, requests=self.requests
+            )
             async with client:
-                await review_folder(client, task_id, folder, hidden=self.review_hidden)
+                await review_folder(
+                    client, task_id, folder, hidden=self.review_hidden, approve=self.approve
+                )
 
         async def alive() -> str | None:
             if job is None or not job.done():
@@ -441,7 +668,40 @@ class AguiGateway:
             job = asyncio.create_task(work(), name=f"agui-review-{run_input.run_id}")
             self._background.add(job)
             job.add_done_callback(self._background.discard)
-            async for event in self._events(following, run_input.run_id, alive, self.start_timeout):
+            self._reviews[task_id] = job
+            job.add_done_callback(lambda done: self._forget(task_id, done))
+            run_ids = {run_input.run_id}
+            events = self._events(following, run_ids, alive, self.start_timeout, served)
+            async for event in events:
+                yield event
+
+    def _forget(self, task_id: str, job: "asyncio.Task[Any]") -> None:
+        if self._reviews.get(task_id) is job:
+            del self._reviews[task_id]
+
+    async def _continue(
+        self, prepared: PreparedRun, served: _Served, since: int | None, run_ids: set[str]
+    ) -> AsyncIterator[BaseEvent]:
+        """Stream the rest of an interrupted run of the built-in agent, whose review (still
+        going in the background) got its answers from the resume entries."""
+        task_id = prepared.task_id
+        job = self._reviews.get(task_id)
+        if job is None or job.done():
+            yield RunErrorEvent(
+                message=f"nobody is working on task {task_id} any more (the agent that asked "
+                "has stopped, e.g. the server restarted); start a new run",
+                code="no_agent",
+            )
+            return
+
+        async def alive() -> str | None:
+            if not job.done():
+                return None
+            return "the built-in agent stopped before finishing the run"
+
+        async with self._follow(task_id, since or 0) as following:
+            events = self._events(following, run_ids, alive, self.start_timeout, served)
+            async for event in events:
                 yield event
 
     def _reply(self, prepared: PreparedRun, state: Any, report: str) -> list[BaseEvent]:
@@ -473,12 +733,13 @@ class AguiGateway:
     async def _events(
         self,
         following: Following,
-        run_id: str,
+        run_ids: set[str],
         alive: Alive,
         first_timeout: float,
+        served: _Served,
     ) -> AsyncIterator[BaseEvent]:
         """Translate the run's events from ``following`` until its terminal event (bounded
-        waits)."""
+        waits); note in ``served`` what came from the log."""
         loop = asyncio.get_running_loop()
         started = False
         last = loop.time()
@@ -493,7 +754,7 @@ class AguiGateway:
                 if reason is not None:
                     # what arrived meanwhile first: the terminal event may be there
                     for message, _ in following.drain():
-                        for event in self._of_run(message, run_id):
+                        for event in await self._of_run(message, run_ids, served):
                             yield event
                             if event.type.value in TERMINAL_TYPES:
                                 return
@@ -508,21 +769,75 @@ class AguiGateway:
                     )
                     return
                 continue
-            for event in self._of_run(item.message, run_id):
+            for event in await self._of_run(item.message, run_ids, served):
                 started = True
                 last = loop.time()
                 yield event
                 if event.type.value in TERMINAL_TYPES:
                     return
 
-    def _of_run(self, message: WebSocketMessage | None, run_id: str) -> list[BaseEvent]:
-        """The AG-UI events of ``message`` if it is an event of the run (else none)."""
+    async def _of_run(
+        self, message: WebSocketMessage | None, run_ids: set[str], served: _Served
+    ) -> list[BaseEvent]:
+        """The AG-UI events of ``message`` if it is an event of the run (else none), noted in
+        ``served``. A request opened by the run (an agent that does not speak AG-UI itself)
+        ends it with an interrupt: whatever is open closed, the state, then ``RUN_FINISHED``
+        whose outcome lists the run's open requests."""
         if message is None or message.seq is None:
             return []
         ingested = isinstance(message.data.get(AGUI_KEY), dict)
-        if message.run_id != run_id and not (message.run_id is None and ingested):
+        served.ingested = served.ingested or ingested
+        if message.event_type == E.REQUEST_OPENED and not served.ingested:
+            if message.data.get("run_id") in run_ids and message.task_id:
+                return await self._interrupt(message.task_id, run_ids, served)
             return []
-        return [e for e in to_agui(message) if e.type.value != "RUN_STARTED"]
+        if message.run_id not in run_ids and not ingested:
+            return []
+        events = [e for e in to_agui(message) if e.type.value != "RUN_STARTED"]
+        for event in events:
+            served.started, served.logged = True, event
+            _track(served.open, event)
+        return events
+
+    async def _interrupt(self, task_id: str, run_ids: set[str], served: _Served) -> list[BaseEvent]:
+        requests = self.requests
+        assert requests is not None  # a request was opened: the service exists
+        waiting = [
+            r
+            for r in await requests.list(_ACTOR, status=[RequestStatus.OPEN], task_id=task_id)
+            if r.run_id in run_ids
+        ]
+        if not waiting:
+            return []  # answered already (by a person, elsewhere): the run goes on
+        events: list[BaseEvent] = [_closer(kind, key) for kind, key in sorted(served.open)]
+        served.open.clear()
+        state = (await self.events.state(task_id)).document
+        events.append(StateSnapshotEvent(snapshot=state if state is not None else {}))
+        events.append(interrupted(task_id, next(iter(run_ids)), waiting))
+        served.started = True
+        return events
+
+    async def _record_error(
+        self, prepared: PreparedRun, served: _Served, error: RunErrorEvent
+    ) -> None:
+        """Log a RUN_ERROR the gateway answered (see the module docstring): the run's task
+        failed if the run had started, else an ``error`` event of the run on an existing task.
+        A failure to log is itself only logged (the client still gets its RUN_ERROR)."""
+        run_id = prepared.input.run_id
+        task = await self._existing(prepared.task_id)
+        if task is None:
+            return
+        if served.started:
+            await self._fail(task.id, run_id, error.message)
+            return
+        data: dict[str, Any] = {"message": error.message, "code": error.code, "unserved": True}
+        if task.status in (TaskStatus.IN_PROGRESS, TaskStatus.PAUSED):
+            data["unserved"] = False  # another run is open: an error inside it, not a run
+        event = EventIn(event_type=E.ERROR, data=data, run_id=run_id)
+        try:
+            await self.events.publish(task.id, [event], actor=_ACTOR, source="agui-gateway")
+        except TasklineError:
+            logger.warning("could not log run %s's error on task %s", run_id, task.id)
 
     async def _fail(self, task_id: str, run_id: str, reason: str) -> None:
         """Mark the task failed with ``reason`` (starting it first if it is still pending)."""

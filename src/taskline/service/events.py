@@ -4,11 +4,14 @@ from collections.abc import Sequence
 
 from taskline.domain.access import Action, require, require_on_task
 from taskline.domain.actors import Actor, Role
+from taskline.domain.errors import NotFoundError
 from taskline.domain.events import EventIn, WebSocketMessage
+from taskline.domain.runs import RUN_EVENT_TYPES, RunSummary, runs_of
 from taskline.service.writes import GroupCommit
 from taskline.store.agents import AgentStore
 from taskline.store.database import Database
 from taskline.store.events import EventLog, LogHead, TaskState
+from taskline.store.tasks import TaskStore
 
 __all__ = ["EventService"]
 
@@ -68,6 +71,19 @@ class EventService:
         """The newest events across tasks, oldest of them first."""
         async with self.database.read() as session:
             return await EventLog(session).recent(limit=limit, types=types, task_id=task_id)
+
+    async def runs(self, task_id: str) -> list[RunSummary]:
+        """The task's runs and their outcomes, oldest first, derived from its log
+        (:mod:`taskline.domain.runs`).
+
+        Raises:
+            NotFoundError: no such task.
+        """
+        async with self.database.read() as session:
+            if not await TaskStore(session).exists(task_id):
+                raise NotFoundError("task", task_id)
+            types = sorted(RUN_EVENT_TYPES)
+            return runs_of(await EventLog(session).read(task_id, types=types))
 
     async def state(self, task_id: str) -> TaskState:
         """The task's shared state document and its version."""

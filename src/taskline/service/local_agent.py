@@ -6,13 +6,15 @@ application layer: no network, no URL, no request headers to trust.
 people) over a :class:`LocalAgentSocket`, which hands each frame to an
 :class:`~taskline.service.agent_session.AgentSession` — the same protocol handler the
 ``/ws/agents/{id}`` route uses — and receives the hub's frames (welcome, acks, commands)
-back. The few REST calls the built-in agent makes (read a task, change it, add a section) go
-straight to the services; any other REST call raises, naming it.
+back. The few REST calls the built-in agent makes (read a task, change it, add a section;
+open a request and wait for its answer, cancel it) go straight to the services; any other
+REST call raises, naming it.
 """
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Close
@@ -26,12 +28,14 @@ from taskline.domain.models import (
     TaskPatch,
 )
 from taskline.domain.preconditions import IfMatch
+from taskline.domain.requests import RequestSpec
 from taskline.realtime.agents import AgentHub
 from taskline.sdk import AsyncClient
 from taskline.sdk._http import Call, conditional
 from taskline.sdk._http import IfMatch as IfMatchArg
 from taskline.service.agent_session import AgentSession
 from taskline.service.events import EventService
+from taskline.service.requests import RequestService
 from taskline.service.tasks import TaskService
 
 __all__ = ["LOCAL_URL", "LocalAgentSocket", "LocalClient"]
@@ -40,6 +44,8 @@ T = TypeVar("T")
 
 #: The base URL an in-process client reports (nothing is ever sent to it).
 LOCAL_URL = "http://taskline.internal"
+_OPEN_REQUEST = re.compile(r"^/api/v1/tasks/(?P<task>[^/]+)/requests$")
+_REQUEST = re.compile(r"^/api/v1/requests/(?P<request>[^/]+)(?P<cancel>/cancel)?$")
 
 
 class LocalAgentSocket:
@@ -113,10 +119,17 @@ class LocalClient(AsyncClient):
 
     Args:
         actor: who the REST calls are made by (the agent).
+        requests: where its questions and approvals go (None: it cannot ask).
     """
 
     def __init__(
-        self, tasks: TaskService, events: EventService, hub: AgentHub, *, actor: Actor
+        self,
+        tasks: TaskService,
+        events: EventService,
+        hub: AgentHub,
+        *,
+        actor: Actor,
+        requests: RequestService | None = None,
     ) -> None:
         async def connect(agent_id: str, name: str | None, kind: str | None) -> LocalAgentSocket:
             return await LocalAgentSocket.open(hub, events, agent_id, name, kind, role=actor.role)
@@ -125,8 +138,32 @@ class LocalClient(AsyncClient):
         super().__init__(LOCAL_URL, agent_connector=connect, token="")
         self._tasks = tasks
         self._actor = actor
+        self._requests = requests
 
     async def _send(self, call: Call[T]) -> T:
+        """The requests calls the SDK's ``run.ask``/``run.approval`` make, in-process; any
+        other call raises."""
+        if self._requests is not None:
+            return cast(T, await self._request_call(self._requests, call))
+        raise NotImplementedError(
+            f"{call.method} {call.path} is not available to an agent running inside the server"
+        )
+
+    async def _request_call(self, requests: RequestService, call: Call[Any]) -> Any:
+        params = dict(call.params or {})
+        opening = _OPEN_REQUEST.match(call.path)
+        if call.method == "POST" and opening is not None:
+            spec = RequestSpec.model_validate(call.json or {})
+            return await requests.open(self._actor, opening["task"], spec)
+        found = _REQUEST.match(call.path)
+        if found is not None and call.method == "POST" and found["cancel"]:
+            reason = (call.json or {}).get("reason")
+            return await requests.cancel(self._actor, found["request"], reason)
+        if found is not None and call.method == "GET" and not found["cancel"]:
+            wait = float(params.get("wait") or 0)
+            if wait > 0:
+                return await requests.wait(self._actor, found["request"], wait)
+            return await requests.get(self._actor, found["request"])
         raise NotImplementedError(
             f"{call.method} {call.path} is not available to an agent running inside the server"
         )

@@ -295,6 +295,7 @@ async def _reading(
                 prefix=f"events.{index}",
                 now=now,
                 max_state_bytes=max_state_bytes,
+                run_id=event.run_id,
             )
         head.last_seq += 1
         row = event_row(task_id, head.last_seq, event, data, now=now, source=source, actor=who)

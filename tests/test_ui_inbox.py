@@ -5,6 +5,7 @@ rejects with a comment (from the task panel), sees the server's 422 and 409; a v
 the inbox without being able to answer; the timeline shows the outcome; the card moves into
 and out of "needs input" live; browser notifications are opt-in."""
 
+import asyncio
 import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
+from taskline.sdk import AsyncClient
 from tests.support.auth import SecureServer, make_user, secure_server
 from tests.support.browser import (
     LIVE_MS,
@@ -442,3 +444,67 @@ def test_expired_cancelled_and_deleted_requests_leave_the_inbox(
     expect(page.locator("#inbox-count")).to_have_text("1", timeout=LIVE_MS)
     assert admin.delete(f"/api/v1/tasks/{doomed}").status_code == 204
     expect(page.locator("#inbox-count")).to_be_hidden(timeout=LIVE_MS)
+
+
+class SdkAgent:
+    """agent_bot as an SDK program, in a thread of its own: it claims the task, asks through
+    ``run.ask`` (which waits), then goes on with the answer and completes the task with it."""
+
+    def __init__(self, secured: SecureServer, question: str, schema: dict[str, Any]) -> None:
+        self.answer: Any = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(
+            target=self._main, args=(secured, question, schema), daemon=True
+        )
+        self.thread.start()
+
+    def _main(self, secured: SecureServer, question: str, schema: dict[str, Any]) -> None:
+        try:
+            asyncio.run(self._work(secured, question, schema))
+        except BaseException as error:  # reported by finished()
+            self.error = error
+
+    async def _work(self, secured: SecureServer, question: str, schema: dict[str, Any]) -> None:
+        async with AsyncClient(secured.url, token=secured.tokens["agent"]) as client:
+            task = await client.claim()
+            assert task is not None, "nothing to claim"
+            async with client.run(task.id, agent="agent_bot") as run:
+                self.answer = await run.ask(question, schema=schema, timeout=WAIT)
+                await run.progress(0.5, "answered; going on")
+                await run.complete({"deployed": self.answer})
+
+    def finished(self) -> Any:
+        """The answer the agent went on with (waiting for the program, with a deadline)."""
+        self.thread.join(WAIT)
+        assert not self.thread.is_alive(), "the SDK agent did not finish"
+        if self.error is not None:
+            raise self.error
+        return self.answer
+
+
+def test_an_sdk_agent_asks_a_person_answers_in_the_browser_and_the_agent_goes_on(
+    secured: SecureServer, admin: httpx.Client, new_page: NewPage
+) -> None:
+    """The whole loop with the real SDK: ``run.ask`` waits; ana answers in the inbox; the
+    agent gets the typed answer, reports on, and completes the task with it."""
+    created = admin.post("/api/v1/tasks/", json={"title": "Ship the release"})
+    assert created.status_code == 201, created.text
+    task_id = created.json()["id"]
+    page = sign_in(new_page, f"{secured.url}/", "ana", ANA_PASSWORD)
+
+    agent = SdkAgent(secured, "Ship which branch?", DEPLOY_SCHEMA)
+    expect(page.locator("#inbox-count")).to_have_text("1", timeout=LIVE_MS)
+    expect(card_in(page, "needs_input", "Ship the release")).to_be_visible(timeout=LIVE_MS)
+    (asked,) = admin.get("/api/v1/requests", params={"status": "open"}).json()["requests"]
+    assert (asked["task_id"], asked["created_by"]) == (task_id, "agent:agent_bot")
+
+    open_inbox(page)
+    entry = item(page, asked["id"])
+    entry.get_by_label("Branch").fill("release")
+    entry.get_by_label("replicas").fill("2")
+    entry.get_by_role("button", name="Send answer").click()
+
+    assert agent.finished() == {"branch": "release", "replicas": 2, "force": False}
+    expect(card_in(page, "done", "Ship the release")).to_be_visible(timeout=LIVE_MS)
+    done = admin.get(f"/api/v1/tasks/{task_id}").json()
+    assert (done["status"], done["needs_input"]) == ("completed", False)

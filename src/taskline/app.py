@@ -29,6 +29,7 @@ from taskline.api import (
     status,
     stream,
     tasks,
+    webhooks,
     ws,
 )
 from taskline.api.body_limit import BodySizeLimit
@@ -41,6 +42,7 @@ from taskline.mcp import McpServer
 from taskline.realtime import ConnectionManager
 from taskline.service import Services
 from taskline.service.demo import seed_demo_board
+from taskline.service.webhooks import WebhookService
 from taskline.settings import Settings
 from taskline.store.database import Database
 from taskline.web import routes as web_routes
@@ -121,7 +123,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lease_seconds=settings.lease_seconds,
         lease_max_seconds=settings.lease_max_seconds,
         lease_sweep_interval=settings.lease_sweep_interval,
+        webhooks=WebhookService(
+            database,
+            timeout=settings.webhook_timeout,
+            max_attempts=settings.webhook_max_attempts,
+            backoff_base=settings.webhook_backoff,
+            backoff_max=settings.webhook_backoff_max,
+            concurrency=settings.webhook_concurrency,
+            poll_interval=settings.webhook_poll_interval,
+            retention_days=settings.webhook_retention_days,
+        ),
     )
+    bus.add_listener(services.webhooks.on_committed)
     mcp = McpServer(services)
     bus.add_listener(mcp.watch.on_committed)
 
@@ -192,6 +205,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ws,
         agent_ws,
         agui,
+        webhooks,
     ):
         app.include_router(module.router)
     # MCP over Streamable HTTP (POST, the GET stream, DELETE to end a session), behind the doors

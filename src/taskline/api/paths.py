@@ -18,7 +18,15 @@ from starlette.convertors import Convertor, register_url_convertor
 
 from taskline.domain.ids import ID_REGEX, ID_SCHEMA_PATTERN
 
-__all__ = ["AgentId", "ClientId", "IdConvertor", "SectionId", "SubtaskId", "TaskId"]
+__all__ = [
+    "AgentId",
+    "ClientId",
+    "IdConvertor",
+    "SectionId",
+    "SubtaskId",
+    "TaskId",
+    "WebhookId",
+]
 
 
 class IdConvertor(Convertor[str]):
@@ -57,3 +65,4 @@ SectionId = Annotated[str, _id("section", "sec_3kpsbrd3w6")]
 SubtaskId = Annotated[str, _id("subtask", "sub_78vkgxq5rc")]
 AgentId = Annotated[str, _id("agent", "agent_reviewer")]
 ClientId = Annotated[str, _id("client", "client_abc123")]
+WebhookId = Annotated[str, _id("webhook", "whk_7kq2m9x4ab")]

@@ -27,6 +27,7 @@ from taskline.service.identity import Identity
 from taskline.service.steering import Steering
 from taskline.service.tasks import TaskService
 from taskline.service.transfer import Transfer
+from taskline.service.webhooks import WebhookService
 from taskline.service.writes import GroupCommit, Writes
 from taskline.store.database import Database
 
@@ -46,6 +47,7 @@ class Services:
             is refused).
         lease_seconds, lease_max_seconds, lease_sweep_interval: claims' leases (see
             ClaimService).
+        webhooks: the outgoing webhooks (None: a WebhookService with its defaults).
     """
 
     def __init__(
@@ -65,6 +67,7 @@ class Services:
         lease_seconds: float = 300.0,
         lease_max_seconds: float = 3600.0,
         lease_sweep_interval: float = 5.0,
+        webhooks: WebhookService | None = None,
     ) -> None:
         self.database = database
         self.bus = bus
@@ -106,6 +109,7 @@ class Services:
             review_hidden=review_hidden,
         )
         self.agui_watch = AguiWatch(database, connections)
+        self.webhooks = webhooks or WebhookService(database)
 
     @property
     def backend(self) -> str:
@@ -117,13 +121,15 @@ class Services:
         await self.database.ping()
 
     async def start(self) -> None:
-        """Start the agent hub and the lease sweeper."""
+        """Start the agent hub, the lease sweeper and the webhook loops."""
         await self.hub.start()
         await self.claims.start()
+        await self.webhooks.start()
 
     async def stop(self) -> None:
-        """Stop the lease sweeper and the built-in agent's runs, disconnect agents, then stop
-        taking publishes (queued ones fail)."""
+        """Stop the webhook loops, the lease sweeper and the built-in agent's runs,
+        disconnect agents, then stop taking publishes (queued ones fail)."""
+        await self.webhooks.stop()
         await self.claims.stop()
         await self.agui.stop()
         await self.hub.stop()

@@ -4,6 +4,7 @@ retries with backoff, giving up, Slack and Discord bodies, the delivery log, the
 button, who may, and exactly one delivered answer per delivery across kill -9."""
 
 import itertools
+import json
 import signal
 from collections.abc import Iterator
 from datetime import datetime
@@ -12,8 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner, Result
 from standardwebhooks import Webhook as Verifier
 
+from taskline.cli.main import taskline
 from taskline.domain.webhooks import new_secret, secret_key, sign
 from tests.support.auth import SecureServer, secure_server
 from tests.support.process import ServerProcess
@@ -313,3 +316,30 @@ def test_exactly_one_delivered_answer_per_delivery_across_kill_9(
             r.json()["data"]["data"]["value"] for r in hooks.on("/hook") if r.status == 200
         )
         assert values == list(range(8))
+
+
+def test_cli_add_list_test_deliveries_remove(secured: SecureServer, hooks: Receiver) -> None:
+    """``taskline webhooks``: add prints the secret once, list, test (exit 0 when
+    delivered), deliveries, remove; a member's token is refused (exit 7)."""
+
+    def run(token: str, *args: str, code: int = 0) -> Result:
+        result = CliRunner().invoke(taskline, ["--url", secured.url, "--token", token, *args])
+        assert result.exit_code == code, (result.stdout, result.stderr, result.exception)
+        return result
+
+    admin = secured.tokens["admin"]
+    added = run(admin, "webhooks", "add", hooks.url(), "--event", "task_completed", "--json")
+    made = json.loads(added.stdout)
+    assert made["events"] == ["task_completed"] and made["secret"].startswith("whsec_")
+    plain = run(admin, "webhooks", "add", hooks.url("/other"), "--format", "slack")
+    assert "signing secret (shown only now): whsec_" in plain.stdout
+    listed = run(admin, "webhooks", "list")
+    assert made["id"] in listed.stdout and "slack" in listed.stdout
+    tested = run(admin, "webhooks", "test", made["id"])
+    assert "webhook.test  delivered  attempts 1  HTTP 200" in tested.stdout
+    log = run(admin, "webhooks", "deliveries", made["id"])
+    assert "webhook.test  delivered" in log.stdout
+    assert "removed" in run(admin, "webhooks", "remove", made["id"]).stdout
+    assert made["id"] not in run(admin, "webhooks", "list").stdout
+    refused = run(secured.tokens["member"], "webhooks", "list", code=7)
+    assert "admin" in refused.stderr

@@ -132,6 +132,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             concurrency=settings.webhook_concurrency,
             poll_interval=settings.webhook_poll_interval,
             retention_days=settings.webhook_retention_days,
+            user_agent=f"Taskline-Webhooks/{__version__}",
         ),
     )
     bus.add_listener(services.webhooks.on_committed)

@@ -22,6 +22,7 @@ from taskline.cli.mcp import mcp
 from taskline.cli.serve import serve
 from taskline.cli.tasks import tasks
 from taskline.cli.watch import watch
+from taskline.cli.webhooks import webhooks
 from taskline.sdk import DEFAULT_TIMEOUT, DEFAULT_URL, TasklineClientError
 
 __all__ = ["main", "taskline"]
@@ -107,6 +108,7 @@ taskline.add_command(watch)
 taskline.add_command(login)
 taskline.add_command(logout)
 taskline.add_command(mcp)
+taskline.add_command(webhooks)
 
 
 def main() -> None:

@@ -40,10 +40,12 @@ __all__ = [
     "create_agent",
     "create_task",
     "create_token",
+    "create_webhook",
     "delete_agent",
     "delete_section",
     "delete_subtask",
     "delete_task",
+    "delete_webhook",
     "events",
     "export",
     "get_agent",
@@ -53,6 +55,7 @@ __all__ = [
     "list_agents",
     "list_messages",
     "list_tasks",
+    "list_webhooks",
     "next_task",
     "post_message",
     "publish",
@@ -61,10 +64,12 @@ __all__ = [
     "renew_lease",
     "replace_task",
     "state",
+    "test_webhook",
     "toggle_subtask",
     "update_agent",
     "update_subtask",
     "update_task",
+    "webhook_deliveries",
 ]
 
 #: The task commands people send to agents (``POST /api/v1/tasks/{id}/<command>``).
@@ -72,6 +77,7 @@ CONTROL_COMMANDS = frozenset({"pause", "resume", "cancel"})
 
 TASKS = "/api/v1/tasks"
 AGENTS = "/api/v1/agents"
+WEBHOOKS = "/api/v1/webhooks"
 
 
 def _task(task_id: str) -> str:
@@ -293,3 +299,33 @@ def renew_lease(task_id: str, lease_seconds: float | None) -> Call[ClaimedTask]:
 
 def release(task_id: str) -> Call[Task]:
     return Call("POST", f"{_task(task_id)}/release", model(Task))
+
+
+# --- webhooks (admins): plain JSON documents
+
+
+def _webhook(webhook_id: str) -> str:
+    return f"{WEBHOOKS}/{path_id(webhook_id)}"
+
+
+def list_webhooks() -> Call[dict[str, Any]]:
+    return Call("GET", f"{WEBHOOKS}/", json_object)
+
+
+def create_webhook(fields: Mapping[str, Any]) -> Call[dict[str, Any]]:
+    return Call("POST", f"{WEBHOOKS}/", json_object, json=_body(fields))
+
+
+def delete_webhook(webhook_id: str) -> Call[None]:
+    return Call("DELETE", _webhook(webhook_id), no_content)
+
+
+def test_webhook(webhook_id: str) -> Call[dict[str, Any]]:
+    return Call("POST", f"{_webhook(webhook_id)}/test", json_object)
+
+
+def webhook_deliveries(webhook_id: str, *, status: str | None, limit: int) -> Call[dict[str, Any]]:
+    params: dict[str, Any] = {"limit": limit}
+    if status is not None:
+        params["status"] = status
+    return Call("GET", f"{_webhook(webhook_id)}/deliveries", json_object, params=params)

@@ -32,7 +32,6 @@ from typing import Any
 
 import httpx
 
-from taskline import __version__
 from taskline.domain.access import Action, require
 from taskline.domain.actors import Actor
 from taskline.domain.events import WebSocketMessage
@@ -221,6 +220,7 @@ class WebhookSender:
         concurrency: requests in flight at most (a slow receiver holds one slot).
         poll_interval: seconds between two looks for due deliveries when nothing woke it.
         transport: an httpx transport (None: the network).
+        user_agent: the ``User-Agent`` of the requests.
     """
 
     def __init__(
@@ -234,8 +234,10 @@ class WebhookSender:
         concurrency: int = 8,
         poll_interval: float = 1.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        user_agent: str = "Taskline-Webhooks",
     ) -> None:
         self.database = database
+        self.user_agent = user_agent
         self.timeout = timeout
         self.max_attempts = max_attempts
         self.backoff_base = backoff_base
@@ -269,7 +271,7 @@ class WebhookSender:
                 transport=self.transport,
                 timeout=self.timeout,
                 follow_redirects=False,
-                headers={"User-Agent": f"Taskline-Webhooks/{__version__}"},
+                headers={"User-Agent": self.user_agent},
                 limits=httpx.Limits(max_connections=self.concurrency),
             )
             self._loop = asyncio.create_task(self._run(), name="taskline-webhook-sender")
@@ -401,7 +403,7 @@ class WebhookService:
         timeout, max_attempts, backoff_base, backoff_max, concurrency: the sender's.
         poll_interval: the dispatcher's and the sender's.
         retention_days: finished deliveries older than this are deleted (hourly).
-        transport: the sender's httpx transport (None: the network).
+        transport, user_agent: the sender's.
     """
 
     def __init__(
@@ -416,6 +418,7 @@ class WebhookService:
         poll_interval: float = 1.0,
         retention_days: float = 7.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        user_agent: str = "Taskline-Webhooks",
     ) -> None:
         self.database = database
         self.retention_days = retention_days
@@ -428,6 +431,7 @@ class WebhookService:
             concurrency=concurrency,
             poll_interval=poll_interval,
             transport=transport,
+            user_agent=user_agent,
         )
         self.dispatcher = WebhookDispatcher(database, self.sender.wake, poll_interval=poll_interval)
         self._pruner: asyncio.Task[None] | None = None

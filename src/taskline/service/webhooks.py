@@ -81,6 +81,8 @@ class WebhookDispatcher:
     Args:
         on_enqueued: called (no arguments) after a commit that enqueued deliveries.
         poll_interval: seconds between two looks at the logs when nothing woke it.
+        gather: seconds it waits after a wake-up, so the commits of that moment are read
+            in one transaction instead of one each.
         task_batch, event_batch: tasks per transaction, events per task per transaction.
     """
 
@@ -90,12 +92,14 @@ class WebhookDispatcher:
         on_enqueued: Callable[[], None],
         *,
         poll_interval: float = 1.0,
+        gather: float = 0.05,
         task_batch: int = 100,
         event_batch: int = 500,
     ) -> None:
         self.database = database
         self.on_enqueued = on_enqueued
         self.poll_interval = poll_interval
+        self.gather = gather
         self.task_batch = task_batch
         self.event_batch = event_batch
         self._wake = asyncio.Event()
@@ -174,6 +178,7 @@ class WebhookDispatcher:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+            await asyncio.sleep(self.gather)
             self._wake.clear()
             try:
                 await self.run_once()
@@ -294,14 +299,17 @@ class WebhookSender:
             wait = self.poll_interval
             try:
                 free = self.concurrency - len(self._in_flight)
-                claimed = await self._claim(free) if free > 0 else []
-                for delivery in claimed:
-                    task = asyncio.create_task(self._attempt(delivery))
-                    self._in_flight.add(task)
-                    task.add_done_callback(self._done)
-                if free > 0 and len(claimed) == free:
-                    continue  # more may be due
-                wait = await self._until_due(wait)
+                if free > 0:
+                    claimed = await self._claim(free)
+                    for delivery in claimed:
+                        task = asyncio.create_task(self._attempt(delivery))
+                        self._in_flight.add(task)
+                        task.add_done_callback(self._done)
+                    if len(claimed) == free:
+                        continue  # more may be due
+                    wait = await self._until_due(wait)
+                # else every slot is busy: each claims the next due delivery itself, and a
+                # slot that found none wakes this loop
             except asyncio.CancelledError:
                 raise
             except Exception:  # a database hiccup: the next round tries again
@@ -327,10 +335,18 @@ class WebhookSender:
             return longest
         return min(longest, max(0.0, (due - utc_now()).total_seconds()))
 
-    async def _attempt(self, delivery: Claimed) -> None:
-        """Send one attempt and record its outcome at once."""
-        status_code, error = await self._post(delivery)
-        self.sent += 1
+    async def _attempt(self, delivery: Claimed | None) -> None:
+        """Send attempts one after another: each outcome is recorded at once, in the
+        transaction that claims the next due delivery (None: nothing was due)."""
+        while delivery is not None:
+            status_code, error = await self._post(delivery)
+            self.sent += 1
+            delivery = await self._record(delivery, status_code, error)
+
+    async def _record(
+        self, delivery: Claimed, status_code: int | None, error: str | None
+    ) -> Claimed | None:
+        """Record an attempt's outcome and claim the next due delivery (if any)."""
         now = utc_now()
         ok = status_code is not None and 200 <= status_code < 300
         status: DeliveryStatus
@@ -342,9 +358,11 @@ class WebhookSender:
         else:
             wait = backoff(delivery.attempt, base=self.backoff_base, maximum=self.backoff_max)
             status, next_at = "pending", now + timedelta(seconds=wait)
+        following: list[Claimed] = []
         try:
             async with self.database.write() as session:
-                await WebhookStore(session).finish(
+                store = WebhookStore(session, postgresql=not self.database.is_sqlite)
+                await store.finish(
                     delivery.id,
                     delivery.attempt,
                     status=status,
@@ -353,11 +371,15 @@ class WebhookSender:
                     error=error,
                     now=now,
                 )
+                if self._loop is not None:  # not stopping
+                    until = now + timedelta(seconds=self.timeout + _CLAIM_MARGIN)
+                    following = await store.claim(now=now, until=until, limit=1)
         except Exception:  # the claim runs out and the delivery is sent again
             logger.exception("recording webhook delivery %s failed", delivery.id)
         finished = self._finished.get(delivery.id)
         if finished is not None:
             finished.set()
+        return following[0] if following else None
 
     async def _post(self, delivery: Claimed) -> tuple[int | None, str | None]:
         """POST the delivery: (status code, error) — no status when no answer came."""
@@ -387,7 +409,7 @@ class WebhookSender:
                     await response.aclose()
         except TimeoutError:
             return None, f"no answer within {self.timeout:g} s"
-        except httpx.HTTPError as exc:
+        except Exception as exc:  # httpx's errors, an URL it cannot use (port 99999), …
             return None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         if 200 <= response.status_code < 300:
             return response.status_code, None

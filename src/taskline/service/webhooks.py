@@ -104,7 +104,7 @@ class WebhookDispatcher:
         self.event_batch = event_batch
         self._wake = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
-        self.enqueued = 0  #: deliveries enqueued since the start
+        self.enqueued = 0  #: deliveries offered since the start
 
     async def on_committed(self, batch: list[WebSocketMessage]) -> None:
         """Bus listener: new events are committed (only sets a flag: the publish path)."""
@@ -115,7 +115,8 @@ class WebhookDispatcher:
 
     async def run_once(self) -> int:
         """Read every log past its cursor (in transactions of ``task_batch`` tasks); return
-        how many deliveries were enqueued. Nothing is written while no webhook is enabled."""
+        how many deliveries were offered (a redo's are skipped). Nothing is written while no
+        webhook is enabled."""
         total = 0
         while True:
             async with self.database.read() as session:
@@ -133,7 +134,7 @@ class WebhookDispatcher:
                 return total
 
     async def _pass(self, store: WebhookStore) -> tuple[int, bool]:
-        """One transaction: (deliveries enqueued, whether tasks are left behind)."""
+        """One transaction: (deliveries offered, whether tasks are left behind)."""
         webhooks = await store.enabled()
         if not webhooks:
             return 0, False
@@ -159,9 +160,9 @@ class WebhookDispatcher:
                     _delivery(w.id, message, event.id, event.task_id, event.event_type, now)
                     for w in takers
                 )
-        added = await store.enqueue(rows)
+        await store.enqueue(rows)  # the ones enqueued already (a redo) are skipped
         await store.move_cursors(cursors)
-        return (added if rows else 0), more
+        return len(rows), more
 
     async def start(self) -> None:
         if self._loop is None or self._loop.done():

@@ -169,17 +169,15 @@ class WebhookStore:
 
     # --- the outbox ---------------------------------------------------------------------------
 
-    async def enqueue(self, rows: Sequence[dict[str, Any]]) -> int:
-        """Insert deliveries, skipping any (webhook, event) enqueued already; how many were
-        new (on SQLite, how many were offered)."""
+    async def enqueue(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert deliveries, skipping any (webhook, event) enqueued already."""
         if not rows:
-            return 0
+            return
         statement = self._insert(DELIVERIES).on_conflict_do_nothing(
             index_elements=["webhook_id", "event_id"]
         )
         connection = await self.session.connection()
-        result = await connection.execute(statement, list(rows))
-        return max(int(result.rowcount), 0) if result.rowcount is not None else len(rows)
+        await connection.execute(statement, list(rows))
 
     async def claim(self, *, now: datetime, until: datetime, limit: int) -> list[Claimed]:
         """Claim up to ``limit`` due deliveries (pending ones whose time came, sending ones

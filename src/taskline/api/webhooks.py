@@ -105,5 +105,6 @@ async def list_deliveries(
 )
 async def test_webhook(webhook_id: WebhookId, services: ServicesDep, actor: ActorDep) -> Response:
     """Send a ``webhook.test`` delivery (a disabled webhook too) and answer it after its
-    first attempt: ``delivered``, or ``pending`` with the error (it is retried like any)."""
+    first attempt — ``delivered``, or ``pending`` with the error (it is retried like any) —
+    or after a second at most (``sending``: read the outcome in the delivery log)."""
     return JSONBytes(document(await services.webhooks.test(actor, webhook_id)))

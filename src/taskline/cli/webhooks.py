@@ -1,6 +1,7 @@
 """``taskline webhooks ...``: outgoing webhooks (admins): list, add, remove, test, and a
 webhook's delivery log."""
 
+import time
 from typing import Any
 
 import click
@@ -12,6 +13,8 @@ from taskline.cli.output import echo_json, stdout
 __all__ = ["webhooks"]
 
 _FORMATS = ["standard", "slack", "discord"]
+#: Seconds ``test`` waits for the first attempt's outcome (a receiver may take its time).
+_TEST_WAIT = 30.0
 _STATUSES = ["pending", "sending", "delivered", "failed"]
 
 
@@ -96,7 +99,13 @@ def remove_webhook(webhook_id: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON instead.")
 def test_webhook(webhook_id: str, as_json: bool) -> None:
     """Send a test delivery and say how it went (exit 1 if it was not delivered)."""
-    delivery = open_client().test_webhook(webhook_id)
+    client = open_client()
+    delivery = client.test_webhook(webhook_id)
+    deadline = time.monotonic() + _TEST_WAIT
+    while not _attempted(delivery) and time.monotonic() < deadline:
+        time.sleep(0.2)  # the server answers after a second; the attempt may take longer
+        found = [d for d in client.webhook_deliveries(webhook_id) if d["id"] == delivery["id"]]
+        delivery = found[0] if found else delivery
     if as_json:
         echo_json(delivery)
     else:
@@ -134,3 +143,9 @@ def _line(delivery: dict[str, Any]) -> str:
     if delivery.get("status") == "pending" and delivery.get("next_attempt_at"):
         parts.append(f"next attempt {delivery['next_attempt_at']}")
     return "  ".join(parts)
+
+
+def _attempted(delivery: dict[str, Any]) -> bool:
+    """Whether the delivery's first attempt has an outcome."""
+    status = delivery["status"]
+    return status in {"delivered", "failed"} or (status == "pending" and delivery["attempts"] > 0)

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 __all__ = [
     "SECRET_PREFIX",
@@ -112,7 +112,7 @@ class WebhookCreate(BaseModel):
         default="standard",
         description="standard: {type, timestamp, data}; slack: {text}; discord: {content}.",
     )
-    enabled: bool = True
+    enabled: StrictBool = True
     description: _DESCRIPTION = ""
 
 
@@ -124,7 +124,7 @@ class WebhookPatch(BaseModel):
     url: _URL | None = None
     events: _EVENTS | None = None
     format: WebhookFormat | None = None
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
     description: _DESCRIPTION | None = None
 
     def changes(self) -> dict[str, Any]:

@@ -61,6 +61,8 @@ logger = logging.getLogger("taskline.webhooks")
 
 #: Seconds a claim outlives its request's timeout (recording the outcome happens in it).
 _CLAIM_MARGIN = 10.0
+#: Seconds ``POST /webhooks/{id}/test`` waits for the first attempt's outcome.
+_TEST_WAIT = 1.0
 #: Bytes of a failed answer's body kept in the delivery log.
 _ERROR_BODY = 200
 
@@ -155,9 +157,8 @@ class WebhookDispatcher:
                 takers = [w for w in webhooks if matches(w.events, names)]
                 if not takers:
                     continue
-                message = message_of(event.values)
-                rows.extend(
-                    _delivery(w.id, message, event.id, event.task_id, event.event_type, now)
+                rows.extend(  # the message is built from the event when it is sent
+                    _delivery(w.id, None, event.id, event.task_id, event.event_type, now)
                     for w in takers
                 )
         await store.enqueue(rows)  # the ones enqueued already (a redo) are skipped
@@ -191,7 +192,7 @@ class WebhookDispatcher:
 
 def _delivery(
     webhook_id: str,
-    message: dict[str, Any],
+    message: dict[str, Any] | None,
     event_id: str | None,
     task_id: str | None,
     event_type: str,
@@ -340,21 +341,34 @@ class WebhookSender:
         """Send attempts one after another: each outcome is recorded at once, in the
         transaction that claims the next due delivery (None: nothing was due)."""
         while delivery is not None:
-            status_code, error = await self._post(delivery)
+            message = delivery.message
+            if message is None and delivery.event is not None:
+                message = message_of(delivery.event)
+            if message is None:  # trimmed by retention before it could be sent: give up
+                gone = "the event is no longer in the log (retention)"
+                delivery = await self._record(delivery, None, gone, give_up=True)
+                continue
+            status_code, error = await self._post(delivery, message)
             self.sent += 1
             delivery = await self._record(delivery, status_code, error)
 
     async def _record(
-        self, delivery: Claimed, status_code: int | None, error: str | None
+        self,
+        delivery: Claimed,
+        status_code: int | None,
+        error: str | None,
+        *,
+        give_up: bool = False,
     ) -> Claimed | None:
-        """Record an attempt's outcome and claim the next due delivery (if any)."""
+        """Record an attempt's outcome (``give_up``: failed, whatever the attempt) and claim
+        the next due delivery (if any)."""
         now = utc_now()
         ok = status_code is not None and 200 <= status_code < 300
         status: DeliveryStatus
         if ok:
             status, next_at = "delivered", None
             self.delivered += 1
-        elif delivery.attempt >= self.max_attempts:
+        elif give_up or delivery.attempt >= self.max_attempts:
             status, next_at = "failed", None
         else:
             wait = backoff(delivery.attempt, base=self.backoff_base, maximum=self.backoff_max)
@@ -382,10 +396,12 @@ class WebhookSender:
             finished.set()
         return following[0] if following else None
 
-    async def _post(self, delivery: Claimed) -> tuple[int | None, str | None]:
+    async def _post(
+        self, delivery: Claimed, message: dict[str, Any]
+    ) -> tuple[int | None, str | None]:
         """POST the delivery: (status code, error) — no status when no answer came."""
         assert self._client is not None
-        body = render(delivery.format, delivery.message)
+        body = render(delivery.format, message)
         timestamp = int(time.time())
         headers = {
             "Content-Type": "application/json",
@@ -544,8 +560,9 @@ class WebhookService:
 
     async def test(self, actor: Actor, webhook_id: str) -> Delivery:
         """Send a test delivery (type ``webhook.test``, even to a disabled webhook) and
-        return it after its first attempt (or, if that takes longer than the timeout, as
-        it stands then).
+        return it after its first attempt, or after a second as it stands then (``sending``,
+        or ``pending`` when another process's sender has not taken it yet): a slow receiver
+        does not hold the request; read the outcome in the delivery log.
 
         Raises:
             NotFoundError: no such webhook.
@@ -562,9 +579,7 @@ class WebhookService:
             store = WebhookStore(session, postgresql=not self.database.is_sqlite)
             await store.get(webhook_id)
             await store.enqueue([row])
-        waiting = asyncio.create_task(
-            self.sender.wait_finished(row["id"], self.sender.timeout + 2.0)
-        )
+        waiting = asyncio.create_task(self.sender.wait_finished(row["id"], _TEST_WAIT))
         await asyncio.sleep(0)  # registered before the sender may finish
         self.sender.wake()
         await waiting

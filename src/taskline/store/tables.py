@@ -347,7 +347,8 @@ class WebhookDeliveryRow(Base):
     event_id: Mapped[str | None] = mapped_column(String(80))  # None: a test delivery
     task_id: Mapped[str | None] = mapped_column(String(80))
     event_type: Mapped[str] = mapped_column(String(80))
-    message: Mapped[Any] = mapped_column(JsonType)  # {type, timestamp, data}: what is sent
+    #: a test delivery's message; None for an event's (built from the event when sent)
+    message: Mapped[Any] = mapped_column(JsonType, nullable=True)
     status: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

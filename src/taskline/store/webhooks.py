@@ -46,18 +46,25 @@ class Pending:
 
 
 class Claimed:
-    """A delivery a sender claimed: what to send, where, and which attempt this is."""
+    """A delivery a sender claimed: where, which attempt this is, and what to send: the test
+    delivery's ``message``, or the columns of its ``event`` (None: no longer in the log)."""
 
-    __slots__ = ("attempt", "format", "id", "message", "secret", "url", "webhook_id")
+    __slots__ = ("attempt", "event", "format", "id", "message", "secret", "url", "webhook_id")
 
     def __init__(self, row: Any) -> None:
         self.id: str = row.id
         self.webhook_id: str = row.webhook_id
         self.attempt: int = row.attempts
-        self.message: dict[str, Any] = row.message
+        self.message: dict[str, Any] | None = row.message
         self.url: str = row.url
         self.secret: str = row.secret
         self.format: Any = row.format
+        mapping = row._mapping
+        self.event: dict[str, Any] | None = (
+            {c.name: mapping[f"event_{c.name}"] for c in EVENTS.c}
+            if mapping["event_id_found"] is not None
+            else None
+        )
 
 
 class WebhookStore:
@@ -212,8 +219,19 @@ class WebhookStore:
         if not ids:
             return []
         rows = await connection.execute(
-            select(_D.id, _D.webhook_id, _D.attempts, _D.message, _W.url, _W.secret, _W.format)
+            select(
+                _D.id,
+                _D.webhook_id,
+                _D.attempts,
+                _D.message,
+                _W.url,
+                _W.secret,
+                _W.format,
+                EVENTS.c.id.label("event_id_found"),
+                *(c.label(f"event_{c.name}") for c in EVENTS.c),
+            )
             .join(WEBHOOKS, _W.id == _D.webhook_id)
+            .outerjoin(EVENTS, EVENTS.c.id == _D.event_id)
             .where(_D.id.in_(ids))
             .order_by(_D.next_attempt_at, _D.id)
         )

@@ -41,7 +41,7 @@ def upgrade() -> None:
         sa.Column("event_id", sa.String(length=80), nullable=True),
         sa.Column("task_id", sa.String(length=80), nullable=True),
         sa.Column("event_type", sa.String(length=80), nullable=False),
-        sa.Column("message", _JSON, nullable=False),
+        sa.Column("message", _JSON, nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("next_attempt_at", sa.DateTime(), nullable=True),

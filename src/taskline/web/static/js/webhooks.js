@@ -29,6 +29,15 @@ export function deliveryLine(delivery) {
   return `${delivery.status}${why} (attempt ${delivery.attempts})`;
 }
 
+/**
+ * Whether a delivery's first attempt has an outcome.
+ * @param {{status: string, attempts: number}} delivery
+ * @returns {boolean}
+ */
+export function attempted(delivery) {
+  return ['delivered', 'failed'].includes(delivery.status) || (delivery.status === 'pending' && delivery.attempts > 0);
+}
+
 export class WebhooksPanel {
   /**
    * @param {HTMLElement} root an empty, hidden `<section>`
@@ -138,8 +147,16 @@ export class WebhooksPanel {
   async test(webhook, result, button) {
     button.disabled = true;
     setText(result, 'sending…');
+    const base = `/api/v1/webhooks/${encodeURIComponent(webhook.id)}`;
     try {
-      const delivery = await api(`/api/v1/webhooks/${encodeURIComponent(webhook.id)}/test`, { method: 'POST' });
+      let delivery = await api(`${base}/test`, { method: 'POST' });
+      // the server answers after a second at most: a slow receiver's outcome comes later
+      const deadline = Date.now() + 30_000;
+      while (!attempted(delivery) && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 250));
+        const { deliveries } = await api(`${base}/deliveries?limit=20`);
+        delivery = deliveries.find((found) => found.id === delivery.id) ?? delivery;
+      }
       setText(result, deliveryLine(delivery));
       result.dataset.status = delivery.status;
     } catch (error) {

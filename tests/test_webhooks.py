@@ -388,3 +388,40 @@ def test_an_event_trimmed_before_its_retry_is_given_up(database_url: str) -> Non
         )
         assert delivered["attempts"] == 2
         assert [r.json()["data"]["data"]["name"] for r in hooks.on("/hook")] == ["a", "b", "b"]
+
+
+def test_a_failing_endpoint_holds_back_its_other_deliveries(database_url: str) -> None:
+    """After a failed attempt the webhook is held until its retry (held_until): events that
+    come meanwhile wait too, unattempted, instead of each costing an attempt; once the retry
+    succeeds, all are delivered."""
+    with (
+        receiver(lambda path, n, same: 500 if n == 0 else 200) as hooks,
+        secure_server(database_url, webhook_backoff=3.0, webhook_poll_interval=0.1) as server,
+        server.client("admin") as admin,
+    ):
+        webhook = _add(admin, hooks.url(), events=["custom"])
+        task_id = new_task(admin)
+        publish(admin, task_id, {"event_type": "custom", "data": {"name": "n", "value": 0}})
+        [first] = wait_until(
+            lambda: (
+                _deliveries(admin, webhook["id"], status="pending")
+                and [d for d in _deliveries(admin, webhook["id"]) if d["attempts"] == 1]
+            ),
+            message="the failed first attempt",
+        )
+        held = admin.get(f"{HOOKS}{webhook['id']}").json()["held_until"]
+        assert held == first["next_attempt_at"]
+        for n in range(1, 4):
+            publish(admin, task_id, {"event_type": "custom", "data": {"name": "n", "value": n}})
+        waiting = wait_until(
+            lambda: [d for d in _deliveries(admin, webhook["id"]) if d["attempts"] == 0],
+            message="the later events enqueued",
+        )
+        assert len(hooks.on("/hook")) == 1  # the retry is 3 s away: nothing else was tried
+        assert all(d["next_attempt_at"] == held for d in waiting)
+        wait_until(
+            lambda: len(_deliveries(admin, webhook["id"], status="delivered")) == 4,
+            message="all delivered after the retry",
+        )
+        assert admin.get(f"{HOOKS}{webhook['id']}").json()["held_until"] is None
+        assert len(hooks.on("/hook")) == 5

@@ -144,6 +144,11 @@ class Webhook(BaseModel):
     created_at: datetime
     updated_at: datetime
     created_by: str | None = None
+    held_until: datetime | None = Field(
+        default=None,
+        description="After a failed attempt, until its retry: the webhook's other deliveries "
+        "wait until then too (null: none failed since the last success).",
+    )
 
 
 class WebhookCreated(Webhook):

@@ -158,7 +158,15 @@ class WebhookDispatcher:
                 if not takers:
                     continue
                 rows.extend(  # the message is built from the event when it is sent
-                    _delivery(w.id, None, event.id, event.task_id, event.event_type, now)
+                    _delivery(
+                        w.id,
+                        None,
+                        event.id,
+                        event.task_id,
+                        event.event_type,
+                        now,
+                        due=max(now, w.held_until or now),
+                    )
                     for w in takers
                 )
         await store.enqueue(rows)  # the ones enqueued already (a redo) are skipped
@@ -197,6 +205,8 @@ def _delivery(
     task_id: str | None,
     event_type: str,
     now: datetime,
+    *,
+    due: datetime | None = None,
 ) -> dict[str, Any]:
     return {
         "id": new_id("msg"),
@@ -207,7 +217,7 @@ def _delivery(
         "message": message,
         "status": "pending",
         "attempts": 0,
-        "next_attempt_at": now,
+        "next_attempt_at": due or now,
         "last_attempt_at": None,
         "delivered_at": None,
         "response_status": None,
@@ -380,6 +390,7 @@ class WebhookSender:
                 await store.finish(
                     delivery.id,
                     delivery.attempt,
+                    webhook_id=delivery.webhook_id,
                     status=status,
                     next_attempt_at=next_at,
                     response_status=status_code,
@@ -532,7 +543,10 @@ class WebhookService:
                 await store.fast_forward()
             if not changes:
                 return current
-            webhook = await store.update(webhook_id, {**changes, "updated_at": utc_now()})
+            values = {**changes, "updated_at": utc_now()}
+            if "url" in changes:
+                values["held_until"] = None  # another endpoint: nothing failed there yet
+            webhook = await store.update(webhook_id, values)
         if webhook.enabled:
             self.sender.wake()
         return webhook

@@ -331,6 +331,8 @@ class WebhookRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     created_by: Mapped[str | None] = mapped_column(String(120))
+    #: after a failed attempt, until its retry: new deliveries wait until then too
+    held_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class WebhookDeliveryRow(Base):

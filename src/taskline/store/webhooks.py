@@ -242,6 +242,7 @@ class WebhookStore:
         delivery_id: str,
         attempt: int,
         *,
+        webhook_id: str,
         status: DeliveryStatus,
         next_attempt_at: datetime | None,
         response_status: int | None,
@@ -249,7 +250,11 @@ class WebhookStore:
         now: datetime,
     ) -> bool:
         """Record the outcome of attempt ``attempt``; False (nothing changed) when that
-        attempt is no longer the row's (its claim ran out and another sender took it)."""
+        attempt is no longer the row's (its claim ran out and another sender took it).
+
+        A failed attempt that will be retried holds back the webhook's other waiting event
+        deliveries until the same moment: an endpoint that is down costs one attempt per
+        backoff, not one per event."""
         values: dict[str, Any] = {
             "status": status,
             "next_attempt_at": next_attempt_at,
@@ -264,7 +269,40 @@ class WebhookStore:
             .where(_D.id == delivery_id, _D.attempts == attempt, _D.status == "sending")
             .values(**values)
         )
-        return bool(result.rowcount)
+        if not result.rowcount:
+            return False
+        if status == "pending" and next_attempt_at is not None:
+            await connection.execute(
+                update(WEBHOOKS).where(_W.id == webhook_id).values(held_until=next_attempt_at)
+            )
+            await connection.execute(
+                update(DELIVERIES)
+                .where(
+                    _D.webhook_id == webhook_id,
+                    _D.status == "pending",
+                    _D.event_id.is_not(None),
+                    _D.next_attempt_at < next_attempt_at,
+                )
+                .values(next_attempt_at=next_attempt_at)
+            )
+        elif status == "delivered":
+            released = await connection.execute(
+                update(WEBHOOKS)
+                .where(_W.id == webhook_id, _W.held_until.is_not(None))
+                .values(held_until=None)
+            )
+            if released.rowcount:  # the endpoint is back: what it held back is due now
+                await connection.execute(
+                    update(DELIVERIES)
+                    .where(
+                        _D.webhook_id == webhook_id,
+                        _D.status == "pending",
+                        _D.attempts == 0,
+                        _D.next_attempt_at > now,
+                    )
+                    .values(next_attempt_at=now)
+                )
+        return True
 
     async def next_due(self) -> datetime | None:
         """When the earliest pending or sending delivery that may be sent is due."""

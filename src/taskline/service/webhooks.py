@@ -351,12 +351,16 @@ class WebhookSender:
         """Send attempts one after another: each outcome is recorded at once, in the
         transaction that claims the next due delivery (None: nothing was due)."""
         while delivery is not None:
-            message = delivery.message
+            message, unsendable = delivery.message, None
             if message is None and delivery.event is not None:
-                message = message_of(delivery.event)
-            if message is None:  # trimmed by retention before it could be sent: give up
-                gone = "the event is no longer in the log (retention)"
-                delivery = await self._record(delivery, None, gone, give_up=True)
+                try:
+                    message = message_of(delivery.event)
+                except Exception as exc:  # a stored value no encoder writes, say
+                    unsendable = f"the event cannot be sent: {type(exc).__name__}"
+            elif message is None:  # trimmed by retention before it could be sent
+                unsendable = "the event is no longer in the log (retention)"
+            if message is None:
+                delivery = await self._record(delivery, None, unsendable, give_up=True)
                 continue
             status_code, error = await self._post(delivery, message)
             self.sent += 1

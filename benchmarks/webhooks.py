@@ -216,7 +216,7 @@ def report(result: dict[str, object]) -> None:
     )
 
 
-async def main() -> None:
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--events", type=int, default=2000)
@@ -230,15 +230,15 @@ async def main() -> None:
     if args.backend in ("sqlite", "both"):
         with tempfile.TemporaryDirectory() as folder:
             url = f"sqlite+aiosqlite:///{folder}/bench.db"
-            results.append(await run_backend("sqlite", url, args))
+            results.append(asyncio.run(run_backend("sqlite", url, args)))
             report(results[-1])
     if args.backend in ("postgresql", "both"):
         with scratch_postgres() as url:
-            results.append(await run_backend("postgresql", url, args))
+            results.append(asyncio.run(run_backend("postgresql", url, args)))
             report(results[-1])
     if args.json:
         print(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

@@ -395,6 +395,7 @@ class WebhookSender:
                     delivery.id,
                     delivery.attempt,
                     webhook_id=delivery.webhook_id,
+                    held=delivery.held,
                     status=status,
                     next_attempt_at=next_at,
                     response_status=status_code,

@@ -49,7 +49,17 @@ class Claimed:
     """A delivery a sender claimed: where, which attempt this is, and what to send: the test
     delivery's ``message``, or the columns of its ``event`` (None: no longer in the log)."""
 
-    __slots__ = ("attempt", "event", "format", "id", "message", "secret", "url", "webhook_id")
+    __slots__ = (
+        "attempt",
+        "event",
+        "format",
+        "held",
+        "id",
+        "message",
+        "secret",
+        "url",
+        "webhook_id",
+    )
 
     def __init__(self, row: Any) -> None:
         self.id: str = row.id
@@ -59,6 +69,7 @@ class Claimed:
         self.url: str = row.url
         self.secret: str = row.secret
         self.format: Any = row.format
+        self.held: bool = row.held_until is not None  #: the webhook is held back (a failure)
         mapping = row._mapping
         self.event: dict[str, Any] | None = (
             {c.name: mapping[f"event_{c.name}"] for c in EVENTS.c}
@@ -227,6 +238,7 @@ class WebhookStore:
                 _W.url,
                 _W.secret,
                 _W.format,
+                _W.held_until,
                 EVENTS.c.id.label("event_id_found"),
                 *(c.label(f"event_{c.name}") for c in EVENTS.c),
             )
@@ -243,6 +255,7 @@ class WebhookStore:
         attempt: int,
         *,
         webhook_id: str,
+        held: bool,
         status: DeliveryStatus,
         next_attempt_at: datetime | None,
         response_status: int | None,
@@ -254,7 +267,7 @@ class WebhookStore:
 
         A failed attempt that will be retried holds back the webhook's other waiting event
         deliveries until the same moment: an endpoint that is down costs one attempt per
-        backoff, not one per event."""
+        backoff, not one per event; a success of a held webhook (``held``) releases it."""
         values: dict[str, Any] = {
             "status": status,
             "next_attempt_at": next_attempt_at,
@@ -285,7 +298,7 @@ class WebhookStore:
                 )
                 .values(next_attempt_at=next_attempt_at)
             )
-        elif status == "delivered":
+        elif status == "delivered" and held:
             released = await connection.execute(
                 update(WEBHOOKS)
                 .where(_W.id == webhook_id, _W.held_until.is_not(None))

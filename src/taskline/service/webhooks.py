@@ -106,6 +106,8 @@ class WebhookDispatcher:
         self.event_batch = event_batch
         self._wake = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
+        self._enabled: bool | None = None  #: whether a webhook is enabled (None: unknown)
+        self._checked_at = 0.0
         self.enqueued = 0  #: deliveries offered since the start
 
     async def on_committed(self, batch: list[WebSocketMessage]) -> None:
@@ -115,15 +117,32 @@ class WebhookDispatcher:
     def wake(self) -> None:
         self._wake.set()
 
+    def webhooks_changed(self) -> None:
+        """A webhook was added, changed or deleted here: look again at once."""
+        self._enabled = None
+        self._wake.set()
+
+    def idle(self) -> bool:
+        """True while no webhook is known to be enabled, as last seen less than
+        ``10 * poll_interval`` ago: the loops then leave the database alone (a webhook added
+        by another process is found by the next look, and that process's own dispatcher
+        reads every log meanwhile)."""
+        recent = time.monotonic() - self._checked_at < 10 * self.poll_interval
+        return self._enabled is False and recent
+
     async def run_once(self) -> int:
         """Read every log past its cursor (in transactions of ``task_batch`` tasks); return
         how many deliveries were offered (a redo's are skipped). Nothing is written while no
         webhook is enabled."""
         total = 0
+        if self.idle():
+            return total
         while True:
             async with self.database.read() as session:
                 store = WebhookStore(session)
-                if not await store.any_enabled() or not await store.behind(1):
+                self._enabled = await store.any_enabled()
+                self._checked_at = time.monotonic()
+                if not self._enabled or not await store.behind(1):
                     return total
             async with self.database.write() as session:
                 store = WebhookStore(session, postgresql=not self.database.is_sqlite)
@@ -238,6 +257,8 @@ class WebhookSender:
         poll_interval: seconds between two looks for due deliveries when nothing woke it.
         transport: an httpx transport (None: the network).
         user_agent: the ``User-Agent`` of the requests.
+        idle: True when no webhook is enabled: then it looks for due deliveries (tests,
+            retries of tests) only every ``10 * poll_interval``, or when woken.
     """
 
     def __init__(
@@ -252,9 +273,11 @@ class WebhookSender:
         poll_interval: float = 1.0,
         transport: httpx.AsyncBaseTransport | None = None,
         user_agent: str = "Taskline-Webhooks",
+        idle: Callable[[], bool] = lambda: False,
     ) -> None:
         self.database = database
         self.user_agent = user_agent
+        self.idle = idle
         self.timeout = timeout
         self.max_attempts = max_attempts
         self.backoff_base = backoff_base
@@ -306,18 +329,22 @@ class WebhookSender:
             self._client = None
 
     async def _run(self) -> None:
+        woken = True
         while True:
             self._wake.clear()
             wait = self.poll_interval
             try:
                 free = self.concurrency - len(self._in_flight)
-                if free > 0:
+                if not woken and self.idle():
+                    wait = 10 * self.poll_interval
+                elif free > 0:
                     claimed = await self._claim(free)
                     for delivery in claimed:
                         task = asyncio.create_task(self._attempt(delivery))
                         self._in_flight.add(task)
                         task.add_done_callback(self._done)
                     if len(claimed) == free:
+                        woken = True
                         continue  # more may be due
                     wait = await self._until_due(wait)
                 # else every slot is busy: each claims the next due delivery itself, and a
@@ -326,8 +353,10 @@ class WebhookSender:
                 raise
             except Exception:  # a database hiccup: the next round tries again
                 logger.exception("claiming webhook deliveries failed")
+            woken = False
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
+                woken = True
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
@@ -489,6 +518,7 @@ class WebhookService:
             user_agent=user_agent,
         )
         self.dispatcher = WebhookDispatcher(database, self.sender.wake, poll_interval=poll_interval)
+        self.sender.idle = self.dispatcher.idle
         self._pruner: asyncio.Task[None] | None = None
 
     async def on_committed(self, batch: list[WebSocketMessage]) -> None:
@@ -520,6 +550,7 @@ class WebhookService:
             if spec.enabled and not await store.any_enabled():
                 await store.fast_forward()
             webhook = await store.create(values)
+        self.dispatcher.webhooks_changed()
         return WebhookCreated(**webhook.model_dump(), secret=secret)
 
     async def all(self, actor: Actor) -> list[Webhook]:
@@ -552,6 +583,7 @@ class WebhookService:
             if "url" in changes:
                 values["held_until"] = None  # another endpoint: nothing failed there yet
             webhook = await store.update(webhook_id, values)
+        self.dispatcher.webhooks_changed()
         if webhook.enabled:
             self.sender.wake()
         return webhook
@@ -561,6 +593,7 @@ class WebhookService:
         require(actor, Action.MANAGE_WEBHOOKS)
         async with self.database.write() as session:
             await WebhookStore(session).delete(webhook_id)
+        self.dispatcher.webhooks_changed()
 
     async def deliveries(
         self,

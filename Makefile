@@ -17,7 +17,7 @@ export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test lint typecheck pytest bench bench-fanout bench-claims bench-requests bench-mcp install sync sync-run check-lock \
+.PHONY: run test lint typecheck pytest bench bench-fanout bench-claims bench-requests bench-mcp bench-webhooks install sync sync-run check-lock \
 	old-venv lock lock-upgrade tools clean chromium
 
 # The UI tests drive Debian's Chromium (Playwright's own browser download is not used).
@@ -93,6 +93,7 @@ bench-fanout: sync ; $(BIN)/python benchmarks/fanout.py
 bench-claims: sync ; $(BIN)/python benchmarks/claims.py
 bench-requests: sync ; $(BIN)/python benchmarks/requests.py
 bench-mcp: sync ; $(BIN)/python benchmarks/mcp_calls.py
+bench-webhooks: sync ; $(BIN)/python benchmarks/webhooks.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

@@ -117,6 +117,14 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/mcp"): Rule(WORKERS),
     ("POST", "/mcp"): Rule(WORKERS, {"jsonrpc": "2.0", "id": 1, "method": "ping"}),
     ("DELETE", "/mcp"): Rule(WORKERS),
+    # outgoing webhooks: the admin's
+    ("GET", "/api/v1/webhooks/"): Rule(ADMIN),
+    ("POST", "/api/v1/webhooks/"): Rule(ADMIN, {"url": "http://127.0.0.1:9/hook"}),
+    ("GET", "/api/v1/webhooks/{webhook_id}"): Rule(ADMIN),
+    ("PATCH", "/api/v1/webhooks/{webhook_id}"): Rule(ADMIN, {"description": "x"}),
+    ("DELETE", "/api/v1/webhooks/{webhook_id}"): Rule(ADMIN),
+    ("GET", "/api/v1/webhooks/{webhook_id}/deliveries"): Rule(ADMIN),
+    ("POST", "/api/v1/webhooks/{webhook_id}/test"): Rule(ADMIN),
 }
 
 _STREAMS = {"/api/v1/tasks/{task_id}/stream", "/api/v1/tasks/{task_id}/agui", "/api/v1/agui"}
@@ -172,7 +180,11 @@ def _fixture(admin: httpx.Client) -> dict[str, str]:
     request = admin.post(
         f"/api/v1/tasks/{task['id']}/requests", json={"kind": "question", "question": "?"}
     ).json()
+    webhook = admin.post(  # disabled: it takes no events, only a test delivery
+        "/api/v1/webhooks/", json={"url": "http://127.0.0.1:9/hook", "enabled": False}
+    ).json()
     return {
+        "webhook_id": webhook["id"],
         "request_id": request["id"],
         "task_id": task["id"],
         "section_id": section["id"],

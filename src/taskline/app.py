@@ -31,6 +31,7 @@ from taskline.api import (
     status,
     stream,
     tasks,
+    webhooks,
     ws,
 )
 from taskline.api.body_limit import BodySizeLimit
@@ -43,6 +44,7 @@ from taskline.mcp import McpServer
 from taskline.realtime import ConnectionManager
 from taskline.service import Services
 from taskline.service.demo import seed_demo_board
+from taskline.service.webhooks import WebhookService
 from taskline.settings import Settings
 from taskline.store.database import Database
 from taskline.web import routes as web_routes
@@ -126,7 +128,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lease_sweep_interval=settings.lease_sweep_interval,
         request_max_wait=settings.request_max_wait,
         request_sweep_interval=settings.request_sweep_interval,
+        webhooks=WebhookService(
+            database,
+            timeout=settings.webhook_timeout,
+            max_attempts=settings.webhook_max_attempts,
+            backoff_base=settings.webhook_backoff,
+            backoff_max=settings.webhook_backoff_max,
+            concurrency=settings.webhook_concurrency,
+            poll_interval=settings.webhook_poll_interval,
+            retention_days=settings.webhook_retention_days,
+            user_agent=f"Taskline-Webhooks/{__version__}",
+        ),
     )
+    bus.add_listener(services.webhooks.on_committed)
     mcp = McpServer(services)
     bus.add_listener(mcp.watch.on_committed)
 
@@ -199,6 +213,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ws,
         agent_ws,
         agui,
+        webhooks,
     ):
         app.include_router(module.router)
     # MCP over Streamable HTTP (POST, the GET stream, DELETE to end a session), behind the doors

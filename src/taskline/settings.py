@@ -191,6 +191,46 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds between two rounds of expiring requests whose expires_at passed.",
     )
+    # --- outgoing webhooks (README "Webhooks")
+    webhook_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="Seconds one webhook request may take in all (connect, send, answer); "
+        "past it the attempt failed.",
+    )
+    webhook_max_attempts: int = Field(
+        default=8,
+        ge=1,
+        le=100,
+        description="Attempts of a webhook delivery before it is given up (status failed).",
+    )
+    webhook_backoff: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds before a failed webhook delivery is tried again; doubled after "
+        "each further failure (5, 10, 20, ... s), up to TASKLINE_WEBHOOK_BACKOFF_MAX.",
+    )
+    webhook_backoff_max: float = Field(
+        default=3600.0, gt=0, description="The longest wait between two attempts."
+    )
+    webhook_concurrency: int = Field(
+        default=8,
+        ge=1,
+        le=1000,
+        description="Webhook requests in flight at most (a slow receiver holds one of them, "
+        "never the board).",
+    )
+    webhook_poll_interval: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="Seconds between two looks for events and due deliveries when nothing "
+        "woke the webhook loops (they wake on every commit of this process).",
+    )
+    webhook_retention_days: float = Field(
+        default=7.0, gt=0, description="Days delivered and failed deliveries stay in the log."
+    )
     # --- limits on load (README "Security", "Limits")
     limits: bool = Field(
         default=True,

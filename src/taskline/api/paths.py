@@ -26,6 +26,7 @@ __all__ = [
     "SectionId",
     "SubtaskId",
     "TaskId",
+    "WebhookId",
 ]
 
 
@@ -66,3 +67,4 @@ SubtaskId = Annotated[str, _id("subtask", "sub_78vkgxq5rc")]
 AgentId = Annotated[str, _id("agent", "agent_reviewer")]
 ClientId = Annotated[str, _id("client", "client_abc123")]
 RequestId = Annotated[str, _id("request", "req_5w9dq2mk7c")]
+WebhookId = Annotated[str, _id("webhook", "whk_7kq2m9x4ab")]

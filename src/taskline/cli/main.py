@@ -23,6 +23,7 @@ from taskline.cli.requests import answer, approve, inbox, reject
 from taskline.cli.serve import serve
 from taskline.cli.tasks import tasks
 from taskline.cli.watch import watch
+from taskline.cli.webhooks import webhooks
 from taskline.sdk import DEFAULT_TIMEOUT, DEFAULT_URL, TasklineClientError
 
 __all__ = ["main", "taskline"]
@@ -112,6 +113,7 @@ taskline.add_command(inbox)
 taskline.add_command(answer)
 taskline.add_command(approve)
 taskline.add_command(reject)
+taskline.add_command(webhooks)
 
 
 def main() -> None:

@@ -6,7 +6,8 @@ The application layer (``taskline.service``) calls :func:`require` before each c
 ==========  ==================================================================================
 role        may
 ==========  ==================================================================================
-``admin``   everything: people and tokens, import with ``replace``, connection status
+``admin``   everything: people and tokens, import with ``replace``, connection status,
+            webhooks
 ``member``  a person's work: tasks, sections, subtasks, messages, pause/resume/cancel, agents,
             claiming for a named agent (and renewing and releasing leases), answering
             requests (questions, approvals), imports that add,
@@ -59,12 +60,14 @@ class Action(StrEnum):
     #: the MCP endpoint (``/mcp``) and ``taskline mcp``: a way for agents to work on tasks, so
     #: the roles that may publish; each tool then checks its own action like the REST route
     USE_MCP = "use_mcp"
+    MANAGE_WEBHOOKS = "manage_webhooks"  #: outgoing webhooks and their delivery log
 
 
 _MEMBER = frozenset(Action) - {
     Action.IMPORT_REPLACE,
     Action.VIEW_CONNECTIONS,
     Action.MANAGE_ACCESS,
+    Action.MANAGE_WEBHOOKS,
 }
 
 #: What each role may do. An agent's task-scoped actions are further limited to the tasks
@@ -171,4 +174,5 @@ _WORDS = {
     Action.VIEW_CONNECTIONS: "see the connection status (admin only)",
     Action.MANAGE_ACCESS: "manage people and tokens (admin only)",
     Action.USE_MCP: "use the MCP server (its tools change tasks)",
+    Action.MANAGE_WEBHOOKS: "manage webhooks (admin only)",
 }

@@ -289,6 +289,34 @@ class Client:
         """Delete the agent; :class:`NotFound` if unknown."""
         self._send(api.delete_agent(agent_id))
 
+    # --- webhooks (admins; plain JSON documents, as the REST API answers)
+
+    def list_webhooks(self) -> list[dict[str, Any]]:
+        """Return the webhooks (without their secrets)."""
+        found: list[dict[str, Any]] = (self._send(api.list_webhooks()))["webhooks"]
+        return found
+
+    def create_webhook(self, url: str, **fields: Any) -> dict[str, Any]:
+        """Add a webhook; ``fields`` are ``events``, ``format``, ``secret``, ``enabled``,
+        ``description``. The answer holds its ``secret``, shown only this once."""
+        return self._send(api.create_webhook({"url": url, **fields}))
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        """Delete the webhook and its delivery log; :class:`NotFound` if unknown."""
+        self._send(api.delete_webhook(webhook_id))
+
+    def test_webhook(self, webhook_id: str) -> dict[str, Any]:
+        """Send a test delivery; return it after its first attempt."""
+        return self._send(api.test_webhook(webhook_id))
+
+    def webhook_deliveries(
+        self, webhook_id: str, *, status: str | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """The webhook's delivery log, newest first."""
+        call = api.webhook_deliveries(webhook_id, status=status, limit=limit)
+        found: list[dict[str, Any]] = (self._send(call))["deliveries"]
+        return found
+
     def claim(
         self,
         tags: Iterable[str] = (),

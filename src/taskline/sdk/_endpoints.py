@@ -43,10 +43,12 @@ __all__ = [
     "create_agent",
     "create_task",
     "create_token",
+    "create_webhook",
     "delete_agent",
     "delete_section",
     "delete_subtask",
     "delete_task",
+    "delete_webhook",
     "events",
     "export",
     "get_agent",
@@ -58,6 +60,7 @@ __all__ = [
     "list_messages",
     "list_requests",
     "list_tasks",
+    "list_webhooks",
     "next_task",
     "open_request",
     "post_message",
@@ -67,10 +70,12 @@ __all__ = [
     "renew_lease",
     "replace_task",
     "state",
+    "test_webhook",
     "toggle_subtask",
     "update_agent",
     "update_subtask",
     "update_task",
+    "webhook_deliveries",
 ]
 
 #: The task commands people send to agents (``POST /api/v1/tasks/{id}/<command>``).
@@ -78,6 +83,7 @@ CONTROL_COMMANDS = frozenset({"pause", "resume", "cancel"})
 
 TASKS = "/api/v1/tasks"
 AGENTS = "/api/v1/agents"
+WEBHOOKS = "/api/v1/webhooks"
 
 
 def _task(task_id: str) -> str:
@@ -336,3 +342,33 @@ def answer_request(request_id: str, body: Mapping[str, Any]) -> Call[Request]:
 def cancel_request(request_id: str, reason: str | None) -> Call[Request]:
     body = {"reason": reason} if reason is not None else {}
     return Call("POST", f"{REQUESTS}/{path_id(request_id)}/cancel", model(Request), json=body)
+
+
+# --- webhooks (admins): plain JSON documents
+
+
+def _webhook(webhook_id: str) -> str:
+    return f"{WEBHOOKS}/{path_id(webhook_id)}"
+
+
+def list_webhooks() -> Call[dict[str, Any]]:
+    return Call("GET", f"{WEBHOOKS}/", json_object)
+
+
+def create_webhook(fields: Mapping[str, Any]) -> Call[dict[str, Any]]:
+    return Call("POST", f"{WEBHOOKS}/", json_object, json=_body(fields))
+
+
+def delete_webhook(webhook_id: str) -> Call[None]:
+    return Call("DELETE", _webhook(webhook_id), no_content)
+
+
+def test_webhook(webhook_id: str) -> Call[dict[str, Any]]:
+    return Call("POST", f"{_webhook(webhook_id)}/test", json_object)
+
+
+def webhook_deliveries(webhook_id: str, *, status: str | None, limit: int) -> Call[dict[str, Any]]:
+    params: dict[str, Any] = {"limit": limit}
+    if status is not None:
+        params["status"] = status
+    return Call("GET", f"{_webhook(webhook_id)}/deliveries", json_object, params=params)

@@ -29,6 +29,7 @@ from taskline.service.requests import RequestService
 from taskline.service.steering import Steering
 from taskline.service.tasks import TaskService
 from taskline.service.transfer import Transfer
+from taskline.service.webhooks import WebhookService
 from taskline.service.writes import GroupCommit, Writes
 from taskline.store.database import Database
 
@@ -51,6 +52,7 @@ class Services:
             ClaimService).
         request_max_wait, request_sweep_interval: requests' longest wait and expiry sweeper
             (see RequestService).
+        webhooks: the outgoing webhooks (None: a WebhookService with its defaults).
     """
 
     def __init__(
@@ -73,6 +75,7 @@ class Services:
         lease_sweep_interval: float = 5.0,
         request_max_wait: float = 30.0,
         request_sweep_interval: float = 5.0,
+        webhooks: WebhookService | None = None,
     ) -> None:
         self.database = database
         self.bus = bus
@@ -125,6 +128,7 @@ class Services:
         )
         self.agui_ingest = AguiIngest(self.events, self.requests)
         self.agui_watch = AguiWatch(database, connections)
+        self.webhooks = webhooks or WebhookService(database)
 
     @property
     def backend(self) -> str:
@@ -136,14 +140,16 @@ class Services:
         await self.database.ping()
 
     async def start(self) -> None:
-        """Start the agent hub and the sweepers (leases, requests)."""
+        """Start the agent hub, the sweepers (leases, requests) and the webhook loops."""
         await self.hub.start()
         await self.claims.start()
         await self.requests.start()
+        await self.webhooks.start()
 
     async def stop(self) -> None:
-        """Stop the sweepers (and end requests' waits) and the built-in agent's runs,
-        disconnect agents, then stop taking publishes (queued ones fail)."""
+        """Stop the webhook loops, the sweepers (and end requests' waits) and the built-in
+        agent's runs, disconnect agents, then stop taking publishes (queued ones fail)."""
+        await self.webhooks.stop()
         await self.requests.stop()
         await self.claims.stop()
         await self.agui.stop()

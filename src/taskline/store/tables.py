@@ -27,6 +27,8 @@ from sqlalchemy.types import JSON
 
 __all__ = [
     "AGENTS",
+    "CURSORS",
+    "DELIVERIES",
     "EVENTS",
     "REQUESTS",
     "SECTIONS",
@@ -34,6 +36,7 @@ __all__ = [
     "TAGS",
     "TASKS",
     "TASK_LOGS",
+    "WEBHOOKS",
     "AgentRow",
     "Base",
     "CredentialRow",
@@ -48,6 +51,9 @@ __all__ = [
     "TaskRow",
     "UTCDateTime",
     "UserRow",
+    "WebhookCursorRow",
+    "WebhookDeliveryRow",
+    "WebhookRow",
     "lease_document",
 ]
 
@@ -347,3 +353,70 @@ class CredentialRow(Base):
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class WebhookRow(Base):
+    """An outgoing webhook (see :mod:`taskline.domain.webhooks`). The secret is kept as it
+    is (the server signs with it); the API shows it only when the webhook is created."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(String(200))
+    events: Mapped[Any] = mapped_column(JsonType)  # list of event types or patterns
+    format: Mapped[str] = mapped_column(String(16))
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    description: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str | None] = mapped_column(String(120))
+    #: after a failed attempt, until its retry: new deliveries wait until then too
+    held_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class WebhookDeliveryRow(Base):
+    """The outbox: one message to one webhook, at most one per (webhook, event). Its id is
+    the ``webhook-id`` header of every attempt. ``next_attempt_at`` is when a ``pending``
+    row is due, or when a ``sending`` row's claim runs out (its attempt is taken as lost)."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    webhook_id: Mapped[str] = mapped_column(
+        String(80), ForeignKey("webhooks.id", ondelete="CASCADE")
+    )
+    event_id: Mapped[str | None] = mapped_column(String(80))  # None: a test delivery
+    task_id: Mapped[str | None] = mapped_column(String(80))
+    event_type: Mapped[str] = mapped_column(String(80))
+    #: a test delivery's message; None for an event's (built from the event when sent)
+    message: Mapped[Any] = mapped_column(JsonType, nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        Index("ix_webhook_deliveries_webhook_id_event_id", "webhook_id", "event_id", unique=True),
+        Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_webhook_id_created_at", "webhook_id", "created_at"),
+    )
+
+
+class WebhookCursorRow(Base):
+    """How far the webhook dispatcher has read each task's log (the last seq it turned
+    into deliveries): per task, because only per-task seqs are commit-ordered."""
+
+    __tablename__ = "webhook_cursors"
+
+    task_id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+
+
+WEBHOOKS: Table = WebhookRow.__table__  # type: ignore[assignment]
+DELIVERIES: Table = WebhookDeliveryRow.__table__  # type: ignore[assignment]
+CURSORS: Table = WebhookCursorRow.__table__  # type: ignore[assignment]

@@ -22,6 +22,7 @@ import { Notices } from './notices.js';
 import { Session } from './session.js';
 import { SignInView } from './sign-in.js';
 import { setUpThemeToggle } from './theme.js';
+import { WebhooksPanel } from './webhooks.js';
 import { debug } from './debug.js';
 
 const TASK_ROUTE = /^#\/tasks\/([^/?#]+)$/;
@@ -33,6 +34,7 @@ async function main() {
   const status = new ConnectionStatus($('#connection'), /** @type {HTMLButtonElement} */ ($('#reconnect-now')));
   const agents = new AgentDirectory();
   new AgentsStrip({ list: $('#agents-list'), empty: $('#agents-empty') }, agents);
+  new WebhooksPanel($('#webhooks'), { session, notices });
 
   /** A stream was refused: 4401 means the session is gone, 4403 that it may not be read. */
   /** @type {(code: number, reason: string) => void} */

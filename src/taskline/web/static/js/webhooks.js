@@ -50,16 +50,18 @@ export class WebhooksPanel {
     this.list = h('ul', { class: 'webhooks-list', id: 'webhooks-list' });
     this.empty = h('p', { class: 'muted', id: 'webhooks-empty', hidden: true }, 'No webhooks yet.');
     this.secret = h('p', { class: 'webhooks-secret', id: 'webhooks-secret', hidden: true });
-    this.url = h('input', { type: 'url', id: 'webhook-url', required: true, placeholder: 'https://…', 'aria-label': 'Webhook URL' });
-    this.events = h('input', { type: 'text', id: 'webhook-events', value: '*', 'aria-label': 'Events (comma separated)' });
-    this.format = h(
-      'select',
-      { id: 'webhook-format', 'aria-label': 'Format' },
-      ['standard', 'slack', 'discord'].map((name) => h('option', { value: name }, name)),
+    this.url = /** @type {HTMLInputElement} */ (h('input', { type: 'url', id: 'webhook-url', required: true, placeholder: 'https://…', 'aria-label': 'Webhook URL' }));
+    this.events = /** @type {HTMLInputElement} */ (h('input', { type: 'text', id: 'webhook-events', value: '*', 'aria-label': 'Events (comma separated)' }));
+    this.format = /** @type {HTMLSelectElement} */ (
+      h(
+        'select',
+        { id: 'webhook-format', 'aria-label': 'Format' },
+        ['standard', 'slack', 'discord'].map((name) => h('option', { value: name }, name)),
+      )
     );
     const form = h(
       'form',
-      { class: 'webhooks-form', id: 'webhook-form', novalidate: true, onsubmit: (event) => this.add(event) },
+      { class: 'webhooks-form', id: 'webhook-form', novalidate: true, onsubmit: (/** @type {SubmitEvent} */ event) => this.add(event) },
       this.url,
       this.events,
       this.format,
@@ -96,10 +98,8 @@ export class WebhooksPanel {
         { type: 'button', class: 'button-small', onclick: () => this.toggle(webhook) },
         webhook.enabled ? 'Turn off' : 'Turn on',
       );
-      const test = h(
-        'button',
-        { type: 'button', class: 'button-small', onclick: () => this.test(webhook, result, test) },
-        'Test',
+      const test = /** @type {HTMLButtonElement} */ (
+        h('button', { type: 'button', class: 'button-small', onclick: () => this.test(webhook, result, test) }, 'Test')
       );
       this.list.append(
         h(
@@ -123,7 +123,7 @@ export class WebhooksPanel {
     event.preventDefault();
     const events = this.events.value
       .split(',')
-      .map((part) => part.trim())
+      .map((/** @type {string} */ part) => part.trim())
       .filter(Boolean);
     try {
       const made = await api('/api/v1/webhooks/', {
@@ -155,7 +155,7 @@ export class WebhooksPanel {
       while (!attempted(delivery) && Date.now() < deadline) {
         await new Promise((resolve) => setTimeout(resolve, 250));
         const { deliveries } = await api(`${base}/deliveries?limit=20`);
-        delivery = deliveries.find((found) => found.id === delivery.id) ?? delivery;
+        delivery = deliveries.find((/** @type {{id: string}} */ found) => found.id === delivery.id) ?? delivery;
       }
       setText(result, deliveryLine(delivery));
       result.dataset.status = delivery.status;

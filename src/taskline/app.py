@@ -36,7 +36,7 @@ from taskline.api import (
 from taskline.api.body_limit import BodySizeLimit
 from taskline.api.openapi import install_openapi
 from taskline.api.problems import install_problem_handlers
-from taskline.bus import EventBus, MemoryNotifier, Notifier, RedisNotifier
+from taskline.bus import AgentRelay, EventBus, MemoryNotifier, Notifier, RedisNotifier
 from taskline.domain.events import EventIn, WebSocketMessage
 from taskline.domain.ids import new_id
 from taskline.mcp import McpServer
@@ -101,10 +101,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # EventBus.emit stores through the application layer, like every other change
         return await services.events.persist(task_id, batch)
 
+    node = new_id("proc")
     notifier: Notifier = (
-        RedisNotifier(settings.redis_url, origin=new_id("proc"))
+        RedisNotifier(settings.redis_url, origin=node) if settings.redis_url else MemoryNotifier()
+    )
+    agent_relay = (
+        AgentRelay(
+            settings.redis_url,
+            node=node,
+            presence_ttl=settings.presence_ttl,
+            queue_size=settings.offline_queue_size,
+            queue_ttl=settings.offline_queue_ttl,
+        )
         if settings.redis_url
-        else MemoryNotifier()
+        else None
     )
     bus = EventBus(persist=persist, notifier=notifier)
     bus.add_listener(connections.on_committed)
@@ -126,6 +136,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lease_sweep_interval=settings.lease_sweep_interval,
         request_max_wait=settings.request_max_wait,
         request_sweep_interval=settings.request_sweep_interval,
+        agent_relay=agent_relay,
     )
     mcp = McpServer(services)
     bus.add_listener(mcp.watch.on_committed)

@@ -103,7 +103,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     node = new_id("proc")
     notifier: Notifier = (
-        RedisNotifier(settings.redis_url, origin=node) if settings.redis_url else MemoryNotifier()
+        RedisNotifier(settings.redis_url, channel=f"{settings.redis_prefix}:events", origin=node)
+        if settings.redis_url
+        else MemoryNotifier()
     )
     agent_relay = (
         AgentRelay(
@@ -112,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             presence_ttl=settings.presence_ttl,
             queue_size=settings.offline_queue_size,
             queue_ttl=settings.offline_queue_ttl,
+            prefix=settings.redis_prefix,
         )
         if settings.redis_url
         else None

@@ -6,6 +6,8 @@ every process, and a process killed with SIGKILL takes its agents offline within
 
 import asyncio
 import json
+import shutil
+import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,13 +15,16 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from taskline.domain.ids import new_id
-from tests.support.databases import empty_database
+from taskline.settings import Settings
+from tests.support.databases import empty_database, unavailable
 from tests.support.process import ServerProcess
-from tests.support.waiting import TIME_SCALE, async_wait_until
+from tests.support.server import LiveServer, free_port
+from tests.support.waiting import TIME_SCALE, async_wait_until, wait_until
 from tests.support.ws import open_ws
 from tests.test_realtime_scale import redis_url  # noqa: F401  # the fixture
 
@@ -67,7 +72,11 @@ async def frame(ws: ClientConnection, timeout: float = 10.0) -> dict[str, Any]:
 
 
 async def status_on(node: ServerProcess, agent_id: str) -> str:
-    async with httpx.AsyncClient(base_url=node.url) as client:
+    return await status_on_url(node.url, agent_id)
+
+
+async def status_on_url(url: str, agent_id: str) -> str:
+    async with httpx.AsyncClient(base_url=url) as client:
         return str((await client.get(f"/api/v1/agents/{agent_id}")).json()["status"])
 
 
@@ -178,3 +187,66 @@ async def test_a_killed_process_takes_its_agents_offline_within_the_presence_ttl
             message=lambda: f"agent_crash offline within {PRESENCE_TTL:g} s of the kill",
             timeout=(PRESENCE_TTL + 2.0) * TIME_SCALE,
         )
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A ``redis-server`` of this test's own on a spare port (the test may stop it)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        unavailable("redis-server", "not installed (apt-get install redis-server)")
+        raise AssertionError("unreachable")
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+
+    def answers() -> bool:
+        try:
+            return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+        except redis.RedisError:
+            return False
+
+    try:
+        wait_until(answers, message=f"the private redis-server on port {port}")
+        yield url, process
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+async def test_without_redis_a_process_queues_commands_as_one_process_does(
+    private_redis: tuple[str, subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    """Redis stops: a command for an absent agent is still accepted (queued in the process's
+    memory) and delivered when the agent connects there."""
+    url, redis_process = private_redis
+    settings = Settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'r.db'}",
+        redis_url=url,
+        presence_ttl=PRESENCE_TTL,
+    )
+    server = LiveServer(settings)
+    server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            await client.post("/api/v1/agents/", json={"id": "agent_alone", "name": "Alone"})
+            created = await client.post(
+                "/api/v1/tasks/", json={"title": "alone", "assigned_agent_id": "agent_alone"}
+            )
+            task_id = created.json()["id"]
+            redis_process.terminate()
+            redis_process.wait(10)
+            posted = await client.post(
+                f"/api/v1/tasks/{task_id}/messages", json={"content": "kept here"}
+            )
+            assert posted.status_code == 201 and posted.json()["delivered"] is False
+            async with open_ws(f"{server.ws_url}/ws/agents/agent_alone") as ws:
+                assert (await frame(ws))["type"] == "welcome"
+                assert (await frame(ws))["message"]["content"] == "kept here"
+                assert await status_on_url(server.url, "agent_alone") == "idle"
+    finally:
+        server.stop()

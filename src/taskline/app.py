@@ -37,7 +37,7 @@ from taskline.api import (
 from taskline.api.body_limit import BodySizeLimit
 from taskline.api.openapi import install_openapi
 from taskline.api.problems import install_problem_handlers
-from taskline.bus import EventBus, MemoryNotifier, Notifier, RedisNotifier
+from taskline.bus import AgentRelay, EventBus, MemoryNotifier, Notifier, RedisNotifier
 from taskline.domain.events import EventIn, WebSocketMessage
 from taskline.domain.ids import new_id
 from taskline.mcp import McpServer
@@ -103,10 +103,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # EventBus.emit stores through the application layer, like every other change
         return await services.events.persist(task_id, batch)
 
+    node = new_id("proc")
     notifier: Notifier = (
-        RedisNotifier(settings.redis_url, origin=new_id("proc"))
+        RedisNotifier(settings.redis_url, channel=f"{settings.redis_prefix}:events", origin=node)
         if settings.redis_url
         else MemoryNotifier()
+    )
+    agent_relay = (
+        AgentRelay(
+            settings.redis_url,
+            node=node,
+            presence_ttl=settings.presence_ttl,
+            queue_size=settings.offline_queue_size,
+            queue_ttl=settings.offline_queue_ttl,
+            prefix=settings.redis_prefix,
+        )
+        if settings.redis_url
+        else None
     )
     bus = EventBus(persist=persist, notifier=notifier)
     bus.add_listener(connections.on_committed)
@@ -139,6 +152,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             retention_days=settings.webhook_retention_days,
             user_agent=f"Taskline-Webhooks/{__version__}",
         ),
+        agent_relay=agent_relay,
     )
     bus.add_listener(services.webhooks.on_committed)
     mcp = McpServer(services)

@@ -109,6 +109,20 @@ class Settings(BaseSettings):
         description="redis://host:port/db to share live events between server processes; "
         "unset: one process, in-memory bus.",
     )
+    redis_prefix: str = Field(
+        default="taskline",
+        min_length=1,
+        max_length=100,
+        description="Prefix of Taskline's Redis channels and keys: the processes of one "
+        "deployment share it; deployments sharing one Redis need different ones.",
+    )
+    presence_ttl: float = Field(
+        default=30.0,
+        gt=0,
+        description="With redis_url: an agent whose server process dies (kill -9, a lost "
+        "machine) shows offline within this many seconds; each process refreshes its agents' "
+        "presence in Redis every third of it.",
+    )
     heartbeat_interval: float = Field(
         default=20.0, gt=0, description="Seconds between server heartbeats on live connections."
     )

@@ -3,12 +3,14 @@
 It may import only :mod:`taskline.domain`; the app injects how events are persisted.
 """
 
+from taskline.bus.agent_relay import AgentRelay
 from taskline.bus.event_bus import Attribution, BusState, EventBus, PersistEvents
 from taskline.bus.notifier import BatchCallback, MemoryNotifier, Notifier
 from taskline.bus.redis_notifier import RedisNotifier
 from taskline.bus.subscription import Handler, HandlerSubscription
 
 __all__ = [
+    "AgentRelay",
     "Attribution",
     "BatchCallback",
     "BusState",

@@ -4,6 +4,15 @@ An agent keeps one WebSocket (``/ws/agents/{agent_id}``, see docs/agent-protocol
 hub tracks those connections, tells its :class:`Presence` when an agent comes and goes (the
 application layer records it), queues commands for agents that are away (``queue_size`` per
 agent, oldest dropped), and sends each command as one frame. It reads and writes nothing.
+
+With a :class:`~taskline.bus.agent_relay.AgentRelay` (several processes sharing Redis), a
+command for an agent connected to another process goes to that process, which sends it; one
+for an agent connected nowhere waits in the agent's queue in Redis, for whichever process it
+connects to next. Presence is then also kept in Redis with a time to live: an agent leaving
+one process while connected to another stays online, and the agents of a process that died
+go offline within the relay's ``presence_ttl`` (the hub's watchdog refreshes its own agents'
+keys and, one process at a time, marks offline those whose key expired). When Redis fails,
+the hub does what one process does alone (it logs, queues in memory, keeps the registry).
 """
 
 import asyncio
@@ -17,6 +26,8 @@ from typing import Any, Protocol
 
 import orjson
 
+from taskline.bus.agent_relay import AgentRelay
+from taskline.domain.errors import StorageError
 from taskline.domain.ids import new_id
 from taskline.domain.models import utc_now
 
@@ -41,6 +52,10 @@ class Presence(Protocol):
         """The agent's connection is gone."""
         ...
 
+    async def shown_offline(self, agent_ids: list[str]) -> set[str]:
+        """Those of ``agent_ids`` the registry shows offline."""
+        ...
+
 
 @dataclass(slots=True)
 class AgentConnection:
@@ -60,6 +75,7 @@ class AgentHub:
         stale_after: an agent that sends nothing for this long is disconnected.
         heartbeat_interval: seconds between the hub's checks (and heartbeats).
         queue_size: commands kept per offline agent.
+        relay: commands and presence across processes (None: this process alone).
     """
 
     def __init__(
@@ -69,8 +85,10 @@ class AgentHub:
         stale_after: float = 300.0,
         heartbeat_interval: float = 20.0,
         queue_size: int = 100,
+        relay: AgentRelay | None = None,
     ) -> None:
         self.presence = presence
+        self.relay = relay
         self.stale_after = stale_after
         self.heartbeat_interval = heartbeat_interval
         self.queue_size = queue_size
@@ -79,6 +97,9 @@ class AgentHub:
         self._watchdog: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        """Start the watchdog (and the relay's listener: raises StorageError without Redis)."""
+        if self.relay is not None:
+            await self.relay.start(self._deliver_here, self._replaced_elsewhere)
         self._watchdog = asyncio.create_task(self._watch(), name="taskline-agent-watchdog")
 
     async def stop(self) -> None:
@@ -89,6 +110,8 @@ class AgentHub:
                 await self._watchdog
         for agent_id in list(self._connections):
             await self.disconnect(agent_id, 1001, "server shutting down", mark_offline=False)
+        if self.relay is not None:
+            await self.relay.close()
 
     def is_connected(self, agent_id: str) -> bool:
         return agent_id in self._connections
@@ -127,7 +150,24 @@ class AgentHub:
         )
         for frame in self._queues.pop(agent_id, ()):
             await self._send_text(connection, frame)
+        if self.relay is not None:
+            await self._claim(agent_id, connection)
         return connection
+
+    async def _claim(self, agent_id: str, connection: AgentConnection) -> None:
+        """Record the agent as this process's, close an older connection on another one,
+        and send what waited for the agent in Redis."""
+        assert self.relay is not None
+        try:
+            previous = await self.relay.claim(agent_id)
+            if previous is not None:
+                await self.relay.replace(previous, agent_id)
+            waiting = await self.relay.take_queue(agent_id)
+        except StorageError:
+            logger.warning("agent %s: presence not recorded in Redis", agent_id, exc_info=True)
+            return
+        for frame in waiting:
+            await self._send_text(connection, frame)
 
     async def disconnect(
         self, agent_id: str, code: int = 1000, reason: str = "", *, mark_offline: bool = True
@@ -138,6 +178,16 @@ class AgentHub:
             return
         with contextlib.suppress(Exception):
             await asyncio.wait_for(connection.close(code, reason[:120]), timeout=5.0)
+        if mark_offline and self.relay is not None:
+            # without offline marking (shutdown, replaced) the key stays until its TTL: the
+            # agent reconnects to another process meanwhile and keeps its status
+            try:
+                elsewhere = await self.relay.release(agent_id)
+            except StorageError:
+                logger.warning("agent %s: presence not removed from Redis", agent_id)
+                elsewhere = None
+            if elsewhere is not None:
+                return  # connected to another process now: still online
         if mark_offline:
             try:
                 await self.presence.offline(agent_id)
@@ -195,9 +245,39 @@ class AgentHub:
                 return True
             except Exception:
                 await self.disconnect(agent_id, 1011, "send failed")
+        if self.relay is not None:
+            try:
+                return await self.relay.send(agent_id, text)
+            except StorageError:
+                logger.warning("agent %s: command queued in this process only", agent_id)
+        self._queue_here(agent_id, text)
+        return False
+
+    def _queue_here(self, agent_id: str, text: str) -> None:
         queue = self._queues.setdefault(agent_id, deque(maxlen=self.queue_size))
         queue.append(text)
-        return False
+
+    async def _deliver_here(self, agent_id: str, text: str) -> None:
+        """Relay: another process sent a command for an agent it saw connected here; send
+        it, or queue it where every process finds it when the agent has left meanwhile."""
+        connection = self._connections.get(agent_id)
+        if connection is not None:
+            try:
+                await self._send_text(connection, text)
+                return
+            except Exception:
+                await self.disconnect(agent_id, 1011, "send failed")
+        assert self.relay is not None
+        try:
+            await self.relay.enqueue(agent_id, text)
+        except StorageError:
+            self._queue_here(agent_id, text)
+
+    async def _replaced_elsewhere(self, agent_id: str) -> None:
+        """Relay: the agent connected to another process; close its connection here."""
+        await self.disconnect(
+            agent_id, REPLACED, "replaced by a new connection", mark_offline=False
+        )
 
     # --- internals --------------------------------------------------------------------------
 
@@ -209,9 +289,39 @@ class AgentHub:
             await asyncio.wait_for(connection.send(text), timeout=10.0)
 
     async def _watch(self) -> None:
+        period = min(self.heartbeat_interval, self.stale_after / 2)
+        if self.relay is not None:
+            period = min(period, self.relay.refresh_interval)
         while True:
-            await asyncio.sleep(min(self.heartbeat_interval, self.stale_after / 2))
+            await asyncio.sleep(period)
             now = time.monotonic()
             for agent_id, connection in list(self._connections.items()):
                 if now - connection.last_seen > self.stale_after:
                     await self.disconnect(agent_id, 4408, f"no activity for {self.stale_after:g} s")
+            if self.relay is not None:
+                try:
+                    await self._keep_presence()
+                except StorageError as exc:
+                    logger.warning("agent presence not kept in Redis: %s", exc)
+                except Exception:
+                    logger.exception("agent presence: the sweep failed")
+
+    async def _keep_presence(self) -> None:
+        """Refresh this process's agents in Redis (closing those another process took over),
+        put right the registry of its own agents, and on this process's turn mark offline
+        the agents shown online that are connected nowhere (their process died)."""
+        assert self.relay is not None
+        here = self.connected()
+        for agent_id in await self.relay.refresh(here):
+            await self.disconnect(
+                agent_id, REPLACED, "replaced by a new connection", mark_offline=False
+            )
+        if here:
+            for agent_id in await self.presence.shown_offline(here):
+                if self.is_connected(agent_id):
+                    # it left another process (marked offline there) as it connected here
+                    await self.presence.online(agent_id, name=None, kind=None)
+        for agent_id in await self.relay.sweep():
+            if not self.is_connected(agent_id):
+                logger.info("agent %s: connected nowhere (its process stopped): offline", agent_id)
+                await self.presence.offline(agent_id)

@@ -14,7 +14,7 @@ the bus. This is also the one place that will decide who may do what.
 import os
 from collections.abc import Sequence
 
-from taskline.bus import EventBus
+from taskline.bus import AgentRelay, EventBus
 from taskline.domain.effects import DEFAULT_MAX_STATE_BYTES
 from taskline.realtime import ConnectionManager
 from taskline.realtime.agents import AgentHub
@@ -53,6 +53,7 @@ class Services:
         request_max_wait, request_sweep_interval: requests' longest wait and expiry sweeper
             (see RequestService).
         webhooks: the outgoing webhooks (None: a WebhookService with its defaults).
+        agent_relay: agents' commands and presence across processes (see AgentHub).
     """
 
     def __init__(
@@ -76,6 +77,7 @@ class Services:
         request_max_wait: float = 30.0,
         request_sweep_interval: float = 5.0,
         webhooks: WebhookService | None = None,
+        agent_relay: AgentRelay | None = None,
     ) -> None:
         self.database = database
         self.bus = bus
@@ -111,6 +113,7 @@ class Services:
             stale_after=stale_after,
             heartbeat_interval=heartbeat_interval,
             queue_size=queue_size,
+            relay=agent_relay,
         )
         self.steering = Steering(database, self.writes, self.tasks, self.agents, self.hub)
         bus.add_listener(self.steering.on_committed)  # requests' outcomes to the askers

@@ -99,6 +99,11 @@ class AgentService:
         if previous != online:
             await self._set_status(agent_id, current_task, online, previous)
 
+    async def shown_offline(self, agent_ids: AgentIds) -> set[str]:
+        """Those of ``agent_ids`` the registry shows offline."""
+        async with self.database.read() as session:
+            return await AgentStore(session).with_status(agent_ids, AgentStatus.OFFLINE)
+
     async def offline(self, agent_id: str) -> None:
         """The agent's connection is gone: mark it offline."""
         async with self.writes.change() as change:

@@ -79,6 +79,15 @@ class AgentStore:
         )
         return str(found) if found else None
 
+    async def with_status(self, agent_ids: list[str], status: AgentStatus) -> set[str]:
+        """Those of ``agent_ids`` whose status is ``status``."""
+        if not agent_ids:
+            return set()
+        rows = await self.session.scalars(
+            select(AgentRow.id).where(AgentRow.id.in_(agent_ids), AgentRow.status == status.value)
+        )
+        return {str(row) for row in rows}
+
     async def list(self, *, status: AgentStatus | None = None) -> list[Agent]:
         """Return every agent (optionally only those in ``status``), by name."""
         statement = select(AgentRow).order_by(func.lower(AgentRow.name), AgentRow.id)

@@ -278,14 +278,19 @@ def test_only_admins_manage_webhooks(secured: SecureServer, hooks: Receiver) -> 
 def test_exactly_one_delivered_answer_per_delivery_across_kill_9(
     database_url: str, tmp_path: Path
 ) -> None:
-    """Deliveries that failed once are waiting for their retry when the server is killed
-    (SIGKILL); after the restart each is delivered, and no webhook-id ever gets a second 2xx,
-    also after a second kill once everything was delivered."""
-    with receiver(lambda path, n, same: 500 if same == 0 else 200) as hooks:
+    """Deliveries that failed are waiting for their retry when the server is killed (SIGKILL);
+    after the restart each is delivered, and no webhook-id ever gets a second 2xx, also after a
+    second kill once everything was delivered. The receiver refuses everything until the
+    restart, so the kill can come at any moment of the first server's attempts: none of them
+    was a success that the killed server could not record (that window, between a receiver's
+    2xx and the commit of ``delivered``, is the documented at-least-once edge)."""
+    with receiver(lambda path, n, same: 500) as hooks:
         server = ServerProcess(
             database_url,
             tmp_path / "server.log",
-            TASKLINE_WEBHOOK_BACKOFF="1.0",
+            TASKLINE_WEBHOOK_BACKOFF="0.5",
+            TASKLINE_WEBHOOK_BACKOFF_MAX="1",
+            TASKLINE_WEBHOOK_TIMEOUT="2",
             TASKLINE_WEBHOOK_POLL_INTERVAL="0.1",
         )
         server.start()
@@ -302,15 +307,10 @@ def test_exactly_one_delivered_answer_per_delivery_across_kill_9(
                     return {r.headers["webhook-id"] for r in hooks.on("/hook") if r.status == 500}
 
                 wait_until(lambda: len(failed_once()) == 5, message="each failed once")
-                # retried after a second (TASKLINE_WEBHOOK_BACKOFF): some wait, or are sending
-                waiting = [
-                    d
-                    for d in _deliveries(http, webhook["id"])
-                    if d["status"] in {"pending", "sending"}
-                ]
-                assert waiting, "nothing left to deliver after the kill"
+                assert not _deliveries(http, webhook["id"], status="delivered")
             server.kill()
             assert server.process is not None and server.process.returncode == -signal.SIGKILL
+            hooks.answer = lambda path, n, same: 200
             server.start()
             with httpx.Client(base_url=server.url, timeout=10) as http:
                 wait_until(
@@ -325,11 +325,12 @@ def test_exactly_one_delivered_answer_per_delivery_across_kill_9(
                     lambda: len(_deliveries(http, webhook["id"], status="delivered")) == 8,
                     message="the new events too",
                 )
+            received = len(hooks.on("/hook"))
             server.kill()
             server.start()
             # nothing delivered is sent again: a bounded window is the only way to show that
             holds_for(
-                lambda: len(hooks.on("/hook")) == 16, 1.5, message="no resend after delivered"
+                lambda: len(hooks.on("/hook")) == received, 1.5, message="no resend after delivered"
             )
         finally:
             server.stop()

@@ -1,6 +1,5 @@
 """Across processes (Redis) and across time (offline queue expiry)."""
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -8,23 +7,10 @@ import httpx
 import pytest
 
 from taskline.settings import Settings
-from tests.support.databases import empty_database, unavailable
+from tests.support.databases import empty_database
 from tests.support.server import LiveServer
 from tests.support.waiting import async_wait_until
 from tests.support.ws import collect_events, open_ws, receive, receive_until
-
-REDIS_URL = os.environ.get("TASKLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-@pytest.fixture
-def redis_url() -> str:
-    import redis
-
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-    except redis.RedisError as exc:
-        unavailable(f"Redis at {REDIS_URL}", str(exc))
-    return REDIS_URL
 
 
 @pytest.fixture

@@ -101,10 +101,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # EventBus.emit stores through the application layer, like every other change
         return await services.events.persist(task_id, batch)
 
+    node = new_id("node")  # this process, among all those of the deployment
     notifier: Notifier = (
-        RedisNotifier(settings.redis_url, origin=new_id("proc"))
-        if settings.redis_url
-        else MemoryNotifier()
+        RedisNotifier(settings.redis_url, origin=node) if settings.redis_url else MemoryNotifier()
     )
     bus = EventBus(persist=persist, notifier=notifier)
     bus.add_listener(connections.on_committed)
@@ -126,6 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lease_sweep_interval=settings.lease_sweep_interval,
         request_max_wait=settings.request_max_wait,
         request_sweep_interval=settings.request_sweep_interval,
+        node=node,
     )
     mcp = McpServer(services)
     bus.add_listener(mcp.watch.on_committed)

@@ -73,7 +73,10 @@ class Services:
         lease_sweep_interval: float = 5.0,
         request_max_wait: float = 30.0,
         request_sweep_interval: float = 5.0,
+        node: str = "node",
     ) -> None:
+        #: this process's id in the deployment (the bus's origin; /health names it)
+        self.node = node
         self.database = database
         self.bus = bus
         self.identity = Identity(database, session_ttl=session_ttl)

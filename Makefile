@@ -18,10 +18,12 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .PHONY: run test lint typecheck pytest bench bench-fanout bench-claims bench-requests bench-mcp bench-webhooks install sync sync-run check-lock \
-	old-venv lock lock-upgrade tools clean chromium
+	old-venv lock lock-upgrade tools clean chromium nginx
 
 # The UI tests drive Debian's Chromium (Playwright's own browser download is not used).
 CHROMIUM := /usr/bin/chromium
+# The scale-out tests put Debian's nginx in front of several servers (tests/support/nginx.py).
+NGINX := /usr/sbin/nginx
 
 $(UV): tools/uv.txt
 	rm -rf $(TOOLS)
@@ -77,7 +79,7 @@ lint: sync
 typecheck: sync
 	$(BIN)/mypy
 
-pytest: sync chromium
+pytest: sync chromium nginx
 	$(BIN)/pytest
 
 # Install Chromium when it is missing and we may (root); otherwise the UI tests say why they skip.
@@ -85,6 +87,14 @@ chromium:
 	@if [ ! -x $(CHROMIUM) ] && [ "$$(id -u)" = 0 ]; then \
 		echo "installing Chromium for the UI tests"; \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	fi
+
+# Install nginx when it is missing and we may (root); the tests run their own nginx (own
+# config, port, prefix and pid file), never the system's service, which is not started here.
+nginx:
+	@if [ ! -x $(NGINX) ] && [ "$$(id -u)" = 0 ]; then \
+		echo "installing nginx for the scale-out tests"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx; \
 	fi
 
 bench: sync

@@ -15,7 +15,12 @@ import httpx
 import pytest
 
 from taskline.settings import Settings
-from tests.support.databases import create_pg_database, drop_pg_database, empty_database
+from tests.support.databases import (
+    create_pg_database,
+    drop_pg_database,
+    empty_database,
+    unavailable,
+)
 from tests.support.server import LiveServer
 
 
@@ -28,6 +33,21 @@ def _no_personal_credentials(
     login``). Subprocesses inherit both."""
     monkeypatch.delenv("TASKLINE_TOKEN", raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
+
+
+REDIS_URL = os.environ.get("TASKLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The test Redis (fails or skips, see ``unavailable``, when it does not answer)."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        unavailable(f"Redis at {REDIS_URL}", str(exc))
+    return REDIS_URL
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,5 @@
 """Across processes (Redis) and across time (offline queue expiry)."""
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -8,23 +7,10 @@ import httpx
 import pytest
 
 from taskline.settings import Settings
-from tests.support.databases import empty_database, unavailable
+from tests.support.databases import empty_database
 from tests.support.server import LiveServer
 from tests.support.waiting import async_wait_until
 from tests.support.ws import collect_events, open_ws, receive, receive_until
-
-REDIS_URL = os.environ.get("TASKLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-@pytest.fixture
-def redis_url() -> str:
-    import redis
-
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-    except redis.RedisError as exc:
-        unavailable(f"Redis at {REDIS_URL}", str(exc))
-    return REDIS_URL
 
 
 @pytest.fixture
@@ -90,3 +76,18 @@ async def test_offline_queue_expires_and_the_client_is_told(tmp_path: Path) -> N
         assert notice["data"]["ttl_seconds"] == 0.3
     finally:
         server.stop()
+
+
+async def test_a_status_patched_on_one_server_reaches_a_board_viewer_of_another(
+    two_servers: tuple[LiveServer, LiveServer],
+) -> None:
+    """PATCH an agent's status on server A: a board viewer on server B sees it live."""
+    first, second = two_servers
+    with httpx.Client(base_url=first.url) as on_first:
+        agent_id = on_first.post("/api/v1/agents/", json={"name": "Roamer"}).json()["id"]
+        async with open_ws(f"{second.ws_url}/ws/board") as ws:
+            await receive_until(ws, "connection_established")
+            on_first.patch(f"/api/v1/agents/{agent_id}", json={"status": "paused"})
+            seen = await receive_until(ws, "agent_status_change")
+    assert seen[-1]["data"]["agent_id"] == agent_id
+    assert seen[-1]["data"]["status"] == "paused"

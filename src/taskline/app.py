@@ -103,7 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # EventBus.emit stores through the application layer, like every other change
         return await services.events.persist(task_id, batch)
 
-    node = new_id("proc")
+    node = new_id("node")  # this process, among all those of the deployment
     notifier: Notifier = (
         RedisNotifier(settings.redis_url, channel=f"{settings.redis_prefix}:events", origin=node)
         if settings.redis_url
@@ -153,6 +153,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             user_agent=f"Taskline-Webhooks/{__version__}",
         ),
         agent_relay=agent_relay,
+        node=node,
     )
     bus.add_listener(services.webhooks.on_committed)
     mcp = McpServer(services)

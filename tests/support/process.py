@@ -16,13 +16,17 @@ __all__ = ["ServerProcess"]
 
 
 class ServerProcess:
-    """Start ``taskline serve`` on a free port with ``TASKLINE_*`` settings from ``env``.
+    """Start ``taskline serve`` on a free port (or ``port``) with ``TASKLINE_*`` settings from
+    ``env`` and more options in ``args`` (``--workers 2``).
 
     Its output goes to ``log_path`` (read it with :meth:`log`); :meth:`stop` ends it.
     """
 
-    def __init__(self, database_url: str, log_path: Path, **env: str) -> None:
-        self.port = free_port()
+    def __init__(
+        self, database_url: str, log_path: Path, *args: str, port: int | None = None, **env: str
+    ) -> None:
+        self.port = port if port is not None else free_port()
+        self.args = args
         self.database_url = database_url
         self.log_path = log_path
         self.env = {**os.environ, "TASKLINE_MIGRATE_ON_START": "true", **env}
@@ -54,6 +58,7 @@ class ServerProcess:
             self.database_url,
             "--log-level",
             "warning",
+            *self.args,
         ]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(

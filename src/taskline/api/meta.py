@@ -119,6 +119,14 @@ async def api_info(request: Request, response: Response, services: ServicesDep) 
 
 @router.get("/health", summary="Health check (asks the database)")
 async def health(services: ServicesDep) -> dict[str, str]:
-    """Answer 200 when the database answers; 503 problem details otherwise."""
+    """Answer 200 when the database answers; 503 problem details otherwise.
+
+    ``node`` names the process that answered (one of several behind a port or a proxy).
+    """
     await services.ping()
-    return {"status": "ok", "database": services.backend, "version": __version__}
+    return {
+        "status": "ok",
+        "database": services.backend,
+        "version": __version__,
+        "node": services.node,
+    }

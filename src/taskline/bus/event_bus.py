@@ -334,6 +334,39 @@ class EventBus:
                     exc,
                 )
 
+    async def announce(self, messages: Sequence[WebSocketMessage]) -> None:
+        """Deliver changes that are not task events (no ``seq``, no ``task_id``), committed.
+
+        For changes the board shows that no task's log holds (an agent's status PATCHed
+        through the registry): they travel like events (this process directly, the others
+        through the notifier) but have no place in any log, so a process that misses one
+        (Redis down) sees the change only when its viewers read the registry again.
+
+        Raises:
+            ValueError: a message carries a ``seq`` or a ``task_id`` (use :meth:`dispatch`).
+            RuntimeError: the bus is closed, or its network notifier was not started.
+        """
+        self._require_open()
+        batch = list(messages)
+        for message in batch:
+            if message.seq is not None or message.task_id is not None:
+                raise ValueError(
+                    f"announce takes changes outside any task's log; {message.id!r} has "
+                    f"seq={message.seq!r}, task_id={message.task_id!r}"
+                )
+        if not batch:
+            return
+        self._dispatched += len(batch)
+        try:
+            await self._notifier.publish(batch)
+        except StorageError as exc:
+            self._notify_errors += 1
+            logger.warning(
+                "could not notify other processes of %d change(s) outside the log: %s",
+                len(batch),
+                exc,
+            )
+
     # -- convenience emitters (the spec's names) ------------------------------------------
 
     async def emit_task_event(

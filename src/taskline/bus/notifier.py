@@ -3,7 +3,8 @@
 Contract of a :class:`Notifier`:
 
 * ``publish(messages)`` takes envelopes that are **already committed** to the durable log, all
-  of one task, in seq order. Every callback registered with ``subscribe`` receives the batch
+  of one task, in seq order (or, from ``EventBus.announce``, changes outside any task's log:
+  no ``seq``, no ``task_id``). Every callback registered with ``subscribe`` receives the batch
   once: callbacks of this process and, for a cross-process backend, those of every other
   process that uses the same channel.
 * Callbacks of the publishing process are called directly, in registration order, before

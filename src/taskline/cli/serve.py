@@ -71,6 +71,14 @@ def exposure_warnings(settings: "Settings") -> list[str]:
     help="No authentication and no Host or Origin checks, on any address: everyone may do "
     "everything. For trusted networks and experiments only.",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Server processes sharing the port (more than one needs PostgreSQL and "
+    "TASKLINE_REDIS_URL).",
+)
 def serve(
     host: str | None,
     port: int | None,
@@ -78,6 +86,7 @@ def serve(
     demo: bool | None,
     log_level: str | None,
     insecure: bool | None,
+    workers: int,
 ) -> None:
     """Run the Taskline server until interrupted (Ctrl+C).
 
@@ -103,8 +112,14 @@ def serve(
     )
     for line in exposure_warnings(settings):
         click.echo(f"warning: {line}", err=True)
+    from taskline.cli.workers import check_workers, supervise
+
+    check_workers(settings, workers)
     # Fail with one line here rather than with uvicorn's start-up traceback.
     asyncio.run(check_database(settings.database_url))
+    if workers > 1:
+        supervise(settings, workers)
+        return
     from taskline.server import build_server, file_descriptor_headroom
 
     # every WebSocket holds an open file: raise the limit for the caps, or lower the caps

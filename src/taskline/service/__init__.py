@@ -78,7 +78,10 @@ class Services:
         request_sweep_interval: float = 5.0,
         webhooks: WebhookService | None = None,
         agent_relay: AgentRelay | None = None,
+        node: str = "node",
     ) -> None:
+        #: this process's id in the deployment (the bus's origin; /health names it)
+        self.node = node
         self.database = database
         self.bus = bus
         self.identity = Identity(database, session_ttl=session_ttl)

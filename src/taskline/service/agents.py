@@ -11,7 +11,8 @@ from typing import Any
 
 from taskline.domain.access import Action, require, require_self
 from taskline.domain.actors import Actor, Role
-from taskline.domain.events import EventIn, WebSocketEventType
+from taskline.domain.events import EventIn, WebSocketEventType, WebSocketMessage
+from taskline.domain.ids import new_id
 from taskline.domain.models import Agent, AgentCreate, utc_now
 from taskline.domain.status import AgentStatus
 from taskline.service.writes import Writes
@@ -53,9 +54,36 @@ class AgentService:
             return await AgentStore(change.session).create(body)
 
     async def patch(self, agent_id: str, fields: dict[str, Any], *, actor: Actor) -> Agent:
+        """Change the agent; a new status is announced to board viewers of every process.
+
+        The announcement is an ``agent_status_change`` outside any task's log (no ``seq``, no
+        ``task_id``), sent after the commit through the bus (Redis carries it to the other
+        processes); an unchanged status announces nothing.
+        """
         require_self(actor, Action.MANAGE_AGENTS, agent_id)
         async with self.writes.change() as change:
-            return await AgentStore(change.session).patch(agent_id, fields)
+            store = AgentStore(change.session)
+            previous = (await store.get(agent_id)).status if "status" in fields else None
+            agent = await store.patch(agent_id, fields)
+        if previous is not None and previous != agent.status:
+            await self.writes.bus.announce(
+                [
+                    WebSocketMessage(
+                        id=new_id("evt"),
+                        event_type=WebSocketEventType.AGENT_STATUS_CHANGE,
+                        data={
+                            "agent_id": agent_id,
+                            "status": agent.status.value,
+                            "previous": previous.value,
+                        },
+                        timestamp=agent.updated_at,
+                        source="api",
+                        actor=str(actor),
+                        agent_id=agent_id,
+                    )
+                ]
+            )
+        return agent
 
     async def delete(self, agent_id: str, *, actor: Actor) -> None:
         require_self(actor, Action.MANAGE_AGENTS, agent_id)

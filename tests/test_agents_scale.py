@@ -26,7 +26,6 @@ from tests.support.process import ServerProcess
 from tests.support.server import LiveServer, free_port
 from tests.support.waiting import TIME_SCALE, async_wait_until, wait_until
 from tests.support.ws import open_ws
-from tests.test_realtime_scale import redis_url  # noqa: F401  # the fixture
 
 #: Seconds within which a dead process's agents show offline (the setting under test).
 PRESENCE_TTL = 3.0
@@ -35,7 +34,7 @@ PRESENCE_TTL = 3.0
 @pytest.fixture
 def nodes(
     pg_database_url: str,
-    redis_url: str,  # noqa: F811  # the fixture imported above
+    redis_url: str,
     tmp_path: Path,
 ) -> Iterator[list[ServerProcess]]:
     """Three server processes on one PostgreSQL database and one Redis (a prefix of their

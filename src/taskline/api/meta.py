@@ -117,15 +117,29 @@ async def api_info(request: Request, response: Response, services: ServicesDep) 
     }
 
 
-@router.get("/health", summary="Health check (asks the database)")
-async def health(services: ServicesDep) -> dict[str, str]:
-    """Answer 200 when the database answers; 503 problem details otherwise.
+@router.get(
+    "/health",
+    summary="Health check (asks the database; reports Redis)",
+    description=(
+        "200 when the database answers; 503 problem details when it does not. "
+        '`status` is `"ok"`, or `"degraded"` while an accelerator is down: `degraded` '
+        'then lists it (`["redis"]` while this process has lost its Redis subscription, '
+        "with `TASKLINE_REDIS_URL` set). Degraded is still 200: publishing keeps committing "
+        "to the database and other processes catch up from the log; the status returns to "
+        '`"ok"` once Redis answers again. `node` names the process that answered.'
+    ),
+)
+async def health(services: ServicesDep) -> dict[str, Any]:
+    """Answer 200 when the database answers (``degraded`` names Redis while it is down);
+    503 problem details otherwise.
 
     ``node`` names the process that answered (one of several behind a port or a proxy).
     """
     await services.ping()
+    degraded = services.degraded()
     return {
-        "status": "ok",
+        "status": "degraded" if degraded else "ok",
+        "degraded": degraded,
         "database": services.backend,
         "version": __version__,
         "node": services.node,

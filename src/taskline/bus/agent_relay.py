@@ -142,6 +142,11 @@ class AgentRelay:
         return f"<AgentRelay node={self.node!r} prefix={self.prefix!r}>"
 
     @property
+    def connected(self) -> bool:
+        """True while the listener holds this node's subscription (False while it reconnects)."""
+        return self._pubsub is not None
+
+    @property
     def refresh_interval(self) -> float:
         """Seconds between refreshes of this node's keys (and sweeps)."""
         return self.presence_ttl / 3

@@ -15,7 +15,8 @@ Edges:
   ``max_reconnect_delay``, with jitter) until ``close``.
 * Redis failures surface as :class:`~taskline.domain.errors.StorageError` chained ``from`` the
   driver's error: from ``start`` (cannot subscribe) and from ``publish`` (cannot publish; the
-  local callbacks have run by then). No ``redis`` exception leaves this module.
+  local callbacks have run by then; a connection the pool kept from before an outage is
+  tried once more on a fresh one). No ``redis`` exception leaves this module.
 * Malformed payloads on the channel are logged and ignored.
 """
 
@@ -32,6 +33,7 @@ import orjson
 from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from taskline.bus.notifier import BatchCallback, call_callbacks
@@ -125,7 +127,8 @@ class RedisNotifier:
 
     @property
     def connected(self) -> bool:
-        """True while the listener holds a subscription (it may still be reconnecting)."""
+        """True while the listener holds a subscription; False from the moment it sees the
+        link fail until it has subscribed again (``/health`` reports ``degraded`` then)."""
         return self._pubsub is not None
 
     def subscribe(self, callback: BatchCallback) -> None:
@@ -188,7 +191,12 @@ class RedisNotifier:
         )
         await call_callbacks(self._callbacks, batch)
         with _redis_errors(f"publish {len(batch)} event(s) to channel {self.channel!r}"):
-            await self._client.publish(self.channel, payload)
+            try:
+                await self._client.publish(self.channel, payload)
+            except RedisConnectionError:
+                # a pooled connection broken by an outage that is over: the pool dropped it,
+                # so one more try takes a fresh one (and fails at once if Redis is still down)
+                await self._client.publish(self.channel, payload)
 
     async def close(self) -> None:
         """Stop the listener, then close the subscription and the connection pool.

@@ -14,7 +14,7 @@ the bus. This is also the one place that will decide who may do what.
 import os
 from collections.abc import Sequence
 
-from taskline.bus import AgentRelay, EventBus
+from taskline.bus import AgentRelay, EventBus, RedisNotifier
 from taskline.domain.effects import DEFAULT_MAX_STATE_BYTES
 from taskline.realtime import ConnectionManager
 from taskline.realtime.agents import AgentHub
@@ -144,6 +144,17 @@ class Services:
     async def ping(self) -> None:
         """Ask the database; raises :class:`StorageError` when it does not answer."""
         await self.database.ping()
+
+    def degraded(self) -> list[str]:
+        """The accelerators that are down now: ``["redis"]`` while the event channel's or the
+        agent relay's Redis subscription is lost (publishing still commits to the database;
+        other processes catch up from the log), ``[]`` otherwise (and without Redis)."""
+        notifier = self.bus.notifier
+        down = isinstance(notifier, RedisNotifier) and not notifier.connected
+        relay = self.hub.relay
+        if relay is not None and not relay.connected:
+            down = True
+        return ["redis"] if down else []
 
     async def start(self) -> None:
         """Start the agent hub, the sweepers (leases, requests) and the webhook loops."""

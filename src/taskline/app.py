@@ -44,7 +44,7 @@ from taskline.mcp import McpServer
 from taskline.realtime import ConnectionManager
 from taskline.service import Services
 from taskline.service.demo import seed_demo_board
-from taskline.service.webhooks import WebhookService
+from taskline.service.webhooks import DeliveryPolicy, WebhookService
 from taskline.settings import Settings
 from taskline.store.database import Database
 from taskline.web import routes as web_routes
@@ -143,14 +143,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         request_sweep_interval=settings.request_sweep_interval,
         webhooks=WebhookService(
             database,
-            timeout=settings.webhook_timeout,
-            max_attempts=settings.webhook_max_attempts,
-            backoff_base=settings.webhook_backoff,
-            backoff_max=settings.webhook_backoff_max,
-            concurrency=settings.webhook_concurrency,
-            poll_interval=settings.webhook_poll_interval,
+            DeliveryPolicy(
+                timeout=settings.webhook_timeout,
+                max_attempts=settings.webhook_max_attempts,
+                backoff_base=settings.webhook_backoff,
+                backoff_max=settings.webhook_backoff_max,
+                concurrency=settings.webhook_concurrency,
+                poll_interval=settings.webhook_poll_interval,
+                user_agent=f"Taskline-Webhooks/{__version__}",
+            ),
             retention_days=settings.webhook_retention_days,
-            user_agent=f"Taskline-Webhooks/{__version__}",
         ),
         agent_relay=agent_relay,
         node=node,

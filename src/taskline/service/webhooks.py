@@ -27,6 +27,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -55,7 +56,7 @@ from taskline.domain.webhooks import (
 from taskline.store.database import Database
 from taskline.store.webhooks import Claimed, WebhookStore
 
-__all__ = ["WebhookDispatcher", "WebhookSender", "WebhookService"]
+__all__ = ["DeliveryPolicy", "WebhookDispatcher", "WebhookSender", "WebhookService"]
 
 logger = logging.getLogger("taskline.webhooks")
 
@@ -245,45 +246,50 @@ def _delivery(
     }
 
 
-class WebhookSender:
-    """Sends due deliveries with retries (see the module docstring).
+@dataclass(frozen=True, slots=True)
+class DeliveryPolicy:
+    """How deliveries are sent: shared by the sender and the dispatcher.
 
-    Args:
+    Attributes:
         timeout: seconds one request may take in all (connect, send, answer).
         max_attempts: attempts before a delivery is ``failed``.
         backoff_base, backoff_max: the wait after the first failed attempt, doubled after
             each further one, up to ``backoff_max``.
         concurrency: requests in flight at most (a slow receiver holds one slot).
         poll_interval: seconds between two looks for due deliveries when nothing woke it.
-        transport: an httpx transport (None: the network).
         user_agent: the ``User-Agent`` of the requests.
+    """
+
+    timeout: float = 10.0
+    max_attempts: int = 8
+    backoff_base: float = 5.0
+    backoff_max: float = 3600.0
+    concurrency: int = 8
+    poll_interval: float = 1.0
+    user_agent: str = "Taskline-Webhooks"
+
+
+class WebhookSender:
+    """Sends due deliveries with retries (see the module docstring).
+
+    Args:
+        policy: timeouts, attempts, backoff, concurrency, polling and ``User-Agent``.
+        transport: an httpx transport (None: the network).
         idle: True when no webhook is enabled: then it looks for due deliveries (tests,
-            retries of tests) only every ``10 * poll_interval``, or when woken.
+            retries of tests) only every ``10 * policy.poll_interval``, or when woken.
     """
 
     def __init__(
         self,
         database: Database,
+        policy: DeliveryPolicy,
         *,
-        timeout: float = 10.0,
-        max_attempts: int = 8,
-        backoff_base: float = 5.0,
-        backoff_max: float = 3600.0,
-        concurrency: int = 8,
-        poll_interval: float = 1.0,
         transport: httpx.AsyncBaseTransport | None = None,
-        user_agent: str = "Taskline-Webhooks",
         idle: Callable[[], bool] = lambda: False,
     ) -> None:
         self.database = database
-        self.user_agent = user_agent
+        self.policy = policy
         self.idle = idle
-        self.timeout = timeout
-        self.max_attempts = max_attempts
-        self.backoff_base = backoff_base
-        self.backoff_max = backoff_max
-        self.concurrency = concurrency
-        self.poll_interval = poll_interval
         self.transport = transport
         self._wake = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
@@ -309,10 +315,10 @@ class WebhookSender:
         if self._loop is None or self._loop.done():
             self._client = httpx.AsyncClient(
                 transport=self.transport,
-                timeout=self.timeout,
+                timeout=self.policy.timeout,
                 follow_redirects=False,
-                headers={"User-Agent": self.user_agent},
-                limits=httpx.Limits(max_connections=self.concurrency),
+                headers={"User-Agent": self.policy.user_agent},
+                limits=httpx.Limits(max_connections=self.policy.concurrency),
             )
             self._loop = asyncio.create_task(self._run(), name="taskline-webhook-sender")
 
@@ -332,11 +338,11 @@ class WebhookSender:
         woken = True
         while True:
             self._wake.clear()
-            wait = self.poll_interval
+            wait = self.policy.poll_interval
             try:
-                free = self.concurrency - len(self._in_flight)
+                free = self.policy.concurrency - len(self._in_flight)
                 if not woken and self.idle():
-                    wait = 10 * self.poll_interval
+                    wait = 10 * self.policy.poll_interval
                 elif free > 0:
                     claimed = await self._claim(free)
                     for delivery in claimed:
@@ -364,7 +370,7 @@ class WebhookSender:
 
     async def _claim(self, limit: int) -> list[Claimed]:
         now = utc_now()
-        until = now + timedelta(seconds=self.timeout + _CLAIM_MARGIN)
+        until = now + timedelta(seconds=self.policy.timeout + _CLAIM_MARGIN)
         async with self.database.write() as session:
             store = WebhookStore(session, postgresql=not self.database.is_sqlite)
             return await store.claim(now=now, until=until, limit=limit)
@@ -411,10 +417,11 @@ class WebhookSender:
         if ok:
             status, next_at = "delivered", None
             self.delivered += 1
-        elif give_up or delivery.attempt >= self.max_attempts:
+        elif give_up or delivery.attempt >= self.policy.max_attempts:
             status, next_at = "failed", None
         else:
-            wait = backoff(delivery.attempt, base=self.backoff_base, maximum=self.backoff_max)
+            policy = self.policy
+            wait = backoff(delivery.attempt, base=policy.backoff_base, maximum=policy.backoff_max)
             status, next_at = "pending", now + timedelta(seconds=wait)
         following: list[Claimed] = []
         try:
@@ -432,7 +439,7 @@ class WebhookSender:
                     now=now,
                 )
                 if self._loop is not None:  # not stopping
-                    until = now + timedelta(seconds=self.timeout + _CLAIM_MARGIN)
+                    until = now + timedelta(seconds=self.policy.timeout + _CLAIM_MARGIN)
                     following = await store.claim(now=now, until=until, limit=1)
         except Exception:  # the claim runs out and the delivery is sent again
             logger.exception("recording webhook delivery %s failed", delivery.id)
@@ -455,7 +462,7 @@ class WebhookSender:
             "webhook-signature": sign(secret_key(delivery.secret), delivery.id, timestamp, body),
         }
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(self.policy.timeout):
                 request = self._client.build_request(
                     "POST", delivery.url, content=body, headers=headers
                 )
@@ -470,7 +477,7 @@ class WebhookSender:
                 finally:
                     await response.aclose()
         except TimeoutError:
-            return None, f"no answer within {self.timeout:g} s"
+            return None, f"no answer within {self.policy.timeout:g} s"
         except Exception as exc:  # httpx's errors, an URL it cannot use (port 99999), …
             return None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         if 200 <= response.status_code < 300:
@@ -484,40 +491,27 @@ class WebhookService:
     dispatcher and the sender that deliver to them.
 
     Args:
-        timeout, max_attempts, backoff_base, backoff_max, concurrency: the sender's.
-        poll_interval: the dispatcher's and the sender's.
+        policy: how deliveries are sent (None: the defaults of :class:`DeliveryPolicy`);
+            its ``poll_interval`` is also the dispatcher's.
         retention_days: finished deliveries older than this are deleted (hourly).
-        transport, user_agent: the sender's.
+        transport: the sender's (None: the network).
     """
 
     def __init__(
         self,
         database: Database,
+        policy: DeliveryPolicy | None = None,
         *,
-        timeout: float = 10.0,
-        max_attempts: int = 8,
-        backoff_base: float = 5.0,
-        backoff_max: float = 3600.0,
-        concurrency: int = 8,
-        poll_interval: float = 1.0,
         retention_days: float = 7.0,
         transport: httpx.AsyncBaseTransport | None = None,
-        user_agent: str = "Taskline-Webhooks",
     ) -> None:
         self.database = database
         self.retention_days = retention_days
-        self.sender = WebhookSender(
-            database,
-            timeout=timeout,
-            max_attempts=max_attempts,
-            backoff_base=backoff_base,
-            backoff_max=backoff_max,
-            concurrency=concurrency,
-            poll_interval=poll_interval,
-            transport=transport,
-            user_agent=user_agent,
+        policy = policy or DeliveryPolicy()
+        self.sender = WebhookSender(database, policy, transport=transport)
+        self.dispatcher = WebhookDispatcher(
+            database, self.sender.wake, poll_interval=policy.poll_interval
         )
-        self.dispatcher = WebhookDispatcher(database, self.sender.wake, poll_interval=poll_interval)
         self.sender.idle = self.dispatcher.idle
         self._pruner: asyncio.Task[None] | None = None
 

@@ -9,7 +9,7 @@ from taskline.api.deps import ActorDep, ServicesDep
 from taskline.api.json_body import JsonBodyRoute
 from taskline.api.paths import TaskId
 from taskline.api.preconditions import send_etag
-from taskline.api.responses import JSONBytes, document
+from taskline.api.responses import JSONBytes, document, problem_doc
 from taskline.domain.models import ResourceId, Tag, Task
 
 __all__ = ["ClaimRequest", "RenewRequest", "router"]
@@ -17,15 +17,11 @@ __all__ = ["ClaimRequest", "RenewRequest", "router"]
 router = APIRouter(prefix="/api/v1/tasks", tags=["claims"], route_class=JsonBodyRoute)
 
 
-def _problem(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/problem+json": {}}}
-
-
 _AUTH: dict[int | str, dict[str, Any]] = {
-    401: _problem("No credentials, or refused ones."),
-    403: _problem("The role may not claim (viewers), or an agent's token names another agent."),
+    401: problem_doc("No credentials, or refused ones."),
+    403: problem_doc("The role may not claim (viewers), or an agent's token names another agent."),
 }
-_LEASE_CONFLICT = _problem(
+_LEASE_CONFLICT = problem_doc(
     "The caller does not hold the task's lease: another agent does (holder, lease_token), "
     "the caller's lease ran out, or nobody holds the task (holder null; task_status)."
 )
@@ -87,9 +83,9 @@ def _answer(task: Task) -> Response:
     responses={
         204: {"description": "No pending task matches."},
         **_AUTH,
-        404: _problem("A person named an agent that does not exist."),
-        409: _problem("The database refused the change (a conflicting write)."),
-        422: _problem("A person named no agent_id; lease_seconds out of bounds; a bad body."),
+        404: problem_doc("A person named an agent that does not exist."),
+        409: problem_doc("The database refused the change (a conflicting write)."),
+        422: problem_doc("A person named no agent_id; lease_seconds out of bounds; a bad body."),
     },
 )
 async def claim_task(
@@ -120,9 +116,9 @@ async def claim_task(
     summary="Renew a claimed task's lease",
     responses={
         **_AUTH,
-        404: _problem("No such task."),
+        404: problem_doc("No such task."),
         409: _LEASE_CONFLICT,
-        422: _problem("lease_seconds out of bounds; a bad body."),
+        422: problem_doc("lease_seconds out of bounds; a bad body."),
     },
 )
 async def renew_lease(
@@ -142,9 +138,9 @@ async def renew_lease(
     summary="Give a claimed task back",
     responses={
         **_AUTH,
-        404: _problem("No such task."),
+        404: problem_doc("No such task."),
         409: _LEASE_CONFLICT,
-        422: _problem("A bad request."),
+        422: problem_doc("A bad request."),
     },
 )
 async def release_task(task_id: TaskId, services: ServicesDep, actor: ActorDep) -> Response:

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, Request, Response
 
 from taskline.api.deps import SettingsDep
+from taskline.api.responses import problem_doc
 from taskline.domain.errors import PreconditionRequiredError
 from taskline.domain.preconditions import IF_MATCH_REGEX, IfMatch, etag
 
@@ -18,15 +19,11 @@ __all__ = ["CONDITIONAL", "IfMatchDep", "send_etag"]
 
 #: The answers a conditional change adds, for the OpenAPI document of its route.
 CONDITIONAL: dict[int | str, dict[str, Any]] = {
-    412: {
-        "description": "If-Match names a version the task is no longer at (problem details "
-        "with current_version; ETag: the current one).",
-        "content": {"application/problem+json": {}},
-    },
-    428: {
-        "description": "The server requires If-Match on changes (TASKLINE_REQUIRE_IF_MATCH).",
-        "content": {"application/problem+json": {}},
-    },
+    412: problem_doc(
+        "If-Match names a version the task is no longer at (problem details "
+        "with current_version; ETag: the current one)."
+    ),
+    428: problem_doc("The server requires If-Match on changes (TASKLINE_REQUIRE_IF_MATCH)."),
 }
 
 

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from taskline.api.deps import ActorDep, ServicesDep
 from taskline.api.json_body import JsonBodyRoute
 from taskline.api.paths import RequestId, TaskId
-from taskline.api.responses import JSONBytes, document
+from taskline.api.responses import JSONBytes, document, problem_doc
 from taskline.domain.models import ResourceId
 from taskline.domain.requests import (
     MAX_LISTED,
@@ -25,12 +25,8 @@ __all__ = ["CancelRequest", "RequestList", "router"]
 router = APIRouter(prefix="/api/v1", tags=["requests"], route_class=JsonBodyRoute)
 
 
-def _problem(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/problem+json": {}}}
-
-
-_401 = _problem("No credentials, or refused ones.")
-_READ: dict[int | str, dict[str, Any]] = {401: _401, 403: _problem("The role may not read.")}
+_401 = problem_doc("No credentials, or refused ones.")
+_READ: dict[int | str, dict[str, Any]] = {401: _401, 403: problem_doc("The role may not read.")}
 
 
 class RequestList(BaseModel):
@@ -64,13 +60,13 @@ def _many(requests: list[Request]) -> Response:
     summary="Ask a person: open a question or an approval on a task",
     responses={
         401: _401,
-        403: _problem("Viewers; an agent's token on a task that is not assigned to its agent."),
-        404: _problem("No such task."),
-        409: _problem(
+        403: problem_doc("Viewers; an agent's token on a task that is not assigned to its agent."),
+        404: problem_doc("No such task."),
+        409: problem_doc(
             "The task has ended (completed, failed, cancelled); an agent that does not hold "
             "the task's lease; a conflicting write."
         ),
-        422: _problem(
+        422: problem_doc(
             "A bad body: an approval without action, a question with one, response_schema "
             "that is not a JSON Schema, repeated choices, expires_in out of bounds."
         ),
@@ -89,7 +85,7 @@ async def open_request(
     "/tasks/{task_id:id}/requests",
     response_model=RequestList,
     summary="List a task's requests",
-    responses={**_READ, 404: _problem("No such task.")},
+    responses={**_READ, 404: problem_doc("No such task.")},
 )
 async def list_task_requests(
     task_id: TaskId,
@@ -107,7 +103,7 @@ async def list_task_requests(
     "/requests",
     response_model=RequestList,
     summary="List requests across tasks (the inbox)",
-    responses={**_READ, 404: _problem("task_id names no task.")},
+    responses={**_READ, 404: problem_doc("task_id names no task.")},
 )
 async def list_requests(
     services: ServicesDep,
@@ -129,7 +125,7 @@ async def list_requests(
     "/requests/{request_id:id}",
     response_model=Request,
     summary="Get a request, or wait until it is answered",
-    responses={**_READ, 404: _problem("No such request.")},
+    responses={**_READ, 404: problem_doc("No such request.")},
 )
 async def get_request(
     request_id: RequestId,
@@ -159,10 +155,12 @@ async def get_request(
     summary="Answer a question, or approve or reject an approval",
     responses={
         401: _401,
-        403: _problem("Only people (members, admins) answer: not viewers, not agents."),
-        404: _problem("No such request."),
-        409: _problem("The request is not open: answered, approved, rejected, expired, cancelled."),
-        422: _problem(
+        403: problem_doc("Only people (members, admins) answer: not viewers, not agents."),
+        404: problem_doc("No such request."),
+        409: problem_doc(
+            "The request is not open: answered, approved, rejected, expired, cancelled."
+        ),
+        422: problem_doc(
             "The answer fails the request's choices or response_schema; a question answered "
             "without 'answer', an approval without 'decision'; a bad body."
         ),
@@ -183,10 +181,10 @@ async def answer_request(
     summary="Cancel a request",
     responses={
         401: _401,
-        403: _problem("Viewers; an agent that did not ask it and does not work on the task."),
-        404: _problem("No such request."),
-        409: _problem("The request is not open; an agent that does not hold the task's lease."),
-        422: _problem("A bad body."),
+        403: problem_doc("Viewers; an agent that did not ask it and does not work on the task."),
+        404: problem_doc("No such request."),
+        409: problem_doc("The request is not open; an agent that does not hold the task's lease."),
+        422: problem_doc("A bad body."),
     },
 )
 async def cancel_request(

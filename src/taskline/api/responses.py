@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from taskline.domain.json_bounds import readable
 
-__all__ = ["JSONBytes", "document"]
+__all__ = ["JSONBytes", "document", "problem_doc"]
 
 logger = logging.getLogger("taskline.api")
 
@@ -46,3 +46,8 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list) and value and isinstance(value[0], BaseModel):
         return [_plain(item) for item in value]
     return value
+
+
+def problem_doc(description: str) -> dict[str, Any]:
+    """One entry of a route's OpenAPI ``responses``: an error answered as problem+json."""
+    return {"description": description, "content": {"application/problem+json": {}}}

@@ -39,8 +39,8 @@ from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
 from taskline.cli.main import taskline
+from tests.support.agui import parse_sse
 from tests.support.server import LiveServer, free_port
-from tests.test_agui_run import parse_sse
 
 RECEIVED: list[RunAgentInput] = []
 

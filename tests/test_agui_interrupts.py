@@ -29,11 +29,11 @@ from taskline.domain.requests import (
 )
 from taskline.service.agui_gateway import task_id_for_thread
 from taskline.settings import Settings
+from tests.support.agui import docs_folder, parse_sse, post_run, run_input, serving
 from tests.support.server import LiveServer
 from tests.support.waiting import wait_until
 from tests.support.ws import open_ws
 from tests.test_agui_bridge import remote_agent
-from tests.test_agui_run import parse_sse, post_run, run_input
 
 __all__ = ["remote_agent"]  # the module fixture, shared with the bridge's tests
 
@@ -41,24 +41,13 @@ __all__ = ["remote_agent"]  # the module fixture, shared with the bridge's tests
 @pytest.fixture
 def approving_server(database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
     """A server whose built-in agent reviews ``tmp_path`` and asks before writing the report."""
-    settings = Settings(
-        database_url=database_url,
-        review_roots=(str(tmp_path),),
-        agent_approve=("write_report",),
+    yield from serving(
+        Settings(
+            database_url=database_url,
+            review_roots=(str(tmp_path),),
+            agent_approve=("write_report",),
+        )
     )
-    server = LiveServer(settings)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def folder(tmp_path: Path) -> Path:
-    root = tmp_path / "docs"
-    root.mkdir()
-    (root / "a.md").write_text("# A\n\nTODO: write more.\n")
-    return root
 
 
 def resume(body: dict[str, Any], *entries: dict[str, Any]) -> dict[str, Any]:
@@ -78,7 +67,7 @@ async def test_the_builtin_agent_interrupts_for_approval_and_goes_on_when_resume
     request (reason, message, responseSchema, metadata); the task waits (in progress, needs
     input). A resume approving it answers the request, and the same review goes on to
     completion in the second run; the runs list shows both, the watch shows the interrupt."""
-    body, frames = await interrupted_run(approving_server, folder(tmp_path))
+    body, frames = await interrupted_run(approving_server, docs_folder(tmp_path))
     last = frames[-1]
     assert last["type"] == "RUN_FINISHED" and last["runId"] == body["runId"], last
     assert frames[-2]["type"] == "STATE_SNAPSHOT"
@@ -128,7 +117,7 @@ async def test_the_builtin_agent_interrupts_for_approval_and_goes_on_when_resume
 async def test_a_rejected_approval_fails_the_run_with_the_rejection(
     approving_server: LiveServer, tmp_path: Path
 ) -> None:
-    body, frames = await interrupted_run(approving_server, folder(tmp_path))
+    body, frames = await interrupted_run(approving_server, docs_folder(tmp_path))
     interrupt_id = frames[-1]["outcome"]["interrupts"][0]["id"]
     payload = {"approved": False, "comment": "not today"}
     entry = {"interruptId": interrupt_id, "status": "resolved", "payload": payload}
@@ -147,7 +136,7 @@ async def test_resume_input_that_does_not_fit_is_a_run_error(
     """AG-UI's rules: a new input on a thread with open interrupts must answer all of them;
     an unknown interrupt id or a payload that does not fit is a RUN_ERROR; the request
     stays open meanwhile, and a good resume still works afterwards."""
-    body, frames = await interrupted_run(approving_server, folder(tmp_path))
+    body, frames = await interrupted_run(approving_server, docs_folder(tmp_path))
     interrupt_id = frames[-1]["outcome"]["interrupts"][0]["id"]
     again = await post_run(approving_server, run_input(body["threadId"], "what now?"))
     assert again[-1]["type"] == "RUN_ERROR" and again[-1]["code"] == "interrupt_pending"
@@ -279,7 +268,7 @@ async def test_an_interrupt_answered_in_the_inbox_lets_the_run_go_on(
     """A person approves from the inbox (REST) instead of a resume: the same run goes on and
     completes; the runs list follows (interrupted, then completed) and the watch stream shows
     the run starting again after its interrupt."""
-    body, frames = await interrupted_run(approving_server, folder(tmp_path))
+    body, frames = await interrupted_run(approving_server, docs_folder(tmp_path))
     interrupt_id = frames[-1]["outcome"]["interrupts"][0]["id"]
     task_id = task_id_for_thread(body["threadId"])
     http = httpx.Client(base_url=approving_server.url, timeout=10)

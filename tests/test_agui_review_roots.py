@@ -17,8 +17,8 @@ import pytest
 
 from taskline.service.agui_gateway import task_id_for_thread
 from taskline.settings import Settings
+from tests.support.agui import post_run, run_input
 from tests.support.server import LiveServer
-from tests.test_agui_run import post_run, run_input
 
 SECRET = "SECRET-HEADING-7f3a"
 HIDDEN = "HIDDEN-NOTE-51c2"

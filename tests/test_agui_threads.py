@@ -4,7 +4,6 @@ attributed ``task_started``), whichever door the run comes through (``POST /api/
 with their outcomes (``GET /api/v1/tasks/{id}/runs``)."""
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,30 +19,11 @@ from taskline.domain.events import WebSocketMessage
 from taskline.domain.runs import RunOutcome, runs_of
 from taskline.domain.status import TaskStatus, check_run_start
 from taskline.service.agui_gateway import task_id_for_thread
-from taskline.settings import Settings
+from tests.support.agui import docs_folder, parse_sse, post_run, review_server, run_input
 from tests.support.server import LiveServer
 from tests.test_agui_bridge import RECEIVED, remote_agent
-from tests.test_agui_run import parse_sse, post_run, run_input
 
-__all__ = ["remote_agent"]  # the module fixture, shared with the bridge's tests
-
-
-@pytest.fixture
-def review_server(database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
-    """A running server on each backend whose built-in agent may review ``tmp_path``."""
-    server = LiveServer(Settings(database_url=database_url, review_roots=(str(tmp_path),)))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def folder(tmp_path: Path) -> Path:
-    root = tmp_path / "docs"
-    root.mkdir()
-    (root / "a.md").write_text("# A\n\nTODO: write more.\n")
-    return root
+__all__ = ["remote_agent", "review_server"]  # fixtures: the bridge's, tests/support/agui.py's
 
 
 def events_of(http: httpx.Client, task_id: str, types: str = "") -> list[dict[str, Any]]:
@@ -127,7 +107,7 @@ async def test_a_second_agui_run_reopens_the_completed_task(
     """Two runs on one thread: the second reopens the completed task (``task_started`` with
     ``reopened_from``, by the built-in agent), finishes, and both are listed as completed;
     the watch stream shows the second run as a run of its own."""
-    root = folder(tmp_path)
+    root = docs_folder(tmp_path)
     thread = str(uuid.uuid4())
     task_id = task_id_for_thread(thread)
     first = run_input(thread, str(root))

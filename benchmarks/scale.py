@@ -7,17 +7,22 @@ One run (issue 16, "Benchmarks"), everything on 127.0.0.1, so that its figures a
 
 1. **Throughput with 1, 2 and 3 processes.** For each count N, N fresh ``taskline serve``
    processes (each on its own port) on a scratch PostgreSQL database and Redis (a prefix of
-   this run's own), one task, ``--subscribers`` WebSocket subscribers (the Node ``ws`` client
-   of ``benchmarks/fanout.py``, one Node process per server) spread evenly over the N servers,
-   and ``--publishers`` publishers posting batches of ``--batch`` events as fast as they are
-   answered, publisher j to server j mod N, for ``--duration`` seconds. Reported: events/s
-   committed (acknowledged by the API), deliveries/s received (delivered / (last receipt -
-   first publish)), % delivered, and the CPU (``/proc/PID/stat`` utime+stime) used in the
-   window by the servers, this database's PostgreSQL backends, the Redis server (shared with
-   whatever else uses it), Node and this process, as % of one core, next to how busy the
-   machine's cores were: where the limit is. Ratios are against 1 process. With ``--rounds 2``
-   the counts run as 1, 2, 3, 3, 2, 1 (each figure the mean of its two, both in the JSON), so
-   a noisy moment of the shared machine does not land on one count only.
+   this run's own), ``--tasks`` tasks, ``--subscribers`` WebSocket subscribers (the Node ``ws``
+   client of ``benchmarks/fanout.py``, one Node process per server and task) spread evenly
+   over the servers and the tasks (so (N-1)/N of the deliveries cross processes through
+   Redis), and ``--publishers`` publishers posting batches of ``--batch`` events as fast as
+   they are answered, publisher j to task j mod T on server j mod N (with as many publishers
+   as tasks, each task is written by one process), for ``--duration`` seconds. Reported:
+   events/s committed (acknowledged by the API), deliveries/s received (delivered / (last
+   receipt - first publish)), % delivered, the CPU (``/proc/PID/stat`` utime+stime) used in
+   the window by the servers, this database's PostgreSQL backends, the Redis server (shared
+   with whatever else uses it), Node and this process, as % of one core, next to how busy the
+   machine's cores were and how much of that was other work: where the limit is. Costs that
+   do not depend on how much of the machine other work took: server CPU per delivery,
+   PostgreSQL CPU per committed event, and the servers' memory grown per subscriber
+   connected. Ratios are against 1 process. With ``--rounds 2`` the counts run as 1, 2, 3,
+   3, 2, 1 (each figure the mean of its two, both in the JSON), so a noisy moment of the
+   shared machine does not land on one count only.
 2. **Latency through nginx beside direct, and cross-process beside same-process.** Two fresh
    servers A and B, nginx (``docs/deploy-nginx.conf``, started by ``tests/support/nginx.py``)
    with A as its only upstream, and three groups of ``--latency-subscribers`` subscribers at
@@ -72,6 +77,7 @@ from fanout import (
     free_port,
     interrupt,
     raise_open_files_limit,
+    rss_kb,
     wrapper,
 )
 from rawhttp import scratch_postgres
@@ -452,9 +458,11 @@ async def throughput(
             for (_, task), share in zip(pairs, split(config.subscribers, len(pairs)), strict=True):
                 per_task[task] += share
             deadline = config.duration + config.grace + 300
+            rss_before = sum(rss_kb(pid) for pid in cluster.pids())
             nodes = await open_subscribers(
                 urls, config.subscribers, run, deadline, cluster.workdir, cluster.access
             )
+            rss_growth = sum(rss_kb(pid) for pid in cluster.pids()) - rss_before
             try:
                 # warm-up (run 0: the subscribers ignore it), then the measured window
                 for task in tasks:
@@ -544,6 +552,8 @@ async def throughput(
         "out_of_order": sum(int(s["out_of_order"]) for s in summaries),
         "duplicates": sum(int(s["duplicates"]) for s in summaries),
         "closed_by_server": sum(sum(s["closes"].values()) for s in summaries),
+        # the servers' resident memory grown by connecting the (idle) subscribers
+        "server_rss_kib_per_subscriber": round(rss_growth / config.subscribers, 1),
         "latency_worst_node_ms": {
             q: max((s["latency_ms"][q] or 0) for s in summaries) for q in ("p50", "p99")
         },
@@ -663,7 +673,7 @@ async def latency(run: int, cluster: Cluster, config: Config) -> dict[str, Any]:
 
 def mean_by_count(modes: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
     """Per process count: the mean of its rounds' figures (and each core's busy %)."""
-    keys = ("events_per_s", "deliveries_per_s", "delivered_pct")
+    keys = ("events_per_s", "deliveries_per_s", "delivered_pct", "server_rss_kib_per_subscriber")
     merged: dict[int, dict[str, Any]] = {}
     for count in sorted({m["processes"] for m in modes}):
         runs = [m for m in modes if m["processes"] == count]
@@ -758,7 +768,7 @@ def print_report(results: dict[str, Any]) -> None:
     )
     print(
         f"{'procs':>5} {'events/s':>9} {'ratio':>6} {'deliv/s':>10} {'ratio':>6} {'deliv%':>7}"
-        f" {'srv us/deliv':>12} {'ratio':>6} {'pg us/event':>11}  limit"
+        f" {'srv us/deliv':>12} {'ratio':>6} {'pg us/event':>11} {'KiB/sub':>7}  limit"
     )
     for count, row in rows.items():
         print(
@@ -766,6 +776,7 @@ def print_report(results: dict[str, Any]) -> None:
             f" {row['deliveries_per_s']:>10,.0f} {row['deliveries_per_s_ratio']:>5}x"
             f" {row['delivered_pct']:>6}% {row['server_cpu_us_per_delivery']:>12}"
             f" {row['server_cpu_per_delivery_ratio']:>5}x {row['postgres_cpu_us_per_event']:>11}"
+            f" {row['server_rss_kib_per_subscriber']:>7}"
             f"  {limit_of(row)}"
         )
     print(f"\nCPU in the window, % of one core (the machine has {os.cpu_count()} cores)")

@@ -17,7 +17,7 @@ export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test lint typecheck pytest bench bench-fanout bench-claims bench-requests bench-mcp bench-webhooks install sync sync-run check-lock \
+.PHONY: run test lint typecheck pytest bench bench-fanout bench-claims bench-requests bench-mcp bench-webhooks bench-scale install sync sync-run check-lock \
 	old-venv lock lock-upgrade tools clean chromium nginx
 
 # The UI tests drive Debian's Chromium (Playwright's own browser download is not used).
@@ -104,6 +104,8 @@ bench-claims: sync ; $(BIN)/python benchmarks/claims.py
 bench-requests: sync ; $(BIN)/python benchmarks/requests.py
 bench-mcp: sync ; $(BIN)/python benchmarks/mcp_calls.py
 bench-webhooks: sync ; $(BIN)/python benchmarks/webhooks.py
+# several processes on PostgreSQL + Redis, nginx; BENCH_ARGS=--quick for the 2-minute run
+bench-scale: sync nginx ; $(BIN)/python benchmarks/scale.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

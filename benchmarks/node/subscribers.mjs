@@ -284,6 +284,7 @@ function summary() {
     latency_ms: {
       p50: round(percentile(0.5, stats.delivered)),
       p90: round(percentile(0.9, stats.delivered)),
+      p95: round(percentile(0.95, stats.delivered)),
       p99: round(percentile(0.99, stats.delivered)),
       max: round(stats.delivered ? stats.latencyMax : null),
       mean: round(stats.delivered ? stats.latencySum / stats.delivered : null),

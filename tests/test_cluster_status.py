@@ -15,7 +15,9 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from redis.asyncio import Redis as AsyncRedis
 
+from taskline.bus.node_stats import NodeStats
 from taskline.domain.ids import new_id
 from taskline.settings import Settings
 from tests.support.databases import empty_database, unavailable
@@ -222,3 +224,36 @@ async def test_with_redis_down_the_status_still_answers_with_this_node(
     assert status["cluster_view"] == "unavailable"
     (entry,) = status["cluster"]
     assert entry["node"] == status["node"] and entry["connections"] == 1
+
+
+async def test_reports_gone_or_not_json_objects_are_left_out(redis_url: str) -> None:
+    """NodeStats on the test Redis: an id whose report expired is forgotten, a report that
+    is not a JSON object is skipped, and closing deletes this node's report."""
+    prefix = new_id("test")
+    stats = NodeStats(
+        redis_url,
+        node="node_a",
+        figures=lambda: {"connections": 2},
+        interval=INTERVAL,
+        prefix=prefix,
+    )
+    client = AsyncRedis.from_url(redis_url)
+    try:
+        await client.sadd(f"{prefix}:nodes", "node_bad", "node_gone")
+        await client.set(f"{prefix}:node-stats:node_bad", b"[1, 2]", px=60_000)
+        await stats.start()
+
+        async def reported() -> list[dict[str, Any]]:
+            return [r for r in await stats.cluster() if r["node"] == "node_a"]
+
+        (report,) = await async_wait_until(reported, message="node_a's first report")
+        assert report["connections"] == 2 and report["seconds_since_report"] >= 0
+        assert [r["node"] for r in await stats.cluster()] == ["node_a"]
+        assert not await client.sismember(f"{prefix}:nodes", "node_gone")
+        await stats.close()
+        assert await client.exists(f"{prefix}:node-stats:node_a") == 0
+        assert not await client.sismember(f"{prefix}:nodes", "node_a")
+    finally:
+        await stats.close()
+        await client.delete(f"{prefix}:nodes", f"{prefix}:node-stats:node_bad")
+        await client.aclose()

@@ -38,6 +38,7 @@ from taskline.api.body_limit import BodySizeLimit
 from taskline.api.openapi import install_openapi
 from taskline.api.problems import install_problem_handlers
 from taskline.bus import AgentRelay, EventBus, MemoryNotifier, Notifier, RedisNotifier
+from taskline.bus.node_stats import NodeStats
 from taskline.domain.events import EventIn, WebSocketMessage
 from taskline.domain.ids import new_id
 from taskline.mcp import McpServer
@@ -121,6 +122,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.redis_url
         else None
     )
+    # this process's figures in Redis for the cluster view of /api/v1/websocket/status
+    node_stats = (
+        NodeStats(
+            settings.redis_url,
+            node=node,
+            figures=lambda: status.node_figures(connections),
+            interval=settings.node_stats_interval,
+            prefix=settings.redis_prefix,
+        )
+        if settings.redis_url
+        else None
+    )
     bus = EventBus(persist=persist, notifier=notifier)
     bus.add_listener(connections.on_committed)
     services = Services(
@@ -176,10 +189,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await bus.start()
         await connections.start()
         await services.start()
+        if node_stats is not None:
+            await node_stats.start()
         try:
             async with mcp.run():
                 yield
         finally:
+            if node_stats is not None:
+                await node_stats.close()
             await services.stop()
             await connections.stop()
             await bus.close()
@@ -198,6 +215,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.bus = bus
     app.state.connections = connections
     app.state.services = services
+    app.state.node_stats = node_stats
     app.state.mcp = mcp
     install_problem_handlers(app)
     install_openapi(app)

@@ -1,9 +1,11 @@
 """Running a Taskline app under uvicorn, with a shutdown that closes live streams first.
 
 uvicorn's own shutdown closes WebSockets with 1012 and then waits for open responses to end,
-which a Server-Sent Events stream never does. :class:`TasklineServer` first lets the
+which a Server-Sent Events stream never does. :class:`TasklineServer` first stops accepting
+(a proxy in front then sends new connections to another node), then lets the
 ConnectionManager close every WebSocket with 1001 (going away) and end every SSE stream, so
-clients know to resume elsewhere or later, and shutdown does not hang.
+clients know to resume elsewhere or later, and shutdown does not hang. Requests still in
+progress get ``shutdown_timeout`` seconds; then they are cancelled and the process exits.
 """
 
 import resource
@@ -43,6 +45,12 @@ class TasklineServer(uvicorn.Server):
         self.app = app
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # stop accepting first: a client told 1001 reconnects at once, and a proxy must find
+        # this port closed (and try the next node) rather than land it here again
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
         connections: ConnectionManager | None = getattr(self.app.state, "connections", None)
         if connections is not None:
             await connections.stop()
@@ -112,6 +120,8 @@ def build_server(settings: Settings, *, fast_lane: bool = True, **config: object
         # this at net.core.somaxconn)
         "backlog": 8192,
         "timeout_keep_alive": settings.keep_alive_timeout,
+        # after the streams are closed: how long requests in progress may still take
+        "timeout_graceful_shutdown": settings.shutdown_timeout,
     }
     options.update(config)
     # WebSocket upgrades skip uvicorn's HTTP parser with Taskline's protocol (see

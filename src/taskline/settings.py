@@ -126,6 +126,19 @@ class Settings(BaseSettings):
     heartbeat_interval: float = Field(
         default=20.0, gt=0, description="Seconds between server heartbeats on live connections."
     )
+    node_stats_interval: float = Field(
+        default=5.0,
+        gt=0,
+        description="With redis_url: seconds between two publications of this process's "
+        "connection figures to Redis (the cluster view of /api/v1/websocket/status); each "
+        "lives three intervals, so a dead process drops out of the view within that.",
+    )
+    shutdown_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a stopping server (SIGTERM) waits for requests in progress after "
+        "closing its streams (1001) and its listening socket; then it ends them and exits.",
+    )
     stale_after: float = Field(
         default=300.0, gt=0, description="Close a WebSocket with no client frame for this long."
     )

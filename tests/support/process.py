@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 
 from tests.support.server import free_port
+from tests.support.waiting import TIME_SCALE
 
 __all__ = ["ServerProcess"]
 
@@ -45,8 +46,9 @@ class ServerProcess:
         assert self.process is not None, "not started"
         return self.process.pid
 
-    def start(self, timeout: float = 30.0) -> None:
-        """Start the process and return once ``/health`` answers (or raise with its log)."""
+    def start(self, timeout: float = 30.0 * TIME_SCALE) -> None:
+        """Start the process and return once ``/health`` answers (or raise with its log);
+        ``TASKLINE_TEST_TIME_SCALE`` stretches the default ``timeout`` on a slow machine."""
         command = [
             sys.executable,
             "-m",

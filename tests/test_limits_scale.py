@@ -11,6 +11,8 @@ limits are shared again, counting the sockets opened meanwhile.
 Rates are set so low (a token every 100 s) that none flows in while a test runs.
 """
 
+import asyncio
+import logging
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,12 +22,17 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from websockets.asyncio.client import ClientConnection
 
+from taskline.api.fallback import Fallback
+from taskline.bus import RedisRates, RedisSockets
+from taskline.domain.errors import StorageError
 from taskline.domain.ids import new_id
 from tests.support.auth import make_token, make_user
 from tests.support.databases import empty_database, unavailable
 from tests.support.process import ServerProcess
+from tests.support.server import free_port
 from tests.support.waiting import TIME_SCALE, async_wait_until, wait_until
 from tests.support.ws import open_ws, receive
 from tests.test_redis_outage import PrivateRedis
@@ -289,3 +296,120 @@ async def test_with_redis_down_each_process_applies_its_own_limits_and_none_fail
     finally:
         for client in clients:
             client.close()
+
+
+# --- the parts, on the test Redis (two objects stand for two processes) ---------------------
+
+
+@asynccontextmanager
+async def started(*parts: RedisRates | RedisSockets) -> AsyncIterator[None]:
+    for part in parts:
+        await part.start()
+    try:
+        yield
+    finally:
+        for part in parts:
+            await part.close()
+
+
+async def test_one_bucket_in_redis_serves_every_process(redis_url: str) -> None:
+    """Takes through two clients drain one bucket (3, then a wait); the key expires once the
+    bucket would be full again; another principal's bucket and another kind are their own."""
+    prefix = new_id("test")
+    one, two = RedisRates(redis_url, prefix=prefix), RedisRates(redis_url, prefix=prefix)
+    async with started(one, two):
+        taken = [await (one, two)[n % 2].take("write", "token:a", SLOW, 3) for n in range(5)]
+        assert [left for _, left in taken[:3]] == [2, 1, 0]
+        assert [wait for wait, _ in taken[:3]] == [0.0, 0.0, 0.0]
+        assert all(99 < wait <= 100 for wait, _ in taken[3:]), taken  # a token per 100 s
+        assert await one.take("write", "token:b", SLOW, 3) == (0.0, 2)
+        assert await one.take("publish", "token:a", SLOW, 3) == (0.0, 2)
+        ttl = redis.Redis.from_url(redis_url).pttl(one.key("write", "token:a"))
+        assert 0 < int(ttl) <= 301_000  # 3 tokens at 0.01 per second fill in 300 s
+
+
+async def test_unreachable_redis_is_a_storage_error(tmp_path: Path) -> None:
+    """Nothing listens on the port: StorageError (the throttle then counts alone); so
+    before start."""
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    rates, sockets = RedisRates(url), RedisSockets(url, node="node_x")
+    with pytest.raises(StorageError, match="Redis"):
+        await rates.take("write", "token:a", 1.0, 1)
+    async with started(rates, sockets):
+        with pytest.raises(StorageError, match="could not take a write token"):
+            await rates.take("write", "token:a", 1.0, 1)
+        with pytest.raises(StorageError, match="Redis"):
+            await sockets.admit("token:a", "10.0.0.1", per_principal=1, per_address=0, total=0)
+        sockets.counted("token:a", "10.0.0.1")  # admitted by the process alone
+        await sockets.release("token:a", "10.0.0.1")  # never raises
+        assert sockets.counts == {"total": 0}
+
+
+CAPS = {"per_principal": 2, "per_address": 0, "total": 3}
+
+
+async def test_socket_counts_add_up_over_nodes_and_one_takes_the_last_place(
+    redis_url: str,
+) -> None:
+    """A and B count into one total; both asking for the last place at once: one gets it;
+    a release frees it; a node that closes takes its sockets with it."""
+    prefix = new_id("test")
+    a, b = (RedisSockets(redis_url, node=n, prefix=prefix) for n in ("node_a", "node_b"))
+    async with started(a, b):
+        assert await a.admit("token:x", "10.0.0.1", **CAPS) is None
+        assert await b.admit("token:x", "10.0.0.2", **CAPS) is None
+        assert await a.admit("token:x", "10.0.0.1", **CAPS) == "principal"  # 2 in all
+        verdicts = await asyncio.gather(
+            a.admit("token:y", "10.0.0.1", **CAPS), b.admit("token:z", "10.0.0.2", **CAPS)
+        )
+        assert sorted(verdicts, key=str) == [None, "total"]
+        assert a.counts["total"] + b.counts["total"] == 3
+        winner = a if a.counts["total"] == 2 else b
+        await winner.release(*(("token:y", "10.0.0.1") if winner is a else ("token:z", "10.0.0.2")))
+        assert await b.admit("token:w", "10.0.0.2", **CAPS) is None
+        await a.close()  # its sockets (1 or 2) stop counting
+        assert await b.admit("token:v", "10.0.0.3", **CAPS) is None
+
+
+async def test_a_socket_counted_alone_reaches_redis_at_the_next_renewal(redis_url: str) -> None:
+    """A socket admitted while A could not reach Redis (counted) is written into A's hash
+    when A renews it; so is a hash lost in Redis (a restart): B then counts A's sockets."""
+    prefix = new_id("test")
+    a, b = (RedisSockets(redis_url, node=n, prefix=prefix) for n in ("node_a", "node_b"))
+    async with started(a, b):
+        await a.renew()
+        a.counted("token:x", "10.0.0.1")
+        a.counted("token:x", "10.0.0.1")
+        await a.renew()
+        assert await b.admit("token:x", "10.0.0.2", **CAPS) == "principal"
+        redis.Redis.from_url(redis_url).delete(a.key)  # as a Redis restarted empty would
+        assert await b.admit("token:x", "10.0.0.2", **CAPS) is None  # A's hash is gone
+        await b.release("token:x", "10.0.0.2")
+        await a.renew()  # found missing: rewritten whole
+        assert await b.admit("token:x", "10.0.0.2", **CAPS) == "principal"
+
+
+def test_the_fallback_warns_once_per_outage_and_asks_again_once_a_second(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [0.0]
+    fallback = Fallback(retry=1.0, clock=lambda: now[0])
+    assert fallback.usable() and not fallback.down
+    with caplog.at_level(logging.WARNING, logger="taskline.limits"):
+        fallback.failed(StorageError("Redis: could not take a write token: refused"))
+        assert fallback.down and not fallback.usable()
+        now[0] = 0.5
+        assert not fallback.usable()
+        now[0] = 1.0
+        assert fallback.usable() and not fallback.usable()  # one caller asks
+        fallback.failed(StorageError("Redis: still refused"))
+        now[0] = 2.5
+        assert fallback.usable()
+        fallback.succeeded()
+        assert fallback.usable() and fallback.usable() and not fallback.down
+        fallback.failed(StorageError("Redis: refused again"))
+    lines = [record.getMessage() for record in caplog.records]
+    assert len(lines) == 3 and fallback.outages == 2, lines
+    assert WARNING in lines[0] and "refused" in lines[0]
+    assert RECOVERED in lines[1] and "after 2.5 s" in lines[1]
+    assert "refused again" in lines[2]

@@ -25,10 +25,14 @@ import pytest
 import redis
 from websockets.asyncio.client import ClientConnection
 
+from taskline.api.doors import Doors
 from taskline.api.fallback import Fallback
+from taskline.api.throttle import Throttle
 from taskline.bus import RedisRates, RedisSockets
 from taskline.domain.errors import StorageError
 from taskline.domain.ids import new_id
+from taskline.server import build_server
+from taskline.settings import Settings
 from tests.support.auth import make_token, make_user
 from tests.support.databases import empty_database, unavailable
 from tests.support.process import ServerProcess
@@ -413,3 +417,25 @@ def test_the_fallback_warns_once_per_outage_and_asks_again_once_a_second(
     assert WARNING in lines[0] and "refused" in lines[0]
     assert RECOVERED in lines[1] and "after 2.5 s" in lines[1]
     assert "refused again" in lines[2]
+
+
+def test_with_redis_the_server_asks_the_shared_limits_first(tmp_path: Path) -> None:
+    """build_server hands the app's Redis parts to the throttle and the socket caps, with one
+    fallback for both; without Redis, or with the limits off, there are none."""
+    database = f"sqlite+aiosqlite:///{tmp_path / 'wiring.db'}"
+    server = build_server(Settings(database_url=database, redis_url="redis://127.0.0.1:1/0"))
+    state = server.app.state
+    assert isinstance(state.shared_rates, RedisRates)
+    assert isinstance(state.shared_sockets, RedisSockets)
+    doors = server.config.app
+    assert isinstance(doors, Doors) and doors.sockets is not None
+    throttle = doors.app
+    assert isinstance(throttle, Throttle) and throttle.shared is state.shared_rates
+    assert doors.sockets.shared is state.shared_sockets
+    assert doors.sockets.fallback is throttle.fallback
+    for settings in (
+        Settings(database_url=database),
+        Settings(database_url=database, redis_url="redis://127.0.0.1:1/0", limits=False),
+    ):
+        state = build_server(settings).app.state
+        assert state.shared_rates is None and state.shared_sockets is None

@@ -4,7 +4,8 @@
 Each process (*node*) keeps the exact counts of its own sockets here, in memory, and a copy
 in the hash ``{prefix}:sockets:{node}`` (fields ``total``, ``a:{address}``,
 ``p:{principal}``) whose time to live (``ttl``) it renews every third of it. The set
-``{prefix}:socket-nodes`` lists the nodes.
+``{prefix}:socket-nodes`` lists the nodes (every node renews its time to live too: it
+vanishes ``ttl`` after the last node).
 
 * **Admitting** a socket is one Lua script call: it sums the three counts over every node
   whose hash still exists (dropping from the set the nodes whose hash expired), compares them
@@ -64,6 +65,7 @@ if afield ~= '' then redis.call('HINCRBY', KEYS[2], afield, 1) end
 if pfield ~= '' then redis.call('HINCRBY', KEYS[2], pfield, 1) end
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 redis.call('SADD', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 'ok'
 """
 
@@ -83,6 +85,7 @@ return 1
 _RENEW = """
 if redis.call('PEXPIRE', KEYS[2], ARGV[2]) == 0 then return 0 end
 redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """
 
@@ -322,6 +325,7 @@ class RedisSockets:
                         pipe.hset(self.key, mapping=_mapping(self.counts))
                         pipe.pexpire(self.key, self._ttl_ms)
                         pipe.sadd(self.nodes_key, self.node)
+                        pipe.pexpire(self.nodes_key, self._ttl_ms)
                         await pipe.execute()
                 except (RedisError, OSError) as exc:
                     self._dirty = True

@@ -37,7 +37,15 @@ from taskline.api import (
 from taskline.api.body_limit import BodySizeLimit
 from taskline.api.openapi import install_openapi
 from taskline.api.problems import install_problem_handlers
-from taskline.bus import AgentRelay, EventBus, MemoryNotifier, Notifier, RedisNotifier
+from taskline.bus import (
+    AgentRelay,
+    EventBus,
+    MemoryNotifier,
+    Notifier,
+    RedisNotifier,
+    RedisRates,
+    RedisSockets,
+)
 from taskline.bus.node_stats import NodeStats
 from taskline.domain.events import EventIn, WebSocketMessage
 from taskline.domain.ids import new_id
@@ -134,6 +142,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.redis_url
         else None
     )
+    # the rate limits and WebSocket caps of every process together (server.py applies them)
+    shared_rates = shared_sockets = None
+    if settings.redis_url and settings.limits:
+        shared_rates = RedisRates(settings.redis_url, prefix=settings.redis_prefix)
+        shared_sockets = RedisSockets(
+            settings.redis_url,
+            node=node,
+            ttl=settings.limit_ws_node_ttl,
+            prefix=settings.redis_prefix,
+        )
     bus = EventBus(persist=persist, notifier=notifier)
     bus.add_listener(connections.on_committed)
     services = Services(
@@ -191,6 +209,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await services.start()
         if node_stats is not None:
             await node_stats.start()
+        for limits in (shared_rates, shared_sockets):
+            if limits is not None:
+                await limits.start()  # never waits for Redis: the limits fall back meanwhile
         try:
             async with mcp.run():
                 yield
@@ -199,6 +220,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await node_stats.close()
             await services.stop()
             await connections.stop()
+            for limits in (shared_sockets, shared_rates):
+                if limits is not None:
+                    await limits.close()
             await bus.close()
             await database.dispose()
 
@@ -217,6 +241,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = services
     app.state.node_stats = node_stats
     app.state.mcp = mcp
+    app.state.shared_rates = shared_rates
+    app.state.shared_sockets = shared_sockets
     install_problem_handlers(app)
     install_openapi(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

@@ -17,8 +17,15 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from taskline.api.doors import Doors
+from taskline.api.fallback import Fallback
 from taskline.api.limits import ConnectionCaps, Rate
-from taskline.api.throttle import SocketCaps, Throttle, connection_counter
+from taskline.api.throttle import (
+    SharedRates,
+    SharedSockets,
+    SocketCaps,
+    Throttle,
+    connection_counter,
+)
 from taskline.api.ws import WebSocketFastLane
 from taskline.app import create_app
 from taskline.front_protocol import http_protocol
@@ -63,8 +70,15 @@ class TasklineServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def throttled(app: ASGIApp, settings: Settings) -> ASGIApp:
-    """``app`` behind the rate limits of ``settings`` (if any apply)."""
+def throttled(
+    app: ASGIApp,
+    settings: Settings,
+    *,
+    shared: SharedRates | None = None,
+    fallback: Fallback | None = None,
+) -> ASGIApp:
+    """``app`` behind the rate limits of ``settings`` (if any apply); with ``shared``, the
+    buckets of every process (this process's own when it does not answer)."""
     if not settings.limits:
         return app
     publish = writes = None
@@ -74,11 +88,17 @@ def throttled(app: ASGIApp, settings: Settings) -> ASGIApp:
         writes = Rate("write", settings.limit_write_rate, settings.limit_write_burst)
     if publish is None and writes is None:
         return app
-    return Throttle(app, publish=publish, writes=writes)
+    return Throttle(app, publish=publish, writes=writes, shared=shared, fallback=fallback)
 
 
-def socket_caps(settings: Settings) -> SocketCaps | None:
-    """The WebSocket caps of ``settings`` (None: none apply)."""
+def socket_caps(
+    settings: Settings,
+    *,
+    shared: SharedSockets | None = None,
+    fallback: Fallback | None = None,
+) -> SocketCaps | None:
+    """The WebSocket caps of ``settings`` (None: none apply); with ``shared``, counting every
+    process's WebSockets (this process's own when it does not answer)."""
     caps = (settings.limit_ws_per_principal, settings.limit_ws_per_ip, settings.limit_ws_total)
     if not settings.limits or not any(caps):
         return None
@@ -87,7 +107,9 @@ def socket_caps(settings: Settings) -> SocketCaps | None:
             per_principal=settings.limit_ws_per_principal,
             per_address=settings.limit_ws_per_ip,
             total=settings.limit_ws_total,
-        )
+        ),
+        shared=shared,
+        fallback=fallback,
     )
 
 
@@ -136,9 +158,11 @@ def build_server(settings: Settings, *, fast_lane: bool = True, **config: object
     inner = WebSocketFastLane(app) if fast_lane else app
     services: Services = app.state.services
     # every request is checked first, then counted against its principal's limits
-    served = Doors(
-        throttled(inner, settings), settings, services.identity, sockets=socket_caps(settings)
-    )
+    # with Redis, the limits of every process together; one warning per Redis outage
+    fallback = Fallback()
+    sockets = socket_caps(settings, shared=app.state.shared_sockets, fallback=fallback)
+    limited = throttled(inner, settings, shared=app.state.shared_rates, fallback=fallback)
+    served = Doors(limited, settings, services.identity, sockets=sockets)
     return TasklineServer(uvicorn.Config(served, **options), app)  # type: ignore[arg-type]
 
 

@@ -268,7 +268,9 @@ class Settings(BaseSettings):
         default=200.0,
         ge=0,
         description="Publishes (POST .../events) per second per principal (a client IP "
-        "when anonymous); more get 429 (0: no limit).",
+        "when anonymous); more get 429 (0: no limit). With redis_url the principal's bucket "
+        "is in Redis, shared by every process (each applies its own while Redis is "
+        "unreachable).",
     )
     limit_publish_burst: int = Field(
         default=1000, ge=1, description="Publishes a principal may make at once."
@@ -277,7 +279,8 @@ class Settings(BaseSettings):
         default=50.0,
         ge=0,
         description="Other unsafe requests (POST, PUT, PATCH, DELETE) per second per "
-        "principal; more get 429 (0: no limit).",
+        "principal; more get 429 (0: no limit). Shared by every process with redis_url, "
+        "like limit_publish_rate.",
     )
     limit_write_burst: int = Field(
         default=200, ge=1, description="Other unsafe requests a principal may make at once."
@@ -298,7 +301,16 @@ class Settings(BaseSettings):
         default=20_000,
         ge=0,
         description="Open WebSockets in all; more are closed with 1013 (0: no cap). "
-        "taskline serve lowers it when the open-files limit cannot hold it.",
+        "taskline serve lowers it when the open-files limit cannot hold it. With redis_url "
+        "these three caps count the WebSockets of every process (each counts its own while "
+        "Redis is unreachable).",
+    )
+    limit_ws_node_ttl: float = Field(
+        default=30.0,
+        gt=0,
+        description="With redis_url the caps above count every process's WebSockets; those "
+        "of a process that dies (kill -9, a lost machine) stop counting within this many "
+        "seconds. Each process renews its counts in Redis every third of it.",
     )
     limit_connections_per_ip: int = Field(
         default=12_000,

@@ -270,14 +270,14 @@ class Doors:
             if sockets is None:
                 await self.app(scope, receive, send)
                 return
-            refusal = sockets.admit(scope)
+            refusal = await sockets.admit(scope)
             if refusal is not None:
                 await sockets.refuse(scope, receive, send, refusal)
                 return
             try:  # counted here, in this frame: a stream lives for hours
                 await self.app(scope, receive, send)
             finally:
-                sockets.release(scope)
+                await sockets.release(scope)
             return
 
         async def send_secured(message: Message) -> None:
@@ -294,14 +294,14 @@ class Doors:
         self, scope: Scope, receive: Receive, send: Send, sockets: "SocketCaps"
     ) -> None:
         """Serve a WebSocket counted against the caps (the unchecked path's)."""
-        refusal = sockets.admit(scope)
+        refusal = await sockets.admit(scope)
         if refusal is not None:
             await sockets.refuse(scope, receive, send, refusal)
             return
         try:
             await self.app(scope, receive, send)
         finally:
-            sockets.release(scope)
+            await sockets.release(scope)
 
     async def _who(self, authorization: str, cookie: str) -> tuple[Actor | None, bool, str | None]:
         """(actor or None, signed by the cookie, why presented credentials were refused)."""

@@ -190,12 +190,16 @@ class ConnectionCaps:
         if refusal is not None:
             self.refused[refusal] += 1
             return refusal
+        self.count_in(principal, address)
+        return None
+
+    def count_in(self, principal: str | None, address: str | None) -> None:
+        """Count a connection in without checking the caps (another check admitted it)."""
         self.open += 1
         if address is not None:
             self.by_address[address] = self.by_address.get(address, 0) + 1
         if principal is not None:
             self.by_principal[principal] = self.by_principal.get(principal, 0) + 1
-        return None
 
     def release(self, principal: str | None, address: str | None) -> None:
         """Count out a connection :meth:`admit` counted in."""

@@ -16,6 +16,12 @@ A request is counted against its **principal**: the actor's text form (``token:t
   are counted per principal (anonymous ones: not), per client address
   (:func:`~taskline.api.limits.address_key`) and in all; one past a cap is accepted and
   closed at once with 1013 (try again later) and a reason naming the cap, before any data.
+- **Across processes.** Given the shared store of :mod:`taskline.domain.shared_limits`
+  (Redis, when ``redis_url`` is set), the buckets and the WebSocket counts are the
+  deployment's: each request's token is taken there (one round trip), each WebSocket is
+  counted against every process's sockets. When the store cannot be reached, each process
+  applies its own buckets and caps (:class:`~taskline.api.fallback.Fallback`: a warning per
+  outage, never a 500).
 - **Connections per address** (:func:`connection_counter`, for
   :mod:`taskline.front_protocol`): TCP connections of any kind per peer address; one past
   the cap is closed as soon as it is accepted.
@@ -31,13 +37,18 @@ import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from taskline.api.doors import actor_of
+from taskline.api.fallback import Fallback
 from taskline.api.limits import AddressCaps, ConnectionCaps, Rate, RateLimiter, Tally, address_key
 from taskline.domain.actors import ActorKind
+from taskline.domain.errors import StorageError
 from taskline.domain.problems import PROBLEM_TYPE_BASE
+from taskline.domain.shared_limits import SharedRates, SharedSockets
 from taskline.realtime import CloseCode
 from taskline.settings import Settings
 
 __all__ = [
+    "SharedRates",
+    "SharedSockets",
     "SocketCaps",
     "Throttle",
     "WarnEvery",
@@ -145,12 +156,15 @@ class Throttle:
     """ASGI middleware applying the rate limits of the module docstring before ``app``.
 
     A request it lets through is ``app``'s call itself, not a call inside one of its own: a
-    long response (a Server-Sent Events stream) keeps no frame of it.
+    long response (a Server-Sent Events stream) keeps no frame of it. (An unsafe request
+    checked against the shared store is served inside the coroutine that awaited it.)
 
     Args:
         app: what serves the request once it passed.
         publish: the bucket of each principal's publishes (None: not limited).
         writes: the bucket of each principal's other unsafe requests (None: not limited).
+        shared: the buckets shared by every process (None: this process's own only).
+        fallback: when ``shared`` is asked and when this process's own buckets apply.
         clock: monotonic seconds (tests pass their own).
     """
 
@@ -160,11 +174,15 @@ class Throttle:
         *,
         publish: Rate | None,
         writes: Rate | None,
+        shared: SharedRates | None = None,
+        fallback: Fallback | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.app = app
         self.publish = RateLimiter(publish) if publish else None
         self.writes = RateLimiter(writes) if writes else None
+        self.shared = shared
+        self.fallback = fallback if fallback is not None else Fallback()
         self.clock = clock
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
@@ -175,10 +193,37 @@ class Throttle:
                 if limiter is not None:
                     principal = principal_of(scope)
                     key = principal if principal is not None else f"address:{_address(scope)}"
+                    if self.shared is not None and self.fallback.usable():
+                        return self._shared_take(self.shared, limiter, key, scope, receive, send)
                     verdict = limiter.take(key, self.clock())
                     if not verdict.allowed:
                         return self._refuse(limiter, key, verdict.wait, scope, send)
         return self.app(scope, receive, send)
+
+    async def _shared_take(
+        self,
+        shared: SharedRates,
+        limiter: RateLimiter,
+        key: str,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """Take the token from the shared bucket (this process's own if it does not answer)."""
+        rate = limiter.rate
+        try:
+            wait, _ = await shared.take(rate.name, key, rate.per_second, rate.burst)
+        except StorageError as exc:
+            self.fallback.failed(exc)
+            wait = limiter.take(key, self.clock()).wait
+        else:
+            self.fallback.succeeded()
+            if wait:
+                limiter.refused += 1
+        if wait:
+            await self._refuse(limiter, key, wait, scope, send)
+        else:
+            await self.app(scope, receive, send)
 
     async def _refuse(
         self, limiter: RateLimiter, key: str, wait: float, scope: Scope, send: Send
@@ -226,18 +271,56 @@ class Throttle:
 class SocketCaps:
     """The WebSocket caps of the module docstring, for :class:`~taskline.api.doors.Doors`:
     :meth:`admit` a connection once its actor is known, and :meth:`release` it when the app
-    is done with it (or :meth:`refuse` it)."""
+    is done with it (or :meth:`refuse` it).
 
-    def __init__(self, caps: ConnectionCaps) -> None:
+    ``caps`` counts this process's sockets (and applies the caps alone when there is no
+    ``shared`` store, or it does not answer); ``shared`` counts every process's.
+    """
+
+    def __init__(
+        self,
+        caps: ConnectionCaps,
+        *,
+        shared: SharedSockets | None = None,
+        fallback: Fallback | None = None,
+    ) -> None:
         self.caps = caps
+        self.shared = shared
+        self.fallback = fallback if fallback is not None else Fallback()
 
-    def admit(self, scope: Scope) -> str | None:
+    async def admit(self, scope: Scope) -> str | None:
         """Count the WebSocket in; or the cap it would pass (nothing counted)."""
-        return self.caps.admit(principal_of(scope), _address(scope))
+        principal, address = principal_of(scope), _address(scope)
+        caps, shared = self.caps, self.shared
+        if shared is not None and self.fallback.usable():
+            try:
+                refusal = await shared.admit(
+                    principal,
+                    address,
+                    per_principal=caps.per_principal,
+                    per_address=caps.per_address,
+                    total=caps.total,
+                )
+            except StorageError as exc:
+                self.fallback.failed(exc)
+            else:
+                self.fallback.succeeded()
+                if refusal is None:
+                    caps.count_in(principal, address)
+                else:
+                    caps.refused[refusal] += 1
+                return refusal
+        refusal = caps.admit(principal, address)
+        if refusal is None and shared is not None:
+            shared.counted(principal, address)
+        return refusal
 
-    def release(self, scope: Scope) -> None:
+    async def release(self, scope: Scope) -> None:
         """Count out a WebSocket :meth:`admit` counted in (the same scope)."""
-        self.caps.release(principal_of(scope), _address(scope))
+        principal, address = principal_of(scope), _address(scope)
+        self.caps.release(principal, address)
+        if self.shared is not None:
+            await self.shared.release(principal, address)
 
     async def refuse(self, scope: Scope, receive: Receive, send: Send, refusal: str) -> None:
         """Accept, then close with 1013 and a reason naming the cap, before any data (as

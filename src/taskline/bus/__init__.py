@@ -7,6 +7,8 @@ from taskline.bus.agent_relay import AgentRelay
 from taskline.bus.event_bus import Attribution, BusState, EventBus, PersistEvents
 from taskline.bus.notifier import BatchCallback, MemoryNotifier, Notifier
 from taskline.bus.redis_notifier import RedisNotifier
+from taskline.bus.redis_rates import RedisRates
+from taskline.bus.redis_sockets import RedisSockets
 from taskline.bus.subscription import Handler, HandlerSubscription
 
 __all__ = [
@@ -21,4 +23,6 @@ __all__ = [
     "Notifier",
     "PersistEvents",
     "RedisNotifier",
+    "RedisRates",
+    "RedisSockets",
 ]

@@ -21,7 +21,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from taskline.domain.access import Action, require
 from taskline.domain.actors import Actor, Role
-from taskline.domain.errors import InvalidInputError, NotAuthenticatedError
+from taskline.domain.errors import ConflictError, InvalidInputError, NotAuthenticatedError
 from taskline.domain.identities import (
     Credential,
     CredentialKind,
@@ -234,20 +234,26 @@ class Identity:
         a password has never signed in (no live session), return a fresh one-time sign-in
         link secret for them, to print. None when people can already sign in."""
         system = Actor.system("first-run")
-        async with self.database.write() as session:
-            store = IdentityStore(session)
-            if await store.count_users() == 0:
-                await store.add_user(
-                    UserRow(
-                        id=new_id("usr"),
-                        name=FIRST_ADMIN,
-                        role=Role.ADMIN,
-                        password_hash=None,
-                        disabled=False,
-                        created_at=utc_now(),
+        try:
+            async with self.database.write() as session:
+                store = IdentityStore(session)
+                if await store.count_users() == 0:
+                    await store.add_user(
+                        UserRow(
+                            id=new_id("usr"),
+                            name=FIRST_ADMIN,
+                            role=Role.ADMIN,
+                            password_hash=None,
+                            disabled=False,
+                            created_at=utc_now(),
+                        )
                     )
-                )
-                logger.info("created the first admin, %r", FIRST_ADMIN)
+                    logger.info("created the first admin, %r", FIRST_ADMIN)
+        except ConflictError:  # AlreadyExistsError too
+            # several processes of one deployment starting on a new database: one made it
+            logger.debug("the first admin was created by another process meanwhile")
+        async with self.database.read() as session:
+            store = IdentityStore(session)
             now = utc_now()
             waiting = [
                 user

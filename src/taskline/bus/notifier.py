@@ -36,9 +36,11 @@ BatchCallback = Callable[[list[WebSocketMessage]], Awaitable[None]]
 class Notifier(Protocol):
     """The cross-process channel that announces committed events (see the module docstring)."""
 
-    #: How many times the channel was re-established after a failure (a lost subscription):
-    #: batches published in between never arrived here.
-    reconnects: int
+    @property
+    def reconnects(self) -> int:
+        """How many times the channel was re-established after a failure (a lost
+        subscription): batches published in between never arrived here."""
+        ...
 
     @property
     def connected(self) -> bool:
@@ -98,7 +100,11 @@ class MemoryNotifier:
     def __init__(self) -> None:
         self._callbacks: list[BatchCallback] = []
         self._closed = False
-        self.reconnects = 0  #: always 0: nothing to lose
+
+    @property
+    def reconnects(self) -> int:
+        """Always 0: nothing is ever lost on the way."""
+        return 0
 
     @property
     def connected(self) -> bool:

@@ -113,10 +113,13 @@ class LogPoller:
         followed here to the bus; return how many.
 
         Raises:
-            StorageError: the database did not answer (nothing was handed on then).
+            StorageError: the database did not answer (what was read before it is handed
+                on already; the next poll goes on from there).
         """
         followed = list(self.connections.registry.by_task)
-        self._delivered = {t: s for t, s in self._delivered.items() if t in followed}
+        self._delivered = {
+            t: s for t, s in self._delivered.items() if t in self.connections.registry.by_task
+        }
         if not followed:
             return 0
         handed = 0
@@ -125,14 +128,22 @@ class LogPoller:
             heads: dict[str, LogHead] = {}
             for start in range(0, len(followed), _HEADS_PER_STATEMENT):
                 heads.update(await log.heads(followed[start : start + _HEADS_PER_STATEMENT]))
+            known = {task_id: self._cursor(task_id) for task_id in heads}
             cursors = {
-                task_id: max(self._cursor(task_id), head.first_seq - 1)
+                task_id: max(known[task_id], head.first_seq - 1)
                 for task_id, head in heads.items()
-                if head.last_seq > self._cursor(task_id)
+                if head.last_seq > known[task_id]
             }
             while cursors:
                 events = await log.read_after(cursors, limit=self.read_limit)
-                fresh = [e for e in events if (e.seq or 0) > self._cursor(e.task_id or "")]
+                # what the bus delivered here meanwhile (pub/sub back, or this process's own
+                # publishes) is not handed again
+                fresh = [
+                    e
+                    for e in events
+                    if (e.seq or 0)
+                    > max(known[e.task_id or ""], self._delivered.get(e.task_id or "", 0))
+                ]
                 if fresh:
                     await self.bus.receive(fresh)
                     handed += len(fresh)

@@ -17,7 +17,13 @@ import pytest
 from redis.asyncio import Redis
 
 import taskline.bus
-from taskline.bus import EventBus, HandlerSubscription, MemoryNotifier, RedisNotifier
+from taskline.bus import (
+    EventBus,
+    HandlerSubscription,
+    LinkStatus,
+    MemoryNotifier,
+    RedisNotifier,
+)
 from taskline.domain.errors import InvalidInputError, StorageError
 from taskline.domain.events import EventIn, WebSocketEventType, WebSocketMessage
 from taskline.domain.ids import new_id
@@ -482,6 +488,12 @@ async def test_shared_memory_notifier_links_buses(make_bus: Callable[..., EventB
         assert [m.seq for m in bus.get_event_history()] == [1, 2]
 
 
+async def test_one_process_link_is_always_up(bus: EventBus) -> None:
+    """With the memory notifier nothing can be missed: the link is up, with no break."""
+    await bus.emit_task_event("task_a", E.TASK_STARTED)
+    assert bus.link == LinkStatus(up=True, breaks=0)
+
+
 def test_exports_are_sorted_and_importable() -> None:
     """taskline.bus.__all__ is sorted, duplicate-free and every name exists."""
     names = taskline.bus.__all__
@@ -566,6 +578,7 @@ async def test_redis_subscription_recovers_after_connection_is_killed(
     receiver.add_listener(on_batch)
     notifier = receiver.notifier
     assert isinstance(notifier, RedisNotifier)
+    assert receiver.link == LinkStatus(up=True, breaks=0)
 
     admin = Redis.from_url(REDIS_URL)
     try:
@@ -584,6 +597,8 @@ async def test_redis_subscription_recovers_after_connection_is_killed(
             await sender.emit_task_event("task_k", E.TASK_UPDATED)
             await asyncio.sleep(0.05)
     assert received[0].task_id == "task_k"
+    # the break is counted, so a poller that looked at neither side of it still catches up
+    assert receiver.link == LinkStatus(up=True, breaks=1)
 
 
 async def test_redis_unreachable_is_a_storage_error() -> None:

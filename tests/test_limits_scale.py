@@ -36,10 +36,10 @@ from taskline.settings import Settings
 from tests.support.auth import make_token, make_user
 from tests.support.databases import empty_database, unavailable
 from tests.support.process import ServerProcess
+from tests.support.redis_server import PrivateRedis
 from tests.support.server import free_port
 from tests.support.waiting import TIME_SCALE, async_wait_until, wait_until
 from tests.support.ws import open_ws, receive
-from tests.test_redis_outage import PrivateRedis
 from tests.test_security_limits import first_frame
 
 SLOW = 0.01  # tokens per second: one every 100 s

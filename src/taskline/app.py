@@ -50,7 +50,7 @@ from taskline.bus.node_stats import NodeStats
 from taskline.domain.events import EventIn, WebSocketMessage
 from taskline.domain.ids import new_id
 from taskline.mcp import McpServer
-from taskline.realtime import ConnectionManager
+from taskline.realtime import ConnectionManager, LogPoller
 from taskline.service import Services
 from taskline.service.demo import seed_demo_board
 from taskline.service.webhooks import DeliveryPolicy, WebhookService
@@ -154,6 +154,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     bus = EventBus(persist=persist, notifier=notifier)
     bus.add_listener(connections.on_committed)
+    # while Redis is down, other processes' events come from the log (bounded staleness)
+    log_poller = (
+        LogPoller(database, bus, connections, interval=settings.redis_down_poll)
+        if settings.redis_url
+        else None
+    )
     services = Services(
         database,
         bus,
@@ -206,6 +212,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 logger.info("created %d sample tasks", created)
         await bus.start()
         await connections.start()
+        if log_poller is not None:
+            await log_poller.start()
         await services.start()
         if node_stats is not None:
             await node_stats.start()
@@ -218,6 +226,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if node_stats is not None:
                 await node_stats.close()
+            if log_poller is not None:
+                await log_poller.stop()
             await services.stop()
             await connections.stop()
             for limits in (shared_sockets, shared_rates):
@@ -238,6 +248,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.database = database
     app.state.bus = bus
     app.state.connections = connections
+    app.state.log_poller = log_poller
     app.state.services = services
     app.state.node_stats = node_stats
     app.state.mcp = mcp

@@ -116,6 +116,13 @@ class Settings(BaseSettings):
         description="Prefix of Taskline's Redis channels and keys: the processes of one "
         "deployment share it; deployments sharing one Redis need different ones.",
     )
+    redis_down_poll: float = Field(
+        default=1.0,
+        gt=0,
+        description="With redis_url: while this process's Redis subscription is lost (or its "
+        "last publish failed), poll the log heads of the tasks it serves this often (seconds), "
+        "so its viewers see other processes' events at most this late.",
+    )
     presence_ttl: float = Field(
         default=30.0,
         gt=0,

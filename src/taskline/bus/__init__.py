@@ -4,7 +4,7 @@ It may import only :mod:`taskline.domain`; the app injects how events are persis
 """
 
 from taskline.bus.agent_relay import AgentRelay
-from taskline.bus.event_bus import Attribution, BusState, EventBus, PersistEvents
+from taskline.bus.event_bus import Attribution, BusState, EventBus, LinkStatus, PersistEvents
 from taskline.bus.notifier import BatchCallback, MemoryNotifier, Notifier
 from taskline.bus.redis_notifier import RedisNotifier
 from taskline.bus.redis_rates import RedisRates
@@ -19,6 +19,7 @@ __all__ = [
     "EventBus",
     "Handler",
     "HandlerSubscription",
+    "LinkStatus",
     "MemoryNotifier",
     "Notifier",
     "PersistEvents",

@@ -20,24 +20,21 @@ An agent keeps one WebSocket, to one process (its *node*). With several processe
   previous node) tells that node to close its older connection (:meth:`replace`).
 
 Redis failures surface as :class:`~taskline.domain.errors.StorageError` (``from`` the driver's
-error); the hub then falls back to what one process does alone. Pub/sub is fire-and-forget: a
-command published while its node is reconnecting to Redis is lost for that node (``send``
-reports it delivered when a subscriber took it).
+error); the hub then falls back to what one process does alone. A publish (a command, a
+replacement) on a connection the pool kept from before an outage is tried once more on a
+fresh one. Pub/sub is fire-and-forget: a command published while its node is reconnecting to
+Redis (with backoff, :class:`~taskline.bus.redis_subscription.Subscription`) is lost for that
+node (``send`` reports it delivered when a subscriber took it).
 """
 
-import asyncio
 import logging
-import random
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
 from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
-from redis.exceptions import RedisError
 
-from taskline.domain.errors import StorageError
+from taskline.bus.redis_subscription import Subscription, connect, publish, redact, redis_errors
 
 __all__ = ["AgentRelay", "Deliver", "Drop"]
 
@@ -47,8 +44,6 @@ logger = logging.getLogger(__name__)
 Deliver = Callable[[str, str], Awaitable[None]]
 #: Called with the agent id whose connection here another node took over.
 Drop = Callable[[str], Awaitable[None]]
-
-_POLL_INTERVAL = 1.0
 
 # Extend the key when it is still ours; take it back when it vanished; report it otherwise.
 _REFRESH = """
@@ -89,14 +84,6 @@ return owner
 """
 
 
-@contextmanager
-def _redis_errors(action: str) -> Iterator[None]:
-    try:
-        yield
-    except (RedisError, OSError) as exc:
-        raise StorageError(f"Redis: could not {action}: {exc or type(exc).__name__}") from exc
-
-
 class AgentRelay:
     """Presence keys, per-node command channels and shared queues in one Redis.
 
@@ -133,8 +120,7 @@ class AgentRelay:
         self.prefix = prefix
         self._timeout = timeout
         self._client: Redis | None = None
-        self._pubsub: PubSub | None = None
-        self._listener: asyncio.Task[None] | None = None
+        self._subscription: Subscription | None = None
         self._deliver: Deliver | None = None
         self._drop: Drop | None = None
 
@@ -144,7 +130,7 @@ class AgentRelay:
     @property
     def connected(self) -> bool:
         """True while the listener holds this node's subscription (False while it reconnects)."""
-        return self._pubsub is not None
+        return self._subscription is not None and self._subscription.connected
 
     @property
     def refresh_interval(self) -> float:
@@ -190,32 +176,29 @@ class AgentRelay:
         if self._client is not None:
             raise RuntimeError("AgentRelay: already started")
         self._deliver, self._drop = deliver, drop
-        client = Redis.from_url(
-            self.url,
-            socket_connect_timeout=self._timeout,
-            socket_timeout=self._timeout,
-            socket_keepalive=True,
-            health_check_interval=30,
-            client_name=f"taskline-agents:{self.node}",
+        client = connect(self.url, timeout=self._timeout, name=f"taskline-agents:{self.node}")
+        subscription = Subscription(
+            client,
+            self.channel,
+            self._receive,
+            where=redact(self.url),
+            name=f"taskline-agent-relay:{self.node}",
+            timeout=self._timeout,
         )
         self._client = client
         try:
-            self._pubsub = await self._subscribe()
+            await subscription.open()
         except BaseException:
             self._client = None
             await client.aclose()
             raise
-        self._listener = asyncio.get_running_loop().create_task(
-            self._listen(), name=f"taskline-agent-relay:{self.node}"
-        )
+        self._subscription = subscription
 
     async def close(self) -> None:
         """Stop listening and close the connections. Closing twice is harmless."""
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            listener.cancel()
-            await asyncio.wait({listener})
-        await self._drop_subscription()
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            await subscription.close()
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
@@ -225,7 +208,7 @@ class AgentRelay:
     async def claim(self, agent_id: str) -> str | None:
         """Record this node as the agent's; return the node that had it before (None: none,
         or this one)."""
-        with _redis_errors(f"record agent {agent_id}'s presence"):
+        with redis_errors(f"record agent {agent_id}'s presence"):
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.set(self._key(agent_id), self.node, px=self._key_ms, get=True)
                 pipe.sadd(self._present, agent_id)
@@ -236,7 +219,7 @@ class AgentRelay:
     async def release(self, agent_id: str) -> str | None:
         """Forget the agent's presence here; return the node holding it now (None: nobody,
         so the agent is offline)."""
-        with _redis_errors(f"forget agent {agent_id}'s presence"):
+        with redis_errors(f"forget agent {agent_id}'s presence"):
             owner = await self._redis.eval(_RELEASE, 1, self._key(agent_id), self.node)
         return _text(owner)
 
@@ -245,7 +228,7 @@ class AgentRelay:
         if not agent_ids:
             return []
         keys = [self._key(a) for a in agent_ids]
-        with _redis_errors(f"refresh the presence of {len(keys)} agent(s)"):
+        with redis_errors(f"refresh the presence of {len(keys)} agent(s)"):
             lost = await self._redis.eval(_REFRESH, len(keys), *keys, self.node, self._key_ms)
         return [agent_ids[int(i) - 1] for i in lost]
 
@@ -253,7 +236,7 @@ class AgentRelay:
         """The node holding each agent (None: connected nowhere)."""
         if not agent_ids:
             return {}
-        with _redis_errors(f"read the presence of {len(agent_ids)} agent(s)"):
+        with redis_errors(f"read the presence of {len(agent_ids)} agent(s)"):
             values = await self._redis.mget([self._key(a) for a in agent_ids])
         return {a: _text(v) for a, v in zip(agent_ids, values, strict=True)}
 
@@ -261,7 +244,7 @@ class AgentRelay:
         """On this node's turn (one node per quarter of the TTL), the agents recorded present
         whose key expired — connected nowhere now — forgotten as it returns them; else []."""
         ms = max(1, int(self.presence_ttl * 250))
-        with _redis_errors("sweep agents' presence"):
+        with redis_errors("sweep agents' presence"):
             if not await self._redis.set(f"{self.prefix}:agent-sweep", self.node, px=ms, nx=True):
                 return []
             gone = await self._redis.eval(_SWEEP, 1, self._present, f"{self.prefix}:agent:")
@@ -275,9 +258,8 @@ class AgentRelay:
         node = (await self.nodes([agent_id]))[agent_id]
         if node is not None and node != self.node:
             payload = orjson.dumps({"type": "command", "agent_id": agent_id, "frame": text})
-            with _redis_errors(f"send a command to node {node}"):
-                receivers = await self._redis.publish(self._channel(node), payload)
-            if receivers:
+            action = f"send a command to node {node}"
+            if await publish(self._redis, self._channel(node), payload, action=action):
                 return True
         await self.enqueue(agent_id, text)
         return False
@@ -285,13 +267,13 @@ class AgentRelay:
     async def replace(self, node: str, agent_id: str) -> None:
         """Tell ``node`` that the agent connected elsewhere (it closes its older connection)."""
         payload = orjson.dumps({"type": "replaced", "agent_id": agent_id, "by": self.node})
-        with _redis_errors(f"tell node {node} that agent {agent_id} moved"):
-            await self._redis.publish(self._channel(node), payload)
+        action = f"tell node {node} that agent {agent_id} moved"
+        await publish(self._redis, self._channel(node), payload, action=action)
 
     async def enqueue(self, agent_id: str, text: str) -> None:
         """Keep ``text`` for the agent until it connects (newest ``queue_size``)."""
         key = self._queue(agent_id)
-        with _redis_errors(f"queue a command for agent {agent_id}"):
+        with redis_errors(f"queue a command for agent {agent_id}"):
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.rpush(key, text)
                 pipe.ltrim(key, -self.queue_size, -1)
@@ -301,7 +283,7 @@ class AgentRelay:
     async def take_queue(self, agent_id: str) -> list[str]:
         """The commands waiting for the agent, oldest first, removed from the queue."""
         key = self._queue(agent_id)
-        with _redis_errors(f"read agent {agent_id}'s queued commands"):
+        with redis_errors(f"read agent {agent_id}'s queued commands"):
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.lrange(key, 0, -1)
                 pipe.delete(key)
@@ -309,56 +291,6 @@ class AgentRelay:
         return [t for t in (_text(f) for f in frames) if t is not None]
 
     # --- listener ---------------------------------------------------------------------------
-
-    async def _subscribe(self) -> PubSub:
-        pubsub = self._redis.pubsub()
-        try:
-            with _redis_errors(f"subscribe to channel {self.channel!r}"):
-                async with asyncio.timeout(self._timeout):
-                    await pubsub.subscribe(self.channel)
-                    while True:
-                        reply = await pubsub.get_message(timeout=self._timeout)
-                        if reply is not None and reply["type"] == "subscribe":
-                            break
-        except BaseException:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
-            raise
-        return pubsub
-
-    async def _drop_subscription(self) -> None:
-        pubsub, self._pubsub = self._pubsub, None
-        if pubsub is not None:
-            try:
-                await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
-            except (RedisError, OSError):
-                logger.debug("error while closing a broken Redis subscription", exc_info=True)
-
-    async def _listen(self) -> None:
-        """Receive this node's commands until cancelled; resubscribe with backoff on failure."""
-        delay = 0.1
-        while True:
-            try:
-                if self._pubsub is None:
-                    self._pubsub = await self._subscribe()
-                    delay = 0.1
-                    logger.info("Redis channel %r: subscribed again", self.channel)
-                reply = await self._pubsub.get_message(
-                    ignore_subscribe_messages=True, timeout=_POLL_INTERVAL
-                )
-            except (StorageError, RedisError, OSError) as exc:
-                logger.warning(
-                    "Redis channel %r: subscription lost (%s); retrying in %.1f s",
-                    self.channel,
-                    exc or type(exc).__name__,
-                    delay,
-                )
-            else:
-                if reply is not None and reply["type"] == "message":
-                    await self._receive(reply["data"])
-                continue
-            await self._drop_subscription()
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, 5.0)
 
     async def _receive(self, raw: Any) -> None:
         try:

@@ -23,11 +23,16 @@ Rules:
 * If the notifier cannot reach other processes (``StorageError``), ``dispatch`` logs it and
   counts ``notify_errors`` but does not raise: the events are committed and delivered locally,
   and remote subscribers recover from the log.
+* While the notifier's link is down (:attr:`EventBus.link`), the log poller
+  (:mod:`taskline.realtime.log_poller`) reads what other processes committed and hands it to
+  :meth:`EventBus.receive`, which delivers it here as a notifier batch would be; a copy the
+  notifier brings later of an event ``receive`` delivered is skipped (nothing twice).
 """
 
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypedDict, Unpack
 
@@ -48,7 +53,7 @@ from taskline.domain.events import (
 from taskline.domain.ids import new_id
 from taskline.domain.status import AgentStatus
 
-__all__ = ["Attribution", "BusState", "EventBus", "PersistEvents"]
+__all__ = ["Attribution", "BusState", "EventBus", "LinkStatus", "PersistEvents"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +63,21 @@ PersistEvents = Callable[[str, list[EventIn]], Awaitable[list[WebSocketMessage]]
 
 ALL_TYPES = "*"
 _Key = tuple[WebSocketEventType | None, str | None]
+#: Tasks whose highest seq :meth:`EventBus.receive` delivered is remembered (oldest dropped).
+_RECEIVED_TASKS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class LinkStatus:
+    """Whether batches of other processes reach this bus now.
+
+    ``up``: the notifier is subscribed and this process's last publish to it did not fail.
+    ``breaks``: moves on at every break seen (a lost subscription, a failed publish), so a
+    break shorter than the interval between two looks is noticed too.
+    """
+
+    up: bool
+    breaks: int
 
 
 class _Origin(TypedDict, total=False):
@@ -142,6 +162,12 @@ class EventBus:
         self._delivered = 0
         self._listener_errors = 0
         self._notify_errors = 0
+        self._received_events = 0
+        self._duplicates_skipped = 0
+        #: task id -> highest seq ``receive`` delivered (the notifier's copies are skipped)
+        self._received: dict[str, int] = {}
+        #: the notifier's ``reconnects`` when a publish last failed (None: the last one worked)
+        self._failed_at: int | None = None
 
     def __repr__(self) -> str:
         return (
@@ -158,6 +184,20 @@ class EventBus:
     def notifier(self) -> Notifier:
         """The channel between processes."""
         return self._notifier
+
+    @property
+    def link(self) -> LinkStatus:
+        """Whether other processes' batches reach this bus now (see :class:`LinkStatus`).
+
+        A failed publish keeps ``up`` False until a publish succeeds or the notifier
+        subscribes again.
+        """
+        notifier = self._notifier
+        failing = self._failed_at is not None and self._failed_at == notifier.reconnects
+        return LinkStatus(
+            up=notifier.connected and not failing,
+            breaks=notifier.reconnects + self._notify_errors,
+        )
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -321,9 +361,8 @@ class EventBus:
         for batch in _batches_by_task(messages):
             self._dispatched += len(batch)
             try:
-                await self._notifier.publish(batch)
+                await self._publish(batch)
             except StorageError as exc:
-                self._notify_errors += 1
                 logger.warning(
                     "could not notify other processes of %d event(s) of task %r "
                     "(seq %s..%s): %s; they will catch up from the log",
@@ -358,14 +397,40 @@ class EventBus:
             return
         self._dispatched += len(batch)
         try:
-            await self._notifier.publish(batch)
+            await self._publish(batch)
         except StorageError as exc:
-            self._notify_errors += 1
             logger.warning(
                 "could not notify other processes of %d change(s) outside the log: %s",
                 len(batch),
                 exc,
             )
+
+    async def receive(self, messages: Sequence[WebSocketMessage]) -> None:
+        """Deliver committed events that reached this process without the notifier (the log
+        poller's, while Redis is down) to this process only, as a notifier batch would be:
+        history, handler queues, listeners; one batch per task, in seq order.
+
+        An event at or below the highest seq ``receive`` delivered for its task is skipped,
+        and so is the notifier's copy of it if one arrives later (published after a
+        resubscription, read from the log first): nothing is delivered twice.
+
+        Raises:
+            ValueError: a message has no ``seq`` or no ``task_id`` (it was never committed).
+            RuntimeError: the bus is closed.
+        """
+        self._require_open()
+        for batch in _batches_by_task(messages):
+            fresh = self._unseen(batch)
+            if not fresh:
+                continue
+            task_id = fresh[0].task_id
+            assert task_id is not None
+            self._received.pop(task_id, None)  # re-inserted last: the newest are kept
+            self._received[task_id] = fresh[-1].seq or 0
+            while len(self._received) > _RECEIVED_TASKS:
+                del self._received[next(iter(self._received))]
+            self._received_events += len(fresh)
+            await self._fan_out(fresh)
 
     # -- convenience emitters (the spec's names) ------------------------------------------
 
@@ -499,6 +564,8 @@ class EventBus:
             "handler_calls_pending": self._runner.pending,
             "listener_errors": self._listener_errors,
             "notify_errors": self._notify_errors,
+            "events_received_from_log": self._received_events,
+            "duplicates_skipped": self._duplicates_skipped,
             "subscriptions": {"total": sum(by_type.values()), "by_type": dict(by_type)},
             "listeners": len(self._listeners),
             "history_size": len(self._history),
@@ -507,10 +574,38 @@ class EventBus:
 
     # -- delivery -----------------------------------------------------------------------
 
+    async def _publish(self, batch: list[WebSocketMessage]) -> None:
+        """Publish through the notifier, keeping :attr:`link` up to date (raises as it)."""
+        try:
+            await self._notifier.publish(batch)
+        except StorageError:
+            self._notify_errors += 1
+            self._failed_at = self._notifier.reconnects
+            raise
+        self._failed_at = None
+
+    def _unseen(self, batch: list[WebSocketMessage]) -> list[WebSocketMessage]:
+        """``batch`` without the events :meth:`receive` delivered already (counted)."""
+        first = batch[0]
+        high = self._received.get(first.task_id or "") if first.task_id else None
+        if high is None:
+            return batch
+        fresh = [m for m in batch if (m.seq or 0) > high]
+        self._duplicates_skipped += len(batch) - len(fresh)
+        return fresh
+
     async def _deliver(self, batch: list[WebSocketMessage]) -> None:
-        """Notifier callback: record ``batch``, queue handler calls, then await listeners."""
+        """Notifier callback: skip what :meth:`receive` delivered, then fan out."""
         if self._state is BusState.CLOSED:
             return
+        if self._received:
+            batch = self._unseen(batch)
+            if not batch:
+                return
+        await self._fan_out(batch)
+
+    async def _fan_out(self, batch: list[WebSocketMessage]) -> None:
+        """Record ``batch``, queue handler calls, then await listeners."""
         self._history.record(batch)
         self._delivered += len(batch)
         for message in batch:

@@ -36,6 +36,17 @@ BatchCallback = Callable[[list[WebSocketMessage]], Awaitable[None]]
 class Notifier(Protocol):
     """The cross-process channel that announces committed events (see the module docstring)."""
 
+    @property
+    def reconnects(self) -> int:
+        """How many times the channel was re-established after a failure (a lost
+        subscription): batches published in between never arrived here."""
+        ...
+
+    @property
+    def connected(self) -> bool:
+        """True while batches of other processes can arrive (always, for one process)."""
+        ...
+
     async def publish(self, messages: Sequence[WebSocketMessage]) -> None:
         """Announce ``messages`` (committed, one task, seq order) to every callback.
 
@@ -89,6 +100,16 @@ class MemoryNotifier:
     def __init__(self) -> None:
         self._callbacks: list[BatchCallback] = []
         self._closed = False
+
+    @property
+    def reconnects(self) -> int:
+        """Always 0: nothing is ever lost on the way."""
+        return 0
+
+    @property
+    def connected(self) -> bool:
+        """Always True: there is no other process to be cut off from."""
+        return True
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"

@@ -20,24 +20,17 @@ Edges:
 * Malformed payloads on the channel are logged and ignored.
 """
 
-import asyncio
 import logging
-import random
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 from pydantic import ValidationError
 from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 
 from taskline.bus.notifier import BatchCallback, call_callbacks
-from taskline.domain.errors import StorageError
+from taskline.bus.redis_subscription import Subscription, connect, publish, redact
 from taskline.domain.events import WebSocketMessage
 
 __all__ = ["RedisNotifier"]
@@ -45,32 +38,12 @@ __all__ = ["RedisNotifier"]
 logger = logging.getLogger(__name__)
 
 _FORMAT_VERSION = 1
-_POLL_INTERVAL = 1.0  # seconds between wake-ups of an idle listener (health checks run then)
 
 
 class _State(StrEnum):
     NEW = "new"
     STARTED = "started"
     CLOSED = "closed"
-
-
-@contextmanager
-def _redis_errors(action: str) -> Iterator[None]:
-    """Translate driver and socket errors into :class:`StorageError` (``from`` the original)."""
-    try:
-        yield
-    except (RedisError, OSError) as exc:
-        raise StorageError(f"Redis: could not {action}: {exc or type(exc).__name__}") from exc
-
-
-def _redact(url: str) -> str:
-    """``url`` without its password, fit for logs and error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    user = f"{parts.username}:***@" if parts.username else "***@"
-    return urlunsplit(parts._replace(netloc=user + host))
 
 
 class RedisNotifier:
@@ -114,14 +87,12 @@ class RedisNotifier:
         self._state = _State.NEW
         self._callbacks: list[BatchCallback] = []
         self._client: Redis | None = None
-        self._pubsub: PubSub | None = None
-        self._listener: asyncio.Task[None] | None = None
-        #: How many times the subscription was re-established after a failure.
-        self.reconnects = 0
+        self._subscription: Subscription | None = None
+        self._reconnects_before = 0  # the count of the subscription ``close`` ended
 
     def __repr__(self) -> str:
         return (
-            f"<RedisNotifier {self._state} url={_redact(self.url)!r} "
+            f"<RedisNotifier {self._state} url={redact(self.url)!r} "
             f"channel={self.channel!r} origin={self.origin!r}>"
         )
 
@@ -129,7 +100,13 @@ class RedisNotifier:
     def connected(self) -> bool:
         """True while the listener holds a subscription; False from the moment it sees the
         link fail until it has subscribed again (``/health`` reports ``degraded`` then)."""
-        return self._pubsub is not None
+        return self._subscription is not None and self._subscription.connected
+
+    @property
+    def reconnects(self) -> int:
+        """How many times the subscription was re-established after a failure."""
+        subscription = self._subscription
+        return subscription.reconnects if subscription is not None else self._reconnects_before
 
     def subscribe(self, callback: BatchCallback) -> None:
         """Call ``callback`` with every batch: this process's (directly) and others' (via Redis)."""
@@ -147,25 +124,24 @@ class RedisNotifier:
         """
         if self._state is not _State.NEW:
             raise RuntimeError(f"RedisNotifier: expected new, got {self._state}")
-        client = Redis.from_url(
-            self.url,
-            socket_connect_timeout=self._timeout,
-            socket_timeout=self._timeout,
-            socket_keepalive=True,
-            health_check_interval=30,
-            client_name=f"taskline:{self.origin}",
+        client = connect(self.url, timeout=self._timeout, name=f"taskline:{self.origin}")
+        subscription = Subscription(
+            client,
+            self.channel,
+            self._receive,
+            where=redact(self.url),
+            name=f"taskline-redis-listener:{self.origin}",
+            timeout=self._timeout,
+            reconnect_delay=self._reconnect_delay,
+            max_reconnect_delay=self._max_reconnect_delay,
         )
-        self._client = client
         try:
-            self._pubsub = await self._subscribe()
+            await subscription.open()
         except BaseException:
-            self._client = None
             await client.aclose()
             raise
+        self._client, self._subscription = client, subscription
         self._state = _State.STARTED
-        self._listener = asyncio.get_running_loop().create_task(
-            self._listen(), name=f"taskline-redis-listener:{self.origin}"
-        )
 
     async def publish(self, messages: Sequence[WebSocketMessage]) -> None:
         """Call local callbacks with ``messages``, then publish them to the channel.
@@ -190,13 +166,8 @@ class RedisNotifier:
             }
         )
         await call_callbacks(self._callbacks, batch)
-        with _redis_errors(f"publish {len(batch)} event(s) to channel {self.channel!r}"):
-            try:
-                await self._client.publish(self.channel, payload)
-            except RedisConnectionError:
-                # a pooled connection broken by an outage that is over: the pool dropped it,
-                # so one more try takes a fresh one (and fails at once if Redis is still down)
-                await self._client.publish(self.channel, payload)
+        action = f"publish {len(batch)} event(s) to channel {self.channel!r}"
+        await publish(self._client, self.channel, payload, action=action)
 
     async def close(self) -> None:
         """Stop the listener, then close the subscription and the connection pool.
@@ -206,75 +177,15 @@ class RedisNotifier:
         if self._state is _State.CLOSED:
             return
         self._state = _State.CLOSED
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            listener.cancel()
-            await asyncio.wait({listener})
-        await self._drop_subscription()
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            self._reconnects_before = subscription.reconnects
+            await subscription.close()
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
 
     # -- listener ---------------------------------------------------------------------------
-
-    async def _subscribe(self) -> PubSub:
-        """A new pub/sub connection subscribed to the channel, confirmed by Redis."""
-        assert self._client is not None
-        pubsub = self._client.pubsub()
-        try:
-            with _redis_errors(f"subscribe to channel {self.channel!r} at {_redact(self.url)}"):
-                async with asyncio.timeout(self._timeout):
-                    await pubsub.subscribe(self.channel)
-                    while True:
-                        reply = await pubsub.get_message(timeout=self._timeout)
-                        if reply is not None and reply["type"] == "subscribe":
-                            break
-        except BaseException:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
-            raise
-        return pubsub
-
-    async def _drop_subscription(self) -> None:
-        pubsub, self._pubsub = self._pubsub, None
-        if pubsub is not None:
-            try:
-                await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
-            except (RedisError, OSError):
-                logger.debug("error while closing a broken Redis subscription", exc_info=True)
-
-    async def _listen(self) -> None:
-        """Receive batches until cancelled; reconnect with backoff whenever the link fails."""
-        delay = self._reconnect_delay
-        while True:
-            try:
-                if self._pubsub is None:
-                    self._pubsub = await self._subscribe()
-                    self.reconnects += 1
-                    delay = self._reconnect_delay
-                    logger.info("Redis channel %r: subscribed again", self.channel)
-                reply = await self._pubsub.get_message(
-                    ignore_subscribe_messages=True, timeout=_POLL_INTERVAL
-                )
-            except (StorageError, RedisError, OSError) as exc:
-                logger.warning(
-                    "Redis channel %r: subscription lost (%s); retrying in %.1f s",
-                    self.channel,
-                    exc or type(exc).__name__,
-                    delay,
-                )
-            except Exception:
-                logger.exception(
-                    "Redis channel %r: unexpected listener error; retrying in %.1f s",
-                    self.channel,
-                    delay,
-                )
-            else:
-                if reply is not None and reply["type"] == "message":
-                    await self._receive(reply["data"])
-                continue
-            await self._drop_subscription()
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, self._max_reconnect_delay)
 
     async def _receive(self, raw: Any) -> None:
         """Decode one payload and hand it to the callbacks unless this process sent it."""

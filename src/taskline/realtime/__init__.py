@@ -2,6 +2,7 @@
 
 from taskline.realtime.close_codes import CloseCode
 from taskline.realtime.follow import Delivered, Following
+from taskline.realtime.log_poller import LogPoller
 from taskline.realtime.manager import ConnectionManager, CursorVoidError
 from taskline.realtime.subscriber import Subscriber, SubscriberState
 
@@ -11,6 +12,7 @@ __all__ = [
     "CursorVoidError",
     "Delivered",
     "Following",
+    "LogPoller",
     "Subscriber",
     "SubscriberState",
 ]

@@ -573,6 +573,15 @@ class ConnectionManager:
                     if subscriber.offer_board(item, size) == Verdict.BEHIND:
                         self._resync_board(subscriber)
 
+    def resync_boards(self, message: str) -> int:
+        """Tell every board subscriber to reload the task list (a ``gap`` notice with
+        ``board: true`` and ``message``): board events may have been missed. Returns how many
+        were told."""
+        board = list(self.registry.board)
+        for subscriber in board:
+            self._resync_board(subscriber, message)
+        return len(board)
+
     def touch(self, client_id: str) -> None:
         """Record client activity (any frame received)."""
         connection = self.registry.get(client_id)
@@ -686,20 +695,17 @@ class ConnectionManager:
         self.stats["caught_up_from_log"] += 1
         self._spawn(self.catch_up.run(connection))
 
-    def _resync_board(self, subscriber: Subscriber) -> None:
-        """A board subscriber dropped events: tell it to reload the board."""
+    def _resync_board(
+        self,
+        subscriber: Subscriber,
+        message: str = "board events were dropped while this connection was behind; "
+        "reload the task list",
+    ) -> None:
+        """A board subscriber missed events: tell it to reload the board."""
         self.stats["board_resyncs"] += 1
         self._queue(
             subscriber,
-            notice(
-                E.GAP,
-                {
-                    "board": True,
-                    "message": "board events were dropped while this connection was behind; "
-                    "reload the task list",
-                },
-                client_id=subscriber.client_id,
-            ),
+            notice(E.GAP, {"board": True, "message": message}, client_id=subscriber.client_id),
         )
 
     def _cut(self, subscriber: Subscriber, why: str) -> None:

@@ -20,7 +20,18 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Integer, Row, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    Integer,
+    Row,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from taskline.domain.errors import ConflictError, NotFoundError
@@ -354,6 +365,22 @@ class EventLog:
             statement = statement.where(EVENTS.c.event_type.in_(list(types)))
         if limit is not None:
             statement = statement.limit(limit)
+        connection = await self.session.connection()
+        return _messages(await connection.execute(statement))
+
+    async def read_after(self, cursors: Mapping[str, int], *, limit: int) -> list[WebSocketMessage]:
+        """Events of several tasks past each one's cursor (``seq > cursors[task_id]``) in one
+        statement, ordered by task id then seq, at most ``limit`` in all (the first tasks'
+        first: read again past what came back when it is full). No cursors: nothing."""
+        if not cursors:
+            return []
+        past = [
+            and_(EVENTS.c.task_id == task_id, EVENTS.c.seq > min(since, _LARGEST_SEQ))
+            for task_id, since in cursors.items()
+        ]
+        statement = (
+            select(EVENTS).where(or_(*past)).order_by(EVENTS.c.task_id, EVENTS.c.seq).limit(limit)
+        )
         connection = await self.session.connection()
         return _messages(await connection.execute(statement))
 

@@ -37,7 +37,7 @@ from taskline.api import (
 from taskline.api.body_limit import BodySizeLimit
 from taskline.api.openapi import install_openapi
 from taskline.api.problems import install_problem_handlers
-from taskline.bus import AgentRelay, EventBus, MemoryNotifier, Notifier, RedisNotifier
+from taskline.bus import AgentRelay, EventBus, MemoryNotifier, Notifier, RedisNotifier, RunLock
 from taskline.domain.events import EventIn, WebSocketMessage
 from taskline.domain.ids import new_id
 from taskline.mcp import McpServer
@@ -153,6 +153,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             user_agent=f"Taskline-Webhooks/{__version__}",
         ),
         agent_relay=agent_relay,
+        # a crashed process's runs free their threads within the same bound as its agents
+        run_lock=(
+            RunLock(settings.redis_url, ttl=settings.presence_ttl, prefix=settings.redis_prefix)
+            if settings.redis_url
+            else None
+        ),
         node=node,
     )
     bus.add_listener(services.webhooks.on_committed)

@@ -7,6 +7,7 @@ from taskline.bus.agent_relay import AgentRelay
 from taskline.bus.event_bus import Attribution, BusState, EventBus, PersistEvents
 from taskline.bus.notifier import BatchCallback, MemoryNotifier, Notifier
 from taskline.bus.redis_notifier import RedisNotifier
+from taskline.bus.run_lock import RunLock
 from taskline.bus.subscription import Handler, HandlerSubscription
 
 __all__ = [
@@ -21,4 +22,5 @@ __all__ = [
     "Notifier",
     "PersistEvents",
     "RedisNotifier",
+    "RunLock",
 ]

@@ -14,7 +14,7 @@ the bus. This is also the one place that will decide who may do what.
 import os
 from collections.abc import Sequence
 
-from taskline.bus import AgentRelay, EventBus, RedisNotifier
+from taskline.bus import AgentRelay, EventBus, RedisNotifier, RunLock
 from taskline.domain.effects import DEFAULT_MAX_STATE_BYTES
 from taskline.realtime import ConnectionManager
 from taskline.realtime.agents import AgentHub
@@ -54,6 +54,7 @@ class Services:
             (see RequestService).
         webhooks: the outgoing webhooks (None: a WebhookService with its defaults).
         agent_relay: agents' commands and presence across processes (see AgentHub).
+        run_lock: one AG-UI run per thread across processes (see AguiGateway).
     """
 
     def __init__(
@@ -78,6 +79,7 @@ class Services:
         request_sweep_interval: float = 5.0,
         webhooks: WebhookService | None = None,
         agent_relay: AgentRelay | None = None,
+        run_lock: RunLock | None = None,
         node: str = "node",
     ) -> None:
         #: this process's id in the deployment (the bus's origin; /health names it)
@@ -131,6 +133,7 @@ class Services:
             review_hidden=review_hidden,
             requests=self.requests,
             approve=agent_approve,
+            run_lock=run_lock,
         )
         self.agui_ingest = AguiIngest(self.events, self.requests)
         self.agui_watch = AguiWatch(database, connections)

@@ -37,7 +37,15 @@ from taskline.api import (
 from taskline.api.body_limit import BodySizeLimit
 from taskline.api.openapi import install_openapi
 from taskline.api.problems import install_problem_handlers
-from taskline.bus import AgentRelay, EventBus, MemoryNotifier, Notifier, RedisNotifier, RunLock
+from taskline.bus import (
+    AgentRelay,
+    ClientRelay,
+    EventBus,
+    MemoryNotifier,
+    Notifier,
+    RedisNotifier,
+    RunLock,
+)
 from taskline.domain.events import EventIn, WebSocketMessage
 from taskline.domain.ids import new_id
 from taskline.mcp import McpServer
@@ -84,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """
     settings = settings or Settings()
     database = Database(settings.database_url)
+    node = new_id("node")  # this process, among all those of the deployment
     connections = ConnectionManager(
         database,
         heartbeat_interval=settings.heartbeat_interval,
@@ -97,13 +106,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         flush_interval=settings.flush_interval,
         offline_queue_size=settings.offline_queue_size,
         offline_queue_ttl=settings.offline_queue_ttl,
+        client_relay=(
+            ClientRelay(
+                settings.redis_url,
+                node=node,
+                presence_ttl=settings.presence_ttl,
+                queue_size=settings.offline_queue_size,
+                queue_ttl=settings.offline_queue_ttl,
+                prefix=settings.redis_prefix,
+            )
+            if settings.redis_url
+            else None
+        ),
     )
 
     async def persist(task_id: str, batch: list[EventIn]) -> list[WebSocketMessage]:
         # EventBus.emit stores through the application layer, like every other change
         return await services.events.persist(task_id, batch)
 
-    node = new_id("node")  # this process, among all those of the deployment
     notifier: Notifier = (
         RedisNotifier(settings.redis_url, channel=f"{settings.redis_prefix}:events", origin=node)
         if settings.redis_url

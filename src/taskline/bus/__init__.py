@@ -4,6 +4,7 @@ It may import only :mod:`taskline.domain`; the app injects how events are persis
 """
 
 from taskline.bus.agent_relay import AgentRelay
+from taskline.bus.client_relay import ClientRelay
 from taskline.bus.event_bus import Attribution, BusState, EventBus, PersistEvents
 from taskline.bus.notifier import BatchCallback, MemoryNotifier, Notifier
 from taskline.bus.redis_notifier import RedisNotifier
@@ -15,6 +16,7 @@ __all__ = [
     "Attribution",
     "BatchCallback",
     "BusState",
+    "ClientRelay",
     "EventBus",
     "Handler",
     "HandlerSubscription",

@@ -149,13 +149,17 @@ class Services:
         await self.database.ping()
 
     def degraded(self) -> list[str]:
-        """The accelerators that are down now: ``["redis"]`` while the event channel's or the
-        agent relay's Redis subscription is lost (publishing still commits to the database;
-        other processes catch up from the log), ``[]`` otherwise (and without Redis)."""
+        """The accelerators that are down now: ``["redis"]`` while the event channel's, the
+        agent relay's or the client relay's Redis subscription is lost (publishing still
+        commits to the database; other processes catch up from the log), ``[]`` otherwise
+        (and without Redis)."""
         notifier = self.bus.notifier
         down = isinstance(notifier, RedisNotifier) and not notifier.connected
         relay = self.hub.relay
         if relay is not None and not relay.connected:
+            down = True
+        shared = self.agui.connections.shared  # personal messages' relay
+        if shared is not None and not shared.relay.connected:
             down = True
         return ["redis"] if down else []
 

@@ -2,7 +2,8 @@
 nginx in front): a message posted on one process reaches the client connected to another
 (``delivered`` true); a client connected nowhere gets one shared queue (size cap, dropped
 ones counted) delivered once when it connects again through any process; a client id taken
-by one principal on one process is refused to another on another (4403)."""
+by one principal on one process is refused to another on another (4403). Redis stopped: a
+process queues a personal message itself."""
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,12 +14,17 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from taskline.settings import Settings
 from tests.support.auth import make_token
 from tests.support.nginx import Nginx
 from tests.support.nodes import running_nodes
 from tests.support.process import ServerProcess
+from tests.support.server import LiveServer
 from tests.support.waiting import async_wait_until
 from tests.support.ws import open_ws, receive, receive_until
+from tests.test_redis_outage import PrivateRedis, private_redis
+
+__all__ = ["private_redis"]  # the fixture, used by name
 
 QUEUE_SIZE = 10
 
@@ -140,3 +146,26 @@ async def test_a_client_id_taken_on_one_process_is_refused_to_another_principal_
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
     async with open_ws(f"{b.ws_url}{board}", additional_headers=as_ana) as ws:
         assert (await receive(ws))["data"]["client_id"] == "client_mine"
+
+
+async def test_with_redis_stopped_a_process_queues_personal_messages_itself(
+    private_redis: PrivateRedis, tmp_path: Path
+) -> None:
+    """Redis killed: a message for a client connected nowhere is still accepted (queued in
+    the process, ``delivered`` false, ``queued`` 1) and delivered when it connects there."""
+    settings = Settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'r.db'}", redis_url=private_redis.url
+    )
+    server = LiveServer(settings)
+    server.start()
+    try:
+        private_redis.kill()
+        answer = await message(server.url, "client_alone", {"kept": "here"})
+        assert (answer["delivered"], answer["queued"]) == (False, 1)
+        async with open_ws(f"{server.ws_url}/ws/board?client_id=client_alone") as ws:
+            assert await personal(ws) == {"kept": "here"}
+            live = await message(server.url, "client_alone", {"live": True})
+            assert live["delivered"] is True
+            assert await personal(ws) == {"live": True}
+    finally:
+        server.stop()

@@ -139,7 +139,8 @@ class ClientRelay:
         owner_ttl: seconds a client id stays its owner's after last use (None: ``queue_ttl``).
         prefix: key and channel prefix shared by the processes of one deployment.
         timeout: seconds allowed to connect and for each command.
-        ack_timeout: seconds :meth:`send` waits for the client's node to answer.
+        ack_timeout: seconds :meth:`send` waits for the client's node to answer (at most
+            four fifths of ``timeout``).
     """
 
     def __init__(
@@ -153,7 +154,7 @@ class ClientRelay:
         owner_ttl: float | None = None,
         prefix: str = "taskline",
         timeout: float = 5.0,
-        ack_timeout: float = 2.0,
+        ack_timeout: float = 4.0,
     ) -> None:
         if not node:
             raise ValueError("node must be a non-empty string")
@@ -167,7 +168,8 @@ class ClientRelay:
         self.owner_ttl = owner_ttl if owner_ttl is not None else queue_ttl
         self.prefix = prefix
         self._timeout = timeout
-        self._ack_timeout = min(ack_timeout, timeout / 2)
+        # a blocking read must end before the socket's own timeout
+        self._ack_timeout = min(ack_timeout, timeout * 0.8)
         self._client: Redis | None = None
         self._pubsub: PubSub | None = None
         self._tasks: list[asyncio.Task[None]] = []

@@ -22,6 +22,8 @@ Delivery contract (design.md):
   connection has a writer task; code that follows a task (:meth:`follow`: SSE, AG-UI) pulls.
 - Personal messages are not task events: they go to the client's own connection, or to its
   offline queue (``offline_queue_size`` per client, oldest dropped and counted) while away.
+  With a client relay (Redis) the connection may be on another process and the queue is
+  shared by all (:mod:`taskline.realtime.personal`).
 """
 
 import asyncio
@@ -320,9 +322,11 @@ class ConnectionManager:
     async def _may_use(self, client_id: str, owner: str) -> bool:
         """Whether ``owner`` may connect with ``client_id``: Redis's answer (every process),
         this process's own when there is no Redis or it did not answer."""
-        here = self.owners.claim(client_id, owner, now=time.monotonic())
         shared = await self.shared.claim_owner(client_id, owner) if self.shared else None
-        return here if shared is None else shared
+        if shared is False:
+            return False  # another principal's, on some process: not recorded here either
+        here = self.owners.claim(client_id, owner, now=time.monotonic())
+        return here if shared is None else True
 
     @contextlib.asynccontextmanager
     async def follow(

@@ -14,6 +14,8 @@ import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection
 
+from taskline.bus.run_lock import RunLock
+from taskline.domain.ids import new_id
 from taskline.settings import Settings
 from tests.support.nodes import running_nodes
 from tests.support.process import ServerProcess
@@ -158,3 +160,32 @@ async def test_with_redis_stopped_a_process_keeps_to_its_own_run_lock(
         assert (await asyncio.wait_for(again, 30))[-1]["type"] == "RUN_ERROR"  # agent left
     finally:
         server.stop()
+
+
+async def test_a_run_never_frees_another_runs_lock_and_a_lock_left_behind_expires(
+    redis_url: str,
+) -> None:
+    """RunLock on the test Redis: the second run is told who holds the thread, its release
+    frees nothing; the holder's does. A lock nobody refreshes (a dead process's) is gone
+    within its TTL."""
+    lock = RunLock(redis_url, ttl=LOCK_TTL, prefix=new_id("test"))
+    try:
+        assert await lock.acquire("task_one", "run_1") == "run_1"
+        assert await lock.acquire("task_one", "run_2") == "run_1"
+        assert await lock.acquire("task_one", "run_1") == "run_1"  # extended, still its
+        assert await lock.release("task_one", "run_2") is False
+        assert await lock.holder("task_one") == "run_1"
+        assert await lock.release("task_one", "run_1") is True
+        assert await lock.holder("task_one") is None
+        assert await lock.acquire("task_one", "run_2") == "run_2"
+
+        async def expired() -> bool:
+            return await lock.holder("task_one") is None
+
+        await async_wait_until(
+            expired,
+            message=lambda: f"the lock nobody refreshes gone within {LOCK_TTL:g} s",
+            timeout=(LOCK_TTL + 2.0) * TIME_SCALE,
+        )
+    finally:
+        await lock.close()

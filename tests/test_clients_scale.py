@@ -14,6 +14,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from taskline.bus.client_relay import ClientRelay
+from taskline.domain.ids import new_id
 from taskline.settings import Settings
 from tests.support.auth import make_token
 from tests.support.nginx import Nginx
@@ -169,3 +171,33 @@ async def test_with_redis_stopped_a_process_queues_personal_messages_itself(
             assert await personal(ws) == {"live": True}
     finally:
         server.stop()
+
+
+async def test_a_shared_queue_keeps_the_newest_counts_the_dropped_and_tells_its_expiry(
+    redis_url: str,
+) -> None:
+    """ClientRelay on the test Redis: 3 messages into a queue of 2 are the newest 2 and 1
+    dropped, taken once; a queue that expired unread is told as expired when taken."""
+    relay = ClientRelay(
+        redis_url, node="node_test", queue_size=2, queue_ttl=1.0, prefix=new_id("test")
+    )
+
+    async def nowhere(client_id: str, frame: str) -> bool:
+        return False
+
+    await relay.start(nowhere, list)
+    try:
+        assert [await relay.enqueue("client_q", f) for f in ("a", "b", "c")] == [1, 2, 2]
+        assert await relay.take("client_q") == (["b", "c"], 1, False)
+        assert await relay.take("client_q") == ([], 0, False)
+        assert await relay.send("client_q", "d") is False  # connected nowhere: queued
+        assert await relay.depth("client_q") == 1
+
+        async def expired() -> bool:
+            return await relay.depth("client_q") == 0
+
+        await async_wait_until(expired, message="the queue to expire after its TTL")
+        assert await relay.take("client_q") == ([], 0, True)
+        assert await relay.take("client_q") == ([], 0, False)  # told once
+    finally:
+        await relay.close()

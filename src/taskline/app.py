@@ -39,12 +39,14 @@ from taskline.api.openapi import install_openapi
 from taskline.api.problems import install_problem_handlers
 from taskline.bus import (
     AgentRelay,
+    ClientRelay,
     EventBus,
     MemoryNotifier,
     Notifier,
     RedisNotifier,
     RedisRates,
     RedisSockets,
+    RunLock,
 )
 from taskline.bus.node_stats import NodeStats
 from taskline.domain.events import EventIn, WebSocketMessage
@@ -93,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """
     settings = settings or Settings()
     database = Database(settings.database_url)
+    node = new_id("node")  # this process, among all those of the deployment
     connections = ConnectionManager(
         database,
         heartbeat_interval=settings.heartbeat_interval,
@@ -106,13 +109,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         flush_interval=settings.flush_interval,
         offline_queue_size=settings.offline_queue_size,
         offline_queue_ttl=settings.offline_queue_ttl,
+        client_relay=(
+            ClientRelay(
+                settings.redis_url,
+                node=node,
+                presence_ttl=settings.presence_ttl,
+                queue_size=settings.offline_queue_size,
+                queue_ttl=settings.offline_queue_ttl,
+                prefix=settings.redis_prefix,
+            )
+            if settings.redis_url
+            else None
+        ),
     )
 
     async def persist(task_id: str, batch: list[EventIn]) -> list[WebSocketMessage]:
         # EventBus.emit stores through the application layer, like every other change
         return await services.events.persist(task_id, batch)
 
-    node = new_id("node")  # this process, among all those of the deployment
     notifier: Notifier = (
         RedisNotifier(settings.redis_url, channel=f"{settings.redis_prefix}:events", origin=node)
         if settings.redis_url
@@ -192,6 +206,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             retention_days=settings.webhook_retention_days,
         ),
         agent_relay=agent_relay,
+        # a crashed process's runs free their threads within the same bound as its agents
+        run_lock=(
+            RunLock(settings.redis_url, ttl=settings.presence_ttl, prefix=settings.redis_prefix)
+            if settings.redis_url
+            else None
+        ),
         node=node,
     )
     bus.add_listener(services.webhooks.on_committed)

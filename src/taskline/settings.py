@@ -128,7 +128,8 @@ class Settings(BaseSettings):
         gt=0,
         description="With redis_url: an agent whose server process dies (kill -9, a lost "
         "machine) shows offline within this many seconds; each process refreshes its agents' "
-        "presence in Redis every third of it.",
+        "presence in Redis every third of it. A dead process's AG-UI runs free their threads "
+        "within it too.",
     )
     heartbeat_interval: float = Field(
         default=20.0, gt=0, description="Seconds between server heartbeats on live connections."

@@ -32,12 +32,14 @@ async def send_personal_message(
 ) -> Delivery:
     """Send ``body`` to the client as a ``personal_message`` event.
 
-    Delivered at once if the client is connected; otherwise queued (up to the offline queue
-    size, oldest dropped) and delivered in order when it reconnects with its ``client_id``.
+    Delivered at once if the client is connected (to any process, with Redis); otherwise
+    queued (up to the offline queue size, oldest dropped) and delivered in order when it
+    reconnects with its ``client_id`` (to any process). ``delivered`` is true only when a live
+    connection took it; ``queued``: how many wait for the client now.
     """
     require(actor, Action.MESSAGE_CLIENTS)
     manager: ConnectionManager = request.app.state.connections
     delivered = await manager.send_personal_message(client_id, dict(body))
     return Delivery(
-        client_id=client_id, delivered=delivered, queued=manager.offline.depth(client_id)
+        client_id=client_id, delivered=delivered, queued=await manager.queued(client_id)
     )

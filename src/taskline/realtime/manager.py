@@ -22,6 +22,8 @@ Delivery contract (design.md):
   connection has a writer task; code that follows a task (:meth:`follow`: SSE, AG-UI) pulls.
 - Personal messages are not task events: they go to the client's own connection, or to its
   offline queue (``offline_queue_size`` per client, oldest dropped and counted) while away.
+  With a client relay (Redis) the connection may be on another process and the queue is
+  shared by all (:mod:`taskline.realtime.personal`).
 """
 
 import asyncio
@@ -35,6 +37,7 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketState
 
+from taskline.bus.client_relay import ClientRelay
 from taskline.domain.errors import InvalidInputError, NotFoundError, StorageError
 from taskline.domain.events import (
     REQUEST_EVENTS,
@@ -54,6 +57,7 @@ from taskline.realtime.keepalive import Keepalive
 from taskline.realtime.notices import encode, established, gap_notices, notice, offline_notices
 from taskline.realtime.offline import OfflineQueues
 from taskline.realtime.owners import ClientOwners
+from taskline.realtime.personal import SharedClients, merged
 from taskline.realtime.recent import RecentEvents
 from taskline.realtime.registry import Closer, Connection, Registry
 from taskline.realtime.resume import ResumeKind, plan_resume
@@ -119,6 +123,8 @@ class ConnectionManager:
             ``recent_task_bytes`` per task.
         remember_heads: log heads remembered for connects (0: every connect reads its head;
             set it to 0 when the log is trimmed by retention, which no dispatch announces).
+        client_relay: personal messages, offline queues and client-id owners shared with the
+            other processes (see :mod:`taskline.realtime.personal`; None: this process's).
     """
 
     def __init__(
@@ -139,6 +145,7 @@ class ConnectionManager:
         recent_bytes: int = 64 * 1024 * 1024,
         recent_task_bytes: int = 4 * 1024 * 1024,
         remember_heads: int = 10_000,
+        client_relay: ClientRelay | None = None,
     ) -> None:
         self.database = database
         self.heartbeat_interval = heartbeat_interval
@@ -150,6 +157,7 @@ class ConnectionManager:
         self.registry = Registry()
         self.offline = OfflineQueues(size=offline_queue_size, ttl=offline_queue_ttl)
         self.owners = ClientOwners(ttl=offline_queue_ttl)
+        self.shared = SharedClients(client_relay) if client_relay is not None else None
         self.recent = RecentEvents(task_bytes=recent_task_bytes, total_bytes=recent_bytes)
         self.heads = LogHeads(database, remember=remember_heads)
         self.flusher = Flusher(self._channel_of, self._write_failed, interval=flush_interval)
@@ -185,6 +193,8 @@ class ConnectionManager:
             await self.epoch()
         except StorageError as exc:
             logger.warning("the log's epoch could not be read yet: %s", exc)
+        if self.shared is not None:
+            await self.shared.start(self._deliver_here, lambda: list(self.registry.connections))
         self.keepalive.start()
 
     async def stop(self) -> None:
@@ -201,6 +211,8 @@ class ConnectionManager:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         self.flusher.stop()
+        if self.shared is not None:
+            await self.shared.close()
 
     async def epoch(self) -> str:
         """This database's log epoch, read once (concurrent first callers share the read)."""
@@ -273,7 +285,7 @@ class ConnectionManager:
         ``client_id`` that belongs to another ``owner`` (the text form of the actor that first
         connected with it: its queued messages are that actor's).
         """
-        if client_id and not self.owners.claim(client_id, owner, now=time.monotonic()):
+        if client_id and not await self._may_use(client_id, owner):
             await self._close_quietly(
                 closer,
                 CloseCode.FORBIDDEN,
@@ -306,6 +318,15 @@ class ConnectionManager:
             await self._close_quietly(closer, CloseCode.POLICY_VIOLATION, exc.detail)
             return None
         return connection.subscriber
+
+    async def _may_use(self, client_id: str, owner: str) -> bool:
+        """Whether ``owner`` may connect with ``client_id``: Redis's answer (every process),
+        this process's own when there is no Redis or it did not answer."""
+        shared = await self.shared.claim_owner(client_id, owner) if self.shared else None
+        if shared is False:
+            return False  # another principal's, on some process: not recorded here either
+        here = self.owners.claim(client_id, owner, now=time.monotonic())
+        return here if shared is None else True
 
     @contextlib.asynccontextmanager
     async def follow(
@@ -403,9 +424,12 @@ class ConnectionManager:
             stale_after=self.stale_after,
         )
         self._queue(subscriber, hello)
+        queued = self.offline.take(client_id, now=time.monotonic())
+        if self.shared is not None:
+            queued = merged(queued, await self.shared.online(client_id))
         for item in offline_notices(
             client_id,
-            self.offline.take(client_id, now=time.monotonic()),
+            queued,
             size=self.offline.size,
             ttl=self.offline.ttl,
         ):
@@ -479,6 +503,8 @@ class ConnectionManager:
         now = time.monotonic()
         self.offline.went_offline(client_id, now=now)
         self.owners.seen(client_id, now=now)
+        if self.shared is not None:
+            await self.shared.offline(client_id)
         subscriber.close()
         if connection.channel is not None:
             # what is already queued (an error before a close, say) still goes out first
@@ -499,14 +525,30 @@ class ConnectionManager:
     async def send_personal_message(self, client_id: str, message: dict[str, Any]) -> bool:
         """Send ``message`` to one client; queue it if the client is offline.
 
-        Returns True if it went to a live connection, False if it was queued.
+        Returns True if it went to a live connection (here, or on another process), False if
+        it was queued (shared by every process; this one's own while Redis fails).
         """
         frame = encode(notice(E.PERSONAL_MESSAGE, message, client_id=client_id))
-        connection = self.registry.get(client_id)
-        if connection is not None and self._queue(connection.subscriber, frame):
+        if await self._deliver_here(client_id, frame):
             return True
+        if self.shared is not None:
+            sent = await self.shared.send(client_id, frame)
+            if sent is not None:
+                return sent
         self.offline.push(client_id, frame, now=time.monotonic())
         return False
+
+    async def _deliver_here(self, client_id: str, frame: str) -> bool:
+        """Queue ``frame`` on the client's connection to this process; False if none."""
+        connection = self.registry.get(client_id)
+        return connection is not None and self._queue(connection.subscriber, frame)
+
+    async def queued(self, client_id: str) -> int:
+        """Personal messages waiting for the client (this process's queue and the shared one)."""
+        depth = self.offline.depth(client_id)
+        if self.shared is not None:
+            depth += await self.shared.depth(client_id)
+        return depth
 
     async def broadcast_to_task(
         self, task_id: str, messages: WebSocketMessage | Sequence[WebSocketMessage]

@@ -14,7 +14,7 @@ the bus. This is also the one place that will decide who may do what.
 import os
 from collections.abc import Sequence
 
-from taskline.bus import AgentRelay, EventBus, RedisNotifier
+from taskline.bus import AgentRelay, EventBus, RedisNotifier, RunLock
 from taskline.domain.effects import DEFAULT_MAX_STATE_BYTES
 from taskline.realtime import ConnectionManager
 from taskline.realtime.agents import AgentHub
@@ -54,6 +54,7 @@ class Services:
             (see RequestService).
         webhooks: the outgoing webhooks (None: a WebhookService with its defaults).
         agent_relay: agents' commands and presence across processes (see AgentHub).
+        run_lock: one AG-UI run per thread across processes (see AguiGateway).
     """
 
     def __init__(
@@ -78,6 +79,7 @@ class Services:
         request_sweep_interval: float = 5.0,
         webhooks: WebhookService | None = None,
         agent_relay: AgentRelay | None = None,
+        run_lock: RunLock | None = None,
         node: str = "node",
     ) -> None:
         #: this process's id in the deployment (the bus's origin; /health names it)
@@ -131,6 +133,7 @@ class Services:
             review_hidden=review_hidden,
             requests=self.requests,
             approve=agent_approve,
+            run_lock=run_lock,
         )
         self.agui_ingest = AguiIngest(self.events, self.requests)
         self.agui_watch = AguiWatch(database, connections)
@@ -146,13 +149,17 @@ class Services:
         await self.database.ping()
 
     def degraded(self) -> list[str]:
-        """The accelerators that are down now: ``["redis"]`` while the event channel's or the
-        agent relay's Redis subscription is lost (publishing still commits to the database;
-        other processes catch up from the log), ``[]`` otherwise (and without Redis)."""
+        """The accelerators that are down now: ``["redis"]`` while the event channel's, the
+        agent relay's or the client relay's Redis subscription is lost (publishing still
+        commits to the database; other processes catch up from the log), ``[]`` otherwise
+        (and without Redis)."""
         notifier = self.bus.notifier
         down = isinstance(notifier, RedisNotifier) and not notifier.connected
         relay = self.hub.relay
         if relay is not None and not relay.connected:
+            down = True
+        shared = self.agui.connections.shared  # personal messages' relay
+        if shared is not None and not shared.relay.connected:
             down = True
         return ["redis"] if down else []
 

@@ -51,10 +51,15 @@ status is left as it was. The AG-UI watch stream shows that event as a run of it
 (``RUN_STARTED`` then ``RUN_ERROR``), and the runs list as an ``unserved`` run. A thread with
 no task gets nothing logged (there is nothing to view).
 
-**One run at a time per thread** (per server process): a request for a thread whose run is
-still going is refused with 409 before streaming; two requests racing past that check are
-told apart when streaming starts, and the later one ends at once with ``RUN_ERROR`` (code
-``run_in_progress``). The first run is not disturbed.
+**One run at a time per thread**: a request for a thread whose run is still going is
+refused with 409 before streaming; two requests racing past that check are told apart when
+streaming starts, and the later one ends at once with ``RUN_ERROR`` (code
+``run_in_progress``). The first run is not disturbed. With a ``run_lock``
+(:class:`~taskline.bus.run_lock.RunLock`, Redis) this holds across processes: the same 409
+and ``RUN_ERROR`` on any process, and a crashed process's runs free their threads within the
+lock's TTL. When Redis does not answer, the gateway keeps to this process's own lock and logs
+a warning (availability over strictness: runs go on; two processes could then run one thread
+at once until Redis is back).
 
 Edge cases: every wait is bounded (``start_timeout`` for an agent's first event,
 ``idle_timeout`` between events); a run that ends without a terminal event in the log (the
@@ -96,12 +101,14 @@ from taskline.agent.files import SAMPLE_DOCS
 from taskline.agent.runner import DEFAULT_AGENT_ID, review_folder
 from taskline.agui.interrupts import answer_of, interrupted
 from taskline.agui.translate import AGUI_KEY, TERMINAL_TYPES, event_json, is_interrupt, to_agui
+from taskline.bus.run_lock import RunLock
 from taskline.domain.access import Action, require
 from taskline.domain.actors import Actor, Role
 from taskline.domain.errors import (
     ConflictError,
     InvalidInputError,
     NotFoundError,
+    StorageError,
     TasklineError,
 )
 from taskline.domain.events import EventIn, WebSocketEventType, WebSocketMessage
@@ -301,6 +308,7 @@ class AguiGateway:
             cannot be interrupted.
         approve: the built-in agent's steps that need a person's approval first (its tool
             names, e.g. ``write_report``; the setting ``TASKLINE_AGENT_APPROVE``).
+        run_lock: one run per thread across processes (None: this process's own lock).
     """
 
     def __init__(
@@ -318,8 +326,10 @@ class AguiGateway:
         review_hidden: bool = False,
         requests: RequestService | None = None,
         approve: Sequence[str] = (),
+        run_lock: RunLock | None = None,
     ) -> None:
         self.tasks = tasks
+        self.run_lock = run_lock
         self.events = events
         self.agents = agents
         self.connections = connections
@@ -344,6 +354,57 @@ class AguiGateway:
         for job in list(self._background):
             job.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        if self.run_lock is not None:
+            await self.run_lock.close()
+
+    # --- run lock: this process's, and Redis's when there is one ------------------------------
+
+    async def _holder(self, task_id: str) -> str | None:
+        """The run in progress on the thread here or (with a run lock) on any process."""
+        busy = self._running.get(task_id)
+        if busy is not None or self.run_lock is None:
+            return busy
+        try:
+            return await self.run_lock.holder(task_id)
+        except StorageError as exc:
+            logger.warning("AG-UI run lock unavailable, using this process's only: %s", exc)
+            return None
+
+    async def _take(self, task_id: str, run_id: str) -> str:
+        """Take the thread for ``run_id``; return the run holding it (``run_id``: taken)."""
+        busy = self._running.setdefault(task_id, run_id)
+        if busy != run_id or self.run_lock is None:
+            return busy
+        try:
+            busy = await self.run_lock.acquire(task_id, run_id)
+        except StorageError as exc:
+            logger.warning("AG-UI run lock unavailable, using this process's only: %s", exc)
+            return run_id
+        if busy != run_id:
+            del self._running[task_id]
+        return busy
+
+    async def _keep(self, task_id: str, run_id: str) -> None:
+        """Extend the run's lock in Redis until cancelled (Redis errors are logged)."""
+        assert self.run_lock is not None
+        while True:
+            await asyncio.sleep(self.run_lock.refresh_interval)
+            try:
+                holder = await self.run_lock.acquire(task_id, run_id)
+            except StorageError as exc:
+                logger.warning("AG-UI run %s: its lock could not be refreshed: %s", run_id, exc)
+                continue
+            if holder != run_id:
+                logger.warning("AG-UI run %s: run %s took its thread's lock", run_id, holder)
+
+    async def _free(self, task_id: str, run_id: str) -> None:
+        if self._running.get(task_id) == run_id:
+            del self._running[task_id]
+        if self.run_lock is not None:
+            try:
+                await self.run_lock.release(task_id, run_id)
+            except StorageError as exc:  # it expires within the lock's TTL
+                logger.warning("AG-UI run %s: its lock could not be released: %s", run_id, exc)
 
     # --- request ----------------------------------------------------------------------------
 
@@ -367,7 +428,7 @@ class AguiGateway:
             raise InvalidInputError("runId: 1 to 80 characters", field="runId")
         instruction = _last_user_text(run_input)
         task_id = task_id_for_thread(run_input.thread_id)
-        busy = self._running.get(task_id)
+        busy = await self._holder(task_id)
         if busy is not None:
             raise ConflictError(
                 f"thread {run_input.thread_id!r} already has a run in progress ({busy}); "
@@ -412,7 +473,7 @@ class AguiGateway:
             protocol_version=PROTOCOL_VERSION,
         )
         task_id = prepared.task_id
-        busy = self._running.setdefault(task_id, run_input.run_id)
+        busy = await self._take(task_id, run_input.run_id)
         if busy != run_input.run_id:
             yield RunErrorEvent(
                 message=f"thread {run_input.thread_id!r} already has a run in progress ({busy})",
@@ -420,6 +481,11 @@ class AguiGateway:
             )
             return
         served = _Served()
+        keeper = (
+            asyncio.create_task(self._keep(task_id, run_input.run_id))
+            if self.run_lock is not None
+            else None
+        )
         try:
             terminal: BaseEvent | None = None
             logged = False  # the terminal event came from the log (nothing to record)
@@ -451,8 +517,9 @@ class AguiGateway:
                 await self._log_agui(prepared, terminal)
             yield terminal
         finally:
-            if self._running.get(task_id) == run_input.run_id:
-                del self._running[task_id]
+            if keeper is not None:
+                keeper.cancel()
+            await self._free(task_id, run_input.run_id)
 
     async def _serve(
         self, prepared: PreparedRun, served: _Served, since: int | None, resumed: set[str]

@@ -18,7 +18,7 @@ from taskline.bus.client_relay import ClientRelay
 from taskline.domain.ids import new_id
 from taskline.settings import Settings
 from tests.support.auth import make_token
-from tests.support.nginx import Nginx
+from tests.support.nginx import Nginx, nginx_in_front
 from tests.support.nodes import running_nodes
 from tests.support.process import ServerProcess
 from tests.support.redis_server import PrivateRedis, private_redis
@@ -41,12 +41,8 @@ def nodes(pg_database_url: str, redis_url: str, tmp_path: Path) -> Iterator[list
 
 @pytest.fixture
 def nginx(nodes: list[ServerProcess]) -> Iterator[Nginx]:
-    proxy = Nginx([f"127.0.0.1:{node.port}" for node in nodes])
-    proxy.start()
-    try:
+    with nginx_in_front([node.port for node in nodes]) as proxy:
         yield proxy
-    finally:
-        proxy.stop()
 
 
 async def message(url: str, client_id: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,6 @@ Rates are set so low (a token every 100 s) that none flows in while a test runs.
 
 import asyncio
 import logging
-import shutil
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -34,13 +33,15 @@ from taskline.domain.ids import new_id
 from taskline.server import build_server
 from taskline.settings import Settings
 from tests.support.auth import make_token, make_user
-from tests.support.databases import empty_database, unavailable
+from tests.support.databases import empty_database
 from tests.support.process import ServerProcess
-from tests.support.redis_server import PrivateRedis
+from tests.support.redis_server import PrivateRedis, private_redis
 from tests.support.server import free_port
 from tests.support.waiting import TIME_SCALE, async_wait_until, wait_until
 from tests.support.ws import open_ws, receive
 from tests.test_security_limits import first_frame
+
+__all__ = ["private_redis"]  # the fixture, used by name
 
 SLOW = 0.01  # tokens per second: one every 100 s
 #: Seconds within which a killed process's sockets stop counting (the setting under test).
@@ -212,21 +213,6 @@ async def test_a_killed_process_sockets_stop_counting_within_the_node_ttl(
 
 
 # --- Redis down -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    """Never the shared Redis: a ``redis-server`` of this test's own, killed at the end."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        unavailable("redis-server", "not installed (apt-get install redis-server)")
-        raise AssertionError("unreachable")
-    server = PrivateRedis(binary, tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ import signal
 import socket
 import subprocess
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,9 +25,8 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from taskline.domain.ids import new_id
-from tests.support.databases import empty_database
-from tests.support.nginx import Nginx
+from tests.support.nginx import Nginx, nginx_in_front
+from tests.support.nodes import running_nodes
 from tests.support.process import ServerProcess
 from tests.support.waiting import TIME_SCALE, WAIT, async_wait_until
 from tests.support.ws import open_ws
@@ -56,37 +54,19 @@ def cluster(
 ) -> Iterator[tuple[list[ServerProcess], Nginx]]:
     """Three servers on one PostgreSQL database and Redis (a prefix of their own), nginx in
     front; the first server applies the migrations, the others start together after it."""
-    empty_database(pg_database_url)
-    env = {
-        "TASKLINE_REDIS_URL": redis_url,
-        "TASKLINE_REDIS_PREFIX": new_id("test"),
-        "TASKLINE_PRESENCE_TTL": str(PRESENCE_TTL),
-        "TASKLINE_SHUTDOWN_TIMEOUT": str(SHUTDOWN_TIMEOUT),
-    }
-    servers = [ServerProcess(pg_database_url, tmp_path / "server0.log", **env)]
-    servers += [
-        ServerProcess(
+    with (
+        running_nodes(
             pg_database_url,
-            tmp_path / f"server{n}.log",
-            **env,
-            TASKLINE_MIGRATE_ON_START="false",
-        )
-        for n in range(1, PROCESSES)
-    ]
-    nginx: Nginx | None = None
-    try:
-        # a start takes seconds on a busy machine (most of it importing): allow plenty
-        servers[0].start(START_TIMEOUT)
-        with ThreadPoolExecutor(PROCESSES - 1) as pool:  # each start waits for its /health
-            list(pool.map(lambda server: server.start(START_TIMEOUT), servers[1:]))
-        nginx = Nginx([f"127.0.0.1:{s.port}" for s in servers])
-        nginx.start()
+            redis_url,
+            tmp_path,
+            PROCESSES,
+            start_timeout=START_TIMEOUT,  # a start takes seconds on a busy machine
+            TASKLINE_PRESENCE_TTL=str(PRESENCE_TTL),
+            TASKLINE_SHUTDOWN_TIMEOUT=str(SHUTDOWN_TIMEOUT),
+        ) as servers,
+        nginx_in_front([server.port for server in servers]) as nginx,
+    ):
         yield servers, nginx
-    finally:
-        if nginx is not None:
-            nginx.stop()
-        for server in servers:
-            server.stop()
 
 
 def _envelopes(raw: str | bytes) -> list[dict[str, Any]]:

@@ -16,8 +16,8 @@ import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection
 
-from tests.support.databases import empty_database
-from tests.support.nginx import Nginx
+from tests.support.nginx import Nginx, nginx_in_front
+from tests.support.nodes import running_nodes
 from tests.support.process import ServerProcess
 from tests.support.ws import open_ws
 
@@ -33,23 +33,11 @@ def cluster(
     pg_database_url: str, redis_url: str, tmp_path: Path
 ) -> Iterator[tuple[list[ServerProcess], Nginx]]:
     """Three servers on one PostgreSQL database and Redis, and nginx in front of them."""
-    empty_database(pg_database_url)
-    servers = [
-        ServerProcess(pg_database_url, tmp_path / f"server{n}.log", TASKLINE_REDIS_URL=redis_url)
-        for n in range(PROCESSES)
-    ]
-    nginx: Nginx | None = None
-    try:
-        for server in servers:
-            server.start()  # one after another: each applies the migrations it finds missing
-        nginx = Nginx([f"127.0.0.1:{s.port}" for s in servers])
-        nginx.start()
+    with (
+        running_nodes(pg_database_url, redis_url, tmp_path, PROCESSES) as servers,
+        nginx_in_front([server.port for server in servers]) as nginx,
+    ):
         yield servers, nginx
-    finally:
-        if nginx is not None:
-            nginx.stop()
-        for server in servers:
-            server.stop()
 
 
 def _envelopes(raw: str | bytes) -> list[dict[str, Any]]:

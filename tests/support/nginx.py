@@ -10,7 +10,8 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -18,7 +19,7 @@ import httpx
 from tests.support.databases import unavailable
 from tests.support.server import free_port
 
-__all__ = ["TEMPLATE", "Nginx", "nginx_binary", "render"]
+__all__ = ["TEMPLATE", "Nginx", "nginx_binary", "nginx_in_front", "render"]
 
 #: The documented configuration the tests run.
 TEMPLATE = Path(__file__).resolve().parents[2] / "docs" / "deploy-nginx.conf"
@@ -121,3 +122,14 @@ class Nginx:
                 process.kill()
                 process.wait(timeout)
         shutil.rmtree(self.prefix, ignore_errors=True)
+
+
+@contextmanager
+def nginx_in_front(ports: Sequence[int]) -> Iterator[Nginx]:
+    """A started :class:`Nginx` proxying to the servers on these local ports, stopped after."""
+    nginx = Nginx([f"127.0.0.1:{port}" for port in ports])
+    nginx.start()
+    try:
+        yield nginx
+    finally:
+        nginx.stop()

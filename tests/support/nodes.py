@@ -18,12 +18,19 @@ START = 60.0
 
 @contextmanager
 def running_nodes(
-    database_url: str, redis_url: str, logs: Path, count: int = 3, **env: str
+    database_url: str,
+    redis_url: str,
+    logs: Path,
+    count: int = 3,
+    *,
+    start_timeout: float = START * TIME_SCALE,
+    **env: str,
 ) -> Iterator[list[ServerProcess]]:
     """``count`` processes on the emptied ``database_url`` and ``redis_url`` under a key prefix
     of their own (other tests' servers on the same Redis do not meet them), stopped at the
-    end. The first applies the migrations, the others start in parallel after it (two
-    processes migrating one new database collide). ``env``: more ``TASKLINE_*`` settings."""
+    end; each may take ``start_timeout`` seconds to answer. The first applies the migrations,
+    the others start in parallel after it (two processes migrating one new database collide).
+    ``env``: more ``TASKLINE_*`` settings."""
     empty_database(database_url)
     settings = {
         "TASKLINE_REDIS_URL": redis_url,
@@ -40,10 +47,10 @@ def running_nodes(
     ]
     started = [first, *others]
     try:
-        first.start(timeout=START * TIME_SCALE)
+        first.start(timeout=start_timeout)
         if others:
             with ThreadPoolExecutor(len(others)) as pool:  # each start waits for its /health
-                list(pool.map(lambda node: node.start(timeout=START * TIME_SCALE), others))
+                list(pool.map(lambda node: node.start(timeout=start_timeout), others))
         yield started
     finally:
         for node in started:

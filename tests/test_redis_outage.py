@@ -7,6 +7,7 @@ poll of the log; once Redis is back the status is ``ok`` again and events publis
 reach subscribers on the other process through Redis.
 """
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,11 +15,12 @@ from typing import Any
 import httpx
 import pytest
 
+from taskline.service.requests import MAX_WAIT
 from tests.support.databases import empty_database
 from tests.support.process import ServerProcess
 from tests.support.redis_server import PrivateRedis
 from tests.support.redis_server import private_redis as private_redis  # the fixture
-from tests.support.waiting import WAIT, wait_until
+from tests.support.waiting import WAIT, async_holds_for, wait_until
 from tests.support.ws import collect_events, open_ws, receive_until
 
 
@@ -124,3 +126,45 @@ async def test_health_degrades_without_redis_and_publishing_keeps_committing(
     assert [e["seq"] for e in received] == [last]
     assert [e["seq"] for e in kept] == list(range(kept[0]["seq"], last + 1))
     assert kept[-2]["seq"] == during_seq
+
+
+async def test_a_long_poll_ends_when_another_process_answers_while_redis_is_down(
+    nodes: tuple[ServerProcess, ServerProcess], private_redis: PrivateRedis
+) -> None:
+    """Redis killed: a person's long poll on the second process (on a task nobody watches
+    there, so the log poll does not cover it) still ends with the answer given on the first,
+    long before its wait runs out."""
+    first, second = nodes
+    for node in nodes:
+        wait_for_status(node, "ok")
+    with httpx.Client(base_url=first.url, timeout=30) as on_first:
+        task_id = on_first.post("/api/v1/tasks/", json={"title": "asks"}).json()["id"]
+        asked = on_first.post(
+            f"/api/v1/tasks/{task_id}/requests",
+            json={"kind": "question", "question": "Ship it?"},
+        )
+        assert asked.status_code == 201, asked.text
+        request_id = asked.json()["id"]
+        private_redis.kill()
+        for node in nodes:
+            wait_for_status(node, "degraded")
+
+        async with httpx.AsyncClient(base_url=second.url, timeout=60) as on_second:
+            poll = asyncio.create_task(
+                on_second.get(f"/api/v1/requests/{request_id}", params={"wait": MAX_WAIT})
+            )
+            # a poll of an open request is held; nothing outside the process shows that it
+            # has begun to wait, so the only sign is that it has not returned for a while
+            await async_holds_for(
+                lambda: not poll.done(), 1.0, message="the long poll returned at once"
+            )
+            async with httpx.AsyncClient(base_url=first.url, timeout=30) as answering:
+                answered = await answering.post(
+                    f"/api/v1/requests/{request_id}/answer", json={"answer": "yes"}
+                )
+            assert answered.status_code == 200, answered.text
+            async with asyncio.timeout(MAX_WAIT / 2):  # the wait itself would run MAX_WAIT
+                got = await poll
+    assert got.status_code == 200, got.text
+    assert got.json()["status"] == "answered"
+    assert got.json()["answer"] == "yes"

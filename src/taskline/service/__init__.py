@@ -111,6 +111,7 @@ class Services:
             self.writes,
             max_wait=request_max_wait,
             sweep_interval=request_sweep_interval,
+            linked=lambda: bus.link.up,
         )
         bus.add_listener(self.requests.on_committed)  # wakes waiters, in every process
         self.hub = AgentHub(

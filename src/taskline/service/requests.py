@@ -9,14 +9,17 @@ expiry. A task that ends cancels its open requests in the transaction that ends 
 
 Waiting (:meth:`RequestService.wait`) does not poll the database: the service is a bus
 listener, and the ``request.*`` events of every process (through Redis when there are
-several) wake the waiters of that request, which then read it once. Expiry is a sweeper
+several) wake the waiters of that request, which then read it once. Only while the bus
+cannot hear the other processes (``linked()`` False: Redis is down) does a waiter read the
+request again every :data:`UNLINKED_RECHECK` seconds, so an answer given on another process
+ends its wait within that bound. Expiry is a sweeper
 (:meth:`RequestService.start`, every ``sweep_interval`` seconds); answering a request whose
 ``expires_at`` passed before the sweeper saw it expires it there and then (409).
 """
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from pydantic import ValidationError
 
@@ -44,13 +47,15 @@ from taskline.store.database import Database
 from taskline.store.requests import RequestStore
 from taskline.store.tasks import TaskStore
 
-__all__ = ["EXPIRY", "MAX_WAIT", "RequestService"]
+__all__ = ["EXPIRY", "MAX_WAIT", "UNLINKED_RECHECK", "RequestService"]
 
 #: The actor (and source) of expiries: the server itself.
 EXPIRY = Actor.system("requests")
 SOURCE = "api"
 #: The longest one wait may last (seconds); a client waits longer by asking again.
 MAX_WAIT = 30.0
+#: Seconds between two reads of a waited-for request while other processes cannot be heard.
+UNLINKED_RECHECK = 1.0
 
 
 class RequestService:
@@ -60,6 +65,8 @@ class RequestService:
         max_wait: the longest :meth:`wait` lasts, whatever it is asked (at most
             :data:`MAX_WAIT`).
         sweep_interval: seconds between two rounds of the expiry sweeper.
+        linked: True while other processes' events reach this one (the bus's link to Redis
+            is up; always True for a single process).
     """
 
     def __init__(
@@ -69,9 +76,11 @@ class RequestService:
         *,
         max_wait: float = MAX_WAIT,
         sweep_interval: float = 5.0,
+        linked: Callable[[], bool] = lambda: True,
     ) -> None:
         self.database = database
         self.writes = writes
+        self.linked = linked
         self.max_wait = min(max_wait, MAX_WAIT)
         self._waiters: dict[str, set[_Waiter]] = {}
         self._closing = False
@@ -124,6 +133,8 @@ class RequestService:
                 remaining = deadline - loop.time()
                 if request.status != RequestStatus.OPEN or remaining <= 0 or self._closing:
                     return request
+                if not self.linked():  # an answer on another process would not wake us
+                    remaining = min(remaining, UNLINKED_RECHECK)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(waiter.woken.wait(), remaining)
         finally:

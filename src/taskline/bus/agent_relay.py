@@ -34,7 +34,13 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from taskline.bus.redis_subscription import Subscription, connect, publish, redact, redis_errors
+from taskline.bus.redis_subscription import (
+    Subscription,
+    as_text,
+    publish,
+    redis_errors,
+    subscribe,
+)
 
 __all__ = ["AgentRelay", "Deliver", "Drop"]
 
@@ -176,23 +182,15 @@ class AgentRelay:
         if self._client is not None:
             raise RuntimeError("AgentRelay: already started")
         self._deliver, self._drop = deliver, drop
-        client = connect(self.url, timeout=self._timeout, name=f"taskline-agents:{self.node}")
-        subscription = Subscription(
-            client,
+        subscription = await subscribe(
+            self.url,
             self.channel,
             self._receive,
-            where=redact(self.url),
-            name=f"taskline-agent-relay:{self.node}",
+            client_name=f"taskline-agents:{self.node}",
+            listener_name=f"taskline-agent-relay:{self.node}",
             timeout=self._timeout,
         )
-        self._client = client
-        try:
-            await subscription.open()
-        except BaseException:
-            self._client = None
-            await client.aclose()
-            raise
-        self._subscription = subscription
+        self._client, self._subscription = subscription.client, subscription
 
     async def close(self) -> None:
         """Stop listening and close the connections. Closing twice is harmless."""
@@ -213,7 +211,7 @@ class AgentRelay:
                 pipe.set(self._key(agent_id), self.node, px=self._key_ms, get=True)
                 pipe.sadd(self._present, agent_id)
                 previous, _ = await pipe.execute()
-        owner = _text(previous)
+        owner = as_text(previous)
         return None if owner in (None, self.node) else owner
 
     async def release(self, agent_id: str) -> str | None:
@@ -221,7 +219,7 @@ class AgentRelay:
         so the agent is offline)."""
         with redis_errors(f"forget agent {agent_id}'s presence"):
             owner = await self._redis.eval(_RELEASE, 1, self._key(agent_id), self.node)
-        return _text(owner)
+        return as_text(owner)
 
     async def refresh(self, agent_ids: Sequence[str]) -> list[str]:
         """Extend this node's keys of ``agent_ids``; return those another node holds now."""
@@ -238,7 +236,7 @@ class AgentRelay:
             return {}
         with redis_errors(f"read the presence of {len(agent_ids)} agent(s)"):
             values = await self._redis.mget([self._key(a) for a in agent_ids])
-        return {a: _text(v) for a, v in zip(agent_ids, values, strict=True)}
+        return {a: as_text(v) for a, v in zip(agent_ids, values, strict=True)}
 
     async def sweep(self) -> list[str]:
         """On this node's turn (one node per quarter of the TTL), the agents recorded present
@@ -248,7 +246,7 @@ class AgentRelay:
             if not await self._redis.set(f"{self.prefix}:agent-sweep", self.node, px=ms, nx=True):
                 return []
             gone = await self._redis.eval(_SWEEP, 1, self._present, f"{self.prefix}:agent:")
-        return [t for t in (_text(a) for a in gone) if t is not None]
+        return [t for t in (as_text(a) for a in gone) if t is not None]
 
     # --- commands ---------------------------------------------------------------------------
 
@@ -288,7 +286,7 @@ class AgentRelay:
                 pipe.lrange(key, 0, -1)
                 pipe.delete(key)
                 frames, _ = await pipe.execute()
-        return [t for t in (_text(f) for f in frames) if t is not None]
+        return [t for t in (as_text(f) for f in frames) if t is not None]
 
     # --- listener ---------------------------------------------------------------------------
 
@@ -313,9 +311,3 @@ class AgentRelay:
             logger.warning("Redis channel %r: ignoring a malformed message: %s", self.channel, exc)
         except Exception:
             logger.exception("Redis channel %r: could not hand on a message", self.channel)
-
-
-def _text(value: object) -> str | None:
-    if isinstance(value, bytes):
-        return value.decode()
-    return value if isinstance(value, str) else None

@@ -24,20 +24,27 @@ this relay:
   connected with the id (:meth:`claim_owner`), kept ``owner_ttl`` seconds after last use.
 
 Redis failures surface as :class:`~taskline.domain.errors.StorageError` (``from`` the driver's
-error); the manager then does what one process does alone (its own queues and owners).
+error); the manager then does what one process does alone (its own queues and owners). This
+node's subscription is kept by :class:`~taskline.bus.redis_subscription.Subscription` (it
+subscribes again, with backoff, after a failure); a publish on a connection the pool kept
+from before an outage is tried once more on a fresh one.
 """
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
 from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
-from redis.exceptions import RedisError
 
+from taskline.bus.redis_subscription import (
+    Subscription,
+    as_text,
+    publish,
+    redis_errors,
+    subscribe,
+)
 from taskline.domain.errors import StorageError
 from taskline.domain.ids import new_id
 
@@ -52,8 +59,6 @@ DeliverHere = Callable[[str, str], Awaitable[bool]]
 Connected = Callable[[], Sequence[str]]
 #: What a returning client gets: its frames (oldest first), how many were dropped, expired.
 Queued = tuple[list[str], int, bool]
-
-_POLL_INTERVAL = 1.0
 
 # Extend the presence keys still ours; take back those that vanished (others': left alone).
 _REFRESH = """
@@ -113,20 +118,6 @@ return 0
 """
 
 
-@contextmanager
-def _redis_errors(action: str) -> Iterator[None]:
-    try:
-        yield
-    except (RedisError, OSError) as exc:
-        raise StorageError(f"Redis: could not {action}: {exc or type(exc).__name__}") from exc
-
-
-def _text(value: Any) -> str | None:
-    if isinstance(value, bytes):
-        return value.decode()
-    return value if isinstance(value, str) else None
-
-
 class ClientRelay:
     """Presence keys, per-node message channels, shared queues and owners in one Redis.
 
@@ -171,8 +162,8 @@ class ClientRelay:
         # a blocking read must end before the socket's own timeout
         self._ack_timeout = min(ack_timeout, timeout * 0.8)
         self._client: Redis | None = None
-        self._pubsub: PubSub | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._subscription: Subscription | None = None
+        self._presence_task: asyncio.Task[None] | None = None
         self._deliver: DeliverHere | None = None
         self._connected: Connected | None = None
 
@@ -181,8 +172,8 @@ class ClientRelay:
 
     @property
     def connected(self) -> bool:
-        """True while the listener holds this node's subscription."""
-        return self._pubsub is not None
+        """True while the listener holds this node's subscription (False while it reconnects)."""
+        return self._subscription is not None and self._subscription.connected
 
     @property
     def channel(self) -> str:
@@ -226,35 +217,28 @@ class ClientRelay:
         if self._client is not None:
             raise RuntimeError("ClientRelay: already started")
         self._deliver, self._connected = deliver, connected
-        client = Redis.from_url(
+        subscription = await subscribe(
             self.url,
-            socket_connect_timeout=self._timeout,
-            socket_timeout=self._timeout,
-            socket_keepalive=True,
-            health_check_interval=30,
+            self.channel,
+            self._handle,
             client_name=f"taskline-clients:{self.node}",
+            listener_name=f"taskline-client-relay:{self.node}",
+            timeout=self._timeout,
         )
-        self._client = client
-        try:
-            self._pubsub = await self._subscribe()
-        except BaseException:
-            self._client = None
-            await client.aclose()
-            raise
-        loop = asyncio.get_running_loop()
-        self._tasks = [
-            loop.create_task(self._listen(), name=f"taskline-client-relay:{self.node}"),
-            loop.create_task(self._keep_present(), name=f"taskline-client-presence:{self.node}"),
-        ]
+        self._client, self._subscription = subscription.client, subscription
+        self._presence_task = asyncio.get_running_loop().create_task(
+            self._keep_present(), name=f"taskline-client-presence:{self.node}"
+        )
 
     async def close(self) -> None:
         """Stop listening and refreshing, close the connections. Closing twice is harmless."""
-        tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
-        await self._drop_subscription()
+        presence, self._presence_task = self._presence_task, None
+        if presence is not None:
+            presence.cancel()
+            await asyncio.wait({presence})
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            await subscription.close()
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
@@ -263,13 +247,13 @@ class ClientRelay:
 
     async def online(self, client_id: str) -> None:
         """Record this node as the client's."""
-        with _redis_errors(f"record client {client_id}'s presence"):
+        with redis_errors(f"record client {client_id}'s presence"):
             await self._redis.set(self._presence(client_id), self.node, px=self._presence_ms)
 
     async def offline(self, client_id: str) -> None:
         """Forget the client's presence here (unless another node holds it now) and start the
         clock of its id's owner."""
-        with _redis_errors(f"forget client {client_id}'s presence"):
+        with redis_errors(f"forget client {client_id}'s presence"):
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.eval(_RELEASE, 1, self._presence(client_id), self.node)
                 pipe.pexpire(self._owner(client_id), int(self.owner_ttl * 1000))
@@ -280,7 +264,7 @@ class ClientRelay:
         if not client_ids:
             return
         keys = [self._presence(c) for c in client_ids]
-        with _redis_errors(f"refresh the presence of {len(keys)} client(s)"):
+        with redis_errors(f"refresh the presence of {len(keys)} client(s)"):
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.eval(_REFRESH, len(keys), *keys, self.node, self._presence_ms)
                 for client_id in client_ids:
@@ -290,7 +274,7 @@ class ClientRelay:
     async def claim_owner(self, client_id: str, owner: str) -> bool:
         """True (and the id is ``owner``'s from now) unless another owner holds it."""
         ms = max(1, int(self.owner_ttl * 1000))
-        with _redis_errors(f"record client {client_id}'s owner"):
+        with redis_errors(f"record client {client_id}'s owner"):
             taken = await self._redis.eval(_CLAIM_OWNER, 1, self._owner(client_id), owner, ms)
         return bool(taken)
 
@@ -299,24 +283,24 @@ class ClientRelay:
     async def send(self, client_id: str, frame: str) -> bool:
         """Send a personal message frame to the client's node; queue it when the client is
         connected nowhere. True only if a live connection took it."""
-        with _redis_errors(f"look up client {client_id}'s node"):
-            node = _text(await self._redis.get(self._presence(client_id)))
+        with redis_errors(f"look up client {client_id}'s node"):
+            node = as_text(await self._redis.get(self._presence(client_id)))
         if node is not None and node != self.node:
             reply = f"{self.prefix}:client-ack:{new_id('ack')}"
             payload = orjson.dumps({"client_id": client_id, "frame": frame, "reply": reply})
-            with _redis_errors(f"send a personal message to node {node}"):
-                receivers = await self._redis.publish(self._channel(node), payload)
-                if receivers:
+            action = f"send a personal message to node {node}"
+            if await publish(self._redis, self._channel(node), payload, action=action):
+                with redis_errors(action):
                     answer = await self._redis.blpop([reply], timeout=self._ack_timeout)
-                    if answer is None:
-                        logger.warning(
-                            "node %s took a message for client %s but did not answer in %g s",
-                            node,
-                            client_id,
-                            self._ack_timeout,
-                        )
-                        return False
-                    return _text(answer[1]) == "delivered"
+                if answer is None:
+                    logger.warning(
+                        "node %s took a message for client %s but did not answer in %g s",
+                        node,
+                        client_id,
+                        self._ack_timeout,
+                    )
+                    return False
+                return as_text(answer[1]) == "delivered"
         await self.enqueue(client_id, frame)
         return False
 
@@ -324,77 +308,27 @@ class ClientRelay:
         """Keep ``frame`` for the client until it connects; return how many wait now."""
         keys = self._queue_keys(client_id)
         ms = max(1, int(self.queue_ttl * 1000))
-        with _redis_errors(f"queue a personal message for client {client_id}"):
+        with redis_errors(f"queue a personal message for client {client_id}"):
             depth = await self._redis.eval(_PUSH, len(keys), *keys, frame, self.queue_size, ms)
         return int(depth)
 
     async def depth(self, client_id: str) -> int:
         """How many messages wait for the client in its shared queue."""
-        with _redis_errors(f"read client {client_id}'s queue"):
+        with redis_errors(f"read client {client_id}'s queue"):
             return int(await self._redis.llen(self._queue_keys(client_id)[0]))
 
     async def take(self, client_id: str) -> Queued:
         """The messages waiting for the client (oldest first), how many were dropped, and
         whether its queue expired unread; all removed."""
         keys = self._queue_keys(client_id)
-        with _redis_errors(f"read client {client_id}'s queued messages"):
+        with redis_errors(f"read client {client_id}'s queued messages"):
             frames, dropped, marked = await self._redis.eval(_TAKE, len(keys), *keys)
-        texts = [t for t in (_text(f) for f in frames) if t is not None]
+        texts = [t for t in (as_text(f) for f in frames) if t is not None]
         return texts, int(dropped), bool(marked) and not texts
 
     # --- listener and presence loop ---------------------------------------------------------
 
-    async def _subscribe(self) -> PubSub:
-        pubsub = self._redis.pubsub()
-        try:
-            with _redis_errors(f"subscribe to channel {self.channel!r}"):
-                async with asyncio.timeout(self._timeout):
-                    await pubsub.subscribe(self.channel)
-                    while True:
-                        reply = await pubsub.get_message(timeout=self._timeout)
-                        if reply is not None and reply["type"] == "subscribe":
-                            break
-        except BaseException:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
-            raise
-        return pubsub
-
-    async def _drop_subscription(self) -> None:
-        pubsub, self._pubsub = self._pubsub, None
-        if pubsub is not None:
-            try:
-                await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
-            except (RedisError, OSError):
-                logger.debug("error while closing a broken Redis subscription", exc_info=True)
-
-    async def _listen(self) -> None:
-        """Receive this node's messages until cancelled; resubscribe with backoff on failure."""
-        delay = 0.1
-        while True:
-            try:
-                if self._pubsub is None:
-                    self._pubsub = await self._subscribe()
-                    delay = 0.1
-                    logger.info("Redis channel %r: subscribed again", self.channel)
-                reply = await self._pubsub.get_message(
-                    ignore_subscribe_messages=True, timeout=_POLL_INTERVAL
-                )
-            except (StorageError, RedisError, OSError) as exc:
-                logger.warning(
-                    "Redis channel %r: subscription lost (%s); retrying in %.1f s",
-                    self.channel,
-                    exc or type(exc).__name__,
-                    delay,
-                )
-            else:
-                if reply is not None and reply["type"] == "message":
-                    await self._handle(reply["data"])
-                continue
-            await self._drop_subscription()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
-
-    async def _handle(self, data: bytes | str) -> None:
+    async def _handle(self, data: Any) -> None:
         """Hand a message to the manager (or queue it), then answer its sender."""
         assert self._deliver is not None
         try:
@@ -408,7 +342,7 @@ class ClientRelay:
             delivered = await self._deliver(client_id, frame)
             if not delivered:
                 await self.enqueue(client_id, frame)
-            with _redis_errors(f"answer for client {client_id}'s message"):
+            with redis_errors(f"answer for client {client_id}'s message"):
                 async with self._redis.pipeline(transaction=True) as pipe:
                     pipe.rpush(reply, "delivered" if delivered else "queued")
                     pipe.pexpire(reply, max(1, int(self._timeout * 1000)))

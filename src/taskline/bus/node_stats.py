@@ -16,16 +16,16 @@ round tries again; :meth:`cluster` raises :class:`~taskline.domain.errors.Storag
 """
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from taskline.bus.redis_subscription import as_text, connect, redis_errors
 from taskline.domain.errors import StorageError
 
 __all__ = ["Figures", "NodeStats"]
@@ -34,14 +34,6 @@ logger = logging.getLogger(__name__)
 
 #: Returns this node's figures now (a JSON-serialisable mapping).
 Figures = Callable[[], Mapping[str, Any]]
-
-
-@contextlib.contextmanager
-def _redis_errors(action: str) -> Iterator[None]:
-    try:
-        yield
-    except (RedisError, OSError) as exc:
-        raise StorageError(f"Redis: could not {action}: {exc or type(exc).__name__}") from exc
 
 
 class NodeStats:
@@ -109,11 +101,11 @@ class NodeStats:
         the rounds go on trying."""
         if self._client is not None:
             raise RuntimeError("NodeStats: already started")
-        self._client = Redis.from_url(
+        self._client = connect(
             self.url,
-            socket_connect_timeout=self._timeout,
-            socket_timeout=self._timeout,
-            client_name=f"taskline-node-stats:{self.node}",
+            timeout=self._timeout,
+            name=f"taskline-node-stats:{self.node}",
+            health_checks=False,
         )
         self._reporter = asyncio.get_running_loop().create_task(
             self._report_every_interval(), name=f"taskline-node-stats:{self.node}"
@@ -148,7 +140,7 @@ class NodeStats:
             StorageError: Redis did not take them.
         """
         report = {**self.figures(), "node": self.node, "reported_at": time.time()}
-        with _redis_errors(f"report the figures of node {self.node}"):
+        with redis_errors(f"report the figures of node {self.node}"):
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.set(self._key(self.node), orjson.dumps(report), px=int(self.ttl * 1000))
                 pipe.sadd(self._nodes, self.node)
@@ -179,8 +171,9 @@ class NodeStats:
         Raises:
             StorageError: Redis did not answer.
         """
-        with _redis_errors("read the nodes' figures"):
-            members = sorted(_text(m) for m in await self._redis.smembers(self._nodes))
+        with redis_errors("read the nodes' figures"):
+            found = (as_text(m) for m in await self._redis.smembers(self._nodes))
+            members = sorted(m for m in found if m is not None)
             values = await self._redis.mget([self._key(n) for n in members]) if members else []
             gone = [n for n, v in zip(members, values, strict=True) if v is None]
             if gone:
@@ -203,7 +196,3 @@ class NodeStats:
             report["seconds_since_report"] = None if since is None else round(max(0, since), 3)
             reports.append(report)
         return reports
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

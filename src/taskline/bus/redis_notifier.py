@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from taskline.bus.notifier import BatchCallback, call_callbacks
-from taskline.bus.redis_subscription import Subscription, connect, publish, redact
+from taskline.bus.redis_subscription import Subscription, publish, redact, subscribe
 from taskline.domain.events import WebSocketMessage
 
 __all__ = ["RedisNotifier"]
@@ -124,23 +124,17 @@ class RedisNotifier:
         """
         if self._state is not _State.NEW:
             raise RuntimeError(f"RedisNotifier: expected new, got {self._state}")
-        client = connect(self.url, timeout=self._timeout, name=f"taskline:{self.origin}")
-        subscription = Subscription(
-            client,
+        subscription = await subscribe(
+            self.url,
             self.channel,
             self._receive,
-            where=redact(self.url),
-            name=f"taskline-redis-listener:{self.origin}",
+            client_name=f"taskline:{self.origin}",
+            listener_name=f"taskline-redis-listener:{self.origin}",
             timeout=self._timeout,
             reconnect_delay=self._reconnect_delay,
             max_reconnect_delay=self._max_reconnect_delay,
         )
-        try:
-            await subscription.open()
-        except BaseException:
-            await client.aclose()
-            raise
-        self._client, self._subscription = client, subscription
+        self._client, self._subscription = subscription.client, subscription
         self._state = _State.STARTED
 
     async def publish(self, messages: Sequence[WebSocketMessage]) -> None:

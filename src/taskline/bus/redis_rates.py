@@ -14,11 +14,9 @@ driver's error); the caller then applies its own per-process bucket.
 """
 
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
 
+from taskline.bus.redis_subscription import connect, redis_errors
 from taskline.domain.errors import StorageError
 
 __all__ = ["RedisRates"]
@@ -78,13 +76,13 @@ class RedisRates:
         """Make the client (it connects on first use: Redis need not answer yet)."""
         if self._client is not None:
             raise RuntimeError("RedisRates: already started")
-        self._client = Redis.from_url(
+        # retry_once: a connection broken by an outage is replaced at once
+        self._client = connect(
             self.url,
-            socket_connect_timeout=self._timeout,
-            socket_timeout=self._timeout,
-            socket_keepalive=True,
-            retry=Retry(NoBackoff(), 1),  # once more at once: a connection broken by an outage
-            client_name="taskline-rates",
+            timeout=self._timeout,
+            name="taskline-rates",
+            health_checks=False,
+            retry_once=True,
         )
         self._take = self._client.register_script(_TAKE)
 
@@ -93,12 +91,8 @@ class RedisRates:
         script = self._take
         if script is None:
             raise StorageError("Redis: the shared rate limits are not started (or closed)")
-        try:
+        with redis_errors(f"take a {name} token"):
             wait, left = await script(keys=[self.key(name, key)], args=[per_second, burst, 1])
-        except (RedisError, OSError) as exc:
-            raise StorageError(
-                f"Redis: could not take a {name} token: {exc or type(exc).__name__}"
-            ) from exc
         seconds = float(wait)
         return (seconds, 0) if seconds > 0 else (0.0, int(left))
 

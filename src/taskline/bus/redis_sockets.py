@@ -28,12 +28,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 from redis.typing import EncodableT
 
+from taskline.bus.redis_subscription import connect, redis_errors
 from taskline.domain.errors import StorageError
 
 __all__ = ["RedisSockets"]
@@ -199,13 +198,13 @@ class RedisSockets:
         """Connect (lazily) and start renewing this node's hash. Redis need not answer yet."""
         if self._client is not None:
             raise RuntimeError("RedisSockets: already started")
-        client = Redis.from_url(
+        # retry_once: a connection broken by an outage is replaced at once
+        client = connect(
             self.url,
-            socket_connect_timeout=self._timeout,
-            socket_timeout=self._timeout,
-            socket_keepalive=True,
-            retry=Retry(NoBackoff(), 1),  # once more at once: a connection broken by an outage
-            client_name=f"taskline-sockets:{self.node}",
+            timeout=self._timeout,
+            name=f"taskline-sockets:{self.node}",
+            health_checks=False,
+            retry_once=True,
         )
         self._client = client
         self._scripts = {
@@ -259,10 +258,11 @@ class RedisSockets:
             async with self._gate.shared():
                 script = self._script("admit")
                 try:
-                    verdict = await script(keys=[self.nodes_key, self.key], args=args)
-                except (RedisError, OSError) as exc:
+                    with redis_errors("count a WebSocket in"):
+                        verdict = await script(keys=[self.nodes_key, self.key], args=args)
+                except StorageError:
                     self._dirty = True  # it may have counted the socket in
-                    raise _error("count a WebSocket in", exc) from exc
+                    raise
                 verdict = verdict.decode() if isinstance(verdict, bytes) else str(verdict)
                 if verdict == "ok":
                     self._count(fields, 1)
@@ -320,16 +320,17 @@ class RedisSockets:
                     raise StorageError("Redis: the WebSocket counts are not started (or closed)")
                 self._dirty = False  # a socket counted() during the write dirties it again
                 try:
-                    async with client.pipeline(transaction=True) as pipe:
-                        pipe.delete(self.key)
-                        pipe.hset(self.key, mapping=_mapping(self.counts))
-                        pipe.pexpire(self.key, self._ttl_ms)
-                        pipe.sadd(self.nodes_key, self.node)
-                        pipe.pexpire(self.nodes_key, self._ttl_ms)
-                        await pipe.execute()
-                except (RedisError, OSError) as exc:
+                    with redis_errors(f"write {self.key}"):
+                        async with client.pipeline(transaction=True) as pipe:
+                            pipe.delete(self.key)
+                            pipe.hset(self.key, mapping=_mapping(self.counts))
+                            pipe.pexpire(self.key, self._ttl_ms)
+                            pipe.sadd(self.nodes_key, self.node)
+                            pipe.pexpire(self.nodes_key, self._ttl_ms)
+                            await pipe.execute()
+                except StorageError:
                     self._dirty = True
-                    raise _error(f"write {self.key}", exc) from exc
+                    raise
 
     async def renew(self) -> None:
         """Extend this node's hash (rewrite it when dirty or missing).
@@ -338,12 +339,11 @@ class RedisSockets:
             StorageError: Redis cannot be reached.
         """
         if not self._dirty:
-            try:
-                renewed = await self._script("renew")(
+            renew = self._script("renew")
+            with redis_errors(f"renew {self.key}"):
+                renewed = await renew(
                     keys=[self.nodes_key, self.key], args=[self.node, self._ttl_ms]
                 )
-            except (RedisError, OSError) as exc:
-                raise _error(f"renew {self.key}", exc) from exc
             if renewed:
                 return
             self._dirty = True
@@ -360,7 +360,3 @@ class RedisSockets:
 
 def _mapping(counts: dict[str, int]) -> dict[EncodableT, EncodableT]:
     return dict(counts.items())
-
-
-def _error(action: str, exc: BaseException) -> StorageError:
-    return StorageError(f"Redis: could not {action}: {exc or type(exc).__name__}")

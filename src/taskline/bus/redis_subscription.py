@@ -1,11 +1,13 @@
 """What the Redis parts of the bus share: one pub/sub subscription kept alive, the client they
-build, publishing with one retry, and how Redis errors and URLs are reported.
+build, publishing with one retry, how Redis errors and URLs are reported, and reading replies
+as text.
 
 :class:`Subscription` subscribes to one channel (returning once Redis confirmed it), then a
 listener task hands every message's data to a callback. When the link fails it drops the
 subscription (``connected`` is False from then on), waits ``reconnect_delay`` (doubling up to
 ``max_reconnect_delay``, with jitter) and subscribes again, until ``close``. Messages published
 meanwhile never arrive (pub/sub is fire-and-forget); ``reconnects`` counts the gaps.
+:func:`subscribe` builds a client and its open subscription in one call.
 
 Errors: Redis and socket failures become :class:`~taskline.domain.errors.StorageError` chained
 ``from`` the driver's error (:func:`redis_errors`); no ``redis`` exception leaves these
@@ -22,12 +24,23 @@ from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from taskline.domain.errors import StorageError
 
-__all__ = ["OnMessage", "Subscription", "connect", "publish", "redact", "redis_errors"]
+__all__ = [
+    "OnMessage",
+    "Subscription",
+    "as_text",
+    "connect",
+    "publish",
+    "redact",
+    "redis_errors",
+    "subscribe",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -56,17 +69,39 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=user + host))
 
 
-def connect(url: str, *, timeout: float, name: str) -> Redis:
+def connect(
+    url: str,
+    *,
+    timeout: float,
+    name: str,
+    health_checks: bool = True,
+    retry_once: bool = False,
+) -> Redis:
     """A client (connection pool) for ``url``: ``timeout`` to connect and per command,
-    keepalive and health checks on, named ``name`` in ``CLIENT LIST``. Connects lazily."""
+    keepalive on, named ``name`` in ``CLIENT LIST``. Connects lazily.
+
+    ``health_checks``: a connection idle 30 s is checked (``PING``) before its next use.
+    ``retry_once``: a command failing with a connection error or a timeout is sent once more
+    at once, on a fresh connection (it may then run twice, if only its reply was lost);
+    otherwise the error is raised.
+    """
+    retry: dict[str, Any] = {"retry": Retry(NoBackoff(), 1)} if retry_once else {}
     return Redis.from_url(
         url,
         socket_connect_timeout=timeout,
         socket_timeout=timeout,
         socket_keepalive=True,
-        health_check_interval=30,
+        health_check_interval=30 if health_checks else 0,
         client_name=name,
+        **retry,
     )
+
+
+def as_text(value: object) -> str | None:
+    """A reply as text: bytes decoded (UTF-8), a str as is, anything else (``None``) None."""
+    if isinstance(value, bytes):
+        return value.decode()
+    return value if isinstance(value, str) else None
 
 
 async def publish(client: Redis, channel: str, payload: bytes, *, action: str) -> int:
@@ -204,3 +239,41 @@ class Subscription:
             await self._drop()
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, self._max_reconnect_delay)
+
+
+async def subscribe(
+    url: str,
+    channel: str,
+    on_message: OnMessage,
+    *,
+    client_name: str,
+    listener_name: str,
+    timeout: float = 5.0,
+    reconnect_delay: float = 0.1,
+    max_reconnect_delay: float = 5.0,
+) -> Subscription:
+    """A new client for ``url`` (:func:`connect`, named ``client_name``) and its open
+    :class:`Subscription` to ``channel`` (listener task ``listener_name``). The caller closes
+    the subscription, then its ``client``; the listener first runs at the caller's next
+    ``await``.
+
+    Raises:
+        StorageError: Redis cannot be reached; the client is closed again, nothing runs.
+    """
+    client = connect(url, timeout=timeout, name=client_name)
+    subscription = Subscription(
+        client,
+        channel,
+        on_message,
+        where=redact(url),
+        name=listener_name,
+        timeout=timeout,
+        reconnect_delay=reconnect_delay,
+        max_reconnect_delay=max_reconnect_delay,
+    )
+    try:
+        await subscription.open()
+    except BaseException:
+        await client.aclose()
+        raise
+    return subscription

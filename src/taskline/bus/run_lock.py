@@ -12,13 +12,7 @@ error); the gateway then keeps to its own process's lock (see
 :mod:`taskline.service.agui_gateway`).
 """
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-
-from taskline.domain.errors import StorageError
+from taskline.bus.redis_subscription import as_text, connect, redis_errors
 
 __all__ = ["RunLock"]
 
@@ -41,20 +35,6 @@ return 0
 """
 
 
-@contextmanager
-def _redis_errors(action: str) -> Iterator[None]:
-    try:
-        yield
-    except (RedisError, OSError) as exc:
-        raise StorageError(f"Redis: could not {action}: {exc or type(exc).__name__}") from exc
-
-
-def _text(value: bytes | str | None) -> str | None:
-    if isinstance(value, bytes):
-        return value.decode()
-    return value
-
-
 class RunLock:
     """Run locks in one Redis, shared by the processes of a deployment.
 
@@ -74,13 +54,7 @@ class RunLock:
         self.url = url
         self.ttl = ttl
         self.prefix = prefix
-        self._client = Redis.from_url(
-            url,
-            socket_connect_timeout=timeout,
-            socket_timeout=timeout,
-            socket_keepalive=True,
-            client_name="taskline-agui-runs",
-        )
+        self._client = connect(url, timeout=timeout, name="taskline-agui-runs", health_checks=False)
 
     def __repr__(self) -> str:
         return f"<RunLock prefix={self.prefix!r} ttl={self.ttl:g}>"
@@ -99,19 +73,19 @@ class RunLock:
 
     async def holder(self, task_id: str) -> str | None:
         """The run id holding the thread of ``task_id`` (None: no run anywhere)."""
-        with _redis_errors(f"read the run lock of task {task_id}"):
-            return _text(await self._client.get(self._key(task_id)))
+        with redis_errors(f"read the run lock of task {task_id}"):
+            return as_text(await self._client.get(self._key(task_id)))
 
     async def acquire(self, task_id: str, run_id: str) -> str:
         """Take the thread's lock for ``run_id``, or extend it when ``run_id`` holds it;
         return the run holding it now (``run_id`` itself when taken or extended)."""
-        with _redis_errors(f"take the run lock of task {task_id}"):
+        with redis_errors(f"take the run lock of task {task_id}"):
             holder = await self._client.eval(_ACQUIRE, 1, self._key(task_id), run_id, self._ms)
-        return _text(holder) or run_id
+        return as_text(holder) or run_id
 
     async def release(self, task_id: str, run_id: str) -> bool:
         """Free the thread if ``run_id`` holds it; False when another run (or nobody) did."""
-        with _redis_errors(f"release the run lock of task {task_id}"):
+        with redis_errors(f"release the run lock of task {task_id}"):
             freed = await self._client.eval(_RELEASE, 1, self._key(task_id), run_id)
         return bool(freed)
 

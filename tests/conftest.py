@@ -96,6 +96,25 @@ def sqlite_server(sqlite_url: str) -> Iterator[LiveServer]:
 
 
 @pytest.fixture
+def quiet_server(sqlite_url: str) -> Iterator[LiveServer]:
+    """A running server on a fresh SQLite database whose background rounds (the lease and
+    request sweepers, the webhook loops' looks) come at most every few minutes: for tests
+    that count the statements one request runs, which a round in between would add to."""
+    settings = Settings(
+        database_url=sqlite_url,
+        lease_sweep_interval=3600,
+        request_sweep_interval=3600,
+        webhook_poll_interval=60,
+    )
+    server = LiveServer(settings)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
 def client(server: LiveServer) -> Iterator[httpx.Client]:
     """An HTTP client for ``server``."""
     with httpx.Client(base_url=server.url, timeout=10) as http:

@@ -470,15 +470,15 @@ def count_publish_statements(server: LiveServer, http: httpx.Client, url: str, b
     return len(statements)
 
 
-def test_publishing_plain_events_takes_a_fixed_few_statements(sqlite_server: LiveServer) -> None:
+def test_publishing_plain_events_takes_a_fixed_few_statements(quiet_server: LiveServer) -> None:
     """One new progress event or a hundred: begin, update the task, move the log head,
     insert the events (the publish hot path reads nothing before it writes)."""
-    with httpx.Client(base_url=sqlite_server.url) as http:
+    with httpx.Client(base_url=quiet_server.url) as http:
         task_id = http.post("/api/v1/tasks/", json={"title": "t"}).json()["id"]
         url = f"/api/v1/tasks/{task_id}/events"
-        one = count_publish_statements(sqlite_server, http, url, progress(0.5))
-        many = count_publish_statements(sqlite_server, http, url, [custom()] * 100)
-        with_id = count_publish_statements(sqlite_server, http, url, custom(id="evt_counted"))
+        one = count_publish_statements(quiet_server, http, url, progress(0.5))
+        many = count_publish_statements(quiet_server, http, url, [custom()] * 100)
+        with_id = count_publish_statements(quiet_server, http, url, custom(id="evt_counted"))
     assert one == many == 4
     assert with_id == 6  # begin, lock task and log, look up the id, insert, update task and log
 

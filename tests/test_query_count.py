@@ -24,9 +24,9 @@ def count_list_queries(server: LiveServer, client: httpx.Client) -> int:
     return len(statements)
 
 
-def test_listing_does_not_query_per_task(sqlite_server: LiveServer) -> None:
+def test_listing_does_not_query_per_task(quiet_server: LiveServer) -> None:
     """Listing 3 tasks and listing 40 tasks (with sections and subtasks) cost the same queries."""
-    with httpx.Client(base_url=sqlite_server.url) as client:
+    with httpx.Client(base_url=quiet_server.url) as client:
 
         def add(n: int) -> None:
             for i in range(n):
@@ -40,8 +40,8 @@ def test_listing_does_not_query_per_task(sqlite_server: LiveServer) -> None:
                 ).raise_for_status()
 
         add(3)
-        few = count_list_queries(sqlite_server, client)
+        few = count_list_queries(quiet_server, client)
         add(37)
-        many = count_list_queries(sqlite_server, client)
+        many = count_list_queries(quiet_server, client)
     assert few == many
     assert many <= 6

@@ -17,7 +17,7 @@ export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test lint typecheck pytest bench bench-fanout bench-claims bench-requests bench-mcp bench-webhooks bench-scale install sync sync-run check-lock \
+.PHONY: run test lint typecheck pytest bench bench-fanout bench-claims bench-requests bench-mcp bench-webhooks bench-scale bench-limits install sync sync-run check-lock \
 	old-venv lock lock-upgrade tools clean chromium nginx
 
 # The UI tests drive Debian's Chromium (Playwright's own browser download is not used).
@@ -106,6 +106,8 @@ bench-mcp: sync ; $(BIN)/python benchmarks/mcp_calls.py
 bench-webhooks: sync ; $(BIN)/python benchmarks/webhooks.py
 # several processes on PostgreSQL + Redis, nginx; BENCH_ARGS=--quick for the 2-minute run
 bench-scale: sync nginx ; $(BIN)/python benchmarks/scale.py $(BENCH_ARGS)
+# a rate limit's cost per request: this process's bucket beside the shared one in Redis
+bench-limits: sync ; $(BIN)/python benchmarks/limits.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

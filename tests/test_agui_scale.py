@@ -76,7 +76,8 @@ async def test_a_run_in_progress_on_one_process_refuses_a_second_on_another(
     nodes: list[ServerProcess],
 ) -> None:
     """The agent serves a run posted to A; a run of the same thread posted to B is a 409
-    problem naming it; once the first has finished, B takes a run of the thread (200)."""
+    problem naming it; once the first has finished, B takes a run of the thread, which the
+    agent (still connected to A) serves."""
     a, b = nodes
     async with open_ws(f"{a.ws_url}/ws/agents/agent_runner") as ws:
         json.loads(await ws.recv())  # welcome
@@ -93,11 +94,17 @@ async def test_a_run_in_progress_on_one_process_refuses_a_second_on_another(
             await finish(b.url, task_id, first["runId"])
             frames = await asyncio.wait_for(runner, 30)
             assert [f["type"] for f in frames] == ["RUN_STARTED", "RUN_FINISHED"]
-            # free on every process again: B takes the thread's next run (its agent is on A,
-            # so nobody serves it here: a RUN_ERROR of its own, not a 409)
-            third = await post_run(b.url, run_input(task_id, "third"))
-            assert third[0]["type"] == "RUN_STARTED" and third[-1]["type"] == "RUN_ERROR"
-            assert third[-1]["code"] != "run_in_progress"
+            # free on every process again: B takes the thread's next run, and the agent,
+            # connected to A, gets its run command through the relay and serves it
+            third = run_input(task_id, "third")
+            later = asyncio.create_task(post_run(b.url, third))
+            command = await run_command(ws)
+            assert command["task_id"] == task_id
+            assert command["run"]["runId"] == third["runId"]
+            await finish(a.url, task_id, third["runId"])  # published on A, streamed by B
+            frames = await asyncio.wait_for(later, 30)
+            assert [f["type"] for f in frames] == ["RUN_STARTED", "RUN_FINISHED"]
+            assert frames[-1]["runId"] == third["runId"]
 
 
 async def test_a_killed_process_frees_its_runs_threads_within_the_ttl(

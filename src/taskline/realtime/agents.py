@@ -116,6 +116,19 @@ class AgentHub:
     def is_connected(self, agent_id: str) -> bool:
         return agent_id in self._connections
 
+    async def is_connected_anywhere(self, agent_id: str) -> bool:
+        """True if the agent is connected to this process or, as the relay's presence in
+        Redis says, to another one. Redis unreachable: what this process knows alone."""
+        if agent_id in self._connections:
+            return True
+        if self.relay is None:
+            return False
+        try:
+            return (await self.relay.nodes([agent_id]))[agent_id] is not None
+        except StorageError:
+            logger.warning("agent %s: presence unknown (Redis unreachable)", agent_id)
+            return False
+
     def current(self, agent_id: str) -> AgentConnection | None:
         """The agent's connection now, if any."""
         return self._connections.get(agent_id)
@@ -203,6 +216,22 @@ class AgentHub:
         connection = self._connections.get(agent_id)
         if connection is not None:
             await self._send(connection, frame)
+
+    async def reply_anywhere(self, agent_id: str, frame: dict[str, Any]) -> bool:
+        """Send ``frame`` to the agent on whichever process holds its connection (through the
+        relay for another one); True if a connection or a process took it. An agent that is
+        connected nowhere after all gets it from the shared queue when it connects again."""
+        connection = self._connections.get(agent_id)
+        if connection is not None:
+            await self._send(connection, frame)
+            return True
+        if self.relay is None:
+            return False
+        try:
+            return await self.relay.send(agent_id, orjson.dumps(frame).decode())
+        except StorageError:
+            logger.warning("agent %s: frame not sent (Redis unreachable)", agent_id)
+            return False
 
     async def notify(self, agent_id: str, frame: dict[str, Any]) -> bool:
         """Send ``frame`` to the agent if it is connected to this process (never queued:

@@ -21,8 +21,10 @@ starts the run. The task's runs and their outcomes are listed by
 **Who serves the run**, in this order:
 
 1. *An agent connected for the task* (its assigned agent, else an agent whose current task it
-   is, connected to the hub at ``/ws/agents/{id}``; the built-in agent does not count): it gets
-   a ``run`` command carrying the ``RunAgentInput`` (docs/agent-protocol.md). The gateway then
+   is, connected to the hub at ``/ws/agents/{id}`` of this process or, with Redis, of another
+   one; the built-in agent does not count): it gets a ``run`` command carrying the
+   ``RunAgentInput`` (docs/agent-protocol.md; through the agent relay when its connection is
+   elsewhere, its events coming back through the log). The gateway then
    streams the task's events of that run (``run_id`` = the ``runId``; AG-UI events ingested
    with ``?format=agui`` are taken whatever run id they carry: an AG-UI agent names its own
    runs) until the run's terminal event. If the agent disconnects first, the stream ends
@@ -570,7 +572,11 @@ class AguiGateway:
         await self.tasks.get(task_id)  # 404 for an unknown task
         candidates = await self.agents.agents_for(task_id)
         for agent_id in candidates:
-            if agent_id and agent_id != DEFAULT_AGENT_ID and self.hub.is_connected(agent_id):
+            if (
+                agent_id
+                and agent_id != DEFAULT_AGENT_ID
+                and await self.hub.is_connected_anywhere(agent_id)
+            ):
                 return agent_id
         return None
 
@@ -694,12 +700,14 @@ class AguiGateway:
         }
 
         async def alive() -> str | None:
-            if self.hub.is_connected(agent_id):
+            if await self.hub.is_connected_anywhere(agent_id):
                 return None
             return f"agent {agent_id} disconnected during AG-UI run {run_input.run_id}"
 
         async with self._follow(task_id, since) as following:
-            await self.hub.reply(agent_id, frame)
+            # the agent may hold its connection to another process: the relay takes it there,
+            # and its events come back through the log like every other process's
+            await self.hub.reply_anywhere(agent_id, frame)
             events = self._events(following, run_ids, alive, self.start_timeout, served)
             async for event in events:
                 yield event

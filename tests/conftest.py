@@ -21,7 +21,7 @@ from tests.support.databases import (
     empty_database,
     unavailable,
 )
-from tests.support.server import LiveServer
+from tests.support.server import LiveServer, serving
 
 
 @pytest.fixture(autouse=True)
@@ -74,25 +74,16 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'taskline.db'}"
 
 
-def _serve(database_url: str) -> Iterator[LiveServer]:
-    server = LiveServer(Settings(database_url=database_url))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture
 def server(database_url: str) -> Iterator[LiveServer]:
     """A running server on each backend (the test runs once per backend)."""
-    yield from _serve(database_url)
+    yield from serving(Settings(database_url=database_url))
 
 
 @pytest.fixture
 def sqlite_server(sqlite_url: str) -> Iterator[LiveServer]:
     """A running server on a fresh SQLite database."""
-    yield from _serve(sqlite_url)
+    yield from serving(Settings(database_url=sqlite_url))
 
 
 @pytest.fixture
@@ -100,18 +91,14 @@ def quiet_server(sqlite_url: str) -> Iterator[LiveServer]:
     """A running server on a fresh SQLite database whose background rounds (the lease and
     request sweepers, the webhook loops' looks) come at most every few minutes: for tests
     that count the statements one request runs, which a round in between would add to."""
-    settings = Settings(
-        database_url=sqlite_url,
-        lease_sweep_interval=3600,
-        request_sweep_interval=3600,
-        webhook_poll_interval=60,
+    yield from serving(
+        Settings(
+            database_url=sqlite_url,
+            lease_sweep_interval=3600,
+            request_sweep_interval=3600,
+            webhook_poll_interval=60,
+        )
     )
-    server = LiveServer(settings)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -6,8 +6,6 @@ every process, and a process killed with SIGKILL takes its agents offline within
 
 import asyncio
 import json
-import shutil
-import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,17 +13,19 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from taskline.domain.ids import new_id
 from taskline.settings import Settings
-from tests.support.databases import empty_database, unavailable
+from tests.support.databases import empty_database
 from tests.support.process import ServerProcess
-from tests.support.server import LiveServer, free_port
-from tests.support.waiting import TIME_SCALE, async_wait_until, wait_until
+from tests.support.redis_server import PrivateRedis, private_redis
+from tests.support.server import LiveServer
+from tests.support.waiting import TIME_SCALE, async_wait_until
 from tests.support.ws import open_ws
+
+__all__ = ["private_redis"]  # the fixture, used by name
 
 #: Seconds within which a dead process's agents show offline (the setting under test).
 PRESENCE_TTL = 3.0
@@ -188,41 +188,12 @@ async def test_a_killed_process_takes_its_agents_offline_within_the_presence_ttl
         )
 
 
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A ``redis-server`` of this test's own on a spare port (the test may stop it)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        unavailable("redis-server", "not installed (apt-get install redis-server)")
-        raise AssertionError("unreachable")
-    port = free_port()
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-
-    def answers() -> bool:
-        try:
-            return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
-        except redis.RedisError:
-            return False
-
-    try:
-        wait_until(answers, message=f"the private redis-server on port {port}")
-        yield url, process
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
 async def test_without_redis_a_process_queues_commands_as_one_process_does(
-    private_redis: tuple[str, subprocess.Popen[bytes]], tmp_path: Path
+    private_redis: PrivateRedis, tmp_path: Path
 ) -> None:
     """Redis stops: a command for an absent agent is still accepted (queued in the process's
     memory) and delivered when the agent connects there."""
-    url, redis_process = private_redis
+    url = private_redis.url
     settings = Settings(
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'r.db'}",
         redis_url=url,
@@ -237,8 +208,7 @@ async def test_without_redis_a_process_queues_commands_as_one_process_does(
                 "/api/v1/tasks/", json={"title": "alone", "assigned_agent_id": "agent_alone"}
             )
             task_id = created.json()["id"]
-            redis_process.terminate()
-            redis_process.wait(10)
+            private_redis.kill()
             posted = await client.post(
                 f"/api/v1/tasks/{task_id}/messages", json={"content": "kept here"}
             )

@@ -29,8 +29,8 @@ from taskline.domain.requests import (
 )
 from taskline.service.agui_gateway import task_id_for_thread
 from taskline.settings import Settings
-from tests.support.agui import docs_folder, parse_sse, post_run, run_input, serving
-from tests.support.server import LiveServer
+from tests.support.agui import docs_folder, parse_sse, post_run, run_input
+from tests.support.server import LiveServer, serving
 from tests.support.waiting import wait_until
 from tests.support.ws import open_ws
 from tests.test_agui_bridge import remote_agent

@@ -4,8 +4,6 @@ connections; a killed node drops out within its reports' time to live; without R
 view is this node alone (``local``), and with Redis down it still answers 200 with this node
 (``unavailable``)."""
 
-import shutil
-import subprocess
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
@@ -14,17 +12,19 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 from redis.asyncio import Redis as AsyncRedis
 
 from taskline.bus.node_stats import NodeStats
 from taskline.domain.ids import new_id
 from taskline.settings import Settings
-from tests.support.databases import empty_database, unavailable
+from tests.support.databases import empty_database
 from tests.support.process import ServerProcess
-from tests.support.server import LiveServer, free_port
-from tests.support.waiting import TIME_SCALE, WAIT, async_wait_until, wait_until
+from tests.support.redis_server import PrivateRedis, private_redis
+from tests.support.server import LiveServer
+from tests.support.waiting import TIME_SCALE, WAIT, async_wait_until
 from tests.support.ws import open_ws, receive_until
+
+__all__ = ["private_redis"]  # the fixture, used by name
 
 #: Seconds between two reports of a node; a report lives three of them.
 INTERVAL = 0.5
@@ -167,42 +167,12 @@ async def test_without_redis_the_cluster_is_this_node(sqlite_url: str) -> None:
     assert entry["lag"] == {"bytes_pending": 0, "catching_up": 0, "seconds_since_report": 0}
 
 
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A ``redis-server`` of this test's own on a spare port (the test may stop it)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        unavailable("redis-server", "not installed (apt-get install redis-server)")
-        raise AssertionError("unreachable")
-    port = free_port()
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-
-    def answers() -> bool:
-        try:
-            return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
-        except redis.RedisError:
-            return False
-
-    try:
-        wait_until(answers, message=f"the private redis-server on port {port}")
-        yield url, process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(10)
-
-
 async def test_with_redis_down_the_status_still_answers_with_this_node(
-    private_redis: tuple[str, subprocess.Popen[bytes]], sqlite_url: str
+    private_redis: PrivateRedis, sqlite_url: str
 ) -> None:
     """Redis stops: 200, ``cluster`` is this node (with its connection), ``cluster_view``
     unavailable — never a 500."""
-    url, redis_process = private_redis
+    url = private_redis.url
     server = LiveServer(
         Settings(database_url=sqlite_url, redis_url=url, node_stats_interval=INTERVAL)
     )
@@ -214,8 +184,7 @@ async def test_with_redis_down_the_status_still_answers_with_this_node(
             return status["cluster_view"] == "redis" and len(status["cluster"]) == 1
 
         await async_wait_until(reported, message="this node in the cluster view from Redis")
-        redis_process.terminate()
-        redis_process.wait(10)
+        private_redis.kill()
         async with open_ws(f"{server.ws_url}/ws/board") as ws:
             await receive_until(ws, "connection_established")
             status = await _get(server.url, "/api/v1/websocket/status")

@@ -13,7 +13,7 @@ from ag_ui.core import Event
 from pydantic import TypeAdapter
 
 from taskline.settings import Settings
-from tests.support.server import LiveServer
+from tests.support.server import LiveServer, serving
 
 __all__ = [
     "docs_folder",
@@ -21,7 +21,6 @@ __all__ = [
     "post_run",
     "review_server",
     "run_input",
-    "serving",
     "stream_run",
 ]
 
@@ -81,16 +80,6 @@ async def stream_run(
             if end >= 0:
                 seen[:] = parse_sse(text[: end + 2])
     return parse_sse(text)
-
-
-def serving(settings: Settings) -> Iterator[LiveServer]:
-    """A running :class:`LiveServer` with ``settings``, stopped afterwards (for fixtures)."""
-    server = LiveServer(settings)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -4,13 +4,14 @@ import asyncio
 import socket
 import threading
 import time
+from collections.abc import Iterator
 
 from fastapi import FastAPI
 
 from taskline.server import TasklineServer, build_server
 from taskline.settings import Settings
 
-__all__ = ["LiveServer", "free_port"]
+__all__ = ["LiveServer", "free_port", "serving"]
 
 
 def free_port() -> int:
@@ -109,3 +110,14 @@ class LiveServer:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+def serving(settings: Settings) -> Iterator[LiveServer]:
+    """A running :class:`LiveServer` with ``settings``, stopped afterwards (for fixtures:
+    ``yield from serving(...)``)."""
+    server = LiveServer(settings)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
